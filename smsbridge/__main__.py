@@ -1,0 +1,5 @@
+"""`python -m smsbridge` runs the CLI."""
+
+from smsbridge.cli import main
+
+raise SystemExit(main())

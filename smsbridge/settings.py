@@ -1,0 +1,315 @@
+"""Settings, read once from the environment (`Settings.from_env`) and passed down.
+
+Every setting is declared once in `SETTINGS` (name, default, meaning). README's settings table,
+`smsbridge check-config` and `systemd/smsbridge.env.example` all come from, or are checked
+against, this one list. Carrier settings are `SMSBRIDGE_<CARRIER>_<NAME>`; each carrier module
+declares its own in `CARRIER_SETTINGS` below.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from smsbridge.errors import ConfigError
+
+
+class Secret(str):
+    """A string that never shows itself in repr/str formatting of containers or logs."""
+
+    def __repr__(self) -> str:
+        return "Secret('****')" if self else "Secret('')"
+
+    @property
+    def masked(self) -> str:
+        return "****" if self else ""
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: `SMSBRIDGE_<name upper>`."""
+
+    name: str
+    default: str
+    doc: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return "SMSBRIDGE_" + self.name.upper()
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true/false, got {raw!r}")
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+
+
+# name, default, meaning. Order is the order of README's table.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("cht_url", "", "CHT server URL; credentials may ride in it "
+            "(`https://user:pass@host`). Empty: run against the built-in CHT simulator."),
+    Setting("cht_username", "", "CHT user, when not given in the URL."),
+    Setting("cht_password", "", "CHT password, when not given in the URL.", secret=True),
+    Setting("cht_timeout", "30", "Seconds before a CHT request times out."),
+    Setting("database", "smsbridge.db", "Path of the SQLite database file."),
+    Setting("host", "127.0.0.1", "Address `smsbridge serve` listens on."),
+    Setting("port", "8080", "Port `smsbridge serve` listens on."),
+    Setting("public_url", "", "The URL carriers use to reach this bridge (Twilio signatures "
+            "are computed over it), e.g. `https://sms.example.org`."),
+    Setting("carriers", "", "Comma-separated carriers to enable: "
+            "africastalking, twilio, vonage, generic, chtgateway."),
+    Setting("timezone", "UTC", "The CHT server's timezone; SMS dates are read in it."),
+    Setting("locale", "en", "Default locale for parsing and replies when CHT does not set one."),
+    Setting("forms_file", "", "A local JSON file of form definitions (a `forms` object or an "
+            "app_settings export), used instead of CHT's settings."),
+    Setting("forms_refresh", "300", "Seconds between refreshes of form definitions and "
+            "settings from CHT."),
+    Setting("contact_cache_ttl", "600", "Seconds a contacts-by-phone answer is cached."),
+    Setting("reject_unknown_senders", "false", "Reject SMS from numbers CHT does not know, "
+            "with a reply, instead of accepting them."),
+    Setting("max_body_bytes", "65536", "Largest webhook body accepted (413 above it)."),
+    Setting("dedup_window", "120", "Seconds in which an SMS without a carrier id, from the same "
+            "sender with the same text, counts as a duplicate."),
+    Setting("sync_interval", "30", "Seconds between exchanges with CHT's /api/sms."),
+    Setting("message_ttl", "86400", "Seconds after which an unsent outgoing SMS fails as "
+            "`expired` instead of being sent late."),
+    Setting("retry_base", "5", "Seconds of the first retry delay (doubles each attempt)."),
+    Setting("retry_cap", "3600", "Largest retry delay, in seconds."),
+    Setting("max_attempts", "12", "Attempts before a task gives up into the dead-letter list."),
+    Setting("lease_seconds", "60", "How long a worker's claim on a task lasts."),
+    Setting("routes", "", "Outgoing routing: `prefix=channel|failover;...;*=channel`, "
+            "e.g. `+254=africastalking|twilio;*=twilio`. Empty: the first enabled carrier."),
+    Setting("loop_limit", "3", "Identical SMS to one number allowed within `loop_window`; "
+            "more are held."),
+    Setting("loop_window", "3600", "Seconds of the loop-guard window."),
+    Setting("autoreply_burst", "10", "Inbound SMS from one number within a minute after which "
+            "automatic replies to it stop."),
+    Setting("log_level", "INFO", "Log level: DEBUG, INFO, WARNING, ERROR."),
+)
+
+# Carrier-specific settings: carrier -> settings, each read as SMSBRIDGE_<CARRIER>_<NAME>.
+CARRIER_SETTINGS: dict[str, tuple[Setting, ...]] = {}
+
+
+def declare_carrier_settings(carrier: str, settings: tuple[Setting, ...]) -> None:
+    """Called by a carrier module at import time to declare its SMSBRIDGE_<CARRIER>_* settings."""
+    CARRIER_SETTINGS[carrier] = tuple(
+        Setting(f"{carrier}_{s.name}", s.default, s.doc, s.secret) for s in settings
+    )
+
+
+def all_settings() -> tuple[Setting, ...]:
+    """Every setting, carriers' included (importing the carrier modules declares theirs)."""
+    import smsbridge.carriers  # noqa: F401  (declares carrier settings)
+
+    extra = tuple(s for group in CARRIER_SETTINGS.values() for s in group)
+    return SETTINGS + extra
+
+
+@dataclass(frozen=True)
+class Settings:
+    cht_url: str
+    cht_username: str
+    cht_password: Secret
+    cht_timeout: float
+    database: Path
+    host: str
+    port: int
+    public_url: str
+    carriers: tuple[str, ...]
+    timezone: str
+    locale: str
+    forms_file: Path | None
+    forms_refresh: float
+    contact_cache_ttl: float
+    reject_unknown_senders: bool
+    max_body_bytes: int
+    dedup_window: float
+    sync_interval: float
+    message_ttl: float
+    retry_base: float
+    retry_cap: float
+    max_attempts: int
+    lease_seconds: float
+    routes: str
+    loop_limit: int
+    loop_window: float
+    autoreply_burst: int
+    log_level: str
+    # SMSBRIDGE_<CARRIER>_<NAME> values, keyed by carrier then by lower-case name.
+    carrier: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Build the settings from `environ` (default: os.environ). Every problem is collected
+        and raised together as one ConfigError, one problem per line."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = env.get(setting.env, setting.default)
+            try:
+                values[setting.name] = _CONVERT.get(setting.name, str)(raw)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{setting.env}: {exc}")
+        carrier_values: dict[str, dict[str, str]] = {}
+        for carrier, group in _carrier_groups().items():
+            prefix = f"{carrier}_"
+            carrier_values[carrier] = {
+                s.name[len(prefix):]: env.get(s.env, s.default) for s in group
+            }
+        values["carrier"] = carrier_values
+        values.update(overrides)
+        if problems:
+            raise ConfigError("\n".join(problems))
+        settings = cls(**values)
+        problems = settings.problems()
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return settings
+
+    def problems(self) -> list[str]:
+        """Everything wrong with these settings, one line each (empty when all is well)."""
+        found: list[str] = []
+        known = set(_carrier_groups())
+        for name in self.carriers:
+            if name not in known:
+                found.append(
+                    f"SMSBRIDGE_CARRIERS: unknown carrier {name!r} "
+                    f"(known: {', '.join(sorted(known))})"
+                )
+        if self.cht_url:
+            parts = urlsplit(self.cht_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                found.append("SMSBRIDGE_CHT_URL: expected http(s)://[user:pass@]host[:port]")
+        if not 0 < self.port < 65536:
+            found.append("SMSBRIDGE_PORT: must be between 1 and 65535")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.timezone)
+        except Exception:
+            found.append(f"SMSBRIDGE_TIMEZONE: unknown timezone {self.timezone!r}")
+        if self.forms_file is not None and not self.forms_file.is_file():
+            found.append(f"SMSBRIDGE_FORMS_FILE: no such file {str(self.forms_file)!r}")
+        return found
+
+    # -- CHT connection ----------------------------------------------------------------------
+
+    @property
+    def cht_base_url(self) -> str:
+        """The CHT URL without credentials."""
+        parts = urlsplit(self.cht_url)
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+    @property
+    def cht_credentials(self) -> tuple[str, Secret] | None:
+        """(user, password) from the URL, else from the separate settings; None if neither."""
+        parts = urlsplit(self.cht_url)
+        if parts.username:
+            return unquote(parts.username), Secret(unquote(parts.password or ""))
+        if self.cht_username:
+            return self.cht_username, self.cht_password
+        return None
+
+    def carrier_setting(self, carrier: str, name: str) -> str:
+        return self.carrier.get(carrier, {}).get(name, "")
+
+    def described(self) -> list[tuple[str, str]]:
+        """(env name, value) for every setting, secrets masked: what check-config prints."""
+        rows: list[tuple[str, str]] = []
+        by_name = {f.name: getattr(self, f.name) for f in fields(self)}
+        for setting in SETTINGS:
+            value = by_name[setting.name]
+            if setting.name == "cht_url" and value:
+                value = _mask_url(value)
+            rows.append((setting.env, _show(value, setting.secret)))
+        for carrier, group in _carrier_groups().items():
+            for s in group:
+                value = self.carrier_setting(carrier, s.name[len(carrier) + 1:])
+                rows.append((s.env, _show(value, s.secret)))
+        return rows
+
+
+def _carrier_groups() -> dict[str, tuple[Setting, ...]]:
+    import smsbridge.carriers  # noqa: F401  (declares carrier settings)
+
+    return CARRIER_SETTINGS
+
+
+def _show(value: object, secret: bool) -> str:
+    if secret:
+        return "****" if value else ""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:****@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw) if raw.strip() else None
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(raw: str) -> Any:
+        value = kind(raw)
+        if value < 0:
+            raise ValueError(f"must not be negative, got {raw!r}")
+        return value
+
+    return convert
+
+
+_CONVERT: dict[str, Callable[[str], Any]] = {
+    "cht_url": lambda raw: raw.strip(),
+    "cht_password": Secret,
+    "cht_timeout": _positive(float),
+    "database": Path,
+    "port": int,
+    "carriers": _list,
+    "forms_file": _optional_path,
+    "forms_refresh": _positive(float),
+    "contact_cache_ttl": _positive(float),
+    "reject_unknown_senders": _bool,
+    "max_body_bytes": _positive(int),
+    "dedup_window": _positive(float),
+    "sync_interval": _positive(float),
+    "message_ttl": _positive(float),
+    "retry_base": _positive(float),
+    "retry_cap": _positive(float),
+    "max_attempts": _positive(int),
+    "lease_seconds": _positive(float),
+    "loop_limit": _positive(int),
+    "loop_window": _positive(float),
+    "autoreply_burst": _positive(int),
+    "log_level": lambda raw: raw.strip().upper(),
+}

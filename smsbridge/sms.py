@@ -1,0 +1,65 @@
+"""Value types that flow through the bridge. Frozen dataclasses; states are StrEnums."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class DeliveryState(StrEnum):
+    """Where an outgoing SMS is. States only move forward (see `RANK`)."""
+
+    QUEUED = "queued"  # stored, waiting for its send task
+    HELD = "held"  # stopped by the loop guard; an operator may release or drop it
+    SENDING = "sending"  # handed to a carrier or phone, no answer yet
+    SENT = "sent"  # the carrier accepted it
+    DELIVERED = "delivered"  # the handset got it
+    FAILED = "failed"  # given up; `reason` says why ("expired", a carrier error, ...)
+
+
+# Forward-only ordering: a report may move a message to a state of higher rank only.
+RANK: dict[DeliveryState, int] = {
+    DeliveryState.QUEUED: 0,
+    DeliveryState.HELD: 0,
+    DeliveryState.SENDING: 1,
+    DeliveryState.SENT: 2,
+    DeliveryState.DELIVERED: 3,
+    DeliveryState.FAILED: 3,
+}
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    """One SMS as a carrier or phone handed it to us. `sender` is E.164 when it could be
+    normalised, otherwise the raw value. `external_id` is the carrier's id (None if it has none)."""
+
+    carrier: str
+    external_id: str | None
+    sender: str
+    text: str
+    received_at: datetime
+    recipient: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutboundSms:
+    """One SMS CHT wants sent. `cht_id` is CHT's message uuid (our unique key)."""
+
+    cht_id: str
+    to: str
+    content: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A delivery report from a carrier or phone, already mapped to our states."""
+
+    carrier: str
+    external_id: str
+    state: DeliveryState
+    reason: str | None = None
+    carrier_status: str | None = None
+    at: datetime | None = None

@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import pytest
+
+from smsbridge.errors import ConfigError
+from smsbridge.settings import Secret, Settings
+
+
+def test_defaults_build_without_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings.database == Path("smsbridge.db")
+    assert settings.port == 8080
+    assert settings.cht_url == ""
+    assert settings.carriers == ()
+
+
+def test_credentials_ride_in_the_cht_url_and_are_masked() -> None:
+    settings = Settings.from_env({"SMSBRIDGE_CHT_URL": "http://gw:s%40cret@cht.local:5988/"})
+    assert settings.cht_base_url == "http://cht.local:5988"
+    assert settings.cht_credentials == ("gw", "s@cret")
+    shown = dict(settings.described())
+    assert "s%40cret" not in shown["SMSBRIDGE_CHT_URL"]
+    assert "****" in shown["SMSBRIDGE_CHT_URL"]
+
+
+def test_secret_does_not_show_in_repr() -> None:
+    assert "hunter2" not in repr(Secret("hunter2"))
+    assert Secret("hunter2").reveal() == "hunter2"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"SMSBRIDGE_PORT": "x", "SMSBRIDGE_RETRY_BASE": "-1"})
+    lines = caught.value.detail.splitlines()
+    assert any("SMSBRIDGE_PORT" in line for line in lines)
+    assert any("SMSBRIDGE_RETRY_BASE" in line for line in lines)
+
+
+def test_unknown_carrier_is_a_problem() -> None:
+    with pytest.raises(ConfigError, match="unknown carrier 'pigeon'"):
+        Settings.from_env({"SMSBRIDGE_CARRIERS": "pigeon"})
