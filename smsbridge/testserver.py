@@ -1,0 +1,49 @@
+"""Run an ASGI app under uvicorn on 127.0.0.1 in a background thread, on a free port.
+
+Used by the tests, the demo and the benchmarks to stand up our simulators (and the bridge
+itself) as real HTTP servers: `with serve_in_thread(app) as url: ...`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+
+class _ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # signals belong to the main thread
+        pass
+
+
+@contextmanager
+def serve_in_thread(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> Iterator[str]:
+    """Serve `app` until the block ends; yields its base URL (`http://127.0.0.1:PORT`)."""
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False
+    )
+    server = _ThreadServer(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test-server", daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("test server failed to start")
+            threading.Event().wait(0.01)
+        sock = server.servers[0].sockets[0]
+        bound_port = sock.getsockname()[1]
+        yield f"http://{host}:{bound_port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def run_coroutine(coro: Any) -> Any:
+    """Run a coroutine to completion from synchronous test code."""
+    return asyncio.run(coro)
