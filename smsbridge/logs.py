@@ -1,32 +1,215 @@
-"""Logging set-up and redaction. Health data stays out of logs (DESIGN.md, rule 6): log ids,
-states and counts; mask phone numbers with `phone.mask`; never log SMS text or secrets at INFO
-or above. Lines are `key=value` structured: use `event(logger, "name", key=value, ...)`."""
+"""Logging set-up and redaction. Health data stays out of logs (DESIGN.md, rule 6).
+
+Log ids, states and counts, one line per state change, with `event(logger, "name", key=value)`:
+
+    ts=2026-11-27T23:14:56.123Z level=info logger=smsbridge.pipeline event=inbound.stored id=12
+
+Values of keys that name a phone number (`sender`, `to`, `phone`, ...) are masked with
+`phone.mask`; never pass SMS text or a secret to a log call at INFO or above.
+
+`RedactionFilter` is the safety net on the handler `setup` installs: from every record at INFO
+and above it masks anything that looks like a phone number, and from every record it removes the
+configured secrets, credentials in URLs, `Authorization` values and webhook tokens in
+`/carriers/<name>/<token>/...` paths — in the message, its arguments and the traceback.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import Any
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from smsbridge.settings import Settings
+
+PHONE_KEYS = frozenset(
+    {"phone", "sender", "from", "from_", "to", "recipient", "msisdn", "number", "contact_phone"}
+)
+"""`event` masks the value of these keys with `phone.mask`."""
+
+MASK = "****"
+
+# A phone number: an optional +, then 8-15 digits, possibly grouped by single spaces, dashes
+# or dots after a leading +. Not part of a longer word, number, decimal or hex id.
+_PHONE = re.compile(
+    r"(?<![\w.+/-])"  # not glued to a word, a decimal, a path or a hex id
+    r"(?:\+\d(?:[ \-.]?\d){7,14}"  # +254 712 345 678, +254712345678
+    r"|\(?0\d{2,4}\)?[ \-]\d{3}[ \-]?\d{3,4}"  # 0712 345 678, (020) 123-4567
+    r"|\d{8,15})"  # 254712345678, 0712345678
+    r"(?![\w.-]?\w)"
+)
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@"
+)
+_AUTHORIZATION = re.compile(
+    r"(?i)(?P<key>authorization[\"']?\s*[:=]\s*[\"']?)"
+    r"(?P<kind>basic|bearer|token)?\s*[^\s\"',}]+"
+)
+_WEBHOOK_TOKEN = re.compile(r"(?P<head>/carriers/[^/\s]+/)[^/\s?]+(?P<tail>/(?:inbound|status))")
+_SECRET_QUERY = re.compile(
+    r"(?i)(?P<key>[?&](?:key|token|api_?key|api_secret|password|sig|signature)=)[^&\s\"]+"
+)
 
 
-def setup(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger("smsbridge")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = True
+def mask_phone(number: str) -> str:
+    """`phone.mask` (PARSER's), with a stand-in while that module is not importable."""
+    try:
+        from smsbridge.phone import mask
+    except ImportError:  # pragma: no cover - phone.py is part of the package
+        digits = re.sub(r"\D", "", number)
+        keep = 4 if len(digits) > 8 else 2
+        plus = "+" if number.strip().startswith("+") else ""
+        return plus + digits[:keep] + MASK + digits[-3:] if len(digits) > 5 else MASK
+    return str(mask(number))
+
+
+class RedactionFilter(logging.Filter):
+    """Rewrites records so that no secret, and at INFO and above no phone number, gets out.
+
+    `secrets` are exact strings to remove (passwords, tokens, API keys); they are replaced by
+    `****` at every level. Phone numbers are masked with `phone.mask` at INFO and above, so
+    DEBUG keeps them for troubleshooting on a developer's machine."""
+
+    def __init__(self, secrets: Iterable[str] = (), *, phone_level: int = logging.INFO) -> None:
+        super().__init__()
+        # Longest first, so a secret containing another is removed whole.
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.phone_level = phone_level
+
+    def redact(self, text: str, level: int = logging.INFO) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+        text = _AUTHORIZATION.sub(
+            lambda m: m["key"] + (m["kind"] + " " if m["kind"] else "") + MASK, text
+        )
+        text = _WEBHOOK_TOKEN.sub(lambda m: m["head"] + MASK + m["tail"], text)
+        text = _SECRET_QUERY.sub(lambda m: m["key"] + MASK, text)
+        if level >= self.phone_level:
+            text = _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not lose the record
+            message = f"{record.msg!r} {record.args!r}"
+        redacted = self.redact(message, record.levelno)
+        if redacted != record.msg or record.args:
+            record.msg = redacted
+            record.args = None
+        if record.exc_info and record.exc_info[0] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.redact(text, record.levelno)
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = self.redact(record.exc_text, record.levelno)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info, record.levelno)
+        return True
+
+
+class KeyValueFormatter(logging.Formatter):
+    """`ts=... level=info logger=... <message>`; the message of `event` is itself key=value."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if not _is_structured(message):
+            message = f"msg={_value(message)}"
+        line = (
+            f"ts={self.formatTime(record)} level={record.levelname.lower()} "
+            f"logger={record.name} {message}"
+        )
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line += " exc=" + _value(record.exc_text)
+        return line
+
+
+def _is_structured(message: str) -> bool:
+    return message.startswith("event=")
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret value in `settings`: the CHT password (separate or in the URL) and every
+    carrier setting declared secret (tokens, API keys)."""
+    from smsbridge.settings import all_settings
+
+    found: list[str] = []
+    credentials = settings.cht_credentials
+    if credentials is not None:
+        found.append(_reveal(credentials[1]))
+    declared = {s.name: s for s in all_settings()}
+    for carrier, values in settings.carrier.items():
+        for name, value in values.items():
+            setting = declared.get(f"{carrier}_{name}")
+            if setting is not None and setting.secret and value:
+                found.append(_reveal(value))
+    return [s for s in found if s]
+
+
+def _reveal(value: str) -> str:
+    reveal = getattr(value, "reveal", None)
+    return str(reveal()) if callable(reveal) else str.__str__(value)
+
+
+def setup(
+    level: str = "INFO",
+    *,
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> logging.Handler:
+    """Send every log record (ours, uvicorn's, httpx's) to `stream` (stderr) as key=value
+    lines through the redaction filter. Run uvicorn with `log_config=None` so its loggers
+    propagate here. Returns the handler (tests read what it wrote)."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    handler.addFilter(RedactionFilter(secrets))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_smsbridge", False)]:
+        root.removeHandler(old)
+    handler._smsbridge = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("smsbridge").setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers[:] = []
+        uvicorn_logger.propagate = True
+        uvicorn_logger.setLevel(level.upper())
+    # httpx logs every request URL at INFO (CHT URLs may carry credentials): keep it quiet.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return handler
 
 
 def _value(value: Any) -> str:
     text = str(value)
-    if not text or any(c in text for c in ' "='):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if not text or any(c in text for c in ' "=\n\t\\'):
+        escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+        escaped = escaped.replace("\n", "\\n").replace("\t", "\\t")
+        return '"' + escaped + '"'
     return text
 
 
+def _masked(value: str) -> str:
+    return value if MASK in value or not any(c.isdigit() for c in value) else mask_phone(value)
+
+
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log one structured line: `name key=value ...`."""
+    """Log one structured line, `event=name key=value ...`. Values of phone keys are masked."""
     if logger.isEnabledFor(level):
-        parts = [name] + [f"{key}={_value(value)}" for key, value in fields.items()]
+        parts = [f"event={name}"]
+        for key, value in fields.items():
+            if key in PHONE_KEYS and value is not None and level >= logging.INFO:
+                value = _masked(str(value))
+            parts.append(f"{key.rstrip('_')}={_value(value)}")
         logger.log(level, " ".join(parts))

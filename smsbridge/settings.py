@@ -94,6 +94,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lease_seconds", "60", "How long a worker's claim on a task lasts."),
     Setting("routes", "", "Outgoing routing: `prefix=channel|failover;...;*=channel`, "
             "e.g. `+254=africastalking|twilio;*=twilio`. Empty: the first enabled carrier."),
+    Setting("send_timeout", "30", "Seconds before a carrier's send request times out "
+            "(then retried: a timeout is a transient failure)."),
+    Setting("rates", "", "Send rates per channel in SMS segments: `channel=segments[/seconds]`, "
+            "comma-separated, e.g. `twilio=1,chtgateway=30/1800`. Unlisted channels: no limit."),
     Setting("loop_limit", "3", "Identical SMS to one number allowed within `loop_window`; "
             "more are held."),
     Setting("loop_window", "3600", "Seconds of the loop-guard window."),
@@ -147,6 +151,8 @@ class Settings:
     max_attempts: int
     lease_seconds: float
     routes: str
+    send_timeout: float
+    rates: str
     loop_limit: int
     loop_window: float
     autoreply_burst: int
@@ -308,6 +314,7 @@ _CONVERT: dict[str, Callable[[str], Any]] = {
     "retry_cap": _positive(float),
     "max_attempts": _positive(int),
     "lease_seconds": _positive(float),
+    "send_timeout": _positive(float),
     "loop_limit": _positive(int),
     "loop_window": _positive(float),
     "autoreply_burst": _positive(int),

@@ -63,3 +63,15 @@ class StatusUpdate:
     reason: str | None = None
     carrier_status: str | None = None
     at: datetime | None = None
+    ref: str | None = None  # our own reference when the carrier echoes it (client-ref, ?ref=)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What a carrier said when it accepted an SMS: its id for the message (delivery reports
+    name it) and the state that acceptance means (normally SENT)."""
+
+    carrier: str
+    external_id: str | None
+    state: DeliveryState = DeliveryState.SENT
+    carrier_status: str | None = None

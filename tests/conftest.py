@@ -38,3 +38,128 @@ def _guarded_connect_ex(self: socket.socket, address: object) -> int:
 def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+# -- INBOUND: a running bridge (the app under uvicorn on 127.0.0.1, its store, a fake clock) ---
+
+import contextlib  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+WEBHOOK_TOKENS = {
+    "africastalking": "at-token-0123456789",
+    "twilio": "tw-token-0123456789",
+    "vonage": "vn-token-0123456789",
+    "generic": "gn-token-0123456789",
+}
+
+
+class FakeClock:
+    """`now` for the bridge under test: moved by the test, never by sleeping."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class RunningBridge:
+    url: str
+    app: Any
+    store: Any
+    settings: Any
+    clock: FakeClock
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def inbound_path(self, carrier: str) -> str:
+        return f"/carriers/{carrier}/{WEBHOOK_TOKENS[carrier]}/inbound"
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.store.query("SELECT * FROM messages ORDER BY id")]
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.state.runtime
+
+
+def bridge_env(tmp_path: Path, cht_url: str, **env: str) -> dict[str, str]:
+    values = {
+        "SMSBRIDGE_DATABASE": str(tmp_path / "bridge.db"),
+        "SMSBRIDGE_CHT_URL": cht_url,
+        "SMSBRIDGE_CARRIERS": "africastalking,twilio,vonage,generic",
+        "SMSBRIDGE_PUBLIC_URL": "https://sms.example.org",
+        "SMSBRIDGE_TWILIO_AUTH_TOKEN": "12345abcdef",
+        **{f"SMSBRIDGE_{c.upper()}_WEBHOOK_TOKEN": t for c, t in WEBHOOK_TOKENS.items()},
+    }
+    values.update(env)
+    return values
+
+
+@contextlib.contextmanager
+def running_bridge(
+    tmp_path: Path,
+    *,
+    cht_url: str = "http://127.0.0.1:9",
+    clock: FakeClock | None = None,
+    start_workers: bool = False,
+    **env: str,
+) -> Iterator[RunningBridge]:
+    """The bridge app under uvicorn with its own store. Workers are off unless asked for."""
+    from smsbridge.app import create_app
+    from smsbridge.settings import Settings
+    from smsbridge.store import Store
+    from smsbridge.testserver import serve_in_thread
+
+    settings = Settings.from_env(bridge_env(tmp_path, cht_url, **env))
+    clock = clock or FakeClock()
+    store = Store(settings.database)
+    app = create_app(settings, clock=clock, store=store, start_workers=start_workers,
+                     idle=0.02)
+    try:
+        with serve_in_thread(app) as url:
+            yield RunningBridge(url, app, store, settings, clock)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def bridge_factory(tmp_path: Path) -> Iterator[Callable[..., RunningBridge]]:
+    """Start bridges (each in its own directory); all stopped at the end of the test."""
+    with contextlib.ExitStack() as stack:
+        counter = iter(range(1000))
+
+        def start(**kwargs: Any) -> RunningBridge:
+            directory = tmp_path / f"bridge{next(counter)}"
+            directory.mkdir()
+            return stack.enter_context(running_bridge(directory, **kwargs))
+
+        yield start
+
+
+@pytest.fixture
+def bridge(bridge_factory: Callable[..., RunningBridge]) -> RunningBridge:
+    """A bridge accepting webhooks from every carrier (workers off: nothing is submitted)."""
+    return bridge_factory()
+
+
+# -- the CHT simulator (CHTSIM) -------------------------------------------------------------------
+
+from smsbridge.chtsim import ChtSim  # noqa: E402
+
+
+@pytest.fixture
+def chtsim() -> Iterator[tuple[ChtSim, str]]:
+    """A fresh CHT simulator served on 127.0.0.1:<free port>: `(sim, url)`. Admin `admin:pass`;
+    `sim.add_user(...)`, `sim.set_forms(...)`, `sim.faults...` to set it up (smsbridge.chtsim)."""
+    from smsbridge.chtsim import running_chtsim
+
+    sim = ChtSim()
+    with running_chtsim(sim) as url:
+        yield sim, url

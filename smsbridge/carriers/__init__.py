@@ -8,4 +8,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-CARRIERS: dict[str, ModuleType] = {}
+from smsbridge.carriers import africastalking, chtgateway, generic, twilio, vonage
+
+CARRIERS: dict[str, ModuleType] = {
+    africastalking.NAME: africastalking,
+    twilio.NAME: twilio,
+    vonage.NAME: vonage,
+    generic.NAME: generic,
+    chtgateway.NAME: chtgateway,  # pull: phones poll /api/sms (no send, no webhooks)
+}

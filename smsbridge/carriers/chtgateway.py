@@ -1,0 +1,170 @@
+"""cht-gateway phones: Android phones running medic/cht-gateway, pointed at the bridge.
+
+A phone speaks the protocol CHT itself serves at `/api/sms` (../shared/specs/cht-protocols.md §1),
+so the bridge serves the same endpoint: `GET /api/sms` -> `{"medic-gateway": true}`; `POST /api/sms`
+(Content-Type exactly `application/json`) with `{"messages": [{id, from, content, sms_sent,
+sms_received}], "updates": [{id, status, reason}]}` -> `{"messages": [{id, to, content}]}`.
+Basic auth, one account per phone: SMSBRIDGE_CHTGATEWAY_ACCOUNTS=`phone1:secret1,phone2:secret2`.
+In the phone app set the URL to `https://phone1:secret1@<public host>/api/sms`.
+
+Phones pull: messages routed to `chtgateway` (any phone) or `chtgateway:<user>` (that phone) are
+handed out in poll responses. Like CHT, a message is offered again until the phone reports a
+status for it (the phone ignores ids it already has). The phone reports UNSENT (stored on the
+phone), PENDING (handed to the radio), SENT, DELIVERED or FAILED with a reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from smsbridge.carriers.base import international
+from smsbridge.errors import BadRequest, Unauthorized
+from smsbridge.settings import Setting, declare_carrier_settings
+from smsbridge.sms import DeliveryState, InboundSms
+
+NAME = "chtgateway"
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "accounts",
+        "",
+        "cht-gateway phone accounts, `user:password,...`: each phone logs "
+        "in to `/api/sms` with its own (Basic auth).",
+        secret=True,
+    ),
+    Setting("batch", "25", "Most SMS handed to one phone per poll (CHT's own batch is 25)."),
+)
+declare_carrier_settings(NAME, SETTINGS)
+
+# A phone's `status` -> our state. UNSENT only says the phone has stored the SMS: no change.
+STATUS_MAP: dict[str, DeliveryState | None] = {
+    "UNSENT": None,
+    "PENDING": DeliveryState.SENDING,
+    "SENT": DeliveryState.SENT,
+    "DELIVERED": DeliveryState.DELIVERED,
+    "FAILED": DeliveryState.FAILED,
+}
+
+# The phone's own failure reasons: radio trouble it retries itself before reporting FAILED.
+ERRORS: dict[str, str] = {
+    "no-service": "retryable",
+    "null-pdu": "retryable",
+    "radio-off": "retryable",
+    "generic": "permanent",
+    "destination.invalid": "permanent",
+}
+
+
+@dataclass(frozen=True)
+class PhoneUpdate:
+    id: str
+    status: str
+    state: DeliveryState | None  # None: no change (UNSENT) or a status we do not know
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Exchange:
+    messages: list[InboundSms]
+    updates: list[PhoneUpdate]
+
+
+def accounts(values: Mapping[str, str]) -> dict[str, str]:
+    """`user:password,...` -> {user: password}."""
+    out: dict[str, str] = {}
+    for item in values.get("accounts", "").split(","):
+        user, sep, password = item.strip().partition(":")
+        if sep and user:
+            out[user] = password
+    return out
+
+
+def authenticate(headers: Mapping[str, str], known: Mapping[str, str]) -> str:
+    """The phone's user name from `Authorization: Basic ...`; Unauthorized otherwise.
+    cht-gateway encodes user:password as ISO-8859-1."""
+    raw = headers.get("authorization", "")
+    scheme, _, encoded = raw.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise Unauthorized("Basic authentication required")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("latin-1")
+    except (binascii.Error, ValueError) as exc:
+        raise Unauthorized("malformed Basic credentials") from exc
+    user, _, password = decoded.partition(":")
+    expected = known.get(user)
+    # compare even for unknown users so timing does not tell which users exist
+    ok = hmac.compare_digest(password.encode(), (expected or "\0" + password).encode())
+    if expected is None or not ok:
+        raise Unauthorized("wrong user or password")
+    return user
+
+
+def parse_exchange(content_type: str, body: bytes, user: str, arrived_at: datetime) -> Exchange:
+    """A phone's POST body. Like CHT: the Content-Type must be exactly application/json;
+    messages without a truthy id, from and content are skipped (not an error)."""
+    if content_type.strip().lower() != "application/json":
+        raise BadRequest("Content-Type must be application/json")
+    try:
+        data: Any = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise BadRequest("malformed JSON body") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    raw_messages = data.get("messages")
+    raw_updates = data.get("updates")
+    raw_messages = [] if raw_messages is None else raw_messages
+    raw_updates = [] if raw_updates is None else raw_updates
+    if not isinstance(raw_messages, list) or not isinstance(raw_updates, list):
+        raise BadRequest("messages and updates must be arrays")
+    messages = []
+    for m in raw_messages:
+        if not isinstance(m, dict) or not (m.get("id") and m.get("from") and m.get("content")):
+            continue
+        messages.append(
+            InboundSms(
+                carrier=NAME,
+                external_id=str(m["id"]),
+                sender=international(str(m["from"])),
+                text=str(m["content"]),
+                received_at=_ms(m.get("sms_received"), arrived_at),
+                extra={"phone": user},
+            )
+        )
+    updates = []
+    for u in raw_updates:
+        if not isinstance(u, dict) or not u.get("id"):
+            continue
+        status = str(u.get("status") or "").upper()
+        reason = u.get("reason")
+        updates.append(
+            PhoneUpdate(
+                str(u["id"]), status, STATUS_MAP.get(status), str(reason) if reason else None
+            )
+        )
+    return Exchange(messages, updates)
+
+
+def _ms(value: object, default: datetime) -> datetime:
+    if isinstance(value, int | float) and value > 0:
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            return default
+    return default
+
+
+def reply(messages: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
+    """The response body: the SMS this phone should send, as (id, to, content)."""
+    return {"messages": [{"id": i, "to": to, "content": c} for i, to, c in messages]}
+
+
+def channel_names(user: str) -> tuple[str, str]:
+    """The routing channels a phone serves: its own and the shared one."""
+    return (f"{NAME}:{user}", NAME)

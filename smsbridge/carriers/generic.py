@@ -1,0 +1,161 @@
+"""A plain HTTP carrier, for Kannel/Jasmin-style gateways and anything custom (inbound side).
+
+POST a form (`application/x-www-form-urlencoded`) or a JSON object — or GET with a query — with
+the sender, the text and, if the gateway has one, its message id. Field names default to
+`from`, `to`, `text`, `id`, `date` and are configurable (e.g. Kannel's `get-url` with
+`?from=%p&to=%P&text=%a&id=%I`; Jasmin's MO fields `from`, `to`, `content`, `id`). Without an id
+the bridge de-duplicates by sender + text within SMSBRIDGE_DEDUP_WINDOW. Answer: 200 JSON
+`{"ok": true, "received": N}` (or the body set in SMSBRIDGE_GENERIC_REPLY_BODY, e.g.
+`ACK/Jasmin` for Jasmin).
+
+URL: `https://<public host>/carriers/generic/<SMSBRIDGE_GENERIC_WEBHOOK_TOKEN>/inbound`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import httpx
+
+from smsbridge.carriers.base import (
+    CarrierConfig,
+    WebhookReply,
+    WebhookRequest,
+    international,
+    parse_time,
+    require,
+)
+from smsbridge.carriers.sending import (
+    PERMANENT,
+    RETRYABLE,
+    failure,
+    json_body,
+    request,
+    retry_after,
+    status_url,
+)
+from smsbridge.settings import Setting, declare_carrier_settings
+from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
+
+NAME = "generic"
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("webhook_token", "", "Secret path segment of the generic carrier's URLs "
+            "(`/carriers/generic/<token>/inbound`).", secret=True),
+    Setting("from_field", "from", "Generic carrier: name of the sender field."),
+    Setting("to_field", "to", "Generic carrier: name of the recipient field."),
+    Setting("text_field", "text", "Generic carrier: name of the message text field."),
+    Setting("id_field", "id", "Generic carrier: name of the gateway's message id field "
+            "(optional in requests)."),
+    Setting("date_field", "date", "Generic carrier: name of the received-time field "
+            "(optional; ISO 8601, `YYYY-MM-DD HH:MM:SS` UTC, or epoch s/ms)."),
+    Setting("reply_body", "", "Generic carrier: fixed body to answer inbound webhooks with "
+            "(e.g. `ACK/Jasmin`); empty for JSON."),
+    Setting("send_url", "", "Generic carrier: URL to POST outgoing SMS to (fields `to`, "
+            "`text`, `from`, `id` = our reference, `callback` = our delivery-report URL); "
+            "answer 2xx, JSON `{\"id\": ...}` naming the gateway's message id."),
+    Setting("send_format", "json", "Generic carrier: body of sends, `json` or `form`."),
+    Setting("send_token", "", "Generic carrier: bearer token sent with each send "
+            "(`Authorization: Bearer ...`); empty: none.", secret=True),
+    Setting("sender", "", "Generic carrier: the `from` of outgoing SMS."),
+)
+declare_carrier_settings(NAME, SETTINGS)
+
+
+def verify(req: WebhookRequest, config: CarrierConfig) -> None:
+    """No signature scheme: the URL token (checked by the app) is the check."""
+
+
+def parse_inbound(req: WebhookRequest, config: CarrierConfig) -> list[InboundSms]:
+    params = req.params()
+    from_field = config.get("from_field", "from")
+    (sender,) = require(params, from_field)
+    external_id = params.get(config.get("id_field", "id"), "").strip() or None
+    return [
+        InboundSms(
+            carrier=NAME,
+            external_id=external_id,
+            sender=international(sender),
+            text=params.get(config.get("text_field", "text"), ""),
+            received_at=parse_time(params.get(config.get("date_field", "date")), req.arrived_at),
+            recipient=params.get(config.get("to_field", "to")) or None,
+        )
+    ]
+
+
+def inbound_reply(messages: Sequence[InboundSms], config: CarrierConfig) -> WebhookReply:
+    body = config.get("reply_body")
+    if body:
+        return WebhookReply(200, body.encode(), "text/plain")
+    return WebhookReply(
+        200, json.dumps({"ok": True, "received": len(messages)}).encode(), "application/json"
+    )
+
+
+# -- outbound side (OUTBOUND): parse_status, send, STATUS_MAP, ERRORS ------------------------
+
+# Delivery report `status` -> our state: words, and Kannel's dlr-mask numbers (1 delivered,
+# 2 non-delivered, 4 queued on SMSC, 8 delivered to SMSC, 16 SMSC reject).
+STATUS_MAP: dict[str, DeliveryState] = {
+    "queued": DeliveryState.SENDING,
+    "accepted": DeliveryState.SENT,
+    "sent": DeliveryState.SENT,
+    "submitted": DeliveryState.SENT,
+    "buffered": DeliveryState.SENT,
+    "delivered": DeliveryState.DELIVERED,
+    "success": DeliveryState.DELIVERED,
+    "delivrd": DeliveryState.DELIVERED,
+    "failed": DeliveryState.FAILED,
+    "undelivered": DeliveryState.FAILED,
+    "undeliv": DeliveryState.FAILED,
+    "rejected": DeliveryState.FAILED,
+    "rejectd": DeliveryState.FAILED,
+    "expired": DeliveryState.FAILED,
+    "1": DeliveryState.DELIVERED,
+    "2": DeliveryState.FAILED,
+    "4": DeliveryState.SENT,
+    "8": DeliveryState.SENT,
+    "16": DeliveryState.FAILED,
+}
+
+# The `error` member of a non-2xx JSON answer -> retryable or permanent.
+ERRORS: dict[str, str] = {
+    "throttled": RETRYABLE,
+    "unavailable": RETRYABLE,
+    "invalid_number": PERMANENT,
+    "rejected": PERMANENT,
+}
+
+
+async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms) -> SendResult:
+    fields = {"to": sms.to, "text": sms.content, "id": sms.cht_id}
+    if config.get("sender"):
+        fields["from"] = config.get("sender")
+    callback = status_url(config)
+    if callback:
+        fields["callback"] = callback
+    headers = {"Accept": "application/json"}
+    if config.get("send_token"):
+        headers["Authorization"] = f"Bearer {config.get('send_token')}"
+    body_arg = {"data": fields} if config.get("send_format", "json") == "form" else {"json": fields}
+    response = await request(http, NAME, "POST", config.get("send_url"), headers=headers,
+                             **body_arg)
+    body = json_body(response)
+    if response.status_code < 300:
+        external = body.get("id") if isinstance(body, dict) else None
+        return SendResult(NAME, str(external) if external else sms.cht_id, DeliveryState.SENT)
+    code = str(body.get("error")) if isinstance(body, dict) and body.get("error") else None
+    raise failure(NAME, code=code, detail=f"HTTP {response.status_code}", errors=ERRORS,
+                  status=response.status_code, after=retry_after(response))
+
+
+def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdate]:
+    params = req.params()
+    external_id, status = require(params, "id", "status")
+    state = STATUS_MAP.get(status.strip().lower())
+    if state is None:
+        return []
+    reason = params.get("reason") or (status if state is DeliveryState.FAILED else None)
+    return [StatusUpdate(NAME, external_id.strip(), state, reason=reason, carrier_status=status,
+                         at=req.arrived_at, ref=params.get("ref") or None)]

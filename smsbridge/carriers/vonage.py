@@ -1,0 +1,198 @@
+"""Vonage (Nexmo) SMS API: inbound SMS webhooks (the inbound side).
+
+Vonage calls the account's inbound webhook by GET (query) or POST (form or JSON, per the
+dashboard's "HTTP method"): `msisdn` (sender, international without `+`), `to`, `messageId`,
+`text`, `type`, `keyword`, `message-timestamp` (`YYYY-MM-DD HH:MM:SS`, UTC), and for long SMS
+`concat`, `concat-ref`, `concat-total`, `concat-part` (each part arrives as its own message).
+Vonage resends for 24 hours until it gets 200 or 204; we answer 204 once stored.
+
+Signed webhooks (optional; turn on in the dashboard and set SMSBRIDGE_VONAGE_SIGNATURE_SECRET):
+the parameters minus `sig`, sorted by name, each appended as `&name=value` with `&` and `=`
+inside values replaced by `_`; then `md5hash`: MD5 of that string + the secret, or
+`md5`/`sha1`/`sha256`/`sha512`: HMAC keyed with the secret; lower-case hex in `sig`.
+
+Dashboard: Settings → Default SMS setting → Inbound messages webhook URL =
+`https://<public host>/carriers/vonage/<SMSBRIDGE_VONAGE_WEBHOOK_TOKEN>/inbound`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+
+import httpx
+
+from smsbridge.carriers.base import (
+    CarrierConfig,
+    WebhookReply,
+    WebhookRequest,
+    international,
+    parse_time,
+    require,
+)
+from smsbridge.carriers.sending import (
+    AUTH,
+    PERMANENT,
+    RETRYABLE,
+    failure,
+    json_body,
+    request,
+    status_url,
+)
+from smsbridge.errors import ConfigError, Forbidden
+from smsbridge.segments import Encoding, encoding_of
+from smsbridge.settings import Setting, declare_carrier_settings
+from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
+
+NAME = "vonage"
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("webhook_token", "", "Secret path segment of Vonage's webhook URLs "
+            "(`/carriers/vonage/<token>/inbound`).", secret=True),
+    Setting("signature_secret", "", "Vonage signature secret; when set, inbound webhooks "
+            "must carry a valid `sig`.", secret=True),
+    Setting("signature_method", "md5hash", "Vonage signature method: md5hash, md5, sha1, "
+            "sha256 or sha512 (as chosen in the Vonage dashboard)."),
+    Setting("api_key", "", "Vonage API key, for sending."),
+    Setting("api_secret", "", "Vonage API secret, for sending.", secret=True),
+    Setting("sender", "", "Vonage sender (`from`): a number or an alphanumeric id."),
+    Setting("api_url", "https://rest.nexmo.com", "Vonage SMS API base URL."),
+)
+declare_carrier_settings(NAME, SETTINGS)
+
+METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
+
+
+def compute_signature(params: Mapping[str, str], secret: str, method: str = "md5hash") -> str:
+    """Vonage's request signature over `params` (any `sig` member is left out)."""
+    method = method.lower()
+    if method not in METHODS:
+        raise ConfigError(f"SMSBRIDGE_VONAGE_SIGNATURE_METHOD: unknown method {method!r}")
+    payload = "".join(
+        "&{}={}".format(key, str(params[key]).replace("&", "_").replace("=", "_"))
+        for key in sorted(params)
+        if key != "sig"
+    )
+    if method == "md5hash":
+        return hashlib.md5((payload + secret).encode("utf-8")).hexdigest()
+    return hmac.new(secret.encode(), payload.encode("utf-8"), method).hexdigest()
+
+
+def verify(req: WebhookRequest, config: CarrierConfig) -> None:
+    secret = config.get("signature_secret")
+    if not secret:
+        return
+    params = req.params()
+    signature = params.get("sig", "").lower()
+    if not signature:
+        raise Forbidden("missing sig")
+    expected = compute_signature(params, secret, config.get("signature_method", "md5hash"))
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise Forbidden("sig does not match")
+
+
+def parse_inbound(req: WebhookRequest, config: CarrierConfig) -> list[InboundSms]:
+    params = req.params()
+    sender, external_id = require(params, "msisdn", "messageId")
+    extra = {
+        k: params[k]
+        for k in ("type", "keyword", "concat", "concat-ref", "concat-total", "concat-part")
+        if params.get(k)
+    }
+    return [
+        InboundSms(
+            carrier=NAME,
+            external_id=external_id.strip(),
+            sender=international("+" + sender.strip().lstrip("+")),
+            text=params.get("text", ""),
+            received_at=parse_time(params.get("message-timestamp"), req.arrived_at),
+            recipient=params.get("to") or None,
+            extra=extra,
+        )
+    ]
+
+
+def inbound_reply(messages: Sequence[InboundSms], config: CarrierConfig) -> WebhookReply:
+    return WebhookReply(204, b"", "text/plain")
+
+
+# -- outbound side (OUTBOUND): parse_status, send, STATUS_MAP, ERRORS ------------------------
+
+# Delivery receipt `status` -> our state ("unknown": no information, ignored).
+STATUS_MAP: dict[str, DeliveryState] = {
+    "accepted": DeliveryState.SENT,
+    "buffered": DeliveryState.SENT,
+    "delivered": DeliveryState.DELIVERED,
+    "failed": DeliveryState.FAILED,
+    "expired": DeliveryState.FAILED,
+    "rejected": DeliveryState.FAILED,
+}
+
+# Send response `status` (answered with HTTP 200) -> retryable or permanent.
+ERRORS: dict[str, str] = {
+    "1": RETRYABLE,  # Throttled
+    "2": PERMANENT,  # Missing parameters
+    "3": PERMANENT,  # Invalid parameters (e.g. the to address)
+    "4": AUTH,  # Invalid credentials
+    "5": RETRYABLE,  # Internal error
+    "6": PERMANENT,  # Invalid message
+    "7": PERMANENT,  # Number barred
+    "8": RETRYABLE,  # Partner account barred
+    "9": RETRYABLE,  # Partner quota violation (balance)
+    "10": RETRYABLE,  # Too many existing binds
+    "11": PERMANENT,  # Account not enabled for HTTP
+    "12": PERMANENT,  # Message too long
+    "14": AUTH,  # Invalid signature
+    "15": PERMANENT,  # Invalid sender address
+    "22": PERMANENT,  # Invalid network code
+    "23": PERMANENT,  # Invalid callback URL
+    "29": PERMANENT,  # Non-whitelisted destination
+    "32": AUTH,  # Signature and API secret disallowed
+    "33": PERMANENT,  # Number de-activated
+}
+
+
+async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms) -> SendResult:
+    """POST /sms/json (form), one message per request, `client-ref` = our ref."""
+    form = {
+        "api_key": config.get("api_key"),
+        "api_secret": config.get("api_secret"),
+        "from": config.get("sender"),
+        "to": sms.to.lstrip("+"),
+        "text": sms.content,
+        "type": "unicode" if encoding_of(sms.content) is Encoding.UCS2 else "text",
+        "client-ref": sms.cht_id[:100],
+        "status-report-req": "1",
+    }
+    callback = status_url(config)
+    if callback:
+        form["callback"] = callback
+    response = await request(http, NAME, "POST", config.get("api_url").rstrip("/") + "/sms/json",
+                             data=form, headers={"Accept": "application/json"})
+    body = json_body(response)
+    if response.status_code >= 300 or not isinstance(body, dict):
+        raise failure(NAME, code=None, detail=f"HTTP {response.status_code}", errors=ERRORS,
+                      status=response.status_code)
+    messages = body.get("messages") or [{}]
+    # a long text is sent as several parts, each with its own id; the first names the SMS
+    for part in messages:
+        code = str(part.get("status", ""))
+        if code != "0":
+            raise failure(NAME, code=code, detail=str(part.get("error-text", "")), errors=ERRORS,
+                          after=1.0 if code == "1" else None)
+    return SendResult(NAME, str(messages[0].get("message-id")), DeliveryState.SENT, "0")
+
+
+def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdate]:
+    params = req.params()
+    external_id, status = require(params, "messageId", "status")
+    state = STATUS_MAP.get(status.strip().lower())
+    if state is None:
+        return []
+    code = params.get("err-code", "0")
+    reason = None
+    if state is DeliveryState.FAILED:
+        reason = f"{status} (err-code {code})"
+    return [StatusUpdate(NAME, external_id.strip(), state, reason=reason, carrier_status=status,
+                         at=req.arrived_at, ref=params.get("client-ref") or None)]

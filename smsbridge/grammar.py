@@ -1,0 +1,98 @@
+"""The SMS grammars in `grammars/*.lark`: locating them (installed package or source tree),
+compiling them once with lark (LALR, contextual lexer), and reading their terminals.
+
+Two uses: the fast scanners in `muvuku.py` and `textforms.py` are built from the grammars'
+terminal regexes, and `reference_split` parses with the full lark grammar and a Transformer,
+which the tests hold equal to the fast scanners."""
+
+from __future__ import annotations
+
+import importlib.resources
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer
+
+from smsbridge.jsnum import UNDEFINED
+
+GRAMMARS = ("muvuku", "javarosa", "compact", "textforms")
+_START = {"compact": ["start", "greedy"], "textforms": ["start", "pair_parts"]}
+
+
+def grammar_text(name: str) -> str:
+    """The text of grammars/<name>.lark: package data when installed, else the source tree."""
+    packaged = importlib.resources.files("smsbridge").joinpath("grammars", f"{name}.lark")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    source = Path(__file__).resolve().parent.parent / "grammars" / f"{name}.lark"
+    return source.read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=None)
+def lark_parser(name: str) -> Lark:
+    return Lark(
+        grammar_text(name),
+        parser="lalr",
+        lexer="contextual",
+        start=_START.get(name, ["start"]),
+        maybe_placeholders=False,
+    )
+
+
+def terminal(name: str, term: str) -> str:
+    """The Python regex of terminal `term` in grammars/<name>.lark."""
+    return str(lark_parser(name).get_terminal(term).pattern.to_regexp())
+
+
+class _Muvuku(Transformer[Token, list[Any]]):
+    def start(self, items: list[Any]) -> list[Any]:
+        return [items[0], *items[1:]]
+
+    def header(self, items: list[Any]) -> Any:
+        firsts = [i for i in items if isinstance(i, _First)]
+        return firsts[0].text if firsts else UNDEFINED
+
+    def first(self, items: list[Any]) -> Any:
+        return _First("!".join(items))
+
+    def value(self, items: list[Any]) -> str:
+        return str(items[0]) if items else ""
+
+
+class _First:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _Javarosa(Transformer[Token, list[str]]):
+    def start(self, items: list[Any]) -> list[str]:
+        return items[-1]
+
+    def data(self, items: list[Any]) -> list[str]:
+        parts = [""]
+        for item in items:
+            if isinstance(item, Token) and item.type in ("HASH", "VTAB"):
+                parts.append("")
+            else:
+                parts[-1] = item
+        return parts
+
+    def part(self, items: list[Any]) -> str:
+        return str(items[0])
+
+    vt_part = part
+
+
+def reference_split(name: str, text: str) -> list[Any]:
+    """Split `text` with the full lark grammar (slow; for tests and debugging)."""
+    p = lark_parser(name)
+    if name == "muvuku":
+        return _Muvuku().transform(p.parse(text))
+    if name == "javarosa":
+        return _Javarosa().transform(p.parse(text))
+    if name == "compact":
+        tree = p.parse(text, start="start")
+        return [str(t) for t in tree.children]
+    tree = p.parse(text, start="start")
+    return [str(seg.children[0]) for seg in tree.children if not isinstance(seg, Token)]

@@ -1,0 +1,397 @@
+"""The OpenAPI 3 description of the bridge's own HTTP endpoints, served at `/openapi.json`.
+
+Kept by hand as a Python structure next to the code it describes; tests check that every route
+of the app is described here and run schemathesis against a live bridge
+(tests/test_schemathesis.py). When you add or change a route, change this document too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+OPENAPI_VERSION = "3.0.3"
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+
+
+_WEBHOOK_ERRORS = {
+    "400": _error("Malformed body or missing fields; nothing stored."),
+    "401": _error("Missing or wrong webhook token; nothing stored."),
+    "403": _error("Bad signature (Twilio, Vonage); nothing stored."),
+    "404": _error("Unknown or disabled carrier."),
+    "405": _error("Method not accepted by this carrier."),
+    "413": _error("Body over SMSBRIDGE_MAX_BODY_BYTES; nothing stored."),
+    "415": _error("Content type not accepted."),
+    "503": _error("The database could not take the message; the carrier should retry."),
+}
+
+_CARRIER_REPLY = {
+    "description": (
+        "Stored (committed to disk) before this answer. The body is what the carrier expects: "
+        "empty for Africa's Talking, `<Response/>` TwiML for Twilio, JSON or the configured "
+        "reply for the generic carrier."
+    ),
+    "content": {
+        "text/plain": {"schema": {"type": "string"}},
+        "text/xml": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"type": "object"}},
+    },
+}
+
+_WEBHOOK_BODY = {
+    "required": False,
+    "content": {
+        "application/x-www-form-urlencoded": {"schema": _STRING_MAP},
+        "application/json": {"schema": {"type": "object"}},
+    },
+}
+
+
+_STATUS_REPLY = {
+    "description": "Stored (committed) before this answer; matched to its SMS or kept for later.",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["ok"],
+                "properties": {"ok": {"type": "boolean"}, "received": {"type": "integer"}},
+            }
+        }
+    },
+}
+
+
+def _webhook(kind: str, summary: str, description: str) -> dict[str, Any]:
+    replies: dict[str, Any] = (
+        {"200": _CARRIER_REPLY, "204": {"description": "Stored (Vonage expects an empty 2xx)."}}
+        if kind == "inbound"
+        else {"200": _STATUS_REPLY}
+    )
+    operation = {
+        "tags": ["carriers"],
+        "summary": summary,
+        "description": description,
+        "requestBody": _WEBHOOK_BODY,
+        "responses": {**replies, **_WEBHOOK_ERRORS},
+    }
+    get = {
+        "tags": ["carriers"],
+        "summary": summary + " (GET, Vonage)",
+        "description": "Vonage may deliver by GET with the fields in the query string.",
+        "parameters": [
+            {
+                "name": "params",
+                "in": "query",
+                "required": False,
+                "style": "form",
+                "explode": True,
+                "schema": _STRING_MAP,
+            }
+        ],
+        "responses": operation["responses"],
+    }
+    return {
+        "parameters": [
+            {"$ref": "#/components/parameters/carrier"},
+            {"$ref": "#/components/parameters/token"},
+        ],
+        "post": {**operation, "operationId": f"{kind}Post"},
+        "get": {**get, "operationId": f"{kind}Get"},
+    }
+
+
+def document(carriers: Sequence[str] = ()) -> dict[str, Any]:
+    """The OpenAPI document. `carriers`, when given, are listed as the carrier names the
+    webhook URLs accept (the enabled ones); other names get 404."""
+    carrier_schema: dict[str, Any] = {"type": "string", "pattern": "^[a-z0-9_-]+$"}
+    if carriers:
+        carrier_schema = {"type": "string", "enum": list(carriers)}
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "smsbridge",
+            "version": _version(),
+            "description": (
+                "SMS bridge for Community Health Toolkit deployments: carrier webhooks in, "
+                "cht-gateway phones, health and metrics. Errors are JSON "
+                '`{"error": "<code>", "detail": "<text>"}`.'
+            ),
+        },
+        "paths": {
+            "/carriers/{carrier}/{token}/inbound": _webhook(
+                "inbound",
+                "An inbound SMS from a carrier",
+                "Africa's Talking (form `from,to,text,id,date,linkId`), Twilio (form "
+                "`MessageSid,From,To,Body,...`, signed), Vonage (`msisdn,to,messageId,text,...`, "
+                "optionally signed) or the generic carrier (form or JSON `from,to,text,id`). The "
+                "message is committed before the 2xx; a retry of the same carrier id is "
+                "acknowledged without storing it twice.",
+            ),
+            "/carriers/{carrier}/{token}/status": _webhook(
+                "status",
+                "A delivery report from a carrier",
+                "Stored before the 2xx and mapped through the carrier's status table; a report "
+                "for an id not known yet is kept and matched later.",
+            ),
+            "/api/sms": _gateway(""),
+            "/api/sms/": _gateway("Slash"),
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "tags": ["operations"],
+                    "summary": "The process is up",
+                    "responses": {
+                        "200": {
+                            "description": "Up.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["status"],
+                                        "properties": {"status": {"type": "string"}},
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "tags": ["operations"],
+                    "summary": "Database writable, CHT reachable and authenticated, forms loaded",
+                    "responses": {
+                        "200": _readiness("Ready."),
+                        "503": _readiness("Not ready; the failing checks say why."),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "tags": ["operations"],
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "tags": ["operations"],
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3 document.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "parameters": {
+                "carrier": {
+                    "name": "carrier",
+                    "in": "path",
+                    "required": True,
+                    "description": "The carrier's name: africastalking, twilio, vonage, generic.",
+                    "schema": carrier_schema,
+                },
+                "token": {
+                    "name": "token",
+                    "in": "path",
+                    "required": True,
+                    "description": "The webhook token, SMSBRIDGE_<CARRIER>_WEBHOOK_TOKEN.",
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                },
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {"type": "string", "description": "A short machine code."},
+                        "detail": {"type": "string", "description": "What went wrong, for people."},
+                    },
+                },
+                "Check": {
+                    "type": "object",
+                    "required": ["ok"],
+                    "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}},
+                },
+                "GatewayRequest": {
+                    "type": "object",
+                    "properties": {
+                        "messages": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "from": {"type": "string"},
+                                    "content": {"type": "string"},
+                                    "sms_sent": {"type": "integer"},
+                                    "sms_received": {"type": "integer"},
+                                },
+                            },
+                        },
+                        "updates": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "status": {
+                                        "type": "string",
+                                        "enum": [
+                                            "UNSENT",
+                                            "PENDING",
+                                            "SENT",
+                                            "DELIVERED",
+                                            "FAILED",
+                                        ],
+                                    },
+                                    "reason": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+                "GatewayResponse": {
+                    "type": "object",
+                    "required": ["messages"],
+                    "properties": {
+                        "messages": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "to", "content"],
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "to": {"type": "string"},
+                                    "content": {"type": "string"},
+                                },
+                            },
+                        }
+                    },
+                },
+            },
+        },
+    }
+
+
+def _gateway(suffix: str) -> dict[str, Any]:
+    """`/api/sms` (and `/api/sms/`, as CHT accepts both): the medic-gateway protocol."""
+    item: dict[str, Any] = {
+        "get": {
+            "operationId": "gatewayCheck",
+            "tags": ["cht-gateway"],
+            "summary": "cht-gateway checks its URL",
+            "security": [{"basic": []}],
+            "responses": {
+                "200": {
+                    "description": "This is a medic-gateway endpoint.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["medic-gateway"],
+                                "properties": {"medic-gateway": {"type": "boolean"}},
+                            }
+                        }
+                    },
+                },
+                "401": _error("No or wrong phone credentials."),
+                "403": _error("The account may not use the gateway API."),
+                "404": _error("cht-gateway phones are not enabled (SMSBRIDGE_CARRIERS)."),
+            },
+        },
+        "post": {
+            "operationId": "gatewayExchange",
+            "tags": ["cht-gateway"],
+            "summary": "A cht-gateway phone's poll",
+            "description": (
+                "The protocol CHT's own `/api/sms` speaks: the phone posts the SMS it "
+                "received and the states of the SMS it sends; the answer lists the SMS "
+                "routed to this phone. Content-Type must be exactly `application/json`."
+            ),
+            "security": [{"basic": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/GatewayRequest"}}
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Messages for the phone to send.",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/GatewayResponse"}
+                        }
+                    },
+                },
+                "400": _error("Wrong Content-Type or malformed body."),
+                "401": _error("No or wrong phone credentials."),
+                "403": _error("The account may not use the gateway API."),
+                "404": _error("cht-gateway phones are not enabled (SMSBRIDGE_CARRIERS)."),
+                "413": _error("Body over SMSBRIDGE_MAX_BODY_BYTES."),
+                "503": _error("Starting, or the database could not take the messages; poll again."),
+            },
+        },
+    }
+    item["get"]["operationId"] += suffix
+    item["post"]["operationId"] += suffix
+    return item
+
+
+def _readiness(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["ready", "checks"],
+                    "properties": {
+                        "ready": {"type": "boolean"},
+                        "checks": {
+                            "type": "object",
+                            "additionalProperties": {"$ref": "#/components/schemas/Check"},
+                        },
+                    },
+                }
+            }
+        },
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("smsbridge")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+async def openapi_endpoint(request: Request) -> JSONResponse:
+    """GET /openapi.json."""
+    carriers = tuple(getattr(request.app.state, "openapi_carriers", ()) or ())
+    return JSONResponse(document(carriers))

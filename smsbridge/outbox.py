@@ -1,0 +1,284 @@
+"""The durable task queue: every side effect is a task (DESIGN.md rule 2).
+
+A task is a row in `tasks`: `kind` says what to do, `ref` what to do it to. Workers `claim` the
+lowest-id due task of their kinds (arrival order) with a lease that expires, so a crashed
+worker's task is picked up again; then `done`, `retry_later` (exponential backoff with jitter,
+capped; after `max_attempts` the task gives up), `release` (put back without counting an attempt)
+or `give_up` (the dead-letter list, with the reason). Operators list dead letters and retry or
+drop them by id (`smsbridge outbox ls/retry/drop`).
+
+Time is an argument everywhere (`now`, epoch seconds; DESIGN.md rule 7).
+
+Async methods (`claim`, `done`, ...) go through the store's writer and return after the commit.
+`enqueue_in(conn, ...)` adds a task inside a write job that is already running, so a fact and its
+task land in ONE transaction. The dead-letter operations are synchronous, for the CLI.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from smsbridge.store import Store
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    kind: str
+    ref: str
+    state: str  # ready | leased | dead
+    attempts: int  # claims so far, this one included
+    not_before: float
+    lease_until: float | None
+    last_error: str | None
+    memo: str | None
+    dead_reason: str | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Task:
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            ref=row["ref"],
+            state=row["state"],
+            attempts=row["attempts"],
+            not_before=row["not_before"],
+            lease_until=row["lease_until"],
+            last_error=row["last_error"],
+            memo=row["memo"],
+            dead_reason=row["dead_reason"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base: float = 5.0  # seconds before the second attempt
+    cap: float = 3600.0  # largest delay
+    max_attempts: int = 12
+
+    def delay(self, attempts: int, rng: random.Random) -> float:
+        """Delay after the `attempts`-th failed attempt: base·2^(n-1), capped, with "equal
+        jitter" (between half and all of it) so a backlog does not retry in lock-step."""
+        full = min(self.cap, self.base * (2 ** max(0, attempts - 1)))
+        return full / 2 + rng.uniform(0, full / 2)
+
+
+class Outbox:
+    def __init__(
+        self, store: Store, policy: RetryPolicy | None = None, rng: random.Random | None = None
+    ) -> None:
+        self.store = store
+        self.policy = policy or RetryPolicy()
+        self.rng = rng or random.Random()
+        self.on_retry: Callable[[str], None] | None = None  # metrics: called with the task kind
+
+    # -- in-transaction primitives (inside a running store write job) -----------------------
+
+    @staticmethod
+    def enqueue_in(
+        conn: sqlite3.Connection,
+        kind: str,
+        ref: str,
+        now: float,
+        *,
+        not_before: float | None = None,
+    ) -> int:
+        cur = conn.execute(
+            "INSERT INTO tasks(kind, ref, state, attempts, not_before, created_at, updated_at) "
+            "VALUES (?, ?, 'ready', 0, ?, ?, ?)",
+            (kind, ref, now if not_before is None else not_before, now, now),
+        )
+        return int(cur.lastrowid or 0)
+
+    @staticmethod
+    def claim_in(
+        conn: sqlite3.Connection, kinds: Sequence[str], now: float, lease: float
+    ) -> Task | None:
+        marks = ",".join("?" for _ in kinds)
+        row = conn.execute(
+            f"SELECT * FROM tasks WHERE kind IN ({marks}) AND ("
+            f" (state = 'ready' AND not_before <= ?) OR (state = 'leased' AND lease_until <= ?))"
+            f" ORDER BY id LIMIT 1",
+            (*kinds, now, now),
+        ).fetchone()
+        if row is None:
+            return None
+        # The memo is handed to this attempt and cleared in the row: if this attempt dies
+        # without recording an outcome, the next one sees no memo (and attempts > 1).
+        conn.execute(
+            "UPDATE tasks SET state = 'leased', attempts = attempts + 1, lease_until = ?, "
+            "memo = NULL, updated_at = ? WHERE id = ?",
+            (now + lease, now, row["id"]),
+        )
+        old = Task.from_row(row)
+        return replace(
+            old, state="leased", attempts=old.attempts + 1, lease_until=now + lease, updated_at=now
+        )
+
+    # -- the worker's side -----------------------------------------------------------------
+
+    async def enqueue(
+        self, kind: str, ref: str, now: float, *, not_before: float | None = None
+    ) -> int:
+        return await self.store.write(
+            lambda c: self.enqueue_in(c, kind, ref, now, not_before=not_before)
+        )
+
+    async def claim(self, kinds: Sequence[str], now: float, lease: float) -> Task | None:
+        """The lowest-id task of `kinds` that is due (or whose lease expired), leased to the
+        caller until `now + lease`; None when there is nothing to do."""
+        return await self.store.write(lambda c: self.claim_in(c, kinds, now, lease))
+
+    async def done(self, task: Task) -> bool:
+        """The task succeeded: remove it. False if the lease was lost (someone else has it)."""
+        return await self.store.write(lambda c: self.done_in(c, task))
+
+    @staticmethod
+    def done_in(conn: sqlite3.Connection, task: Task) -> bool:
+        cur = conn.execute(
+            "DELETE FROM tasks WHERE id = ? AND state = 'leased' AND attempts = ?",
+            (task.id, task.attempts),
+        )
+        return cur.rowcount == 1
+
+    def next_attempt(self, task: Task, now: float, retry_after: float | None = None) -> float:
+        delay = self.policy.delay(task.attempts, self.rng)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return now + delay
+
+    async def retry_later(
+        self,
+        task: Task,
+        now: float,
+        error: str,
+        *,
+        retry_after: float | None = None,
+        memo: str | None = None,
+    ) -> float | None:
+        """Schedule another attempt with backoff; returns when it is due, or None if this was
+        the last allowed attempt and the task gave up into the dead-letter list instead."""
+        if task.attempts >= self.policy.max_attempts:
+            reason = f"gave up after {task.attempts} attempts: {error}"
+            await self.give_up(task, reason, now=now, memo=memo)
+            return None
+        due = self.next_attempt(task, now, retry_after)
+        await self.store.write(lambda c: self._reschedule(c, task, now, due, error, memo, 0))
+        if self.on_retry is not None:
+            self.on_retry(task.kind)
+        return due
+
+    async def release(self, task: Task, now: float, not_before: float, *, memo: str | None = None
+                      ) -> None:
+        """Put the task back, due at `not_before`, without counting this attempt (the peer was
+        never really tried, e.g. CHT work is paused)."""
+        await self.store.write(
+            lambda c: self._reschedule(c, task, now, not_before, task.last_error, memo, 1)
+        )
+
+    @staticmethod
+    def _reschedule(
+        conn: sqlite3.Connection,
+        task: Task,
+        now: float,
+        due: float,
+        error: str | None,
+        memo: str | None,
+        uncount: int,
+    ) -> bool:
+        cur = conn.execute(
+            "UPDATE tasks SET state = 'ready', not_before = ?, lease_until = NULL, "
+            "last_error = ?, memo = ?, attempts = attempts - ?, updated_at = ? "
+            "WHERE id = ? AND state = 'leased' AND attempts = ?",
+            (due, error, memo, uncount, now, task.id, task.attempts),
+        )
+        return cur.rowcount == 1
+
+    async def give_up(
+        self, task: Task, reason: str, *, now: float | None = None, memo: str | None = None
+    ) -> bool:
+        """Move the task to the dead-letter list with `reason` (`memo` kept for a later retry)."""
+        return await self.store.write(lambda c: self.give_up_in(c, task, reason, now, memo))
+
+    @staticmethod
+    def give_up_in(
+        conn: sqlite3.Connection,
+        task: Task,
+        reason: str,
+        now: float | None = None,
+        memo: str | None = None,
+    ) -> bool:
+        cur = conn.execute(
+            "UPDATE tasks SET state = 'dead', dead_reason = ?, lease_until = NULL, memo = ?, "
+            "updated_at = COALESCE(?, updated_at) "
+            "WHERE id = ? AND state = 'leased' AND attempts = ?",
+            (reason, memo, now, task.id, task.attempts),
+        )
+        return cur.rowcount == 1
+
+    # -- the operator's side (synchronous: the CLI) ----------------------------------------
+
+    def get(self, task_id: int) -> Task | None:
+        rows = self.store.query("SELECT * FROM tasks WHERE id = ?", (task_id,))
+        return Task.from_row(rows[0]) if rows else None
+
+    def dead_letters(self, kinds: Sequence[str] | None = None, limit: int = 1000) -> list[Task]:
+        if kinds:
+            marks = ",".join("?" for _ in kinds)
+            rows = self.store.query(
+                f"SELECT * FROM tasks WHERE state = 'dead' AND kind IN ({marks}) "
+                f"ORDER BY id LIMIT ?",
+                (*kinds, limit),
+            )
+        else:
+            rows = self.store.query(
+                "SELECT * FROM tasks WHERE state = 'dead' ORDER BY id LIMIT ?", (limit,)
+            )
+        return [Task.from_row(r) for r in rows]
+
+    def pending(self, kinds: Sequence[str] | None = None, limit: int = 1000) -> list[Task]:
+        """Tasks not dead: ready or leased, in arrival order."""
+        where, params = "state != 'dead'", ()
+        if kinds:
+            where += f" AND kind IN ({','.join('?' for _ in kinds)})"
+            params = tuple(kinds)
+        rows = self.store.query(
+            f"SELECT * FROM tasks WHERE {where} ORDER BY id LIMIT ?", (*params, limit)
+        )
+        return [Task.from_row(r) for r in rows]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(kind, state) -> number of tasks, for metrics and health."""
+        rows = self.store.query("SELECT kind, state, COUNT(*) FROM tasks GROUP BY kind, state")
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    def retry_dead(self, task_id: int, now: float) -> bool:
+        """Give a dead letter a fresh start: due now, attempts reset, its memo kept (so a step
+        that might have reached its peer still knows it). False if no such dead task."""
+
+        def job(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE tasks SET state = 'ready', not_before = ?, attempts = 0, "
+                "lease_until = NULL, dead_reason = NULL, updated_at = ? "
+                "WHERE id = ? AND state = 'dead'",
+                (now, now, task_id),
+            )
+            return cur.rowcount == 1
+
+        return self.store.write_sync(job)
+
+    def drop(self, task_id: int) -> bool:
+        """Delete a dead letter for good. False if no such dead task."""
+        return self.store.write_sync(
+            lambda c: c.execute(
+                "DELETE FROM tasks WHERE id = ? AND state = 'dead'", (task_id,)
+            ).rowcount
+            == 1
+        )

@@ -1,0 +1,407 @@
+"""Outgoing SMS as facts: stored under CHT's id, moved forward through their states, with the
+status reports owed to CHT and the carriers' delivery reports.
+
+Every function named `*_in` runs inside a store write job (one transaction); the async wrappers
+go through the writer and return after the commit.
+
+States only move forward (`sms.RANK`): a late "sent" never overwrites "delivered", a repeated
+report changes nothing. Each state a message enters is owed to CHT exactly once (a row in
+`outgoing_reports`, unique per message and status); a jump (queued -> delivered, when the
+delivery report overtakes the send response) owes the states in between too, so CHT's history
+reads pending, sent, delivered.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from smsbridge.loopguard import text_key
+from smsbridge.outbox import Outbox
+from smsbridge.segments import segment
+from smsbridge.sms import RANK, DeliveryState, StatusUpdate
+from smsbridge.store import Store
+
+SEND = "send"  # task kind: send one outgoing SMS (ref = its ref)
+
+# Our state -> the status word of the medic-gateway protocol (what CHT hears).
+GATEWAY_STATUS: dict[DeliveryState, str] = {
+    DeliveryState.QUEUED: "UNSENT",
+    DeliveryState.SENDING: "PENDING",
+    DeliveryState.SENT: "SENT",
+    DeliveryState.DELIVERED: "DELIVERED",
+    DeliveryState.FAILED: "FAILED",
+}
+_PATH = (DeliveryState.SENDING, DeliveryState.SENT, DeliveryState.DELIVERED)
+FINAL = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED})
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    id: int
+    ref: str
+    origin: str
+    to: str
+    content: str
+    text_key: str
+    segments: int
+    automatic: bool
+    state: DeliveryState
+    reason: str | None
+    channel: str | None
+    carrier: str | None
+    external_id: str | None
+    phone_ack: bool
+    released: bool
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Outgoing:
+        return cls(
+            id=row["id"],
+            ref=row["ref"],
+            origin=row["origin"],
+            to=row["to_number"],
+            content=row["content"],
+            text_key=row["text_key"],
+            segments=row["segments"],
+            automatic=bool(row["automatic"]),
+            state=DeliveryState(row["state"]),
+            reason=row["reason"],
+            channel=row["channel"],
+            carrier=row["carrier"],
+            external_id=row["external_id"],
+            phone_ack=bool(row["phone_ack"]),
+            released=bool(row["released"]),
+            created_at=row["created_at"],
+        )
+
+
+def get_in(conn: sqlite3.Connection, ref: str) -> Outgoing | None:
+    row = conn.execute("SELECT * FROM outgoing WHERE ref = ?", (ref,)).fetchone()
+    return None if row is None else Outgoing.from_row(row)
+
+
+def get(store: Store, ref: str) -> Outgoing | None:
+    return store.read(lambda c: get_in(c, ref))
+
+
+# -- new messages --------------------------------------------------------------------------------
+
+
+def insert_in(
+    conn: sqlite3.Connection,
+    ref: str,
+    to: str,
+    content: str,
+    now: float,
+    *,
+    origin: str = "cht",
+    automatic: bool = True,
+    source: str | None = None,
+) -> bool:
+    """Store one outgoing SMS and its send task; False (and nothing new) if `ref` is known.
+    A CHT message owes CHT its acknowledgement (UNSENT) on the next exchange."""
+    seg = segment(content)
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO outgoing(ref, origin, to_number, content, text_key, segments, "
+        "encoding, automatic, state, source, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            ref,
+            origin,
+            to,
+            content,
+            text_key(to, content),
+            seg.count,
+            seg.encoding.value,
+            int(automatic),
+            DeliveryState.QUEUED.value,
+            source,
+            now,
+            now,
+        ),
+    )
+    if cur.rowcount != 1:
+        return False
+    Outbox.enqueue_in(conn, SEND, ref, now)
+    if origin == "cht":
+        _owe_in(conn, ref, DeliveryState.QUEUED, None, now)
+    return True
+
+
+def store_cht_messages_in(
+    conn: sqlite3.Connection, messages: Sequence[dict[str, Any]], now: float
+) -> int:
+    """CHT's outgoing messages `{id, to, content}` -> rows; returns how many were new. One CHT
+    offers again is not stored twice: CHT only re-offers a message whose status it never
+    heard, so its latest status is owed again (CHT ignores a repeated status)."""
+    new = 0
+    for message in messages:
+        ref, to, content = message.get("id"), message.get("to"), message.get("content")
+        if not ref or not to or content is None:
+            continue
+        if insert_in(conn, str(ref), str(to), str(content), now):
+            new += 1
+            continue
+        known = get_in(conn, str(ref))
+        if known is not None and known.origin == "cht":
+            conn.execute(
+                "UPDATE outgoing_reports SET reported_at = NULL WHERE id = ("
+                " SELECT id FROM outgoing_reports WHERE ref = ? ORDER BY id DESC LIMIT 1)",
+                (known.ref,),
+            )
+    return new
+
+
+def reply_in(
+    conn: sqlite3.Connection, to: str, content: str, source: str | None, now: float
+) -> str:
+    """The bridge's own automatic reply (e.g. to a malformed form): queued like CHT's, but
+    reported to nobody. Returns its ref. Usable as the inbound pipeline's reply hook."""
+    ref = f"bridge-{uuid.uuid4()}"
+    insert_in(conn, ref, to, content, now, origin="bridge", automatic=True, source=source)
+    return ref
+
+
+def queue_reply_in(
+    conn: sqlite3.Connection, to: str, content: str, source: str, now: float
+) -> None:
+    """The inbound pipeline's reply hook (same as `reply_in`, no result)."""
+    reply_in(conn, to, content, source, now)
+
+
+# -- moving forward ------------------------------------------------------------------------------
+
+
+def _owe_in(
+    conn: sqlite3.Connection, ref: str, state: DeliveryState, reason: str | None, now: float
+) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO outgoing_reports(ref, status, reason, created_at) "
+        "VALUES (?, ?, ?, ?)",
+        (ref, GATEWAY_STATUS[state], reason if state is DeliveryState.FAILED else None, now),
+    )
+
+
+def advance_in(
+    conn: sqlite3.Connection,
+    message: Outgoing,
+    state: DeliveryState,
+    now: float,
+    *,
+    reason: str | None = None,
+) -> bool:
+    """Move `message` to `state` if that is forward; owe CHT each state entered. False when the
+    report changes nothing (a repeat, a late lower state, anything after a final state)."""
+    current = message.state
+    if current in FINAL or RANK[state] <= RANK[current]:
+        return False
+    entered: list[DeliveryState]
+    if state is DeliveryState.FAILED:
+        entered = [state]  # failing says nothing about the states it skipped
+    else:
+        entered = [s for s in _PATH if RANK[current] < RANK[s] <= RANK[state]]
+    sent_now = state in (DeliveryState.SENT, DeliveryState.DELIVERED)
+    conn.execute(
+        "UPDATE outgoing SET state = ?, reason = COALESCE(?, reason), updated_at = ?, "
+        "sent_at = CASE WHEN ? AND sent_at IS NULL THEN ? ELSE sent_at END WHERE id = ?",
+        (state.value, reason, now, int(sent_now), now, message.id),
+    )
+    if message.origin == "cht":
+        for s in entered:
+            _owe_in(conn, message.ref, s, reason, now)
+    return True
+
+
+def hold_in(conn: sqlite3.Connection, message: Outgoing, reason: str, now: float) -> None:
+    conn.execute(
+        "UPDATE outgoing SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
+        (DeliveryState.HELD.value, reason, now, message.id),
+    )
+
+
+def release_held(store: Store, ref: str, now: float) -> bool:
+    """An operator lets a held SMS go: back to queued (the loop guard will not stop it again)
+    with a fresh send task. False if it is not held."""
+
+    def job(conn: sqlite3.Connection) -> bool:
+        cur = conn.execute(
+            "UPDATE outgoing SET state = ?, released = 1, reason = NULL, updated_at = ? "
+            "WHERE ref = ? AND state = ?",
+            (DeliveryState.QUEUED.value, now, ref, DeliveryState.HELD.value),
+        )
+        if cur.rowcount != 1:
+            return False
+        Outbox.enqueue_in(conn, SEND, ref, now)
+        return True
+
+    return store.write_sync(job)
+
+
+def drop_held(store: Store, ref: str, now: float) -> bool:
+    """An operator drops a held SMS: failed, reason `held: <why>`, never sent."""
+
+    def job(conn: sqlite3.Connection) -> bool:
+        message = get_in(conn, ref)
+        if message is None or message.state is not DeliveryState.HELD:
+            return False
+        message = _as(message, DeliveryState.QUEUED)  # held ranks with queued
+        return advance_in(conn, message, DeliveryState.FAILED, now, reason="held: dropped")
+
+    return store.write_sync(job)
+
+
+def _as(message: Outgoing, state: DeliveryState) -> Outgoing:
+    return replace(message, state=state)
+
+
+def held(store: Store, limit: int = 1000) -> list[Outgoing]:
+    rows = store.query(
+        "SELECT * FROM outgoing WHERE state = ? ORDER BY id LIMIT ?",
+        (DeliveryState.HELD.value, limit),
+    )
+    return [Outgoing.from_row(r) for r in rows]
+
+
+def expire_stale_in(conn: sqlite3.Connection, now: float, ttl: float) -> int:
+    """Queued or held SMS older than `ttl` whose send task is gone (dropped from the dead-letter
+    list) or that wait on a phone that never took them: failed "expired", never sent."""
+    rows = conn.execute(
+        "SELECT * FROM outgoing WHERE state IN (?, ?) AND created_at <= ? AND NOT EXISTS ("
+        " SELECT 1 FROM tasks WHERE tasks.kind = ? AND tasks.ref = outgoing.ref "
+        " AND tasks.state != 'dead') LIMIT 500",
+        (DeliveryState.QUEUED.value, DeliveryState.HELD.value, now - ttl, SEND),
+    ).fetchall()
+    for row in rows:
+        message = _as(Outgoing.from_row(row), DeliveryState.QUEUED)
+        advance_in(conn, message, DeliveryState.FAILED, now, reason="expired")
+    return len(rows)
+
+
+# -- reports owed to CHT -------------------------------------------------------------------------
+
+
+def owed_reports(store: Store, limit: int = 100) -> list[tuple[int, dict[str, str]]]:
+    """Status updates not yet heard by CHT, oldest first: (row id, {id, status[, reason]})."""
+    rows = store.query(
+        "SELECT id, ref, status, reason FROM outgoing_reports WHERE reported_at IS NULL "
+        "ORDER BY id LIMIT ?",
+        (limit,),
+    )
+    out = []
+    for row in rows:
+        update = {"id": row["ref"], "status": row["status"]}
+        if row["reason"]:
+            update["reason"] = row["reason"]
+        out.append((row["id"], update))
+    return out
+
+
+def mark_reported_in(conn: sqlite3.Connection, ids: Sequence[int], now: float) -> None:
+    conn.executemany(
+        "UPDATE outgoing_reports SET reported_at = ? WHERE id = ?", [(now, i) for i in ids]
+    )
+
+
+# -- carrier results and delivery reports --------------------------------------------------------
+
+
+def accepted_in(
+    conn: sqlite3.Connection,
+    message: Outgoing,
+    carrier: str,
+    external_id: str | None,
+    state: DeliveryState,
+    now: float,
+) -> None:
+    """A carrier accepted `message`: record its id, move forward, then apply any delivery
+    reports for that id that arrived before the send response did."""
+    conn.execute(
+        "UPDATE outgoing SET carrier = ?, external_id = ?, updated_at = ? WHERE id = ?",
+        (carrier, external_id, now, message.id),
+    )
+    advance_in(conn, message, state, now)
+    if external_id is None:
+        return
+    early = conn.execute(
+        "SELECT * FROM delivery_reports WHERE carrier = ? AND external_id = ? "
+        "AND outgoing_id IS NULL ORDER BY id",
+        (carrier, external_id),
+    ).fetchall()
+    for row in early:
+        current = get_in(conn, message.ref)
+        if current is not None:
+            advance_in(conn, current, DeliveryState(row["state"]), now, reason=row["reason"])
+        conn.execute(
+            "UPDATE delivery_reports SET outgoing_id = ? WHERE id = ?", (message.id, row["id"])
+        )
+
+
+def delivery_report_in(conn: sqlite3.Connection, update: StatusUpdate, now: float) -> bool:
+    """Store a carrier's delivery report and apply it when it names a message we know (by our
+    ref, or by the carrier's id); otherwise it waits for the send response. Returns whether it
+    matched."""
+    message = None
+    if update.ref:
+        message = get_in(conn, update.ref)
+    if message is None and update.external_id:
+        row = conn.execute(
+            "SELECT * FROM outgoing WHERE carrier = ? AND external_id = ?",
+            (update.carrier, update.external_id),
+        ).fetchone()
+        message = None if row is None else Outgoing.from_row(row)
+    conn.execute(
+        "INSERT INTO delivery_reports(carrier, external_id, ref, state, carrier_status, reason, "
+        "received_at, outgoing_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            update.carrier,
+            update.external_id,
+            update.ref,
+            update.state.value,
+            update.carrier_status,
+            update.reason,
+            now,
+            None if message is None else message.id,
+        ),
+    )
+    if message is None:
+        return False
+    if update.external_id and message.external_id is None:
+        conn.execute(
+            "UPDATE outgoing SET carrier = ?, external_id = ? WHERE id = ?",
+            (update.carrier, update.external_id, message.id),
+        )
+    advance_in(conn, message, update.state, now, reason=update.reason)
+    return True
+
+
+async def record_delivery_reports(store: Store, updates: Sequence[StatusUpdate], now: float) -> int:
+    """The status webhook's step, before its 2xx: all reports stored in one transaction."""
+    if not updates:
+        return 0
+    return await store.write(lambda c: sum(1 for u in updates if delivery_report_in(c, u, now)))
+
+
+# -- for operators: metrics and listings (OPS) ---------------------------------------------------
+
+
+def counts(store: Store) -> dict[tuple[str, str | None], int]:
+    """(state, channel) -> number of outgoing SMS, for `/metrics`."""
+    rows = store.query("SELECT state, channel, COUNT(*) FROM outgoing GROUP BY state, channel")
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def by_refs(store: Store, refs: Sequence[str]) -> dict[str, Outgoing]:
+    """ref -> the outgoing SMS, for the refs that are outgoing SMS (`outbox ls`)."""
+    found: dict[str, Outgoing] = {}
+    unique = list(dict.fromkeys(refs))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        marks = ",".join("?" for _ in chunk)
+        for row in store.query(f"SELECT * FROM outgoing WHERE ref IN ({marks})", tuple(chunk)):
+            found[row["ref"]] = Outgoing.from_row(row)
+    return found

@@ -1,0 +1,283 @@
+"""Text -> report, exactly as CHT's SMS parser makes it (spec specs/smsparser.md).
+
+CHT-level functions (names follow CHT's smsparser): `get_form_code`, `is_muvuku_format`,
+`parse`, `parse_array`, `parse_field`, `is_compact`, plus `to_stored` (what CouchDB would keep).
+Results are JS-like: `UNDEFINED` for JS undefined, float('nan') for NaN. Where CHT itself
+throws, these raise `JsCrash`.
+
+Bridge-level: `parse_sms(text, forms, options)` returns a `Report` or a `FormError` and never
+raises."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from smsbridge.bikram import bs_to_epoch
+from smsbridge.errors import FormError
+from smsbridge.fields import DEFAULT_OPTIONS, ParseOptions, parse_field
+from smsbridge.formdef import CompiledForm, compiled
+from smsbridge.jsnum import JS_WS, UNDEFINED, standardise, strip_zero_width, truthy
+from smsbridge.muvuku import MUVUKU_SHAPE, parse_javarosa, parse_muvuku, split_muvuku
+from smsbridge.jscrash import JsCrash
+from smsbridge.textforms import (
+    map_tiny_labels,
+    parse_compact,
+    parse_labelled,
+)
+from smsbridge.textforms import is_compact as _is_compact
+
+__all__ = [
+    "UNDEFINED",
+    "FormError",
+    "JsCrash",
+    "ParseOptions",
+    "Report",
+    "get_form_code",
+    "is_compact",
+    "is_muvuku_format",
+    "parse",
+    "parse_array",
+    "parse_field",
+    "parse_sms",
+    "to_stored",
+]
+
+_CODE_DELIMS = set(JS_WS) | set("!-,:#")
+
+
+@dataclass(frozen=True)
+class Report:
+    """A message CHT would turn into a report. `code` is the form code (settings key), `format`
+    the sub-parser used (muvuku, javarosa, textforms, compact; None for an unsupported
+    header), `fields` exactly what CHT stores in the record's `fields`."""
+
+    code: str
+    form: Mapping[str, Any]
+    format: str | None
+    fields: dict[str, Any]
+
+
+def get_form_code(message: Any) -> str | None:
+    """Spec 3. None where CHT returns undefined."""
+    if not isinstance(message, str):
+        return None
+    pieces = message.split("!")
+    if len(pieces) >= 3:
+        return pieces[1].upper()
+    s = message.lstrip(JS_WS)
+    end = 0
+    while end < len(s) and s[end] not in _CODE_DELIMS:
+        end += 1
+    return s[:end].upper() if end else None
+
+
+def is_muvuku_format(message: Any) -> bool:
+    return isinstance(message, str) and MUVUKU_SHAPE.match(message) is not None
+
+
+def is_compact(form_def: Any, message: Any, locale: str | None = None,
+               options: ParseOptions | None = None) -> bool:  # fmt: skip
+    """Spec 4.5 (`message` is already code-stripped)."""
+    opts = options or DEFAULT_OPTIONS
+    if not truthy(form_def) or not isinstance(form_def, dict) or not isinstance(message, str):
+        return False
+    return _is_compact(
+        compiled(form_def), message, locale, opts.translations, opts.settings_locale
+    )
+
+
+def _locale(doc: Mapping[str, Any], opts: ParseOptions) -> str | None:
+    loc = doc.get("locale")
+    return loc if isinstance(loc, str) and loc else opts.locale
+
+
+def _read(form: CompiledForm, message: str, locale: str | None, opts: ParseOptions
+          ) -> tuple[str | None, dict[str, Any]]:  # fmt: skip
+    """Choose the sub-parser (spec 4) and read raw values keyed by field key."""
+    head = MUVUKU_SHAPE.match(message)
+    if head is not None:
+        kind = head.group(1).upper()
+        if kind not in ("1", "J1"):
+            return None, {}
+        if form.has_null_field:
+            raise JsCrash("form_definition", "A field of this form has no definition.")
+        if kind == "1":
+            return "muvuku", parse_muvuku(form, message)
+        return "javarosa", parse_javarosa(form, message, opts.translations, opts.settings_locale)
+    msg = form.strip_form_code(message)
+    if _is_compact(form, msg, locale, opts.translations, opts.settings_locale):
+        return "compact", parse_compact(form, msg)
+    data = parse_labelled(msg, opts.timezone)
+    map_tiny_labels(form, data, locale, opts.translations, opts.settings_locale)
+    return "textforms", data
+
+
+def _deep_set(obj: Any, parts: list[str], value: Any) -> None:
+    for i, key in enumerate(parts):
+        last = i == len(parts) - 1
+        if obj is UNDEFINED or obj is None:
+            raise JsCrash("form_definition", "Conflicting dotted field keys in this form.")
+        if not isinstance(obj, dict):  # a JS primitive: the property write is lost
+            if last:
+                return
+            obj = UNDEFINED
+            continue
+        if last:
+            obj[key] = value
+            return
+        if not truthy(obj.get(key, UNDEFINED)):
+            obj[key] = {}
+        obj = obj[key]
+
+
+def parse_with_format(form_def: Any, doc: Any, options: ParseOptions | None = None
+                      ) -> tuple[str | None, dict[str, Any]]:  # fmt: skip
+    """`parse` that also says which sub-parser was used."""
+    opts = options or DEFAULT_OPTIONS
+    if (
+        not truthy(form_def)
+        or not isinstance(form_def, dict)
+        or not isinstance(doc, dict)
+        or not truthy(doc.get("message", UNDEFINED))
+        or not truthy(form_def.get("fields", UNDEFINED))
+    ):
+        return None, {}
+    message = doc["message"]
+    if not isinstance(message, str):
+        return None, {}
+    form = compiled(form_def)
+    fmt, data = _read(form, message, _locale(doc, opts), opts)
+    if fmt is None:
+        return None, {}
+    omitted = fmt in ("muvuku", "javarosa")
+    result: dict[str, Any] = {}
+    fields = form.fields
+    for key, path in zip(form.keys, form.paths, strict=True):
+        raw = data.get(key, UNDEFINED)
+        if omitted or truthy(raw):
+            if fields[key] is None:
+                raise JsCrash("form_definition", f"Field {key!r} of this form has no definition.")
+            value = parse_field(fields[key], raw, key, opts)
+            if len(path) == 1:
+                result[key] = value
+            else:
+                _deep_set(result, path, value)
+    if form.aggregate_key is not None:
+        parts: dict[str, Any] = {"bsYear": UNDEFINED, "bsMonth": 1, "bsDay": 1}
+        for key in form.keys:
+            field = form.fields[key]
+            ftype = field.get("type") if isinstance(field, dict) else None
+            if ftype in parts:
+                parts[ftype] = standardise(data.get(key, UNDEFINED))
+        if truthy(parts["bsYear"]):
+            result[form.aggregate_key] = bs_to_epoch(
+                parts["bsYear"], parts["bsMonth"], parts["bsDay"], opts.timezone
+            )
+    if data.get("_extra_fields") is True:
+        result["_extra_fields"] = True
+    return fmt, result
+
+
+def parse(form_def: Any, doc: Any, options: ParseOptions | None = None) -> dict[str, Any]:
+    """CHT `smsparser.parse(def, doc)`: doc has `message` and optionally `locale`."""
+    return parse_with_format(form_def, doc, options)[1]
+
+
+def parse_array(form_def: Any, doc: Any, options: ParseOptions | None = None) -> list[Any]:
+    """CHT `smsparser.parseArray(def, doc)`: [sent_timestamp, from, raw values in field order]."""
+    opts = options or DEFAULT_OPTIONS
+    message = doc.get("message") if isinstance(doc, dict) else None
+    if not isinstance(message, str):
+        raise JsCrash("parse_error", "The message is not text.")
+    valid_def = isinstance(form_def, dict) and truthy(form_def.get("fields", UNDEFINED))
+    form = compiled(form_def) if isinstance(form_def, dict) else None
+    head = MUVUKU_SHAPE.match(message)
+    data: dict[str, Any] = {}
+    if head is not None:
+        kind = head.group(1).upper()
+        if kind not in ("1", "J1"):
+            raise JsCrash("unsupported_header", "This message header is not supported.")
+        if form is not None and valid_def:
+            if kind == "1":
+                data = parse_muvuku(form, message)
+            else:
+                data = parse_javarosa(form, message, opts.translations, opts.settings_locale)
+        else:
+            split_muvuku(message)
+    elif form is not None and valid_def:
+        msg = form.strip_form_code(message)
+        if not _is_compact(form, msg, _locale(doc, opts), opts.translations,
+                           opts.settings_locale):  # fmt: skip
+            raise JsCrash("parse_error", "parseArray cannot read labelled textforms.")
+        data = parse_compact(form, message)
+    if form is None or not valid_def:
+        return []
+    values = [data.get(k, UNDEFINED) for k in form.keys]
+    return [doc.get("sent_timestamp", UNDEFINED), doc.get("from", UNDEFINED), *values]
+
+
+def to_stored(obj: Any) -> Any:
+    """The JSON CouchDB would store: undefined keys dropped, NaN/Infinity -> None."""
+    if isinstance(obj, dict):
+        return {k: to_stored(v) for k, v in obj.items() if v is not UNDEFINED}
+    if isinstance(obj, list):
+        return [None if v is UNDEFINED else to_stored(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _merge(parts: list[str], record: dict[str, Any], data: Any) -> None:
+    """CHT `smsparser.merge`: copy one def field from the parsed object into record.fields."""
+    if len(parts) > 1:
+        top = parts[0]
+        value = data.get(top, UNDEFINED) if isinstance(data, dict) else UNDEFINED
+        if truthy(value):
+            if not truthy(record.get(top, UNDEFINED)):
+                record[top] = {}
+            if isinstance(record[top], dict):
+                _merge(parts[1:], record[top], value)
+    else:
+        record[parts[0]] = data.get(parts[0], UNDEFINED) if isinstance(data, dict) else UNDEFINED
+
+
+def record_fields(form: CompiledForm, parsed: dict[str, Any]) -> dict[str, Any]:
+    """`record.fields` as createByForm builds it from the parsed object (stored form)."""
+    record: dict[str, Any] = {}
+    for key, path in zip(form.keys, form.paths, strict=True):
+        if len(path) == 1:
+            record[key] = parsed.get(key, UNDEFINED)
+        else:
+            _merge(path, record, parsed)
+    return to_stored(record)
+
+
+def parse_sms(
+    text: str, forms: Mapping[str, Any], options: ParseOptions | None = None
+) -> Report | FormError:
+    """Find the form (spec 3, with CHT's zero-width retry, 14.4) and parse the message."""
+    opts = options or DEFAULT_OPTIONS
+    try:
+        if not isinstance(text, str) or text.strip(JS_WS) == "":
+            return FormError("Message appears empty.", code="sys.empty")
+        code = get_form_code(text)
+        form_def = forms.get(code) if code else None
+        if code and form_def is None:
+            clean = strip_zero_width(code)
+            if clean in forms:
+                text = text.replace(code, clean, 1)
+                code, form_def = clean, forms[clean]
+        if not code or not isinstance(form_def, dict):
+            return FormError(f"Form '{code or ''}' not found.", code="sys.form_not_found")
+        doc = {"message": text, "locale": opts.locale}
+        fmt, parsed = parse_with_format(form_def, doc, opts)
+        fields = record_fields(compiled(form_def), parsed)
+        return Report(code=code, form=form_def, format=fmt, fields=fields)
+    except JsCrash as exc:
+        return FormError(exc.detail, code=exc.code)
+    except Exception as exc:  # the bridge never crashes on a message
+        return FormError(f"This message could not be read ({type(exc).__name__}).",
+                         code="parse_error")  # fmt: skip

@@ -1,0 +1,467 @@
+"""The inbound steps: accept an SMS (store it and its task, in one transaction) and submit it
+to CHT (a worker step, safe to run twice).
+
+    accept_inbound(store, messages, now, dedup_window)   the webhook's step, before its 2xx
+    InboundPipeline.submit_report(task, now)               the worker's step, for a `submit` task
+
+submit_report: resolve the sender (contacts-by-phone, cached), parse with CHT's form
+definitions, then
+  - a known form -> POST /api/v2/records (JSON; `_meta.reported_date` = when the SMS arrived,
+    `_meta.message` = the raw text, `_meta.gateway_ref` = our message id);
+  - anything else -> POST /api/sms as a gateway message whose id is our message id (CHT drops
+    ids it has seen, so this is idempotent);
+  - a text CHT's own parser would crash on -> not submitted; the sender gets a reply and the
+    task waits in the dead-letter list with the reason.
+
+/api/v2/records is not idempotent. When an earlier attempt at a report may have reached CHT (a
+timeout or dropped connection after the request was sent, or a crash mid-call), the retry does
+NOT post the record again: it sends the SMS through /api/sms with the same id. CHT's gateway_ref
+view holds `_meta.gateway_ref` of the record we may have created, so CHT drops the message if
+the first attempt got through, and otherwise creates the report from the raw text with its own
+parser. Residual: in that rare case the report's reported_date is the time CHT processed it,
+not the time the SMS arrived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from smsbridge import phone
+from smsbridge.chtsettings import ChtSettingsCache
+from smsbridge.errors import AuthFailure, FormError, PermanentError, RetryableError
+from smsbridge.logs import event
+from smsbridge.outbox import Outbox, Task
+from smsbridge.parser import ParseOptions, Report, parse_sms
+from smsbridge.settings import Settings
+from smsbridge.sms import InboundSms
+from smsbridge.store import Store
+
+log = logging.getLogger("smsbridge.pipeline")
+
+SUBMIT = "submit"  # task kind: submit one inbound message to CHT
+
+NOT_SENT = "not_sent"  # memo: the last attempt certainly did not reach CHT
+MAYBE_SENT = "maybe_sent"  # memo: the last attempt may have created a record in CHT
+
+# The FormErrors of parse_sms that CHT handles itself (it stores the message, with its own
+# error and reply). Every other FormError is a text on which CHT's own parser would throw (its
+# request would fail and nothing would be stored): we reply to the sender instead of submitting.
+HANDLED_BY_CHT = frozenset({"sys.empty", "sys.form_not_found"})
+
+UNKNOWN_SENDER_REPLY = (
+    "Your phone number is not registered. Please ask your supervisor to add it before "
+    "sending reports."
+)
+
+
+# -- accept: the webhook's step ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accepted:
+    uuid: str
+    duplicate: bool
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def content_hash(sender: str, text: str) -> str:
+    return hashlib.sha256(f"{sender}\x00{text}".encode()).hexdigest()[:32]
+
+
+def accept_in(
+    conn: sqlite3.Connection, messages: Sequence[InboundSms], now: float, dedup_window: float
+) -> list[Accepted]:
+    """Inside a write job: store each new message and its submit task; recognise duplicates
+    (same carrier + external id; or, without an id, same carrier + sender + text within
+    `dedup_window` seconds)."""
+    out: list[Accepted] = []
+    now_ms = int(now * 1000)
+    for sms in messages:
+        digest = None
+        if sms.external_id:
+            row = conn.execute(
+                "SELECT uuid FROM messages WHERE carrier = ? AND external_id = ?",
+                (sms.carrier, sms.external_id),
+            ).fetchone()
+        else:
+            digest = content_hash(sms.sender, sms.text)
+            row = conn.execute(
+                "SELECT uuid FROM messages WHERE carrier = ? AND sender = ? AND content_hash = ? "
+                "AND external_id IS NULL AND accepted_at >= ? ORDER BY id DESC LIMIT 1",
+                (sms.carrier, sms.sender, digest, now_ms - int(dedup_window * 1000)),
+            ).fetchone()
+        if row is not None:
+            out.append(Accepted(row[0], duplicate=True))
+            continue
+        message_id = str(uuid.uuid4())
+        conn.execute(
+            "INSERT INTO messages(uuid, carrier, external_id, sender, recipient, text, "
+            "received_at, accepted_at, content_hash, state) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')",
+            (
+                message_id,
+                sms.carrier,
+                sms.external_id,
+                sms.sender,
+                sms.recipient,
+                sms.text,
+                _ms(sms.received_at),
+                now_ms,
+                digest,
+            ),
+        )
+        Outbox.enqueue_in(conn, SUBMIT, message_id, now)
+        out.append(Accepted(message_id, duplicate=False))
+    return out
+
+
+async def accept_inbound(
+    store: Store, messages: Sequence[InboundSms], now: float, dedup_window: float
+) -> list[Accepted]:
+    """Store `messages` and their submit tasks in one transaction; returns once committed and
+    on disk (group commit with concurrent callers). Only then may the carrier hear 2xx."""
+    if not messages:
+        return []
+    return await store.write(lambda c: accept_in(c, messages, now, dedup_window))
+
+
+# -- submit: the worker's step -------------------------------------------------------------------
+
+
+class ChtApi(Protocol):
+    """What the inbound worker needs of `smsbridge.cht.ChtClient`."""
+
+    async def app_settings(self) -> dict[str, Any]: ...
+
+    async def contacts_by_phone(self, phone: str) -> list[dict[str, Any]]: ...
+
+    async def create_record(self, body: dict[str, Any]) -> str: ...
+
+    async def exchange_sms(
+        self, messages: list[dict[str, Any]], updates: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]: ...
+
+    async def check_auth(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    uuid: str
+    carrier: str
+    external_id: str | None
+    sender: str
+    text: str
+    received_at: int  # ms
+    accepted_at: int
+    state: str
+    form: str | None
+    cht_doc_id: str | None
+    reason: str | None
+    reply: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Message:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+def get_message(store: Store, message_uuid: str) -> Message | None:
+    rows = store.query("SELECT * FROM messages WHERE uuid = ?", (message_uuid,))
+    return Message.from_row(rows[0]) if rows else None
+
+
+class ContactCache:
+    """contacts-by-phone answers, kept `ttl` seconds (unknown numbers too)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    async def lookup(self, cht: ChtApi, number: str, now: float) -> dict[str, Any] | None:
+        hit = self._entries.get(number)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        docs = await cht.contacts_by_phone(number)
+        contact = docs[0] if docs else None
+        self._entries[number] = (now + self.ttl, contact)
+        if len(self._entries) > 50_000:  # bounded: drop the expired ones
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+        return contact
+
+
+class ChtGate:
+    """Whether CHT work may run now. A retryable failure pauses the CHT lane until its retry is
+    due (so the backlog keeps its arrival order and CHT is not hammered); a 401 pauses it until
+    a probe (every `auth_probe_interval` s) finds the credentials accepted again."""
+
+    def __init__(self, auth_probe_interval: float = 60.0) -> None:
+        self.paused_until = 0.0
+        self.auth_failed: str | None = None
+        self.auth_probe_interval = auth_probe_interval
+        self.next_auth_probe = 0.0
+
+    def open(self, now: float) -> bool:
+        return self.auth_failed is None and now >= self.paused_until
+
+    def back_off(self, until: float) -> None:
+        self.paused_until = max(self.paused_until, until)
+
+    def auth_failure(self, detail: str, now: float) -> None:
+        if self.auth_failed is None:
+            event(log, "cht_auth_failed_pausing", logging.ERROR, detail=detail)
+        self.auth_failed = detail or "CHT refused our credentials"
+        self.next_auth_probe = now + self.auth_probe_interval
+
+    async def probe(self, cht: ChtApi, now: float) -> bool:
+        """When paused for auth and a probe is due: check the credentials once."""
+        if self.auth_failed is None:
+            return True
+        if now < self.next_auth_probe:
+            return False
+        self.next_auth_probe = now + self.auth_probe_interval
+        reset = getattr(cht, "reset_auth", None)  # ChtClient fails fast after a 401 until reset
+        if callable(reset):
+            reset()
+        try:
+            await cht.check_auth()
+        except AuthFailure as exc:
+            self.auth_failed = exc.detail or "CHT refused our credentials"
+            return False
+        except Exception:
+            return False
+        event(log, "cht_auth_recovered_resuming")
+        self.auth_failed = None
+        return True
+
+    def paused_reason(self) -> str | None:
+        return None if self.auth_failed is None else f"CHT refused our credentials ({self.auth_failed})"
+
+
+ReplyHook = Callable[[sqlite3.Connection, str, str, str, float], None]
+"""(conn, to, text, message uuid, now): queue an outgoing SMS inside the current write job."""
+OutgoingHook = Callable[[list[dict[str, Any]]], Awaitable[None]]
+"""Called with the outgoing messages CHT handed back on a relay exchange."""
+
+
+def _maybe_reached_peer(exc: RetryableError) -> bool:
+    """Could the failed request have been processed by CHT? A failure to connect proves it was
+    not, and so does an error status (5xx, 429: CHT answered without creating anything); a
+    timeout, a dropped connection or a 2xx we could not read may have created the record."""
+    if exc.code == "cht_unreachable":
+        return False
+    return exc.status is None or 200 <= exc.status < 300
+
+
+@dataclass
+class _Attempt:
+    posted_record: bool = False  # a POST /api/v2/records was started in this attempt
+
+
+class InboundPipeline:
+    def __init__(
+        self,
+        store: Store,
+        outbox: Outbox,
+        cht: ChtApi,
+        settings: Settings,
+        cht_settings: ChtSettingsCache,
+        *,
+        gate: ChtGate | None = None,
+        reply_hook: ReplyHook | None = None,
+        outgoing_hook: OutgoingHook | None = None,
+    ) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.cht = cht
+        self.settings = settings
+        self.cht_settings = cht_settings
+        self.gate = gate or ChtGate()
+        self.contacts = ContactCache(settings.contact_cache_ttl)
+        self.reply_hook = reply_hook
+        self.outgoing_hook = outgoing_hook
+
+    # -- one task --------------------------------------------------------------------------------
+
+    async def run_once(self, now: float) -> bool:
+        """Claim one due submit task and run it. False when there was nothing to do (or CHT
+        work is paused)."""
+        if self.gate.auth_failed is not None and not await self.gate.probe(self.cht, now):
+            return False
+        if not self.gate.open(now):
+            return False
+        task = await self.outbox.claim([SUBMIT], now, self.settings.lease_seconds)
+        if task is None:
+            return False
+        await self.submit_report(task, now)
+        return True
+
+    async def submit_report(self, task: Task, now: float) -> None:
+        """Run one submit task to an outcome: done, retry later, paused, or dead-lettered."""
+        message = get_message(self.store, task.ref)
+        if message is None or message.state not in ("received", "dead"):  # dead: a replay
+            await self.outbox.done(task)
+            return
+        maybe_sent = task.memo == MAYBE_SENT or (task.attempts > 1 and task.memo != NOT_SENT)
+        attempt = _Attempt()
+        try:
+            await self._submit(task, message, now, maybe_sent, attempt)
+        except AuthFailure as exc:
+            self.gate.auth_failure(exc.detail or exc.code, now)
+            await self.outbox.release(
+                task, now, now + self.gate.auth_probe_interval, memo=task.memo or NOT_SENT
+            )
+        except RetryableError as exc:
+            reached = attempt.posted_record and _maybe_reached_peer(exc)
+            memo = MAYBE_SENT if maybe_sent or reached else NOT_SENT
+            due = await self.outbox.retry_later(
+                task, now, f"{exc.code}: {exc.detail}", retry_after=exc.retry_after, memo=memo
+            )
+            event(log, "inbound_retry", logging.WARNING, message=message.uuid,
+                  attempts=task.attempts, error=exc.code, status=exc.status,
+                  gave_up=due is None)
+            if due is not None:
+                self.gate.back_off(due)
+            else:
+                await self._mark(message.uuid, "dead", reason=f"CHT unavailable: {exc.code}")
+        except PermanentError as exc:
+            reason = f"CHT rejected the message: {exc.code}: {exc.detail}"
+            await self.store.write(lambda c: self._dead_in(c, task, message.uuid, reason, now))
+            event(log, "inbound_dead_letter", logging.WARNING, message=message.uuid,
+                  error=exc.code, status=exc.status)
+
+    async def _submit(
+        self, task: Task, message: Message, now: float, maybe_sent: bool, attempt: _Attempt
+    ) -> None:
+        cs = self.cht_settings
+        sender = (
+            phone.normalize(message.sender, cs.default_country_code, cs.phone_validation)
+            or message.sender
+        )
+        contact = await self.contacts.lookup(self.cht, sender, now)
+        if contact is None and self.settings.reject_unknown_senders:
+            await self._reject(task, message, sender, "unknown sender", UNKNOWN_SENDER_REPLY, now)
+            return
+        options = ParseOptions(
+            locale=cs.locale,
+            settings_locale=cs.locale,
+            timezone=self.settings.timezone,
+            default_country_code=cs.default_country_code,
+            phone_validation=cs.phone_validation,
+        )
+        result = parse_sms(message.text, cs.forms, options)
+        if isinstance(result, FormError) and result.code not in HANDLED_BY_CHT:
+            await self._reject(task, message, sender, result.code, result.detail, now, dead=True)
+            return
+        if isinstance(result, Report) and not maybe_sent:
+            attempt.posted_record = True
+            doc_id = await self._create_record(message, sender, result, cs.locale)
+            await self._finish(task, message.uuid, "submitted", form=result.code, doc_id=doc_id)
+            event(log, "inbound_submitted", message=message.uuid, form=result.code,
+                  sender=phone.mask(sender), doc=doc_id)
+            return
+        await self._relay(message, sender)
+        form = result.code if isinstance(result, Report) else None
+        await self._finish(task, message.uuid, "relayed", form=form, doc_id=None)
+        event(log, "inbound_relayed", message=message.uuid, sender=phone.mask(sender),
+              recheck=maybe_sent)
+
+    async def _create_record(
+        self, message: Message, sender: str, report: Report, locale: str
+    ) -> str:
+        body: dict[str, Any] = dict(report.fields)
+        body["_meta"] = {
+            "form": report.code,
+            "from": sender,
+            "reported_date": message.received_at,
+            "locale": locale,
+            "message": message.text,
+            "gateway_ref": message.uuid,
+        }
+        return await self.cht.create_record(body)
+
+    async def _relay(self, message: Message, sender: str) -> None:
+        outgoing = await self.cht.exchange_sms(
+            [
+                {
+                    "id": message.uuid,
+                    "from": sender,
+                    "content": message.text,
+                    "sms_sent": message.received_at,
+                    "sms_received": message.received_at,
+                }
+            ],
+            [],
+        )
+        if outgoing and self.outgoing_hook is not None:
+            await self.outgoing_hook(outgoing)
+
+    # -- outcomes --------------------------------------------------------------------------------
+
+    async def _finish(
+        self, task: Task, message_uuid: str, state: str, *, form: str | None, doc_id: str | None
+    ) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE messages SET state = ?, form = ?, cht_doc_id = ? WHERE uuid = ?",
+                (state, form, doc_id, message_uuid),
+            )
+            Outbox.done_in(conn, task)
+
+        await self.store.write(job)
+
+    async def _mark(self, message_uuid: str, state: str, *, reason: str) -> None:
+        await self.store.write(
+            lambda c: c.execute(
+                "UPDATE messages SET state = ?, reason = ? WHERE uuid = ?",
+                (state, reason, message_uuid),
+            )
+        )
+
+    @staticmethod
+    def _dead_in(
+        conn: sqlite3.Connection, task: Task, message_uuid: str, reason: str, now: float
+    ) -> None:
+        conn.execute(
+            "UPDATE messages SET state = 'dead', reason = ? WHERE uuid = ?", (reason, message_uuid)
+        )
+        Outbox.give_up_in(conn, task, reason, now)
+
+    async def _reject(
+        self,
+        task: Task,
+        message: Message,
+        sender: str,
+        reason: str,
+        reply: str,
+        now: float,
+        *,
+        dead: bool = False,
+    ) -> None:
+        """Do not submit: record why, queue `reply` to the sender, and finish the task (or, with
+        `dead`, leave it in the dead-letter list so an operator can see and retry it)."""
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE messages SET state = ?, reason = ?, reply = ? WHERE uuid = ?",
+                ("dead" if dead else "rejected", reason, reply, message.uuid),
+            )
+            if self.reply_hook is not None:
+                self.reply_hook(conn, sender, reply, message.uuid, now)
+            if dead:
+                Outbox.give_up_in(conn, task, reason, now)
+            else:
+                Outbox.done_in(conn, task)
+
+        await self.store.write(job)
+        event(log, "inbound_rejected", logging.WARNING, message=message.uuid, reason=reason,
+              sender=phone.mask(sender), dead_letter=dead)

@@ -1,0 +1,134 @@
+"""The textforms family: compact (`CODE v1 v2 "two words"`, spec 8) and labelled
+(`CODE L1 v1#L2 v2`, spec 9), and the compact-or-labelled decision (`isCompact`, spec 4.5).
+Structure: grammars/compact.lark and grammars/textforms.lark; the scanners are compiled from
+those grammars' terminals."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from smsbridge.formdef import CompiledForm, LabelCrash
+from smsbridge.grammar import terminal
+from smsbridge.jscrash import JsCrash
+from smsbridge.jsdate import parse_date_string
+from smsbridge.jsnum import JS_WS, NOT_LT, UNDEFINED, normalize_number, truthy
+from smsbridge.translate import Tables
+
+
+_TOKENS = re.compile(f"{terminal('compact', 'QUOTED')}|{terminal('compact', 'WORD')}")
+_GREEDY_TOKENS = re.compile(f"{terminal('compact', 'GREEDY_QUOTED')}|{terminal('compact', 'WORD')}")
+_BOUNDARY = re.compile(terminal("textforms", "BOUNDARY"))
+_WS = "[" + re.escape(JS_WS) + "]"
+_SEP = terminal("textforms", "SEP")
+# Spec 9.2: WS* KEY SEP* DATE? SEP* NUM? SEP* OTHER? WS* end -- searched, not anchored.
+_PAIR = re.compile(
+    f"{_WS}*({terminal('textforms', 'KEY')})"
+    f"{_SEP}*({terminal('textforms', 'DATE')})?"
+    f"{_SEP}*({terminal('textforms', 'NUM')})?"
+    f"{_SEP}*({NOT_LT}+?)?{_WS}*\\Z"
+)
+
+
+def is_compact(
+    form: CompiledForm,
+    msg: str,
+    locale: str | None,
+    tables: Tables | None = None,
+    settings_locale: str | None = None,
+) -> bool:
+    """Spec 4.5. `msg` is the message after the form code was stripped."""
+    if not msg or not form.fields_truthy:
+        return False
+    if "#" in msg and len(_BOUNDARY.split(msg)) != 1:
+        return False
+    if form.has_null_field:
+        raise JsCrash("form_definition", "A field of this form has no definition.")
+    lowered = msg.lower()
+    for label, rx in form.labels(locale, tables, settings_locale).compact:
+        if lowered == label:
+            return False
+        if isinstance(rx, LabelCrash):
+            raise JsCrash("form_definition", str(rx))
+        if rx.search(msg):
+            return False
+    return True
+
+
+def tokens(msg: str) -> list[str]:
+    return _TOKENS.findall(msg)
+
+
+def parse_compact(form: CompiledForm, msg: str) -> dict[str, Any]:
+    values = tokens(msg)
+    keys = form.keys
+    if not values:
+        raise JsCrash("empty_compact", "The message has nothing after the form code.")
+    if len(values) > len(keys):
+        values = _GREEDY_TOKENS.findall(msg)
+    out: dict[str, Any] = {}
+    last = len(keys) - 1
+    for i, key in enumerate(keys):
+        if not values:
+            break
+        if i == last and form.types[i] == "string":
+            value = " ".join(values)
+        else:
+            value = values.pop(0)
+        if len(value) > 1 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        out[key] = value
+    return out
+
+
+def segments(msg: str) -> list[str]:
+    return _BOUNDARY.split(msg)
+
+
+def _set_result(results: dict[str, Any], key: str, value: Any, pair: list[Any] | None) -> None:
+    key = key.lower()
+    current = results.get(key, UNDEFINED)
+    if current is UNDEFINED:
+        results[key] = "".join(pair) if pair is not None else value
+    elif isinstance(current, list):
+        current.append({"type": "pair", "values": pair} if pair is not None else value)
+    else:
+        results[key] = [current, {"type": "pair", "values": pair} if pair is not None else value]
+
+
+def parse_labelled(msg: str, tz: str) -> dict[str, Any]:
+    """The textforms parser: lowercased label -> value (spec 9.2-9.4)."""
+    results: dict[str, Any] = {}
+    for segment in _BOUNDARY.split(msg):
+        m = _PAIR.search(segment)
+        if m is None:
+            continue
+        key, date, num, other = m.groups()
+        if other is not None and other.strip(JS_WS) == "":
+            other = None
+        if other is not None and num is not None:
+            _set_result(results, key, None, [num, other])
+        elif num is not None:
+            _set_result(results, key, normalize_number(float(num)), None)
+        elif date is not None:
+            _set_result(results, key, parse_date_string(date, tz), None)
+        else:
+            _set_result(results, key, other if other is not None else UNDEFINED, None)
+    return results
+
+
+def map_tiny_labels(
+    form: CompiledForm,
+    data: dict[str, Any],
+    locale: str | None,
+    tables: Tables | None,
+    settings_locale: str | None,
+) -> None:
+    """Spec 9.5: move values from tiny labels to field keys (in place)."""
+    tiny = form.labels(locale, tables, settings_locale).tiny
+    if isinstance(tiny, LabelCrash):
+        raise JsCrash("form_definition", str(tiny))
+    for key, label in tiny:
+        if label is not None and key != label and truthy(data.get(label, UNDEFINED)):
+            data[key] = data[label]
+            data[label] = UNDEFINED

@@ -1,0 +1,103 @@
+"""The background loops of `smsbridge serve`: inbound submit workers and the CHT settings
+refresher. They run as asyncio tasks in the app's lifespan; all their state is in the database,
+so killing the process loses nothing (leases expire, tasks are claimed again).
+
+`clock` gives `now` (epoch seconds); tests pass a fake clock and move it instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from smsbridge.chtsettings import ChtSettingsCache
+from smsbridge.errors import AuthFailure
+from smsbridge.logs import event
+from smsbridge.pipeline import InboundPipeline
+
+log = logging.getLogger("smsbridge.workers")
+
+
+class Wakeup:
+    """Wakes idle workers when new work is committed (instead of waiting for their poll)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        self._event.clear()
+
+
+class InboundWorkers:
+    """`concurrency` loops claiming submit tasks, plus the settings refresher."""
+
+    def __init__(
+        self,
+        pipeline: InboundPipeline,
+        cht_settings: ChtSettingsCache,
+        *,
+        clock: Callable[[], float],
+        concurrency: int = 4,
+        idle: float = 0.2,
+    ) -> None:
+        self.pipeline = pipeline
+        self.cht_settings = cht_settings
+        self.clock = clock
+        self.concurrency = concurrency
+        self.idle = idle
+        self.wakeup = Wakeup()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._refresh_loop(), name="cht-settings"))
+        for n in range(self.concurrency):
+            self._tasks.append(asyncio.create_task(self._submit_loop(), name=f"inbound-{n}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def _submit_loop(self) -> None:
+        while True:
+            try:
+                worked = await self.pipeline.run_once(self.clock())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not kill the worker; the lease will expire
+                event(log, "inbound_worker_error", logging.ERROR, error=type(exc).__name__)
+                log.debug("inbound worker error", exc_info=True)
+                worked = False
+            if not worked:
+                await self.wakeup.wait(self.idle)
+
+    async def refresh_settings(self) -> None:
+        """Fetch CHT's settings now if due (and not paused for a 401)."""
+        now = self.clock()
+        gate = self.pipeline.gate
+        if gate.auth_failed is not None or not self.cht_settings.due(now):
+            return
+        try:
+            await self.cht_settings.refresh(self.pipeline.cht, now)
+        except AuthFailure as exc:
+            gate.auth_failure(exc.detail or exc.code, now)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            try:
+                await self.refresh_settings()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                event(log, "cht_settings_error", logging.ERROR, error=type(exc).__name__)
+            await asyncio.sleep(min(self.idle * 5, 1.0))

@@ -1,0 +1,117 @@
+"""Vonage inbound webhooks (GET or POST, form or JSON): payloads -> stored messages; the
+optional `sig` signature checked against Vonage's published vectors."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from smsbridge.carriers import vonage
+from smsbridge.carriers.base import CarrierConfig, WebhookRequest
+from smsbridge.errors import Forbidden
+
+# As Vonage sends them (developer.vonage.com/messaging/sms/guides/inbound-sms).
+BASE = {
+    "msisdn": "447700900001",
+    "to": "447700900000",
+    "messageId": "0A0000000123ABCD1",
+    "text": "P 12 Jane",
+    "type": "text",
+    "keyword": "P",
+    "api-key": "abcd1234",
+    "message-timestamp": "2020-01-01 12:00:00",
+}
+EXPECTED = ("+447700900001", "P 12 Jane", "0A0000000123ABCD1", 1577880000000)
+
+
+def test_get_with_query_is_stored(bridge) -> None:  # type: ignore[no-untyped-def]
+    response = httpx.get(bridge.url + bridge.inbound_path("vonage"), params=BASE)
+    assert response.status_code == 204
+    [row] = bridge.messages()
+    assert (row["sender"], row["text"], row["external_id"], row["received_at"]) == EXPECTED
+
+
+def test_post_form_is_stored(bridge) -> None:  # type: ignore[no-untyped-def]
+    response = httpx.post(bridge.url + bridge.inbound_path("vonage"), data=BASE)
+    assert response.status_code == 204
+    [row] = bridge.messages()
+    assert (row["sender"], row["text"], row["external_id"], row["received_at"]) == EXPECTED
+
+
+def test_post_json_is_stored(bridge) -> None:  # type: ignore[no-untyped-def]
+    response = httpx.post(bridge.url + bridge.inbound_path("vonage"), json=BASE)
+    assert response.status_code == 204
+    [row] = bridge.messages()
+    assert (row["sender"], row["text"], row["external_id"], row["received_at"]) == EXPECTED
+
+
+def test_concatenated_parts_are_stored_as_their_own_messages(bridge) -> None:  # type: ignore[no-untyped-def]
+    url = bridge.url + bridge.inbound_path("vonage")
+    for part, text in ((1, "first half "), (2, "second half")):
+        httpx.post(url, data={**BASE, "messageId": f"part{part}", "text": text, "concat": "true",
+                              "concat-ref": "7", "concat-total": "2",
+                              "concat-part": str(part)}).raise_for_status()
+    assert [r["text"] for r in bridge.messages()] == ["first half ", "second half"]
+
+
+def test_duplicate_delivery_is_stored_once(bridge) -> None:  # type: ignore[no-untyped-def]
+    url = bridge.url + bridge.inbound_path("vonage")
+    httpx.get(url, params=BASE).raise_for_status()
+    httpx.post(url, data=BASE).raise_for_status()
+    assert len(bridge.messages()) == 1
+
+
+def test_malformed_json_is_400(bridge) -> None:  # type: ignore[no-untyped-def]
+    response = httpx.post(bridge.url + bridge.inbound_path("vonage"), content=b"{not json",
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
+    assert bridge.messages() == []
+
+
+# Vonage's own SDK test vectors: params a=1, b=2, timestamp=1461605396, secret "secret".
+VECTORS = [
+    ("md5hash", "6af838ef94998832dbfc29020b564830"),
+    ("md5", "c15c21ced558c93a226c305f58f902f2"),
+    ("sha1", "3e19a4e6880fdc2c1426bfd0587c98b9532f0210"),
+    ("sha256", "a321e824b9b816be7c3f28859a31749a098713d39f613c80d455bbaffae1cd24"),
+    ("sha512", "812a18f76680fa0fe1b8bd9ee1625466ceb1bd96242e4d050d2cfd9a7b40166c63ed26ec9702"
+               "168781b6edcf1633db8ff95af9341701004eec3fcf9550572ee8"),
+]
+
+
+@pytest.mark.parametrize(("method", "expected"), VECTORS)
+def test_signature_matches_vonage_vectors(method: str, expected: str) -> None:
+    params = {"a": "1", "b": "2", "timestamp": "1461605396"}
+    assert vonage.compute_signature(params, "secret", method) == expected
+    assert vonage.compute_signature({**params, "sig": "x"}, "secret", method) == expected
+
+
+def test_ampersands_and_equals_in_values_are_replaced() -> None:
+    a = vonage.compute_signature({"text": "a&b=c", "timestamp": "1"}, "s")
+    b = vonage.compute_signature({"text": "a_b_c", "timestamp": "1"}, "s")
+    assert a == b
+
+
+def test_signed_webhook_is_accepted_and_a_bad_sig_refused(bridge_factory) -> None:  # type: ignore[no-untyped-def]
+    bridge = bridge_factory(SMSBRIDGE_VONAGE_SIGNATURE_SECRET="secret",
+                            SMSBRIDGE_VONAGE_SIGNATURE_METHOD="sha256")
+    url = bridge.url + bridge.inbound_path("vonage")
+    params = {**BASE, "timestamp": "1577880000", "nonce": "9d3b1a"}
+    signed = {**params, "sig": vonage.compute_signature(params, "secret", "sha256")}
+    assert httpx.get(url, params={**signed, "text": "P 99 Mallory"}).status_code == 403
+    assert httpx.get(url, params=params).status_code == 403  # unsigned
+    assert bridge.messages() == []
+    assert httpx.get(url, params=signed).status_code == 204
+    assert httpx.post(url, json=signed).status_code == 204  # JSON body, same signature
+    assert len(bridge.messages()) == 1
+
+
+def test_verify_is_skipped_without_a_secret() -> None:
+    from datetime import UTC, datetime
+
+    req = WebhookRequest.build("GET", "http://x/", "/", {}, "msisdn=1&messageId=2", b"",
+                               datetime.now(UTC))
+    vonage.verify(req, CarrierConfig("vonage", {}))
+    with pytest.raises(Forbidden):
+        vonage.verify(req, CarrierConfig("vonage", {"signature_secret": "s"}))

@@ -1,0 +1,145 @@
+"""`smsbridge inbox ls`, `outbox ls`, `outbox retry|drop`: readable tables, --json, filters,
+dead-letter replay by id; bad usage exits 2."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from smsbridge.cli import main
+from smsbridge.outbox import Outbox
+from smsbridge.pipeline import accept_inbound
+from smsbridge.sms import InboundSms
+from smsbridge.store import Store
+
+NOW = time.time()
+
+
+def _sms(carrier: str, ext: str, sender: str, text: str) -> InboundSms:
+    return InboundSms(carrier, ext, sender, text, datetime.fromtimestamp(NOW - 7200, UTC))
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in list(os.environ):
+        if name.startswith("SMSBRIDGE_"):
+            monkeypatch.delenv(name)
+    path = tmp_path / "bridge.db"
+    monkeypatch.setenv("SMSBRIDGE_DATABASE", str(path))
+    with Store(path) as store:
+
+        async def fill() -> None:
+            await accept_inbound(
+                store, [_sms("twilio", "SM1", "+254712345678", "P 12 Jane")], NOW - 7200, 120
+            )
+            await accept_inbound(
+                store,
+                [_sms("africastalking", "AT1", "+254700000111", "hello there")],
+                NOW - 60,
+                120,
+            )
+            box = Outbox(store)
+            task = await box.claim(["submit"], NOW - 30, lease=60)
+            assert task is not None
+            await box.give_up(task, "CHT rejected the message: bad form", now=NOW - 30)
+
+        asyncio.run(fill())
+    yield path
+
+
+def test_inbox_ls_is_a_table_with_masked_numbers_and_no_text(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["inbox", "ls"]) == 0
+    out = capsys.readouterr().out
+    header, rule, *rows = out.strip().splitlines()
+    assert header.split()[:4] == ["ID", "RECEIVED", "AGE", "CARRIER"]
+    assert set(rule.replace(" ", "")) == {"-"}
+    assert len(rows) == 2
+    assert rows[0].split()[3] == "africastalking"  # newest first
+    assert "+254712345678" not in out and "+254700000111" not in out
+    assert "P 12 Jane" not in out and "hello there" not in out
+
+
+def test_inbox_ls_reveal_and_json(database: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inbox", "ls", "--json", "--reveal", "--carrier", "twilio"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["carrier"], r["from"], r["text"]) for r in rows] == [
+        ("twilio", "+254712345678", "P 12 Jane")
+    ]
+    assert 7100 < rows[0]["age_seconds"] < 7400
+
+
+def test_inbox_ls_filters_by_age_and_state(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["inbox", "ls", "--json", "--older-than", "1h"]) == 0
+    assert [r["carrier"] for r in json.loads(capsys.readouterr().out)] == ["twilio"]
+    assert main(["inbox", "ls", "--json", "--newer-than", "10m"]) == 0
+    assert [r["carrier"] for r in json.loads(capsys.readouterr().out)] == ["africastalking"]
+    assert main(["inbox", "ls", "--json", "--state", "submitted"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_outbox_ls_shows_the_dead_letter_with_its_reason(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["outbox", "ls", "--state", "dead"]) == 0
+    out = capsys.readouterr().out
+    assert "CHT rejected the message: bad form" in out
+    assert main(["outbox", "ls", "--json", "--state", "waiting"]) == 0
+    waiting = json.loads(capsys.readouterr().out)
+    assert [(t["kind"], t["state"]) for t in waiting] == [("submit", "ready")]
+
+
+def test_outbox_retry_replays_a_dead_letter(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["outbox", "ls", "--json", "--state", "dead"])
+    (dead,) = json.loads(capsys.readouterr().out)
+    assert main(["outbox", "retry", str(dead["id"])]) == 0
+    assert "queued again" in capsys.readouterr().out
+    main(["outbox", "ls", "--json"])
+    states = {t["id"]: (t["state"], t["attempts"]) for t in json.loads(capsys.readouterr().out)}
+    assert states[dead["id"]] == ("ready", 0)
+    # No longer a dead letter: retrying or dropping it again is refused.
+    assert main(["outbox", "drop", str(dead["id"])]) == 1
+    assert "not a dead letter" in capsys.readouterr().err
+
+
+def test_outbox_drop_deletes_a_dead_letter(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["outbox", "ls", "--json", "--state", "dead"])
+    (dead,) = json.loads(capsys.readouterr().out)
+    assert main(["outbox", "drop", str(dead["id"]), "999999"]) == 1  # one good, one unknown
+    captured = capsys.readouterr()
+    assert "dropped" in captured.out and "999999: not a dead letter" in captured.err
+    main(["outbox", "ls", "--json", "--state", "dead"])
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_bad_usage_exits_2(database: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["inbox", "ls", "--older-than", "yesterday"])
+    assert caught.value.code == 2
+    assert "not a duration" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        main(["outbox", "retry", "abc"])
+    assert caught.value.code == 2
+
+
+def test_a_missing_database_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SMSBRIDGE_DATABASE", str(tmp_path / "nowhere.db"))
+    assert main(["outbox", "ls"]) == 2
+    assert "no database at" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere.db").exists()

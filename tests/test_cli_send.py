@@ -1,0 +1,58 @@
+"""`smsbridge send`: one SMS queued by hand, visible in `outbox ls`; bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from smsbridge.cli import main
+from smsbridge.store import Store
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in list(os.environ):
+        if name.startswith("SMSBRIDGE_"):
+            monkeypatch.delenv(name)
+    path = tmp_path / "bridge.db"
+    monkeypatch.setenv("SMSBRIDGE_DATABASE", str(path))
+    Store(path).close()  # a database `serve` has created
+    return path
+
+
+def test_send_queues_one_sms_with_its_send_task(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["send", "--to", "+254 712 345 678", "Clinic closed tomorrow"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("queued operator-")
+    assert "+254712345678" not in out and "(1 segment)" in out
+    assert main(["outbox", "ls", "--json", "--reveal", "--kind", "send"]) == 0
+    (task,) = json.loads(capsys.readouterr().out)
+    assert task["state"] == "ready"
+    assert task["sms_state"] == "queued"
+    assert task["to"] == "+254712345678"
+    assert task["text"] == "Clinic closed tomorrow"
+    assert task["ref"] in out
+    assert main(["outbox", "ls", "--json", "--state", "queued"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 1
+    assert main(["outbox", "ls", "--json", "--state", "delivered"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_send_refuses_a_local_number_with_exit_2(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["send", "--to", "0712345678", "hello"]) == 2
+    assert "not an international number" in capsys.readouterr().err
+    assert main(["outbox", "ls", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_send_without_text_is_a_usage_error(database: Path) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["send", "--to", "+254712345678"])
+    assert caught.value.code == 2

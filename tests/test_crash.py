@@ -1,0 +1,159 @@
+"""Crash safety: `smsbridge serve` runs as a subprocess, webhooks stream in, the bridge is killed
+with SIGKILL mid-stream and restarted on the same database; every message it acknowledged
+reaches the CHT simulator (which lives in this process, on a fixed port, across the restart)
+exactly once."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from smsbridge.chtsim import ChtSim, running_chtsim
+from smsbridge.chtsim.demo_data import CHW_PHONES, GATEWAY_USER
+
+TOKEN = "crash-test-token-0123456789"
+SENDERS = list(CHW_PHONES.values())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def text_of(n: int) -> str:
+    """Form reports (records path) and plain texts (relay path), each text unique."""
+    return f"P {n % 40 + 1} Mother{n}" if n % 3 else f"note number {n} from the field"
+
+
+@pytest.fixture
+def sim() -> Iterator[tuple[ChtSim, str]]:
+    sim = ChtSim()
+    sim.install_demo()
+    with running_chtsim(sim) as url:
+        user, password = GATEWAY_USER
+        yield sim, url.replace("http://", f"http://{user}:{password}@")
+
+
+class Bridge:
+    def __init__(self, tmp_path: Path, cht_url: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (tmp_path / "bridge.log").open("ab")
+        self.env = {
+            **os.environ,
+            "SMSBRIDGE_DATABASE": str(tmp_path / "bridge.db"),
+            "SMSBRIDGE_CHT_URL": cht_url,
+            "SMSBRIDGE_CARRIERS": "generic",
+            "SMSBRIDGE_GENERIC_WEBHOOK_TOKEN": TOKEN,
+            "SMSBRIDGE_LEASE_SECONDS": "2",  # a killed worker's claim expires quickly
+            "SMSBRIDGE_RETRY_BASE": "0.2",
+            "SMSBRIDGE_LOG_LEVEL": "WARNING",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "smsbridge", "serve", "--host", "127.0.0.1",
+             "--port", str(self.port)],
+            env=self.env, stdout=self.log, stderr=self.log,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "bridge exited at start-up"
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("bridge did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.mark.slow
+def test_every_acknowledged_message_reaches_cht_exactly_once_across_sigkill(
+    tmp_path: Path, sim: tuple[ChtSim, str]
+) -> None:
+    chtsim, cht_url = sim
+    bridge = Bridge(tmp_path, cht_url)
+    total, kill_after = 600, 250
+    acked: set[int] = set()
+    lock = threading.Lock()
+    killed = threading.Event()
+    try:
+        bridge.start()
+        inbound = f"{bridge.url}/carriers/generic/{TOKEN}/inbound"
+
+        def send(n: int) -> None:
+            if killed.is_set() and n % 2:  # keep some traffic going into the dead port
+                return
+            form = {"from": SENDERS[n % len(SENDERS)], "text": text_of(n), "id": f"m-{n}"}
+            try:
+                response = httpx.post(inbound, data=form, timeout=5)
+            except httpx.HTTPError:
+                return
+            if response.status_code == 200:
+                with lock:
+                    acked.add(n)
+                    count = len(acked)
+                if count == kill_after and not killed.is_set():
+                    killed.set()
+                    bridge.kill()  # mid-stream: other requests are in flight right now
+
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            list(pool.map(send, range(total)))
+        assert killed.is_set()
+        acked_before_restart = set(acked)
+        assert len(acked_before_restart) >= kill_after
+
+        bridge.start()
+        expected = Counter(text_of(n) for n in acked_before_restart)
+
+        def arrived() -> Counter[str]:
+            texts = Counter(
+                (r.get("sms_message") or {}).get("message") for r in chtsim.records()
+            )
+            return texts
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            got = arrived()
+            if all(got[t] >= 1 for t in expected):
+                break
+            time.sleep(0.2)
+        got = arrived()
+        missing = [t for t in expected if got[t] == 0]
+        assert not missing, f"{len(missing)} acknowledged messages never reached CHT"
+        doubled = {t: c for t, c in got.items() if c > 1}
+        assert not doubled, f"reported more than once: {doubled}"
+        # nothing the bridge did not acknowledge was invented either
+        assert set(got) - {None} <= {text_of(n) for n in range(total)}
+    finally:
+        bridge.stop()

@@ -1,0 +1,126 @@
+"""Logs: key=value lines, phone numbers masked, secrets and SMS text never at INFO or above."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from smsbridge.logs import RedactionFilter, event, secrets_of, setup
+from smsbridge.settings import Settings
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = setup("DEBUG", secrets=["s3cr3t-token-value"], stream=stream)
+    try:
+        yield stream
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def test_event_writes_one_key_value_line(captured: io.StringIO) -> None:
+    log = logging.getLogger("smsbridge.test")
+    event(log, "outbound.state", id=42, state="sent", reason="carrier said no")
+    line = captured.getvalue().strip()
+    assert "\n" not in line
+    assert line.startswith("ts=")
+    assert " level=info logger=smsbridge.test event=outbound.state id=42 state=sent " in line
+    assert line.endswith('reason="carrier said no"')
+
+
+def test_event_masks_phone_keys(captured: io.StringIO) -> None:
+    event(logging.getLogger("smsbridge.test"), "inbound.stored", sender="+254712345678", to="2547")
+    text = captured.getvalue()
+    assert "+254712345678" not in text
+    assert "sender=+2547" in text and "678" in text
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "relayed from +254712345678",
+        "relayed from +254 712 345 678",
+        "vonage msisdn 254712345678 said hello",
+        "local number 0712345678",
+        "local number 0712 345 678",
+    ],
+)
+def test_the_filter_masks_anything_like_a_phone_at_info(
+    captured: io.StringIO, message: str
+) -> None:
+    logging.getLogger("smsbridge.test").info(message)
+    digits = "".join(c for c in message.split("from ")[-1] if c.isdigit())
+    out = "".join(c for c in captured.getvalue() if c.isdigit() or c == "\n")
+    assert digits[-9:] not in out
+
+
+def test_the_filter_keeps_phones_at_debug(captured: io.StringIO) -> None:
+    logging.getLogger("smsbridge.test").debug("lookup %s", "+254712345678")
+    assert "+254712345678" in captured.getvalue()
+
+
+def test_ids_counts_and_times_are_not_taken_for_phones() -> None:
+    redact = RedactionFilter().redact
+    for text in [
+        "id=01890a5d-ac96-774b-bcce-b302099a8057",
+        "id=12345678-ac96-774b-bcce-b302099a8057",
+        "count=3 latency=0.125 port=5988",
+        "ts=2026-11-27T23:14:56.123Z",
+        "version 1.2.12345678",
+    ]:
+        assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("message", "secret"),
+    [
+        ("calling http://gw:pa55word@cht.local:5988/api/sms", "pa55word"),
+        ("header Authorization: Basic Z3c6cGE1NXdvcmQ=", "Z3c6cGE1NXdvcmQ="),
+        ("POST /carriers/twilio/tok3n-abc/inbound 200", "tok3n-abc"),
+        ("webhook ?key=atsecret123&x=1", "atsecret123"),
+        ("configured secret s3cr3t-token-value in use", "s3cr3t-token-value"),
+    ],
+)
+def test_the_filter_removes_secrets_at_every_level(
+    captured: io.StringIO, message: str, secret: str
+) -> None:
+    logging.getLogger("smsbridge.test").debug(message)
+    logging.getLogger("smsbridge.test").warning(message)
+    text = captured.getvalue()
+    assert text.count("****") >= 2
+    assert secret not in text
+
+
+def test_secrets_in_arguments_and_tracebacks_are_removed(captured: io.StringIO) -> None:
+    log = logging.getLogger("smsbridge.test")
+    try:
+        raise RuntimeError("connect to http://gw:tracepass@cht:5988 failed for +254712345678")
+    except RuntimeError:
+        log.exception("sync failed for %s", "s3cr3t-token-value")
+    text = captured.getvalue()
+    assert "tracepass" not in text
+    assert "s3cr3t-token-value" not in text
+    assert "+254712345678" not in text
+    assert "RuntimeError" in text
+
+
+def test_uvicorn_records_pass_through_the_same_filter(captured: io.StringIO) -> None:
+    logging.getLogger("uvicorn.access").info(
+        '127.0.0.1:5000 - "POST /carriers/africastalking/at-token-1/inbound HTTP/1.1" 200'
+    )
+    text = captured.getvalue()
+    assert "at-token-1" not in text
+    assert "/carriers/africastalking/****/inbound" in text
+
+
+def test_secrets_of_settings_lists_passwords() -> None:
+    settings = Settings.from_env({"SMSBRIDGE_CHT_URL": "http://gw:urlpw123@cht:5988"})
+    assert "urlpw123" in secrets_of(settings)
+    settings = Settings.from_env(
+        {"SMSBRIDGE_CHT_USERNAME": "gw", "SMSBRIDGE_CHT_PASSWORD": "pw456789"}
+    )
+    assert secrets_of(settings) == ["pw456789"]

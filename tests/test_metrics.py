@@ -1,0 +1,90 @@
+"""Metrics: one registry per app, events counted, queue state read from the store at scrape."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from smsbridge.errors import AuthFailure, PermanentError, RetryableError
+from smsbridge.metrics import Metrics
+from smsbridge.outbox import Outbox
+from smsbridge.store import Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "bridge.db") as s:
+        yield s
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_each_app_has_its_own_registry() -> None:
+    first, second = Metrics(), Metrics()
+    first.inbound("twilio")
+    assert samples(first)[("smsbridge_inbound_messages_total", (("carrier", "twilio"),))] == 1
+    assert ("smsbridge_inbound_messages_total", (("carrier", "twilio"),)) not in samples(second)
+
+
+def test_events_are_counted_by_their_labels() -> None:
+    metrics = Metrics()
+    metrics.inbound("africastalking", 3)
+    metrics.outbound_state("sent", "twilio")
+    metrics.outbound_state("delivered", "twilio")
+    metrics.send_latency("twilio", 0.2)
+    metrics.delivery_lag("twilio", 42.0)
+    metrics.retry("submit")
+    metrics.cht_error(RetryableError("down"))
+    metrics.cht_error(PermanentError("no"))
+    metrics.cht_error(AuthFailure("401"))
+    metrics.cht_error(AuthFailure("401"))
+    got = samples(metrics)
+    assert got[("smsbridge_inbound_messages_total", (("carrier", "africastalking"),))] == 3
+    key = ("smsbridge_outbound_transitions_total", (("channel", "twilio"), ("state", "sent")))
+    assert got[key] == 1
+    assert got[("smsbridge_send_latency_seconds_count", (("channel", "twilio"),))] == 1
+    assert got[("smsbridge_send_latency_seconds_bucket", (("channel", "twilio"), ("le", "0.25")))] == 1
+    assert got[("smsbridge_send_latency_seconds_bucket", (("channel", "twilio"), ("le", "0.1")))] == 0
+    assert got[("smsbridge_delivery_report_lag_seconds_sum", (("channel", "twilio"),))] == 42.0
+    assert got[("smsbridge_task_retries_total", (("kind", "submit"),))] == 1
+    assert got[("smsbridge_cht_errors_total", (("kind", "auth"),))] == 2
+    assert got[("smsbridge_cht_errors_total", (("kind", "retryable"),))] == 1
+    assert got[("smsbridge_cht_errors_total", (("kind", "permanent"),))] == 1
+
+
+def test_queue_depth_and_oldest_age_come_from_the_store(store: Store) -> None:
+    asyncio.run(_queue_depth_and_oldest_age(store))
+
+
+async def _queue_depth_and_oldest_age(store: Store) -> None:
+    now = 1_000_000.0
+    metrics = Metrics(store, clock=lambda: now + 90)
+    outbox = Outbox(store)
+    await outbox.enqueue("submit", "a", now)
+    await outbox.enqueue("submit", "b", now + 30)
+    await outbox.enqueue("send", "c", now + 60)
+    task = await outbox.claim(["send"], now + 60, lease=60)
+    assert task is not None
+    await outbox.give_up(task, "carrier rejected it", now=now + 61)
+    got = samples(metrics)
+    assert got[("smsbridge_queue_depth", (("kind", "submit"),))] == 2
+    assert got[("smsbridge_queue_oldest_age_seconds", (("kind", "submit"),))] == 90
+    assert got[("smsbridge_dead_letter_depth", (("kind", "send"),))] == 1
+    assert ("smsbridge_queue_depth", (("kind", "send"),)) not in got
+    # Scrape time, not registration time: the next scrape sees the change.
+    done = await outbox.claim(["submit"], now + 90, lease=60)
+    assert done is not None
+    await outbox.done(done)
+    got = samples(metrics)
+    assert got[("smsbridge_queue_depth", (("kind", "submit"),))] == 1
+    assert got[("smsbridge_queue_oldest_age_seconds", (("kind", "submit"),))] == 60

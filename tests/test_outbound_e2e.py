@@ -1,0 +1,251 @@
+"""End to end: CHT simulator → bridge (uvicorn, workers on, fake clock) → carrier simulator or a
+fake cht-gateway phone → delivery states back in the CHT simulator. Faults only through the
+simulators; retries are made due by moving the bridge's clock, never by sleeping."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smsbridge import outgoing
+from smsbridge.app import create_app
+from smsbridge.carriersim import DEFAULT_CREDENTIALS, CarrierSim, FakePhone
+from smsbridge.chtsim import ChtSim, running_chtsim
+from smsbridge.settings import Settings
+from smsbridge.sms import DeliveryState
+from smsbridge.store import Store
+from smsbridge.testserver import serve_in_thread
+
+TOKENS = {"africastalking": "at-tok", "twilio": "tw-tok", "vonage": "vn-tok", "generic": "gn-tok"}
+DELIVERED_HISTORY = [
+    "pending",
+    "forwarded-to-gateway",
+    "received-by-gateway",
+    "forwarded-by-gateway",
+    "sent",
+    "delivered",
+]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    """Poll a condition the bridge reaches by itself (no retry is waited for here)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        threading.Event().wait(0.02)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class E2E:
+    cht: ChtSim
+    carriers: CarrierSim
+    url: str
+    store: Store
+    clock: Clock
+
+    def states(self, message_id: str) -> list[str]:
+        return self.cht.states(message_id)
+
+    def bridge_state(self, ref: str) -> DeliveryState | None:
+        message = outgoing.get(self.store, ref)
+        return None if message is None else message.state
+
+
+@contextmanager
+def e2e(tmp_path: Path, **env: str) -> Iterator[E2E]:
+    cht, carriers, clock = ChtSim(), CarrierSim(), Clock()
+    at_user, at_key = DEFAULT_CREDENTIALS["africastalking"]
+    sid, token = DEFAULT_CREDENTIALS["twilio"]
+    key, secret = DEFAULT_CREDENTIALS["vonage"]
+    with ExitStack() as stack:
+        cht_url = stack.enter_context(running_chtsim(cht))
+        sim_url = stack.enter_context(serve_in_thread(carriers.app))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        values = {
+            "SMSBRIDGE_DATABASE": str(tmp_path / "bridge.db"),
+            "SMSBRIDGE_CHT_URL": cht_url.replace("http://", "http://admin:pass@"),
+            "SMSBRIDGE_CARRIERS": "africastalking,twilio,vonage,generic,chtgateway",
+            "SMSBRIDGE_PUBLIC_URL": url,
+            "SMSBRIDGE_SYNC_INTERVAL": "0.05",
+            "SMSBRIDGE_SEND_TIMEOUT": "2",
+            "SMSBRIDGE_ROUTES": "*=twilio",
+            "SMSBRIDGE_AFRICASTALKING_API_URL": sim_url,
+            "SMSBRIDGE_AFRICASTALKING_USERNAME": at_user,
+            "SMSBRIDGE_AFRICASTALKING_API_KEY": at_key,
+            "SMSBRIDGE_TWILIO_API_URL": sim_url,
+            "SMSBRIDGE_TWILIO_ACCOUNT_SID": sid,
+            "SMSBRIDGE_TWILIO_AUTH_TOKEN": token,
+            "SMSBRIDGE_TWILIO_FROM_NUMBER": "+15017122661",
+            "SMSBRIDGE_VONAGE_API_URL": sim_url,
+            "SMSBRIDGE_VONAGE_API_KEY": key,
+            "SMSBRIDGE_VONAGE_API_SECRET": secret,
+            "SMSBRIDGE_VONAGE_SENDER": "MEDIC",
+            "SMSBRIDGE_GENERIC_SEND_URL": sim_url + "/send",
+            "SMSBRIDGE_GENERIC_SEND_TOKEN": DEFAULT_CREDENTIALS["generic"][1],
+            "SMSBRIDGE_CHTGATEWAY_ACCOUNTS": "phone1:pw1,phone2:pw2",
+            **{f"SMSBRIDGE_{c.upper()}_WEBHOOK_TOKEN": t for c, t in TOKENS.items()},
+            **env,
+        }
+        settings = Settings.from_env(values)
+        carriers.set_callback("africastalking", f"{url}/carriers/africastalking/at-tok/status")
+        store = Store(settings.database)
+        stack.callback(store.close)
+        app = create_app(settings, clock=clock, store=store, idle=0.02)
+        stack.enter_context(serve_in_thread(app, port=port))
+        yield E2E(cht, carriers, url, store, clock)
+
+
+def test_message_seeded_in_cht_ends_delivered_with_one_entry_per_state(tmp_path: Path) -> None:
+    with e2e(tmp_path) as world:
+        message_id = world.cht.add_outgoing("+254712345678", "Visit the clinic tomorrow")
+        wait_for(lambda: world.states(message_id)[-1] == "delivered", what="delivered in CHT")
+        assert world.states(message_id) == DELIVERED_HISTORY
+        assert world.carriers.sent_count("+254712345678", "Visit the clinic tomorrow") == 1
+        # CHT hears nothing more: no new history entries on later exchanges
+        wait_for(lambda: not outgoing.owed_reports(world.store, 1), what="all reported")
+        assert world.states(message_id) == DELIVERED_HISTORY
+
+
+def test_reports_before_send_response_and_duplicated_reports(tmp_path: Path) -> None:
+    with e2e(tmp_path, SMSBRIDGE_ROUTES="*=africastalking") as world:
+        world.carriers.configure("africastalking", report_first=True, duplicate_reports=True)
+        message_id = world.cht.add_outgoing("+254712345678", "Report first")
+        wait_for(lambda: world.states(message_id)[-1] == "delivered", what="delivered")
+        assert world.states(message_id) == DELIVERED_HISTORY
+        assert world.carriers.sent_count("+254712345678") == 1
+
+
+def test_carrier_outage_is_sent_later_once(tmp_path: Path) -> None:
+    with e2e(tmp_path) as world:
+        world.carriers.outage("twilio", "5xx")
+        message_id = world.cht.add_outgoing("+254712345678", "After the outage")
+        wait_for(lambda: world.bridge_state(message_id) is DeliveryState.SENDING, what="tried")
+        wait_for(lambda: world.carriers.requests["twilio"] >= 1)
+        assert world.states(message_id)[-1] in ("received-by-gateway", "forwarded-by-gateway")
+        world.carriers.outage("twilio", None)
+        world.clock.advance(3600)  # the retry is due
+        wait_for(lambda: world.states(message_id)[-1] == "delivered", what="delivered")
+        assert world.carriers.sent_count("+254712345678") == 1
+        assert world.states(message_id) == DELIVERED_HISTORY
+
+
+def test_permanent_failure_goes_to_failover_channel(tmp_path: Path) -> None:
+    with e2e(tmp_path, SMSBRIDGE_ROUTES="+254=africastalking|twilio;*=vonage") as world:
+        world.carriers.fail_next("africastalking", "invalid_number")
+        message_id = world.cht.add_outgoing("+254712345678", "Failover")
+        wait_for(lambda: world.states(message_id)[-1] == "delivered", what="delivered")
+        assert world.carriers.sent_by("africastalking") == []
+        assert len(world.carriers.sent_by("twilio")) == 1
+
+
+def test_expired_message_fails_expired_and_is_never_sent(tmp_path: Path) -> None:
+    with e2e(tmp_path, SMSBRIDGE_MESSAGE_TTL="3600") as world:
+        world.carriers.outage("twilio", "5xx")
+        message_id = world.cht.add_outgoing("+254712345678", "Too late")
+        wait_for(lambda: world.carriers.requests["twilio"] >= 1, what="first attempt")
+        world.carriers.outage("twilio", None)
+        world.clock.advance(3601)
+        wait_for(lambda: world.states(message_id)[-1] == "failed", what="failed in CHT")
+        assert world.cht.message(message_id)["state_details"] == {"reason": "expired"}
+        assert world.carriers.sent_count("+254712345678") == 0
+        assert world.states(message_id).count("failed") == 1
+
+
+def test_loop_is_held(tmp_path: Path) -> None:
+    with e2e(tmp_path, SMSBRIDGE_LOOP_LIMIT="3") as world:
+        ids = [world.cht.add_outgoing("+254712345678", "Same text") for _ in range(5)]
+        wait_for(lambda: len(outgoing.held(world.store)) == 2, what="two held")
+        wait_for(lambda: sum(world.states(i)[-1] == "delivered" for i in ids) == 3)
+        assert world.carriers.sent_count("+254712345678", "Same text") == 3
+        held = {h.ref for h in outgoing.held(world.store)}
+        for i in held:
+            assert world.states(i)[-1] == "received-by-gateway"  # acknowledged, not sent
+
+
+def test_through_a_cht_gateway_phone(tmp_path: Path) -> None:
+    with e2e(tmp_path, SMSBRIDGE_ROUTES="*=chtgateway|twilio") as world:
+        phone = FakePhone(world.url + "/api/sms", "phone1", "pw1")
+        phone.fail_next("generic; errorCode=1")  # the first SMS the phone tries fails
+        ids = [world.cht.add_outgoing(f"+25471234567{i}", f"Reminder {i}") for i in range(3)]
+
+        def poll_until_delivered() -> bool:
+            phone.poll()
+            return all(world.states(i)[-1] == "delivered" for i in ids)
+
+        wait_for(poll_until_delivered, what="all delivered")
+        for i in ids:
+            assert world.states(i) == DELIVERED_HISTORY, i
+        [failed] = [m for m in phone.outbox.values() if m.status == "FAILED"]
+        # the one the phone failed went through the failover channel, once; the rest by phone
+        assert phone.sent_count(failed.to) == 0
+        assert world.carriers.sent_count(failed.to) == 1
+        for m in phone.outbox.values():
+            if m is not failed:
+                assert phone.sent_count(m.to) == 1 and world.carriers.sent_count(m.to) == 0
+        # the phone's own received SMS go into the inbound pipeline
+        phone.receive("+254799999999", "Hello from a patient")
+        phone.poll()
+        rows = world.store.query("SELECT carrier, sender, text FROM messages")
+        assert [tuple(r) for r in rows] == [("chtgateway", "+254799999999", "Hello from a patient")]
+
+
+def test_gateway_api_auth_and_content_type(tmp_path: Path) -> None:
+    import httpx
+
+    with e2e(tmp_path) as world:
+        api = world.url + "/api/sms"
+        assert httpx.get(api, auth=("phone1", "pw1")).json() == {"medic-gateway": True}
+        assert httpx.get(api, auth=("phone1", "nope")).status_code == 401
+        assert httpx.get(api).status_code == 401
+        bad = httpx.post(
+            api,
+            auth=("phone1", "pw1"),
+            content=b"{}",
+            headers={"Content-Type": "application/json; charset=utf-8"},
+        )
+        assert bad.status_code == 400
+        ok = httpx.post(
+            api, auth=("phone2", "pw2"), content=b"{}", headers={"Content-Type": "application/json"}
+        )
+        assert ok.status_code == 200 and ok.json() == {"messages": []}
+
+
+@pytest.mark.parametrize("carrier", ["twilio", "vonage", "generic"])
+def test_status_webhook_rejects_wrong_token(tmp_path: Path, carrier: str) -> None:
+    import httpx
+
+    with e2e(tmp_path) as world:
+        response = httpx.post(
+            f"{world.url}/carriers/{carrier}/wrong/status", data={"id": "x", "status": "delivered"}
+        )
+        assert response.status_code == 401
+        assert world.store.query("SELECT COUNT(*) FROM delivery_reports")[0][0] == 0

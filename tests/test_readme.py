@@ -1,0 +1,52 @@
+"""README stays true: every setting in its table, the generated parts up to date, every CLI
+command documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from smsbridge.cli import build_parser
+from smsbridge.docs import README_END, README_START, settings_table, stale
+from smsbridge.settings import Setting, all_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _settings_block() -> str:
+    return README[README.index(README_START) : README.index(README_END)]
+
+
+def test_every_setting_is_in_the_readme_table_with_its_default() -> None:
+    block = _settings_block()
+    rows = dict(re.findall(r"^\| `(SMSBRIDGE_\w+)` \| (.*?) \|", block, flags=re.M))
+    missing = [s.env for s in all_settings() if s.env not in rows]
+    assert not missing, f"missing from README (run `python -m smsbridge.docs --write`): {missing}"
+    for s in all_settings():
+        shown = f"`{s.default}`" if s.default else "(empty)"
+        assert rows[s.env] == shown.replace("|", "\\|"), s.env
+
+
+def test_readme_and_env_example_are_generated_from_the_settings() -> None:
+    assert stale(ROOT) == [], "run `python -m smsbridge.docs --write`"
+
+
+def test_the_table_check_can_fail() -> None:
+    extra = Setting("made_up_for_test", "1", "Nothing.")
+    assert "SMSBRIDGE_MADE_UP_FOR_TEST" in settings_table((*all_settings(), extra))
+    assert "SMSBRIDGE_MADE_UP_FOR_TEST" not in _settings_block()
+
+
+def test_every_cli_command_is_in_the_reference() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    commands = sorted(sub.choices)  # type: ignore[union-attr]
+    reference = README[README.index("## CLI") :]
+    missing = [c for c in commands if f"smsbridge {c}" not in reference]
+    assert not missing, f"commands missing from README's CLI reference: {missing}"
+
+
+def test_the_set_up_commands_are_the_two_documented_ones() -> None:
+    assert "pip install . && smsbridge serve" in README
+    assert "pip install -e '.[test]' && pytest" in README

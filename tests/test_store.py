@@ -1,0 +1,83 @@
+"""The store: migrations, WAL + synchronous=FULL, group commit, failing jobs isolated."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from smsbridge.store import MIGRATIONS, Store
+
+
+def test_new_database_is_migrated_to_the_latest_version(tmp_path: Path) -> None:
+    with Store(tmp_path / "a.db") as store:
+        assert store.version == len(MIGRATIONS)
+        names = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"messages", "tasks", "kv"} <= names
+
+
+def test_reopening_does_not_rerun_migrations(tmp_path: Path) -> None:
+    with Store(tmp_path / "a.db") as store:
+        store.write_sync(lambda c: c.execute("INSERT INTO kv VALUES ('k', 'v', 1)"))
+    with Store(tmp_path / "a.db") as store:
+        assert store.get_kv("k") == "v"
+
+
+def test_journal_is_wal_and_sync_is_full(tmp_path: Path) -> None:
+    with Store(tmp_path / "a.db") as store:
+        assert store.write_sync(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
+        assert store.write_sync(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2
+
+
+def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
+    with Store(tmp_path / "a.db") as store:
+
+        async def many() -> None:
+            def insert(n: int):  # type: ignore[no-untyped-def]
+                return lambda c: c.execute(
+                    "INSERT INTO kv VALUES (?, 'v', 0)", (f"k{n}",)
+                ).rowcount
+
+            results = await asyncio.gather(*(store.write(insert(n)) for n in range(500)))
+            assert results == [1] * 500
+
+        before = store.batches
+        asyncio.run(many())
+        assert store.query("SELECT COUNT(*) FROM kv")[0][0] == 500
+        assert store.batches - before < 500  # grouped: fewer commits than writes
+
+
+def test_a_failing_job_does_not_spoil_its_batch(tmp_path: Path) -> None:
+    with Store(tmp_path / "a.db") as store:
+
+        async def mixed() -> list[object]:
+            def ok(c: sqlite3.Connection) -> int:
+                return c.execute("INSERT INTO kv VALUES ('good', 'v', 0)").rowcount
+
+            def bad(c: sqlite3.Connection) -> int:
+                c.execute("INSERT INTO kv VALUES ('bad', 'v', 0)")
+                raise ValueError("boom")
+
+            return await asyncio.gather(store.write(ok), store.write(bad), return_exceptions=True)
+
+        first, second = asyncio.run(mixed())
+        assert first == 1
+        assert isinstance(second, ValueError)
+        assert [r[0] for r in store.query("SELECT key FROM kv")] == ["good"]
+
+
+def test_readers_see_committed_writes_from_another_thread(tmp_path: Path) -> None:
+    with Store(tmp_path / "a.db") as store:
+        store.write_sync(lambda c: Store.put_kv(c, "x", "1", 0))
+        assert store.get_kv("x") == "1"
+        store.write_sync(lambda c: Store.put_kv(c, "x", "2", 1))
+        assert store.get_kv("x") == "2"
+
+
+def test_closed_store_refuses_writes(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a.db")
+    store.close()
+    with pytest.raises(RuntimeError):
+        store.write_sync(lambda c: None)
