@@ -78,12 +78,18 @@ def build_corpus(n: int, seed: int = 1) -> list[str]:
         if fmt == 0:
             corpus.append(f"1!{code}!" + "#".join(values))
         elif fmt == 1:
-            corpus.append(f"J1!{code}!" + "#".join(f"{t}#{v}" for t, v in zip(tiny, values, strict=True)))
+            corpus.append(
+                f"J1!{code}!" + "#".join(f"{t}#{v}" for t, v in zip(tiny, values, strict=True))
+            )
         elif fmt == 2:
-            corpus.append(_case(code, rng) + " " + " ".join(v if " " not in v else f'"{v}"' for v in values))
+            corpus.append(
+                _case(code, rng) + " " + " ".join(v if " " not in v else f'"{v}"' for v in values)
+            )
         else:
             corpus.append(
-                _case(code, rng) + " " + "#".join(f"{_case(t, rng)} {v}" for t, v in zip(tiny, values, strict=True))
+                _case(code, rng)
+                + " "
+                + "#".join(f"{_case(t, rng)} {v}" for t, v in zip(tiny, values, strict=True))
             )
     return corpus
 
@@ -103,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         for text in corpus:
             parse_sms(text, forms, options)
         best = min(best, time.perf_counter() - start)
-    result = {"messages": len(corpus), "seconds": round(best, 4), "msgs_per_s": round(len(corpus) / best)}
+    result = {
+        "messages": len(corpus),
+        "seconds": round(best, 4),
+        "msgs_per_s": round(len(corpus) / best),
+    }
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -46,7 +46,7 @@ from smsbridge.errors import (
 from smsbridge.health import healthz, readyz
 from smsbridge.logs import event
 from smsbridge.metrics import Metrics, metrics_endpoint
-from smsbridge.openapi import openapi_endpoint
+from smsbridge.openapi import openapi_endpoint, webhook_carriers
 from smsbridge.outbound import OutboundPipeline
 from smsbridge.outbound_http import ROUTES as OUTBOUND_ROUTES
 from smsbridge.outbox import Outbox, RetryPolicy
@@ -129,13 +129,21 @@ def check_token(settings: Settings, carrier: str, token: str) -> None:
 
 
 async def webhook_request(request: Request, now: float) -> WebhookRequest:
+    """The request as a carrier module sees it (read straight from the ASGI scope: this is
+    the hot path of every webhook)."""
     body = await request.body()
+    scope = request.scope
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    query = scope.get("query_string", b"").decode("latin-1")
+    path = scope["path"]
+    host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
+    url = f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
     return WebhookRequest.build(
         method=request.method,
-        url=str(request.url),
-        path=request.url.path,
-        headers=dict(request.headers),
-        query_string=request.url.query,
+        url=url,
+        path=path,
+        headers=headers,
+        query_string=query,
         body=body,
         arrived_at=datetime.fromtimestamp(now, UTC),
     )
@@ -294,6 +302,9 @@ def create_app(
             _wire_readiness(app, runtime)
             app.state.metrics.attach_store(db)
             runtime.outbox.on_retry = app.state.metrics.retry
+            if runtime.outbound is not None:
+                runtime.outbound.on_send = app.state.metrics.send_latency
+                runtime.outbound.on_reports = app.state.metrics.delivery_reports
             if start_workers:
                 runtime.start()
             event(log, "started", carriers=",".join(sorted(runtime.enabled)) or "none",
@@ -323,7 +334,7 @@ def create_app(
     )
     app.state.runtime = None
     app.state.metrics = Metrics(clock=clock)
-    app.state.openapi_carriers = sorted(enabled_carriers(settings))
+    app.state.openapi_carriers = webhook_carriers(enabled_carriers(settings))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -12,24 +12,33 @@ login page, and its start-up page as a 200 HTML page) and never follows redirect
 
 How outcomes are classified (`classify`):
 
-| outcome | raised |
-|---|---|
-| 2xx with a JSON body | nothing (success) |
-| 2xx that is not JSON (CHT's start-up page is a 200 HTML page) | RetryableError `cht_starting` |
-| connect error / connect timeout (request never reached CHT) | RetryableError `cht_unreachable` |
-| read/write timeout (CHT may have processed it) | RetryableError `cht_timeout` |
-| connection dropped mid-exchange (CHT may have processed it) | RetryableError `cht_connection_lost` |
-| 401; 3xx to `/medic/login` | AuthFailure: the client stops (see below) |
-| 429 (failed-login lockout or a proxy) | RetryableError, `retry_after` = Retry-After or 10 s |
-| 502, 503 (incl. start-up `{"error":"Service unavailable"}`), 504, other 5xx | RetryableError |
-| 500 with a `details` message | PermanentError: CHT's records service refused this very request ("Missing _meta property.", "Form not found: X", ...): sending it again cannot help |
-| 500 without details | RetryableError: a CHT/CouchDB failure (e.g. write conflicts on /api/sms after its own retries); the same request may succeed later |
-| 501, 505 | PermanentError (not something time fixes) |
-| 400, 403, 404, other 4xx; other 3xx | PermanentError |
+    2xx with a JSON body                        success
+    2xx not JSON (CHT's start-up page is a
+      200 HTML page)                            RetryableError  cht_starting
+    connect error / connect timeout (never
+      reached CHT)                              RetryableError  cht_unreachable
+    read/write timeout (CHT may have done it)   RetryableError  cht_timeout
+    connection dropped (CHT may have done it)   RetryableError  cht_connection_lost
+    401; a 3xx to /medic/login                  AuthFailure     (the client stops, below)
+    429 (failed-login lockout, a proxy)         RetryableError  retry_after = Retry-After, >= 10 s
+    502, 503 (incl. start-up JSON), 504, 507..  RetryableError  retry_after = Retry-After
+    500 with `details`                          PermanentError  cht_rejected
+    500 without details                         RetryableError  cht_server_error
+    501, 505                                    PermanentError
+    400, 403, 404 and every other 4xx/3xx       PermanentError  (cht_not_found / cht_bad_request
+                                                                 when CHT names the error)
+
+Which 500s are permanent: CHT turns every error into a 500 "Server error"; only errors its
+records service raised on purpose carry a public message as `details` ("Missing _meta
+property.", "Missing required field: form", "Form not found: X", "Missing required value:
+from"). Those refuse this very request, so sending it again cannot help. A 500 without details
+is CHT or CouchDB failing (a DB error, /api/sms write conflicts after CHT's own 3 retries):
+the same request may well succeed later, so it is retried.
 
 After an AuthFailure the client is *stopped*: every later call raises AuthFailure at once, without
-touching the network, until `reset_auth()` (CHT locks an IP out for 10 s after ten failed logins,
-and would keep locking it out while we retried). Credentials never appear in logs or errors.
+touching the network (CHT locks an IP out for 10 s after ten failed logins, and would keep
+locking it out while we retried), until `check_auth()` succeeds (the one call still made: the
+probe) or `reset_auth()`. Credentials never appear in logs or errors.
 """
 
 from __future__ import annotations
@@ -110,8 +119,9 @@ def classify(call: Call, outcome: httpx.Response | Exception) -> PeerError | Non
     exception to raise (RetryableError, PermanentError or AuthFailure). See the module doc."""
     if isinstance(outcome, Exception):
         if isinstance(outcome, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-            return RetryableError(f"{call}: CHT unreachable ({type(outcome).__name__})",
-                                  code="cht_unreachable")
+            return RetryableError(
+                f"{call}: CHT unreachable ({type(outcome).__name__})", code="cht_unreachable"
+            )
         if isinstance(outcome, httpx.TimeoutException):
             return RetryableError(f"{call}: CHT did not answer in time", code="cht_timeout")
         if isinstance(outcome, httpx.TransportError):
@@ -127,16 +137,22 @@ def classify(call: Call, outcome: httpx.Response | Exception) -> PeerError | Non
         if "json" not in content_type or _json_or_none(response) is None:
             return RetryableError(
                 f"{call}: CHT answered {status} with {content_type or 'no content type'} "
-                "(starting up?)", code="cht_starting", status=status,
+                "(starting up?)",
+                code="cht_starting",
+                status=status,
             )
         return None
     if 300 <= status < 400:
         location = response.headers.get("location", "")
         if "/login" in location:
-            return AuthFailure(f"{call}: CHT refused the credentials (redirect to its login page)",
-                               status=status)
-        return PermanentError(f"{call}: unexpected redirect {status} to {location[:100]!r}; "
-                              "check SMSBRIDGE_CHT_URL", code="cht_redirect", status=status)
+            return AuthFailure(
+                f"{call}: CHT refused the credentials (redirect to its login page)", status=status
+            )
+        return PermanentError(
+            f"{call}: unexpected redirect {status} to {location[:100]!r}; check SMSBRIDGE_CHT_URL",
+            code="cht_redirect",
+            status=status,
+        )
     body = _json_or_none(response)
     message = _cht_message(body, response)
     if status == 401:
@@ -144,20 +160,33 @@ def classify(call: Call, outcome: httpx.Response | Exception) -> PeerError | Non
     if status == 429:
         after = _retry_after(response)
         return RetryableError(
-            f"{call}: too many requests (429): {message}", code="cht_rate_limited",
-            status=status, retry_after=max(after or 0.0, LOCKOUT_SECONDS),
+            f"{call}: too many requests (429): {message}",
+            code="cht_rate_limited",
+            status=status,
+            retry_after=max(after or 0.0, LOCKOUT_SECONDS),
         )
     if status == 500:
         if isinstance(body, dict) and body.get("details"):
-            return PermanentError(f"{call}: CHT refused the request: {body['details']}",
-                                  code="cht_rejected", status=status)
-        return RetryableError(f"{call}: CHT server error (500)", code="cht_server_error",
-                              status=status, retry_after=_retry_after(response))
+            return PermanentError(
+                f"{call}: CHT refused the request: {body['details']}",
+                code="cht_rejected",
+                status=status,
+            )
+        return RetryableError(
+            f"{call}: CHT server error (500)",
+            code="cht_server_error",
+            status=status,
+            retry_after=_retry_after(response),
+        )
     if status in (501, 505):
         return PermanentError(f"{call}: {status} {message}", code="cht_rejected", status=status)
     if status >= 500:
-        return RetryableError(f"{call}: CHT unavailable ({status})", code="cht_unavailable",
-                              status=status, retry_after=_retry_after(response))
+        return RetryableError(
+            f"{call}: CHT unavailable ({status})",
+            code="cht_unavailable",
+            status=status,
+            retry_after=_retry_after(response),
+        )
     kind = body.get("error") if isinstance(body, dict) else None
     code = {"not_found": "cht_not_found", "bad_request": "cht_bad_request"}.get(
         kind if isinstance(kind, str) else "", "cht_rejected"
@@ -198,8 +227,12 @@ class ChtClient:
     ) -> ChtClient:
         if not settings.cht_url:
             raise ConfigError("SMSBRIDGE_CHT_URL is not set")
-        return cls(settings.cht_base_url, settings.cht_credentials,
-                   timeout=settings.cht_timeout, transport=transport)
+        return cls(
+            settings.cht_base_url,
+            settings.cht_credentials,
+            timeout=settings.cht_timeout,
+            transport=transport,
+        )
 
     async def __aenter__(self) -> ChtClient:
         return self
@@ -222,7 +255,8 @@ class ChtClient:
 
     @property
     def auth_failed(self) -> bool:
-        """True once CHT refused our credentials; calls fail fast until `reset_auth()`."""
+        """True once CHT refused our credentials; calls fail fast until `check_auth()` succeeds
+        or `reset_auth()`."""
         return self._auth_failure is not None
 
     def reset_auth(self) -> None:
@@ -231,12 +265,15 @@ class ChtClient:
 
     # -- the calls -----------------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, *, probe: bool = False, **kwargs: Any
+    ) -> httpx.Response:
         call = Call(method, path)
-        if self._auth_failure is not None:
+        if self._auth_failure is not None and not probe:
             raise AuthFailure(
                 f"{call}: not called: CHT refused our credentials earlier "
-                f"({self._auth_failure.detail})", status=self._auth_failure.status,
+                f"({self._auth_failure.detail})",
+                status=self._auth_failure.status,
             )
         started = time.monotonic()
         try:
@@ -247,17 +284,30 @@ class ChtClient:
             event(log, "cht.failed", logging.WARNING, call=str(call), error=error.code)
             raise error from exc
         error = classify(call, response)
-        event(log, "cht.call", logging.DEBUG, call=str(call), status=response.status_code,
-              ms=round((time.monotonic() - started) * 1000, 1))
+        event(
+            log,
+            "cht.call",
+            logging.DEBUG,
+            call=str(call),
+            status=response.status_code,
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
         if error is None:
             return response
         if isinstance(error, AuthFailure):
             self._auth_failure = error
-            event(log, "cht.auth_failed", logging.ERROR, call=str(call),
-                  status=response.status_code)
+            event(
+                log, "cht.auth_failed", logging.ERROR, call=str(call), status=response.status_code
+            )
         else:
-            event(log, "cht.failed", logging.WARNING, call=str(call),
-                  status=response.status_code, error=error.code)
+            event(
+                log,
+                "cht.failed",
+                logging.WARNING,
+                call=str(call),
+                status=response.status_code,
+                error=error.code,
+            )
         raise error
 
     async def app_settings(self) -> dict[str, Any]:
@@ -313,5 +363,10 @@ class ChtClient:
 
     async def check_auth(self) -> None:
         """`GET /api/sms`: the credentials work and carry `can_access_gateway_api`. Raises
-        AuthFailure (bad credentials) or PermanentError (403: the user lacks the permission)."""
-        await self._request("GET", "/api/sms")
+        AuthFailure (bad credentials) or PermanentError (403: the user lacks the permission).
+
+        The probe: it is the one call made even while the client is stopped after an auth
+        failure, and its success lifts the stop. Probe rarely (one failed login a minute is
+        far from CHT's ten in ten seconds)."""
+        await self._request("GET", "/api/sms", probe=True)
+        self._auth_failure = None

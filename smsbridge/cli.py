@@ -48,10 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_ls.add_argument("--channel", help="only outgoing SMS routed to this channel")
     outbox_ls.add_argument("--kind", help="only tasks of this kind (submit, send, ...)")
     outbox_ls.set_defaults(func=cmd_outbox_ls)
-    for action, text in (("retry", "replay dead letters now"), ("drop", "delete dead letters")):
-        op = outbox_sub.add_parser(action, help=f"{text}, by task id")
-        op.add_argument("ids", type=int, nargs="+", metavar="ID", help="task ids (outbox ls)")
-        op.set_defaults(func=cmd_outbox_retry if action == "retry" else cmd_outbox_drop)
+    for action, text, metavar in (
+        ("retry", "replay dead letters now, by task id", "ID"),
+        ("drop", "delete dead letters (task id) or drop held SMS (ref)", "ID|REF"),
+        ("release", "send SMS the loop guard held, by ref", "REF"),
+    ):
+        op = outbox_sub.add_parser(action, help=text)
+        op.add_argument("targets", nargs="+", metavar=metavar, help="from `outbox ls`")
+        op.set_defaults(func=cmd_outbox_action, action=action)
 
     send = sub.add_parser("send", help="queue one SMS by hand (routed and sent like any other)")
     send.add_argument("--to", required=True, help="international number, e.g. +254712345678")
@@ -136,16 +140,12 @@ def cmd_outbox_ls(args: argparse.Namespace) -> int:
     return list_command("outbox", args)
 
 
-def cmd_outbox_retry(args: argparse.Namespace) -> int:
-    from smsbridge.operator import dead_letter_command
+def cmd_outbox_action(args: argparse.Namespace) -> int:
+    from smsbridge.operator import queue_command
 
-    return dead_letter_command("retry", args.ids)
-
-
-def cmd_outbox_drop(args: argparse.Namespace) -> int:
-    from smsbridge.operator import dead_letter_command
-
-    return dead_letter_command("drop", args.ids)
+    if args.action == "retry" and not all(t.isdigit() for t in args.targets):
+        raise ConfigError("outbox retry takes task ids (numbers) from `outbox ls`")
+    return queue_command(args.action, args.targets)
 
 
 def cmd_send(args: argparse.Namespace) -> int:

@@ -194,7 +194,7 @@ def scenario(s: Stage) -> None:
     s.saw(
         f"CHT report {doc['_id']}: form {doc.get('form')}, "
         + ", ".join(f"{k}={v}" for k, v in fields.items())
-        + f", reported_date={doc.get('reported_date')}"
+        + f", reported_date={_iso_ms(doc.get('reported_date'))}"
     )
 
     s.step(2, "CHT's reply reaches her phone")
@@ -217,6 +217,12 @@ def scenario(s: Stage) -> None:
     s.sms_from(alice, "P twelve")
     error = s.wait("the error reply", lambda: s.sms_to(alice, sends_before))
     s.saw(f'sent to {error.to}: "{error.text}"')
+
+
+def _iso_ms(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return str(value)
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value / 1000))
 
 
 def _ready(bridge_url: str) -> bool | None:

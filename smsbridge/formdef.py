@@ -124,7 +124,9 @@ class CompiledForm:
             paths=tuple(k.split(".") for k in keys),
             types=types,
             fields_truthy=truthy(raw_fields),
-            aggregate_key=next((k for k, t in zip(keys, types, strict=True) if t == "bsAggreDate"), None),
+            aggregate_key=next(
+                (k for k, t in zip(keys, types, strict=True) if t == "bsAggreDate"), None
+            ),
             has_null_field=any(fields[k] is None for k in keys),
             strip_code=strip,
         )
@@ -135,7 +137,9 @@ class CompiledForm:
             return message
         return self.strip_code.sub("", message, count=1)
 
-    def labels(self, locale: str | None, tables: Tables | None, settings_locale: str | None) -> Labels:
+    def labels(
+        self, locale: str | None, tables: Tables | None, settings_locale: str | None
+    ) -> Labels:
         """Labels translated for `locale` (falling back to the settings locale, then en)."""
         loc = locale or settings_locale or "en"
         hit = self._labels.get((loc, id(tables)))

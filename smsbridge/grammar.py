@@ -8,7 +8,7 @@ which the tests hold equal to the fast scanners."""
 from __future__ import annotations
 
 import importlib.resources
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ def grammar_text(name: str) -> str:
     return source.read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def lark_parser(name: str) -> Lark:
     return Lark(
         grammar_text(name),
@@ -47,22 +47,16 @@ def terminal(name: str, term: str) -> str:
 
 class _Muvuku(Transformer[Token, list[Any]]):
     def start(self, items: list[Any]) -> list[Any]:
-        return [items[0], *items[1:]]
+        return list(items)
 
-    def header(self, items: list[Any]) -> Any:
-        firsts = [i for i in items if isinstance(i, _First)]
-        return firsts[0].text if firsts else UNDEFINED
+    def header_only(self, items: list[Any]) -> Any:
+        return UNDEFINED
 
-    def first(self, items: list[Any]) -> Any:
-        return _First("!".join(items))
+    def header_with_first(self, items: list[Any]) -> Any:
+        return items[-1]
 
     def value(self, items: list[Any]) -> str:
         return str(items[0]) if items else ""
-
-
-class _First:
-    def __init__(self, text: str) -> None:
-        self.text = text
 
 
 class _Javarosa(Transformer[Token, list[str]]):

@@ -15,6 +15,7 @@ NAN = math.nan
 _MAX_TIME = 8.64e15
 _DAY_MS = 86_400_000
 _EPOCH = datetime(1970, 1, 1)
+_CYCLE_MS = 146_097 * 86_400_000  # 400 Gregorian years
 
 
 @lru_cache(maxsize=64)
@@ -24,7 +25,7 @@ def zone(name: str) -> ZoneInfo:
 
 def _days_from_civil(y: int, m: int, d: int) -> int:
     y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
+    era = y // 400
     yoe = y - era * 400
     doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
     doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
@@ -59,9 +60,14 @@ def local_to_utc(t: float, tz: str) -> float:
         return t
     try:
         naive = _EPOCH + timedelta(milliseconds=t)
-        off = naive.replace(tzinfo=zone(tz)).utcoffset()
-    except (OverflowError, ValueError):
-        return t
+    except OverflowError:
+        # beyond year 9999: the same wall time 400-year cycles earlier has the same rules
+        if t < 0:  # before year 1: the zone's earliest (local mean time) offset
+            first = datetime(1, 1, 2, tzinfo=zone(tz)).utcoffset()
+            return t - (first.total_seconds() * 1000 if first else 0)
+        cycles = int(t // _CYCLE_MS)
+        return local_to_utc(t - cycles * _CYCLE_MS, tz) + cycles * _CYCLE_MS
+    off = naive.replace(tzinfo=zone(tz)).utcoffset()
     return t - (off.total_seconds() * 1000 if off else 0)
 
 
@@ -77,8 +83,6 @@ def local_ms(y: float, mo: float, d: float, h: float = 0, mi: float = 0, s: floa
 def utc_ms(y: float, mo: float, d: float, h: float = 0, mi: float = 0, s: float = 0,
            ms: float = 0) -> float | int:  # fmt: skip
     return time_clip(make_day(y, mo - 1, d) * _DAY_MS + make_time(h, mi, s, ms))
-
-
 
 
 # ------------------------------------------------------------ new Date(string)
@@ -105,7 +109,9 @@ def _tokens(s: str) -> list[tuple]:
             j = i
             while j < n and "0" <= s[j] <= "9":
                 j += 1
-            out.append(("num", int(s[i:j][:9]), j - i))
+            # V8 skips leading zeros, then reads at most 9 significant digits
+            sig = s[i:j].lstrip("0")[:9]
+            out.append(("num", int(sig) if sig else 0, j - i))
             i = j
         elif c in ":-+.)":
             out.append(("sym", c))
@@ -269,7 +275,7 @@ def parse_date_string(s: str, tz_name: str = "UTC") -> float | int:
         return math.nan
 
 
-def _parse(s: str, tz_name: str) -> float | int:  # noqa: C901 - mirrors V8's single loop
+def _parse(s: str, tz_name: str) -> float | int:
     sc = _Scanner(s)
     day: list[int] = []
     time: list[int] = []
@@ -306,8 +312,7 @@ def _parse(s: str, tz_name: str) -> float | int:  # noqa: C901 - mirrors V8's si
                     time.append(n)
                     if sc.peek() == ("sym", "."):
                         sc.next()
-            elif sc.peek() == ("sym", ".") and time_expecting(n):
-                sc.next()
+            elif sc.skip(".") and time_expecting(n):  # V8 consumes the "." either way
                 time.append(n)
                 if sc.peek()[0] != "num":
                     raise _Invalid
@@ -318,8 +323,8 @@ def _parse(s: str, tz_name: str) -> float | int:  # noqa: C901 - mirrors V8's si
             elif time_expecting(n):
                 time_final(n)
                 p = sc.peek()
-                if not (p[0] in ("end", "ws") or p == ("sym", "+") or p == ("sym", "-")
-                        or (p[0] == "word" and p[1] == "tz" and p[3] == 1 and p[2] == 0)):  # fmt: skip
+                is_z = p[0] == "word" and p[1] == "tz" and p[3] == 1 and p[2] == 0
+                if not (p[0] in ("end", "ws") or p in (("sym", "+"), ("sym", "-")) or is_z):
                     raise _Invalid
             else:
                 if len(day) >= 3:
@@ -338,8 +343,10 @@ def _parse(s: str, tz_name: str) -> float | int:  # noqa: C901 - mirrors V8's si
             else:
                 if has_num or sc.peek()[0] == "num":
                     raise _Invalid
-        elif tok[0] == "sym" and tok[1] in "+-" and (
-            (tz.get("hour") == 0 and tz.get("minute") == 0) or time
+        elif (
+            tok[0] == "sym"
+            and tok[1] in "+-"
+            and ((tz.get("hour") == 0 and tz.get("minute") == 0) or time)
         ):
             tz["sign"] = 1 if tok[1] == "+" else -1
             n, length = 0, 0
@@ -382,7 +389,7 @@ def _parse(s: str, tz_name: str) -> float | int:  # noqa: C901 - mirrors V8's si
     if not 1 <= month <= 12 or not 1 <= dd <= 31:
         raise _Invalid
     # TimeComposer::Write
-    hh, mi, ss, ms = (time + [0, 0, 0, 0])[:4]
+    hh, mi, ss, ms = [*time, 0, 0, 0, 0][:4]
     if hour_offset is not None:
         if not 0 <= hh <= 12:
             raise _Invalid
@@ -391,10 +398,10 @@ def _parse(s: str, tz_name: str) -> float | int:  # noqa: C901 - mirrors V8's si
         hh == 24 and mi == 0 and ss == 0 and ms == 0
     ):
         raise _Invalid
-    t = make_day(year, month - 1, dd) * _DAY_MS + make_time(hh, mi, ss, ms)
+    tv = make_day(year, month - 1, dd) * _DAY_MS + make_time(hh, mi, ss, ms)
     if "sign" in tz or "hour" in tz:
         offset = tz.get("sign", 1) * ((tz.get("hour") or 0) * 3600 + (tz.get("minute") or 0) * 60)
-        return time_clip(t - offset * 1000)
-    if not math.isfinite(t) or abs(t) > 864e13 + 864e5:
+        return time_clip(tv - offset * 1000)
+    if not math.isfinite(tv) or abs(tv) > 864e13 + 864e5:
         return math.nan
-    return time_clip(local_to_utc(t, tz_name))
+    return time_clip(local_to_utc(tv, tz_name))

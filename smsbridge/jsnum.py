@@ -38,10 +38,9 @@ JS_WS: Final = (
     "\t\n\x0b\x0c\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
+JS_WS_SET: Final = frozenset(JS_WS)
 # A character class body (without brackets) for use inside Python regexes.
-WS_CLASS: Final = (
-    r"\t\n\x0b\x0c\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-)
+WS_CLASS: Final = r"\t\n\x0b\x0c\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 # C3: JS `.` excludes line terminators.
 NOT_LT: Final = r"[^\n\r\u2028\u2029]"
 # C4: zero-width characters.
@@ -73,9 +72,12 @@ def truthy(v: Any) -> bool:
     return True
 
 
+_EXACT = 2.0**53
+
+
 def normalize_number(x: float) -> float | int:
     """An integral finite double as int (so JSON prints `24`, not `24.0`; -0 becomes 0)."""
-    if math.isfinite(x) and x == int(x) and abs(x) < 1e21:
+    if math.isfinite(x) and x == int(x) and abs(x) < _EXACT:
         return int(x)
     return x
 
@@ -113,9 +115,9 @@ def to_number(v: Any) -> float | int:
 def number_to_string(x: float | int) -> str:
     """ECMAScript Number::toString(10)."""
     if isinstance(x, int):
-        x = float(x) if abs(x) >= 1e21 else x
-        if isinstance(x, int):
+        if abs(x) < _EXACT:
             return str(x)
+        x = float(x)
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
@@ -197,6 +199,8 @@ def standardise(v: Any) -> Any:
 
 def parse_num(raw: Any) -> Any:
     """C7 parseNum: undefined -> undefined; unparseable/empty/non-finite -> None; else a number."""
+    if raw.__class__ is str and raw.isdigit() and raw.isascii() and len(raw) < 16:
+        return int(raw)  # the common case, exact: plain ASCII digits
     if raw is UNDEFINED:
         return UNDEFINED
     s = standardise(raw)

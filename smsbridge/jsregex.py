@@ -32,7 +32,7 @@ _ESCAPES = {
 _PY_OK_ESCAPES = set("tnrfv0123456789xu") | set("\\^$.|?*+()[]{}/-")
 
 
-def _convert(src: str) -> str:  # noqa: C901 - a small hand-written scanner
+def _convert(src: str) -> str:
     out: list[str] = []
     i, n = 0, len(src)
     in_class = False

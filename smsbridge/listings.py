@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from smsbridge import outgoing
 from smsbridge.errors import ConfigError
 from smsbridge.logs import mask_phone
 from smsbridge.store import Store
@@ -148,12 +149,17 @@ def render_inbox(rows: Sequence[dict[str, Any]]) -> str:
 # -- outbox ---------------------------------------------------------------------------------------
 
 TASK_STATES = ("ready", "leased", "dead")
+SMS_STATES = ("queued", "held", "sending", "sent", "delivered", "failed")
 
 
 def outbox(
     store: Store, filters: Filters, now: float, *, reveal: bool = False
 ) -> list[dict[str, Any]]:
-    """Tasks, oldest first, each with the outgoing SMS it is about when there is one."""
+    """The task queue, oldest first, each task with the outgoing SMS it is about when there is
+    one; or, when `filters.state` is a delivery state, the outgoing SMS in that state (held ones
+    have no task: `outbox release|drop REF`)."""
+    if filters.state in SMS_STATES:
+        return _outgoing_rows(store, filters, now, reveal)
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
     if filters.state in TASK_STATES:
@@ -161,6 +167,9 @@ def outbox(
         params.append(filters.state)
     elif filters.state == "waiting":
         where.append("t.state != 'dead'")
+    elif filters.state:
+        known = ", ".join((*TASK_STATES, "waiting", *SMS_STATES))
+        raise ConfigError(f"--state: unknown state {filters.state!r} (one of {known})")
     if filters.kind:
         where.append("t.kind = ?")
         params.append(filters.kind)
@@ -170,38 +179,17 @@ def outbox(
     if filters.newer_than is not None:
         where.append("t.created_at >= ?")
         params.append(now - filters.newer_than)
-    # Filters on the outgoing SMS (channel, delivery state) are applied after the join below;
-    # read generously so that the limit still applies to what is shown.
-    scan = filters.limit if filters.channel is None and _sms_state(filters) is None else 100_000
+    # The channel is the outgoing SMS's: filtered after the join, so read generously.
+    scan = filters.limit if filters.channel is None else 100_000
     rows = store.query(
         f"SELECT t.* FROM tasks t WHERE {' AND '.join(where)} ORDER BY t.id LIMIT ?",
         (*params, scan),
     )
-    outgoing = _outgoing_for(store, [r["ref"] for r in rows])
+    sms_by_ref = outgoing.by_refs(store, [r["ref"] for r in rows])
     out = []
     for row in rows:
-        sms = outgoing.get(row["ref"], {})
-        item: dict[str, Any] = {
-            "id": row["id"],
-            "kind": row["kind"],
-            "ref": row["ref"],
-            "state": row["state"],
-            "attempts": row["attempts"],
-            "age_seconds": round(now - row["created_at"], 3),
-            "due_in_seconds": (
-                None if row["state"] == "dead" else round(row["not_before"] - now, 3)
-            ),
-            "error": row["dead_reason"] if row["state"] == "dead" else row["last_error"],
-            "channel": sms.get("channel"),
-            "sms_state": sms.get("state"),
-            "to": _phone(sms.get("to"), reveal),
-        }
-        if reveal and "content" in sms:
-            item["text"] = sms["content"]
+        item = _row(row, sms_by_ref.get(row["ref"]), now, reveal)
         if filters.channel and item["channel"] != filters.channel:
-            continue
-        wanted = _sms_state(filters)
-        if wanted and item["sms_state"] != wanted:
             continue
         out.append(item)
         if len(out) >= filters.limit:
@@ -209,20 +197,53 @@ def outbox(
     return out
 
 
-def _sms_state(filters: Filters) -> str | None:
-    if filters.state and filters.state not in (*TASK_STATES, "waiting"):
-        return filters.state
-    return None
+def _outgoing_rows(
+    store: Store, filters: Filters, now: float, reveal: bool
+) -> list[dict[str, Any]]:
+    messages = outgoing.listing(
+        store,
+        state=filters.state,
+        channel=filters.channel,
+        created_before=None if filters.older_than is None else now - filters.older_than,
+        created_after=None if filters.newer_than is None else now - filters.newer_than,
+        limit=filters.limit,
+    )
+    refs = [m.ref for m in messages]
+    tasks: dict[str, Any] = {}
+    for start in range(0, len(refs), 500):
+        chunk = refs[start : start + 500]
+        marks = ",".join("?" for _ in chunk)
+        for row in store.query(
+            f"SELECT * FROM tasks WHERE kind = ? AND ref IN ({marks})", (outgoing.SEND, *chunk)
+        ):
+            tasks[row["ref"]] = row
+    return [_row(tasks.get(m.ref), m, now, reveal) for m in messages]
 
 
-def _outgoing_for(store: Store, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """ref -> the outgoing SMS (channel, state, to, content) for refs that are outgoing SMS."""
-    from smsbridge import outgoing
-
-    return {
-        ref: {"channel": sms.channel, "state": str(sms.state), "to": sms.to, "content": sms.content}
-        for ref, sms in outgoing.by_refs(store, refs).items()
+def _row(task: Any, sms: outgoing.Outgoing | None, now: float, reveal: bool) -> dict[str, Any]:
+    """One listing row: a task (may be None: a held or finished SMS) and its outgoing SMS."""
+    dead = task is not None and task["state"] == "dead"
+    created = task["created_at"] if task is not None else (sms.created_at if sms else now)
+    item: dict[str, Any] = {
+        "id": None if task is None else task["id"],
+        "kind": outgoing.SEND if task is None else task["kind"],
+        "ref": sms.ref if task is None and sms is not None else (task["ref"] if task else None),
+        "state": None if task is None else task["state"],
+        "attempts": None if task is None else task["attempts"],
+        "age_seconds": round(now - created, 3),
+        "due_in_seconds": (None if task is None or dead else round(task["not_before"] - now, 3)),
+        "error": (
+            (task["dead_reason"] if dead else task["last_error"])
+            if task is not None
+            else (sms.reason if sms is not None else None)
+        ),
+        "channel": None if sms is None else sms.channel,
+        "sms_state": None if sms is None else str(sms.state),
+        "to": None if sms is None else _phone(sms.to, reveal),
     }
+    if reveal and sms is not None:
+        item["text"] = sms.content
+    return item
 
 
 def render_outbox(rows: Sequence[dict[str, Any]]) -> str:

@@ -4,8 +4,8 @@
 Two kinds of figures:
 
 - events, counted as they happen by the code that makes them happen, through the methods of
-  `Metrics` (`inbound`, `outbound_state`, `send_latency`, `delivery_lag`, `retry`,
-  `cht_error`; `wrap_cht` counts a CHT client's failures);
+  `Metrics` (`inbound`, `send_latency`, `delivery_reports`, `retry`, `cht_error`;
+  `wrap_cht` counts a CHT client's failures);
 - the state of the queue, read from the store at scrape time (`StoreCollector`): tasks waiting
   by kind, the age of the oldest, dead letters, and outgoing SMS by state and channel. These
   survive a restart and cannot drift from the database.
@@ -17,7 +17,7 @@ import functools
 import inspect
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -30,6 +30,7 @@ from starlette.responses import Response
 from smsbridge.errors import PeerError
 
 if TYPE_CHECKING:
+    from smsbridge.sms import StatusUpdate
     from smsbridge.store import Store
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -50,12 +51,6 @@ class Metrics:
             "smsbridge_inbound_messages",
             "Inbound SMS accepted (stored) from carriers and phones, duplicates not counted.",
             ["carrier"],
-            registry=r,
-        )
-        self._outbound = Counter(
-            "smsbridge_outbound_transitions",
-            "Outgoing SMS that reached a delivery state, by state and channel.",
-            ["state", "channel"],
             registry=r,
         )
         self._send_latency = Histogram(
@@ -106,14 +101,23 @@ class Metrics:
         if count:
             self._inbound.labels(carrier).inc(count)
 
-    def outbound_state(self, state: str, channel: str | None) -> None:
-        self._outbound.labels(str(state), channel or "none").inc()
-
     def send_latency(self, channel: str, seconds: float) -> None:
         self._send_latency.labels(channel).observe(max(0.0, seconds))
 
     def delivery_lag(self, channel: str, seconds: float) -> None:
         self._delivery_lag.labels(channel).observe(max(0.0, seconds))
+
+    def delivery_reports(self, updates: Sequence[StatusUpdate], now: float) -> None:
+        """Stored delivery reports: each `delivered` one observes its lag since the SMS was
+        sent (the outbound pipeline calls this once they are committed)."""
+        store = self._store_collector.store if self._store_collector is not None else None
+        delivered = [u for u in updates if u.state == "delivered"]
+        if store is None or not delivered:
+            return
+        from smsbridge import outgoing
+
+        for channel, sent_at in outgoing.sent_times(store, delivered):
+            self.delivery_lag(channel, now - sent_at)
 
     def retry(self, kind: str) -> None:
         self._retries.labels(kind).inc()

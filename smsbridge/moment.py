@@ -4,19 +4,17 @@ configured server timezone (spec 11.4). Returns epoch milliseconds, or NaN."""
 
 from __future__ import annotations
 
-import math
 import re
-from datetime import date, timedelta
 from typing import Any
 
-from smsbridge.jsdate import NAN, local_ms, parse_date_string, time_clip, utc_ms
-from smsbridge.jsnum import JS_WS, UNDEFINED
-
+from smsbridge.jsdate import NAN, local_ms, make_day, parse_date_string, time_clip, utc_ms
+from smsbridge.jsnum import JS_WS, UNDEFINED, to_string
 
 _W = "[" + re.escape(JS_WS) + "]"
 _EXT_ISO = re.compile(
-    rf"^{_W}*((?:[+-][0-9]{{6}}|[0-9]{{4}})-(?:[0-9][0-9]-[0-9][0-9]|W[0-9][0-9]-[0-9]|W[0-9][0-9]"
-    rf"|[0-9][0-9][0-9]|[0-9][0-9]))((T| )([0-9][0-9](?::[0-9][0-9](?::[0-9][0-9](?:[.,][0-9]+)?)?)?)"
+    rf"^{_W}*((?:[+-][0-9]{{6}}|[0-9]{{4}})-(?:[0-9][0-9]-[0-9][0-9]|W[0-9][0-9]-[0-9]"
+    rf"|W[0-9][0-9]|[0-9][0-9][0-9]|[0-9][0-9]))"
+    rf"((T| )([0-9][0-9](?::[0-9][0-9](?::[0-9][0-9](?:[.,][0-9]+)?)?)?)"
     rf"([+-][0-9][0-9](?::?[0-9][0-9])?|{_W}*Z)?)?\Z"
 )
 _BASIC_ISO = re.compile(
@@ -24,97 +22,185 @@ _BASIC_ISO = re.compile(
     rf"((T| )([0-9][0-9](?:[0-9][0-9](?:[0-9][0-9](?:[.,][0-9]+)?)?)?)"
     rf"([+-][0-9][0-9](?::?[0-9][0-9])?|{_W}*Z)?)?\Z"
 )
-# (moment format, regex, time allowed)
-_ISO_DATES = [
-    ("YYYYYY-MM-DD", re.compile(r"[+-][0-9]{6}-[0-9]{2}-[0-9]{2}"), True),
-    ("YYYY-MM-DD", re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"), True),
-    ("GGGG-WW-E", re.compile(r"[0-9]{4}-W[0-9]{2}-[0-9]"), True),
-    ("GGGG-WW", re.compile(r"[0-9]{4}-W[0-9]{2}"), False),
-    ("YYYY-DDD", re.compile(r"[0-9]{4}-[0-9]{3}"), True),
-    ("YYYY-MM", re.compile(r"[0-9]{4}-[0-9]{2}"), False),
-    ("YYYYYYMMDD", re.compile(r"[+-][0-9]{10}"), True),
-    ("YYYYMMDD", re.compile(r"[0-9]{8}"), True),
-    ("GGGGWWE", re.compile(r"[0-9]{4}W[0-9]{3}"), True),
-    ("GGGGWW", re.compile(r"[0-9]{4}W[0-9]{2}"), False),
-    ("YYYYDDD", re.compile(r"[0-9]{7}"), True),
-    ("YYYYMM", re.compile(r"[0-9]{6}"), False),
-    ("YYYY", re.compile(r"[0-9]{4}"), False),
+# (moment format as tokens, regex selecting it, time allowed). Format chosen by unanchored search.
+_ISO_DATES: list[tuple[list[str], re.Pattern[str], bool]] = [
+    (["YYYYYY", "-", "MM", "-", "DD"], re.compile(r"[+-][0-9]{6}-[0-9]{2}-[0-9]{2}"), True),
+    (["YYYY", "-", "MM", "-", "DD"], re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"), True),
+    (["GGGG", "-", "W", "WW", "-", "E"], re.compile(r"[0-9]{4}-W[0-9]{2}-[0-9]"), True),
+    (["GGGG", "-", "W", "WW"], re.compile(r"[0-9]{4}-W[0-9]{2}"), False),
+    (["YYYY", "-", "DDD"], re.compile(r"[0-9]{4}-[0-9]{3}"), True),
+    (["YYYY", "-", "MM"], re.compile(r"[0-9]{4}-[0-9]{2}"), False),
+    (["YYYYYY", "MM", "DD"], re.compile(r"[+-][0-9]{10}"), True),
+    (["YYYY", "MM", "DD"], re.compile(r"[0-9]{8}"), True),
+    (["GGGG", "W", "WW", "E"], re.compile(r"[0-9]{4}W[0-9]{3}"), True),
+    (["GGGG", "W", "WW"], re.compile(r"[0-9]{4}W[0-9]{2}"), False),
+    (["YYYY", "DDD"], re.compile(r"[0-9]{7}"), True),
+    (["YYYY", "MM"], re.compile(r"[0-9]{6}"), False),
+    (["YYYY"], re.compile(r"[0-9]{4}"), False),
 ]
-_TIME = re.compile(r"([0-9]{2}):?([0-9]{2})?(?::?([0-9]{2}))?(?:[.,]([0-9]+))?")
+_ISO_TIMES: list[tuple[list[str], re.Pattern[str]]] = [
+    (["HH", ":", "mm", ":", "ss", ".", "SSSS"], re.compile(r"[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]+")),
+    (["HH", ":", "mm", ":", "ss", ",", "SSSS"], re.compile(r"[0-9][0-9]:[0-9][0-9]:[0-9][0-9],[0-9]+")),
+    (["HH", ":", "mm", ":", "ss"], re.compile(r"[0-9][0-9]:[0-9][0-9]:[0-9][0-9]")),
+    (["HH", ":", "mm"], re.compile(r"[0-9][0-9]:[0-9][0-9]")),
+    (["HH", "mm", "ss", ".", "SSSS"], re.compile(r"[0-9]{6}\.[0-9]+")),
+    (["HH", "mm", "ss", ",", "SSSS"], re.compile(r"[0-9]{6},[0-9]+")),
+    (["HH", "mm", "ss"], re.compile(r"[0-9]{6}")),
+    (["HH", "mm"], re.compile(r"[0-9]{4}")),
+    (["HH"], re.compile(r"[0-9]{2}")),
+]
+# moment's non-strict parse regexes per token; other tokens are literal regexes (so "." is any
+# character, as in moment).
+_TOKEN_RX = {
+    "YYYY": re.compile(r"[0-9]{1,4}"),
+    "YYYYYY": re.compile(r"[+-]?[0-9]{1,6}"),
+    "GGGG": re.compile(r"[0-9]{1,4}"),
+    "MM": re.compile(r"[0-9][0-9]?"),
+    "DD": re.compile(r"[0-9][0-9]?"),
+    "WW": re.compile(r"[0-9][0-9]?"),
+    "E": re.compile(r"[0-9]"),
+    "DDD": re.compile(r"[0-9]{1,3}"),
+    "HH": re.compile(r"[0-9][0-9]?"),
+    "mm": re.compile(r"[0-9][0-9]?"),
+    "ss": re.compile(r"[0-9][0-9]?"),
+    "SSSS": re.compile(r"[0-9]+"),
+    "Z": re.compile(r"Z|[+-][0-9][0-9](?::?[0-9][0-9])?", re.IGNORECASE),
+}
 _ASPNET = re.compile(r"^/?Date\((-?[0-9]+)", re.I)
+_LITERAL_RX = {
+    "-": re.compile("-"),
+    "W": re.compile("W"),
+    ":": re.compile(":"),
+    ".": re.compile(r"[^\n\r\u2028\u2029]"),
+    ",": re.compile(","),
+    "T": re.compile("T"),
+    " ": re.compile(" "),
+}
 
 
-def _iso_date_fields(fmt: str, s: str) -> tuple[int, int, int] | None:
-    digits = s.replace("-", "").replace("W", "")
-    sign = 1
-    if digits[0] in "+-":
-        sign, digits = (-1 if digits[0] == "-" else 1), digits[1:]
-        year, rest = sign * int(digits[:6]), digits[6:]
-    else:
-        year, rest = int(digits[:4]), digits[4:]
-    try:
-        if fmt.startswith("GGGG"):
-            week = int(rest[:2])
-            wd = int(rest[2:3]) if len(rest) > 2 else 1
-            d = date.fromisocalendar(year, week, wd)
-            return d.year, d.month, d.day
-        if fmt.endswith("DDD"):
-            doy = int(rest)
-            leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-            if not 1 <= doy <= (366 if leap else 365):
-                return None
-            d = date(2000 if leap else 2001, 1, 1) + timedelta(days=doy - 1)
-            return year, d.month, d.day
-    except ValueError:
-        return None
-    month = int(rest[:2]) if rest else 1
-    day = int(rest[2:4]) if len(rest) > 2 else 1
-    if not 1 <= month <= 12:
-        return None
-    mdays = [31, 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28, 31, 30,
-             31, 30, 31, 31, 30, 31, 30, 31][month - 1]  # fmt: skip
-    if not 1 <= day <= mdays:
-        return None
-    return year, month, day
+def _leap(y: int) -> bool:
+    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+
+def _days_in_month(y: int, m0: int) -> int:
+    mm = m0 % 12
+    y += (m0 - mm) // 12
+    return (29 if _leap(y) else 28) if mm == 1 else 31 - ((mm % 7) % 2)
+
+
+def _weekday_utc(y: int, m0: int, d: int) -> int:
+    return (int(make_day(y, m0, d)) + 4) % 7
+
+
+def _first_week_offset(year: int) -> int:  # ISO weeks: dow=1, doy=4
+    fwdlw = (7 + _weekday_utc(year, 0, 4) - 1) % 7
+    return -fwdlw + 4 - 1
+
+
+def _weeks_in_year(year: int) -> float:
+    days = 366 if _leap(year) else 365
+    return (days - _first_week_offset(year) + _first_week_offset(year + 1)) / 7
+
+
+def _format_parse(tokens: list[str], s: str, tz: str) -> float | int:
+    """moment `configFromStringAndFormat` (non-strict), `configFromArray`, `checkOverflow`."""
+    a: dict[str, int] = {}
+    tzm: int | None = None
+    for token in tokens:
+        rx = _TOKEN_RX.get(token) or _LITERAL_RX[token]
+        m = rx.search(s)
+        if m is None:
+            continue
+        text = m.group(0)
+        s = s[m.end() :]
+        if token in ("YYYY", "YYYYYY", "GGGG"):
+            a["Y" if token != "GGGG" else "GG"] = int(text)
+        elif token == "SSSS":
+            a["ms"] = int(float("0." + text) * 1000)
+        elif token == "Z":
+            if text.upper() == "Z":
+                tzm = 0
+            else:
+                sign = -1 if text[0] == "-" else 1
+                digits = text[1:].replace(":", "")
+                tzm = sign * (int(digits[:2]) * 60 + int(digits[2:4] or 0))
+        elif token in _TOKEN_RX:
+            a[token] = int(text)
+    year = a.get("Y", a.get("GG", 0))
+    month0 = a.get("MM", 1) - 1
+    day = a.get("DD", 1)
+    overflow = False
+    if "DDD" in a:
+        doy = a["DDD"]
+        if doy > (366 if _leap(year) else 365) or doy == 0:
+            overflow = True
+        days = int(make_day(year, 0, doy))
+        month0, day = _civil_month_day(days)
+    elif "GG" in a or "WW" in a or "E" in a:
+        week_year = a.get("GG", year)
+        week = a.get("WW", 1)
+        weekday = a.get("E", 1)
+        if week < 1 or week > _weeks_in_year(week_year):
+            return NAN
+        if weekday < 1 or weekday > 7:
+            return NAN
+        local_weekday = (7 + weekday - 1) % 7
+        doy = 1 + 7 * (week - 1) + local_weekday + _first_week_offset(week_year)
+        days = int(make_day(week_year, 0, doy))
+        year = _civil_year(days)
+        month0, day = _civil_month_day(days)
+    h, mi, sec, ms = a.get("HH", 0), a.get("mm", 0), a.get("ss", 0), a.get("ms", 0)
+    if not 0 <= month0 <= 11 or not 1 <= day <= _days_in_month(year, month0):
+        return NAN
+    if h > 24 or (h == 24 and (mi or sec or ms)) or mi > 59 or sec > 59 or ms > 999:
+        return NAN
+    if overflow:
+        return NAN
+    if tzm is None:
+        return local_ms(year, month0 + 1, day, h, mi, sec, ms, tz=tz)
+    return time_clip(utc_ms(year, month0 + 1, day, h, mi, sec, ms) - tzm * 60_000)
+
+
+def _civil_from_days(days: int) -> tuple[int, int, int]:
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    return (y + (m <= 2), m - 1, d)
+
+
+def _civil_year(days: int) -> int:
+    return _civil_from_days(days)[0]
+
+
+def _civil_month_day(days: int) -> tuple[int, int]:
+    _, m0, d = _civil_from_days(days)
+    return m0, d
 
 
 def _moment_iso(s: str, tz: str) -> float | int | None:
-    """None when the string is not ISO-shaped (moment moves on to RFC 2822); else ms/NaN."""
+    """None when moment would not take the string as ISO 8601 (it moves on to RFC 2822)."""
     m = _EXT_ISO.match(s) or _BASIC_ISO.match(s)
     if not m:
         return None
-    for fmt, rx, allow_time in _ISO_DATES:
-        if rx.search(m.group(1)):
-            break
-    else:
+    found = next((entry for entry in _ISO_DATES if entry[1].search(m.group(1))), None)
+    if found is None:
         return None
-    if m.group(3) and not allow_time:
-        return None
-    ymd = _iso_date_fields(fmt, m.group(1))
-    if ymd is None:
-        return NAN
-    h = mi = sec = ms = 0
+    tokens, _, allow_time = found
+    tokens = list(tokens)
     if m.group(3):
-        t = _TIME.fullmatch(m.group(4))
-        if t is None:
-            return NAN
-        h = int(t.group(1))
-        mi = int(t.group(2) or 0)
-        sec = int(t.group(3) or 0)
-        if t.group(4):
-            ms = int(float("0." + t.group(4)) * 1000)
-        if h > 24 or mi > 59 or sec > 59 or (h == 24 and (mi or sec or ms)):
-            return NAN
-    offset = m.group(5)
-    if offset is None:
-        return local_ms(*ymd, h, mi, sec, ms, tz=tz)
-    offset = offset.strip(JS_WS)
-    tzm = 0
-    if offset != "Z":
-        sign = -1 if offset[0] == "-" else 1
-        hh, mm = int(offset[1:3]), int(offset[3:].lstrip(":") or 0)
-        tzm = sign * (hh * 60 + mm)
-    return time_clip(utc_ms(*ymd, h, mi, sec, ms) - tzm * 60_000)
+        if not allow_time:
+            return None
+        time = next(t for t, rx in _ISO_TIMES if rx.search(m.group(4)))
+        tokens += [m.group(3), *time]
+    if m.group(5):
+        tokens.append("Z")
+    return _format_parse(tokens, s, tz)
 
 
 _RFC2822 = re.compile(
@@ -162,6 +248,8 @@ def moment_ms(raw: Any, tz: str = "UTC") -> float | int:
         return NAN
     if isinstance(raw, int | float):
         return time_clip(float(raw))
+    if isinstance(raw, list):
+        return _moment_array(raw, tz)
     if not isinstance(raw, str):
         return NAN
     if raw == "":
@@ -177,3 +265,31 @@ def moment_ms(raw: Any, tz: str = "UTC") -> float | int:
         return rfc
     return parse_date_string(raw, tz)
 
+
+_PARSE_INT = re.compile("^[" + re.escape(JS_WS) + "]*([+-]?[0-9]+)")
+
+
+def _parse_int(v: Any) -> float:
+    """JS `parseInt(v, 10)`."""
+    m = _PARSE_INT.match(to_string(v))
+    return int(m.group(1)) if m else NAN
+
+
+def _moment_array(items: list[Any], tz: str) -> float | int:
+    """`moment([y, M, d, h, m, s, ms])`: elements through parseInt, local time, overflow NaN."""
+    if not items:
+        return int(time.time() * 1000)  # moment([]) is now
+    a = [_parse_int(v) for v in items[:7]]
+    a += [1 if i == 2 else 0 for i in range(len(a), 7)]
+    if any(isinstance(v, float) and math.isnan(v) for v in a):
+        return NAN
+    y, mo, d, h, mi, sec, ms = (int(v) for v in a)
+    if not 0 <= mo <= 11 or not 1 <= d <= _days_in_month(y, mo):
+        return NAN
+    if not 0 <= h <= 24 or (h == 24 and (mi or sec or ms)) or not 0 <= mi <= 59:
+        return NAN
+    if not 0 <= sec <= 59 or not 0 <= ms <= 999:
+        return NAN
+    if h == 24:
+        return local_ms(y, mo + 1, d + 1, 0, mi, sec, ms, tz=tz)
+    return local_ms(y, mo + 1, d, h, mi, sec, ms, tz=tz)

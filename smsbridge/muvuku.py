@@ -9,7 +9,7 @@ from typing import Any
 
 from smsbridge.formdef import CompiledForm, LabelCrash
 from smsbridge.jscrash import JsCrash
-from smsbridge.jsnum import JS_WS, UNDEFINED
+from smsbridge.jsnum import JS_WS, UNDEFINED, truthy
 from smsbridge.translate import Tables
 
 # isMuvukuFormat: /^\s*([A-Za-z]?\d)!.+!.+/ (JS \s, \d and .)
@@ -31,6 +31,8 @@ def split_muvuku(message: str) -> list[Any]:
 def split_javarosa(message: str) -> list[str]:
     """Label/value parts of the data after the second "!"."""
     data = "!".join(message.split("!")[2:])
+    if "\\" not in data and "\x0b" not in data and "##" not in data and data[:1] != "#":
+        return data.split("#")  # every "#" separates: same result, much faster
     return _JAVAROSA_HASH.sub("\\1\x0b", data).split("\x0b")
 
 
@@ -43,7 +45,14 @@ def parse_muvuku(form: CompiledForm, message: str) -> dict[str, Any]:
             out["_extra_fields"] = True
             continue
         val = values[i] if i < len(values) else UNDEFINED
-        out[keys[i]] = val.strip(JS_WS) if isinstance(val, str) else val
+        val = val.strip(JS_WS) if isinstance(val, str) else val
+        field = form.fields[keys[i]]
+        if isinstance(field, dict | list):
+            out[keys[i]] = val
+        elif not truthy(field):  # CHT treats a falsy definition as "no field here"
+            out["_extra_fields"] = True
+        else:  # a primitive cannot carry CHT's `_key` tag: the value lands under "undefined"
+            out["undefined"] = val
     return out
 
 

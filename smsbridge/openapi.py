@@ -7,7 +7,7 @@ of the app is described here and run schemathesis against a live bridge
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -47,11 +47,46 @@ _CARRIER_REPLY = {
     },
 }
 
+# The fields the carriers send (§4 of the carriers spec); any others are accepted and kept for
+# signature checks. Which are required depends on the carrier, so none is required here.
+_CARRIER_FIELDS = (
+    # Africa's Talking and generic: inbound; AT delivery reports
+    "from",
+    "to",
+    "text",
+    "id",
+    "date",
+    "linkId",
+    "status",
+    "phoneNumber",
+    "failureReason",
+    # Twilio
+    "MessageSid",
+    "AccountSid",
+    "From",
+    "To",
+    "Body",
+    "MessageStatus",
+    "ErrorCode",
+    # Vonage
+    "msisdn",
+    "messageId",
+    "message-timestamp",
+    "type",
+    "err-code",
+    "client-ref",
+)
+_CARRIER_FORM = {
+    "type": "object",
+    "properties": {name: {"type": "string"} for name in _CARRIER_FIELDS},
+    "additionalProperties": {"type": "string"},
+}
+
 _WEBHOOK_BODY = {
     "required": False,
     "content": {
-        "application/x-www-form-urlencoded": {"schema": _STRING_MAP},
-        "application/json": {"schema": {"type": "object"}},
+        "application/x-www-form-urlencoded": {"schema": _CARRIER_FORM},
+        "application/json": {"schema": _CARRIER_FORM},
     },
 }
 
@@ -389,6 +424,13 @@ def _version() -> str:
         return version("smsbridge")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0"
+
+
+def webhook_carriers(enabled: Iterable[str]) -> list[str]:
+    """The enabled carriers that take webhooks (cht-gateway phones poll /api/sms instead)."""
+    from smsbridge.carriers import CARRIERS
+
+    return sorted(c for c in enabled if hasattr(CARRIERS.get(c), "parse_inbound"))
 
 
 async def openapi_endpoint(request: Request) -> JSONResponse:

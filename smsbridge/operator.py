@@ -1,5 +1,6 @@
 """What an operator does to the queue by hand: replay or drop dead letters (`smsbridge outbox
-retry|drop`) and queue one SMS (`smsbridge send`). The running service picks the work up from
+retry|drop`), release or drop SMS the loop guard held (`outbox release|drop REF`) and queue one
+SMS (`smsbridge send`). The running service picks the work up from
 the database like any other task.
 """
 
@@ -10,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from typing import TextIO
 
 from smsbridge.errors import ConfigError
 from smsbridge.listings import open_store
@@ -20,25 +22,45 @@ from smsbridge.settings import Settings
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 
 
-def dead_letter_command(action: str, ids: Sequence[int]) -> int:
-    """`outbox retry|drop ID...`: one line per id; exit 1 if any id was not a dead letter."""
+def queue_command(action: str, targets: Sequence[str]) -> int:
+    """`outbox retry|drop|release ...`, one line per target; exit 1 if any was refused.
+
+    retry ID      a dead-letter task: due again now, attempts reset
+    drop ID       a dead-letter task: deleted
+    drop REF      a held SMS (loop guard): failed "held: dropped", never sent
+    release REF   a held SMS: queued again, the loop guard will not stop it twice
+    """
+    from smsbridge import outgoing
+
     settings = Settings.from_env()
-    failed = 0
+    refused = 0
     with open_store(settings.database) as store:
         box = Outbox(store)
-        for task_id in ids:
-            task = box.get(task_id)
+        for target in targets:
+            now = time.time()
+            if action == "release" or (action == "drop" and not target.isdigit()):
+                change = outgoing.release_held if action == "release" else outgoing.drop_held
+                ok = change(store, target, now)
+                done = "released: queued to send" if action == "release" else "dropped"
+                print(f"{target}: {done}" if ok else f"{target}: not a held SMS", file=_out(ok))
+                refused += 0 if ok else 1
+                continue
+            task = box.get(int(target)) if target.isdigit() else None
             if task is None or task.state != "dead":
                 state = "no such task" if task is None else f"task is {task.state}, not dead"
-                print(f"{task_id}: not a dead letter ({state})", file=sys.stderr)
-                failed += 1
+                print(f"{target}: not a dead letter ({state})", file=sys.stderr)
+                refused += 1
                 continue
-            ok = box.retry_dead(task_id, time.time()) if action == "retry" else box.drop(task_id)
+            ok = box.retry_dead(task.id, now) if action == "retry" else box.drop(task.id)
             done = "queued again" if action == "retry" else "dropped"
             outcome = done if ok else "changed meanwhile, try again"
-            print(f"{task_id}: {outcome} ({task.kind} {task.ref})")
-            failed += 0 if ok else 1
-    return 1 if failed else 0
+            print(f"{target}: {outcome} ({task.kind} {task.ref})", file=_out(ok))
+            refused += 0 if ok else 1
+    return 1 if refused else 0
+
+
+def _out(ok: bool) -> TextIO:
+    return sys.stdout if ok else sys.stderr
 
 
 def send_command(to: str, text: str) -> int:

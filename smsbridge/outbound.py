@@ -21,8 +21,10 @@ again, so only a send whose response was lost can repeat — and carriers that e
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -58,6 +60,9 @@ class OutboundConfig:
     lease: float
     limits: LoopLimits
     phone_batch: int = 25
+    # a worker whose rate slot is at most this far off waits for it (a real clock); further
+    # off, the task is put back until its slot (0: always put back, as with a test clock)
+    hold: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboundConfig:
@@ -68,6 +73,36 @@ class OutboundConfig:
             LoopLimits.from_settings(settings),
             max(1, int(batch)),
         )
+
+
+def claim_send_in(conn: sqlite3.Connection, now: float, lease: float) -> Task | None:
+    """Lease the next due send task: an expired lease first, else the earliest due (ties in
+    arrival order). Unlike `Outbox.claim_in` (strict arrival order, a sort over every task of
+    the kind) this walks the `tasks_due` index, so a backlog of 100,000 costs O(log n) per
+    claim. Same lease semantics: attempts + 1, the memo handed over and cleared in the row."""
+    row = (
+        conn.execute(
+            "SELECT * FROM tasks WHERE state = 'leased' AND kind = ? AND lease_until <= ? "
+            "ORDER BY id LIMIT 1",
+            (SEND, now),
+        ).fetchone()
+        or conn.execute(
+            "SELECT * FROM tasks WHERE state = 'ready' AND kind = ? AND not_before <= ? "
+            "ORDER BY not_before, id LIMIT 1",
+            (SEND, now),
+        ).fetchone()
+    )
+    if row is None:
+        return None
+    conn.execute(
+        "UPDATE tasks SET state = 'leased', attempts = attempts + 1, lease_until = ?, "
+        "memo = NULL, updated_at = ? WHERE id = ?",
+        (now + lease, now, row["id"]),
+    )
+    old = Task.from_row(row)
+    return replace(
+        old, state="leased", attempts=old.attempts + 1, lease_until=now + lease, updated_at=now
+    )
 
 
 class OutboundPipeline:
@@ -94,6 +129,9 @@ class OutboundPipeline:
         self.configs = configs
         self.accept_inbound = accept_inbound
         self.on_report: Callable[[], None] = lambda: None  # wakes the CHT sync loop
+        # metrics (OPS): a send's duration by channel; delivery reports once stored
+        self.on_send: Callable[[str, float], None] | None = None
+        self.on_reports: Callable[[Sequence[StatusUpdate], float], None] | None = None
 
     @classmethod
     def from_settings(
@@ -107,7 +145,11 @@ class OutboundPipeline:
         configs: Mapping[str, CarrierConfig],
         accept_inbound: AcceptInbound | None = None,
     ) -> OutboundPipeline:
-        enabled = tuple(n for n in settings.carriers if n in carriers) or tuple(configs)
+        # the default route is the first enabled carrier (SMSBRIDGE_CARRIERS, else those with a
+        # webhook token, as the app enables them)
+        enabled = settings.carriers or tuple(
+            n for n in carriers if settings.carrier_setting(n, "webhook_token")
+        )
         return cls(
             store,
             outbox,
@@ -129,7 +171,8 @@ class OutboundPipeline:
 
     async def run_once(self, now: float) -> bool:
         """Claim one due send task and run it; False when there is nothing to do."""
-        task = await self.outbox.claim([SEND], now, self.config.lease)
+        lease = self.config.lease
+        task = await self.store.write(lambda c: claim_send_in(c, now, lease))
         if task is None:
             return False
         await self.send_sms(task, now)
@@ -179,10 +222,13 @@ class OutboundPipeline:
             return
         if task.memo != SLOT:
             slot = self.limiter.reserve(channel, message.segments, now)
-            if slot > now:
+            if slot - now > self.config.hold:
                 await self._set_channel(message, channel, now)
                 await self.outbox.release(task, now, slot, memo=SLOT)
                 return
+            if slot > now:
+                await asyncio.sleep(slot - now)
+                now = slot
         await self._send(task, message, channel, now)
 
     async def _send(self, task: Task, message: Outgoing, channel: str, now: float) -> None:
@@ -199,20 +245,17 @@ class OutboundPipeline:
             )
             return
 
-        def sending(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE outgoing SET channel = ? WHERE id = ?", (channel, message.id))
-            outgoing.advance_in(conn, message, DeliveryState.SENDING, now)
-
-        await self._write(sending)
         sms = OutboundSms(
             message.ref,
             message.to,
             message.content,
             datetime.fromtimestamp(message.created_at, UTC),
         )
+        started = time.perf_counter()
         try:
             result = await module.send(self.http, config, sms)
         except RetryableError as exc:
+            await self._write(lambda c: outgoing.tried_in(c, message.ref, channel, now))
             due = await self.outbox.retry_later(
                 task, now, exc.detail or exc.code, retry_after=exc.retry_after
             )
@@ -229,11 +272,12 @@ class OutboundPipeline:
         except (PermanentError, AuthFailure) as exc:
             await self._next_channel(task, message, channel, exc, now)
             return
-        current = outgoing.get(self.store, message.ref) or message
+        if self.on_send is not None:
+            self.on_send(channel, time.perf_counter() - started)
 
         def accepted(conn: sqlite3.Connection) -> None:
             outgoing.accepted_in(
-                conn, current, result.carrier, result.external_id, result.state, now
+                conn, message.ref, channel, result.carrier, result.external_id, result.state, now
             )
             Outbox.done_in(conn, task)
 
@@ -315,6 +359,8 @@ class OutboundPipeline:
     async def delivery_reports(self, updates: Sequence[StatusUpdate], now: float) -> int:
         matched = await outgoing.record_delivery_reports(self.store, updates, now)
         self.on_report()
+        if self.on_reports is not None:
+            self.on_reports(updates, now)
         return matched
 
     # -- cht-gateway phones --------------------------------------------------------------------

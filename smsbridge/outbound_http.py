@@ -1,9 +1,9 @@
 """The bridge's outbound HTTP endpoints (added to the app's routes):
 
-    POST|GET /carriers/{carrier}/{token}/status   a carrier's delivery report: verified like the
-                                                  inbound webhook, stored (matched or kept for
-                                                  later) and committed before the 2xx
-    GET|POST /api/sms                             cht-gateway phones (carriers/chtgateway.py)
+POST|GET /carriers/{carrier}/{token}/status   a carrier's delivery report: verified like the
+                                              inbound webhook, stored (matched or kept for
+                                              later) and committed before the 2xx
+GET|POST /api/sms                             cht-gateway phones (carriers/chtgateway.py)
 """
 
 from __future__ import annotations
@@ -45,8 +45,14 @@ async def carrier_status(request: Request) -> Response:
     module.verify(req, config)
     updates = module.parse_status(req, config)
     matched = await runtime.outbound.delivery_reports(updates, now)
-    event(log, "delivery_report", logging.DEBUG, carrier=carrier, reports=len(updates),
-          matched=matched)
+    event(
+        log,
+        "delivery_report",
+        logging.DEBUG,
+        carrier=carrier,
+        reports=len(updates),
+        matched=matched,
+    )
     return JSONResponse({"ok": True, "received": len(updates)})
 
 
@@ -73,8 +79,15 @@ async def gateway_api(request: Request) -> Response:
         content_type, await request.body(), user, datetime.fromtimestamp(now, UTC)
     )
     messages = await runtime.outbound.phone_exchange(user, exchange, now)
-    event(log, "phone_poll", logging.DEBUG, phone=user, received=len(exchange.messages),
-          updates=len(exchange.updates), handed=len(messages))
+    event(
+        log,
+        "phone_poll",
+        logging.DEBUG,
+        phone=user,
+        received=len(exchange.messages),
+        updates=len(exchange.updates),
+        handed=len(messages),
+    )
     return JSONResponse(chtgateway.reply(messages))
 
 

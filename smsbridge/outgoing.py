@@ -268,18 +268,24 @@ def held(store: Store, limit: int = 1000) -> list[Outgoing]:
 
 
 def expire_stale_in(conn: sqlite3.Connection, now: float, ttl: float) -> int:
-    """Queued or held SMS older than `ttl` whose send task is gone (dropped from the dead-letter
-    list) or that wait on a phone that never took them: failed "expired", never sent."""
-    rows = conn.execute(
-        "SELECT * FROM outgoing WHERE state IN (?, ?) AND created_at <= ? AND NOT EXISTS ("
-        " SELECT 1 FROM tasks WHERE tasks.kind = ? AND tasks.ref = outgoing.ref "
-        " AND tasks.state != 'dead') LIMIT 500",
-        (DeliveryState.QUEUED.value, DeliveryState.HELD.value, now - ttl, SEND),
+    """The sweep: held SMS older than `ttl` fail "expired" (never sent); an SMS whose send task
+    is gone altogether (an operator dropped its dead letter) fails "dropped" — except one a
+    phone has taken, which the phone reports on."""
+    held_rows = conn.execute(
+        "SELECT * FROM outgoing WHERE state = ? AND created_at <= ? LIMIT 500",
+        (DeliveryState.HELD.value, now - ttl),
     ).fetchall()
-    for row in rows:
+    for row in held_rows:
         message = _as(Outgoing.from_row(row), DeliveryState.QUEUED)
         advance_in(conn, message, DeliveryState.FAILED, now, reason="expired")
-    return len(rows)
+    dropped = conn.execute(
+        "SELECT * FROM outgoing WHERE state IN (?, ?) AND phone_ack = 0 AND NOT EXISTS ("
+        " SELECT 1 FROM tasks WHERE tasks.kind = ? AND tasks.ref = outgoing.ref) LIMIT 500",
+        (DeliveryState.QUEUED.value, DeliveryState.SENDING.value, SEND),
+    ).fetchall()
+    for row in dropped:
+        advance_in(conn, Outgoing.from_row(row), DeliveryState.FAILED, now, reason="dropped")
+    return len(held_rows) + len(dropped)
 
 
 # -- reports owed to CHT -------------------------------------------------------------------------
@@ -312,17 +318,23 @@ def mark_reported_in(conn: sqlite3.Connection, ids: Sequence[int], now: float) -
 
 def accepted_in(
     conn: sqlite3.Connection,
-    message: Outgoing,
+    ref: str,
+    channel: str,
     carrier: str,
     external_id: str | None,
     state: DeliveryState,
     now: float,
 ) -> None:
-    """A carrier accepted `message`: record its id, move forward, then apply any delivery
-    reports for that id that arrived before the send response did."""
+    """`channel` (carrier module `carrier`) accepted the SMS `ref`: record its id, move forward
+    (a queued SMS owes PENDING and SENT), then apply any delivery reports for that id that
+    arrived before the send response did."""
+    message = get_in(conn, ref)
+    if message is None:
+        return
     conn.execute(
-        "UPDATE outgoing SET carrier = ?, external_id = ?, updated_at = ? WHERE id = ?",
-        (carrier, external_id, now, message.id),
+        "UPDATE outgoing SET channel = ?, carrier = ?, external_id = ?, updated_at = ? "
+        "WHERE id = ?",
+        (channel, carrier, external_id, now, message.id),
     )
     advance_in(conn, message, state, now)
     if external_id is None:
@@ -333,12 +345,21 @@ def accepted_in(
         (carrier, external_id),
     ).fetchall()
     for row in early:
-        current = get_in(conn, message.ref)
+        current = get_in(conn, ref)
         if current is not None:
             advance_in(conn, current, DeliveryState(row["state"]), now, reason=row["reason"])
         conn.execute(
             "UPDATE delivery_reports SET outgoing_id = ? WHERE id = ?", (message.id, row["id"])
         )
+
+
+def tried_in(conn: sqlite3.Connection, ref: str, channel: str, now: float) -> None:
+    """A send attempt on `channel` failed for now: the SMS is `sending` (it may have left)."""
+    message = get_in(conn, ref)
+    if message is None:
+        return
+    conn.execute("UPDATE outgoing SET channel = ? WHERE id = ?", (channel, message.id))
+    advance_in(conn, message, DeliveryState.SENDING, now)
 
 
 def delivery_report_in(conn: sqlite3.Connection, update: StatusUpdate, now: float) -> bool:
@@ -405,3 +426,45 @@ def by_refs(store: Store, refs: Sequence[str]) -> dict[str, Outgoing]:
         for row in store.query(f"SELECT * FROM outgoing WHERE ref IN ({marks})", tuple(chunk)):
             found[row["ref"]] = Outgoing.from_row(row)
     return found
+
+
+def sent_times(store: Store, updates: Sequence[StatusUpdate]) -> list[tuple[str, float]]:
+    """(channel, sent_at) of the outgoing SMS these reports are about, where known: the
+    delivery-report lag metric is the report's arrival minus sent_at."""
+    found = []
+    for update in updates:
+        rows = store.query(
+            "SELECT channel, sent_at FROM outgoing WHERE (carrier = ? AND external_id = ?) "
+            "OR ref = ? LIMIT 1",
+            (update.carrier, update.external_id, update.ref or ""),
+        )
+        if rows and rows[0]["sent_at"] is not None:
+            found.append((rows[0]["channel"] or update.carrier, float(rows[0]["sent_at"])))
+    return found
+
+
+def listing(
+    store: Store,
+    *,
+    state: str | None = None,
+    channel: str | None = None,
+    created_before: float | None = None,
+    created_after: float | None = None,
+    limit: int = 50,
+) -> list[Outgoing]:
+    """Outgoing SMS, oldest first, filtered (`smsbridge outbox ls --state held`, ...)."""
+    where, params = ["1 = 1"], []
+    for clause, value in (
+        ("state = ?", state),
+        ("channel = ?", channel),
+        ("created_at <= ?", created_before),
+        ("created_at >= ?", created_after),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    rows = store.query(
+        f"SELECT * FROM outgoing WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+        (*params, limit),
+    )
+    return [Outgoing.from_row(row) for row in rows]

@@ -1,9 +1,9 @@
 """`smsbridge parse`: parse messages with form definitions and print one JSON object each.
 
 Output object: `{"code", "form", "format", "fields"}` or `{"code", "error": {"code", "detail"}}`.
-`code` is the form code CHT's getFormCode finds in the text. With `forms`, `fields` is what
-CHT stores in the record (createByForm); with `form_def`, it is the JSON of CHT's
-`parse(def, doc)` for that one definition (including `_extra_fields`)."""
+`code` is the form code CHT's getFormCode finds in the text; `fields` is the stored JSON of
+CHT's `parse(def, doc)` (with `forms`: the definition getFormCode selects, as createByForm
+does, zero-width retry included; with `form_def`: that definition whatever the code)."""
 
 from __future__ import annotations
 
@@ -95,7 +95,9 @@ def parse_line(line: str, forms: Mapping[str, Any] | None, options: ParseOptions
     )
 
 
-def run_jsonl(lines: Iterable[str], out: TextIO, forms: Forms | None, options: ParseOptions) -> None:
+def run_jsonl(
+    lines: Iterable[str], out: TextIO, forms: Forms | None, options: ParseOptions
+) -> None:
     for line in lines:
         result = parse_line(line, forms, options)
         out.write(json.dumps(result, ensure_ascii=False) + "\n")

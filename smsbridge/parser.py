@@ -19,15 +19,15 @@ from smsbridge.bikram import bs_to_epoch
 from smsbridge.errors import FormError
 from smsbridge.fields import DEFAULT_OPTIONS, ParseOptions, parse_field
 from smsbridge.formdef import CompiledForm, compiled
-from smsbridge.jsnum import JS_WS, UNDEFINED, standardise, strip_zero_width, truthy
-from smsbridge.muvuku import MUVUKU_SHAPE, parse_javarosa, parse_muvuku, split_muvuku
 from smsbridge.jscrash import JsCrash
+from smsbridge.jsnum import JS_WS, JS_WS_SET, UNDEFINED, standardise, strip_zero_width, truthy
+from smsbridge.muvuku import MUVUKU_SHAPE, parse_javarosa, parse_muvuku, split_muvuku
+from smsbridge.textforms import is_compact as _is_compact
 from smsbridge.textforms import (
     map_tiny_labels,
     parse_compact,
     parse_labelled,
 )
-from smsbridge.textforms import is_compact as _is_compact
 
 __all__ = [
     "UNDEFINED",
@@ -52,7 +52,8 @@ _CODE_DELIMS = set(JS_WS) | set("!-,:#")
 class Report:
     """A message CHT would turn into a report. `code` is the form code (settings key), `format`
     the sub-parser used (muvuku, javarosa, textforms, compact; None for an unsupported
-    header), `fields` exactly what CHT stores in the record's `fields`."""
+    header), `fields` the stored JSON of CHT's parse result: what createByForm copies into the
+    record's `fields`, plus `_extra_fields: true` when a muvuku message had surplus values."""
 
     code: str
     form: Mapping[str, Any]
@@ -84,9 +85,7 @@ def is_compact(form_def: Any, message: Any, locale: str | None = None,
     opts = options or DEFAULT_OPTIONS
     if not truthy(form_def) or not isinstance(form_def, dict) or not isinstance(message, str):
         return False
-    return _is_compact(
-        compiled(form_def), message, locale, opts.translations, opts.settings_locale
-    )
+    return _is_compact(compiled(form_def), message, locale, opts.translations, opts.settings_locale)
 
 
 def _locale(doc: Mapping[str, Any], opts: ParseOptions) -> str | None:
@@ -230,38 +229,17 @@ def to_stored(obj: Any) -> Any:
     return obj
 
 
-def _merge(parts: list[str], record: dict[str, Any], data: Any) -> None:
-    """CHT `smsparser.merge`: copy one def field from the parsed object into record.fields."""
-    if len(parts) > 1:
-        top = parts[0]
-        value = data.get(top, UNDEFINED) if isinstance(data, dict) else UNDEFINED
-        if truthy(value):
-            if not truthy(record.get(top, UNDEFINED)):
-                record[top] = {}
-            if isinstance(record[top], dict):
-                _merge(parts[1:], record[top], value)
-    else:
-        record[parts[0]] = data.get(parts[0], UNDEFINED) if isinstance(data, dict) else UNDEFINED
-
-
-def record_fields(form: CompiledForm, parsed: dict[str, Any]) -> dict[str, Any]:
-    """`record.fields` as createByForm builds it from the parsed object (stored form)."""
-    record: dict[str, Any] = {}
-    for key, path in zip(form.keys, form.paths, strict=True):
-        if len(path) == 1:
-            record[key] = parsed.get(key, UNDEFINED)
-        else:
-            _merge(path, record, parsed)
-    return to_stored(record)
-
-
 def parse_sms(
     text: str, forms: Mapping[str, Any], options: ParseOptions | None = None
 ) -> Report | FormError:
     """Find the form (spec 3, with CHT's zero-width retry, 14.4) and parse the message."""
     opts = options or DEFAULT_OPTIONS
     try:
-        if not isinstance(text, str) or text.strip(JS_WS) == "":
+        if (
+            not isinstance(text, str)
+            or not text
+            or (text[0] in JS_WS_SET and text.strip(JS_WS) == "")
+        ):
             return FormError("Message appears empty.", code="sys.empty")
         code = get_form_code(text)
         form_def = forms.get(code) if code else None
@@ -274,8 +252,7 @@ def parse_sms(
             return FormError(f"Form '{code or ''}' not found.", code="sys.form_not_found")
         doc = {"message": text, "locale": opts.locale}
         fmt, parsed = parse_with_format(form_def, doc, opts)
-        fields = record_fields(compiled(form_def), parsed)
-        return Report(code=code, form=form_def, format=fmt, fields=fields)
+        return Report(code=code, form=form_def, format=fmt, fields=to_stored(parsed))
     except JsCrash as exc:
         return FormError(exc.detail, code=exc.code)
     except Exception as exc:  # the bridge never crashes on a message

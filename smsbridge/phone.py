@@ -24,14 +24,20 @@ def normalize(
     default_country_code: str | int | None = None,
     phone_validation: str | None = None,
 ) -> str | None:
-    """E.164 for a number valid under `phone_validation` (`full` by default, `partial` checks
-    length only, `none` accepts anything libphonenumber can parse); the national format for a
-    valid short number; None when invalid. Letters are never accepted (`1-800-MICROSOFT`)."""
+    """CHT's `phone-number.normalize`: None unless the number passes `phone_validation`
+    (`full` by default: a valid number; `partial`: a possible length; `none`: anything
+    libphonenumber can parse) and has no letters (`1-800-MICROSOFT`). A valid short number is
+    formatted nationally (`112`), anything else as E.164."""
     if not isinstance(number, str) or _LETTERS.search(number):
         return None
+    region = _region(default_country_code)
+    if region == "ZZ" and not number.startswith(("+", "\uff0b")):
+        return None  # libphonenumber (JS) needs a leading plus when there is no default region
     try:
-        parsed = phonenumbers.parse(number, _region(default_country_code), keep_raw_input=True)
+        parsed = phonenumbers.parse(number, region, keep_raw_input=True)
     except NumberParseException:
+        return None
+    if not isinstance(phone_validation, str | None):
         return None
     validation = (phone_validation or "").lower()
     if validation == "partial":
@@ -40,11 +46,11 @@ def normalize(
         ok = True
     else:
         ok = phonenumbers.is_valid_number(parsed)
-    if ok:
-        return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+    if not ok:
+        return None
     if shortnumberinfo.is_valid_short_number(parsed):
         return phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL)
-    return None
+    return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
 
 
 def mask(number: str | None) -> str:

@@ -295,6 +295,21 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
+def _checked(raw: str, module: str, parser: str) -> str:
+    """Keep `raw` as given after checking its syntax with `module.parser` (outgoing routes and
+    rates are parsed where they are used)."""
+    import importlib
+
+    target: Any = importlib.import_module(module)
+    for part in parser.split("."):
+        target = getattr(target, part)
+    try:
+        target(raw)
+    except ConfigError as exc:
+        raise ValueError(exc.detail.split(": ", 1)[-1]) from exc
+    return raw.strip()
+
+
 _CONVERT: dict[str, Callable[[str], Any]] = {
     "cht_url": lambda raw: raw.strip(),
     "cht_password": Secret,
@@ -315,6 +330,8 @@ _CONVERT: dict[str, Callable[[str], Any]] = {
     "max_attempts": _positive(int),
     "lease_seconds": _positive(float),
     "send_timeout": _positive(float),
+    "routes": lambda raw: _checked(raw, "smsbridge.routing", "Routes.parse"),
+    "rates": lambda raw: _checked(raw, "smsbridge.ratelimit", "parse_rates"),
     "loop_limit": _positive(int),
     "loop_window": _positive(float),
     "autoreply_burst": _positive(int),

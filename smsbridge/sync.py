@@ -38,6 +38,7 @@ log = logging.getLogger("smsbridge.sync")
 CHT_BATCH = 25  # CHT returns at most 25 messages per exchange
 MAX_UPDATES = 100  # status updates per exchange
 MAX_ROUNDS = 200  # exchanges per sync before yielding to the interval
+SWEEP_EVERY = 60.0  # seconds between sweeps for expired held and dropped messages
 
 
 class ChtSync:
@@ -60,6 +61,7 @@ class ChtSync:
         self.wakeup = Wakeup()
         self.exchanges = 0
         self.retry_at = 0.0
+        self.next_sweep = 0.0
 
     async def exchange(self, now: float) -> bool:
         """One POST /api/sms. True when another should follow at once."""
@@ -99,8 +101,8 @@ class ChtSync:
         return bool(outgoing.owed_reports(self.store, 1))
 
     async def step(self, now: float) -> None:
-        """What the loop does each time it wakes: sync if due (and CHT is not paused), then
-        expire stale queued messages."""
+        """What the loop does each time it wakes: sync if due (and CHT is not paused), and
+        now and then sweep held messages past the TTL and dropped dead letters."""
         if self.gate.auth_failed is not None and not await self.gate.probe(self.cht, now):
             return
         if now >= self.retry_at:
@@ -111,9 +113,11 @@ class ChtSync:
                 event(log, "cht_sync_failed", logging.WARNING, error=exc.code)
             except AuthFailure as exc:
                 self.gate.auth_failure(exc.detail or exc.code, now)
-        expired = await self.store.write(lambda c: outgoing.expire_stale_in(c, now, self.ttl))
-        if expired:
-            event(log, "outgoing_expired", logging.WARNING, count=expired)
+        if now >= self.next_sweep:
+            self.next_sweep = now + SWEEP_EVERY
+            swept = await self.store.write(lambda c: outgoing.expire_stale_in(c, now, self.ttl))
+            if swept:
+                event(log, "outgoing_swept", logging.WARNING, count=swept)
 
     async def run(self, clock: Callable[[], float]) -> None:
         while True:
@@ -214,9 +218,13 @@ def build_outbound(
 
     http = httpx.AsyncClient(timeout=settings.send_timeout, follow_redirects=False)
     pipeline = OutboundPipeline.from_settings(
-        settings, store, outbox, http=http, carriers=CARRIERS, configs=configs,
+        settings,
+        store,
+        outbox,
+        http=http,
+        carriers=CARRIERS,
+        configs=configs,
         accept_inbound=accept,
     )
-    sync = ChtSync(store, cht, interval=settings.sync_interval, ttl=settings.message_ttl,
-                   gate=gate)
+    sync = ChtSync(store, cht, interval=settings.sync_interval, ttl=settings.message_ttl, gate=gate)
     return OutboundWorkers(pipeline, sync, clock=clock, concurrency=concurrency, idle=idle)

@@ -22,11 +22,19 @@ class _ThreadServer(uvicorn.Server):
 
 @contextmanager
 def serve_in_thread(
-    app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str | None = None
 ) -> Iterator[str]:
     """Serve `app` until the block ends; yields its base URL (`http://127.0.0.1:PORT`)."""
+    # log_config=None: uvicorn must not install its own handlers (they would bypass the
+    # redaction filter of `smsbridge serve`, which runs the CHT simulator through here).
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,
+        lifespan="on",
+        access_log=False,
     )
     server = _ThreadServer(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test-server", daemon=True)

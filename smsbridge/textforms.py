@@ -15,7 +15,6 @@ from smsbridge.jsdate import parse_date_string
 from smsbridge.jsnum import JS_WS, NOT_LT, UNDEFINED, normalize_number, truthy
 from smsbridge.translate import Tables
 
-
 _TOKENS = re.compile(f"{terminal('compact', 'QUOTED')}|{terminal('compact', 'WORD')}")
 _GREEDY_TOKENS = re.compile(f"{terminal('compact', 'GREEDY_QUOTED')}|{terminal('compact', 'WORD')}")
 _BOUNDARY = re.compile(terminal("textforms", "BOUNDARY"))
@@ -71,10 +70,8 @@ def parse_compact(form: CompiledForm, msg: str) -> dict[str, Any]:
     for i, key in enumerate(keys):
         if not values:
             break
-        if i == last and form.types[i] == "string":
-            value = " ".join(values)
-        else:
-            value = values.pop(0)
+        # the trailing string field takes all remaining tokens
+        value = " ".join(values) if i == last and form.types[i] == "string" else values.pop(0)
         if len(value) > 1 and value[0] == '"' and value[-1] == '"':
             value = value[1:-1]
         out[key] = value

@@ -76,6 +76,7 @@ class RunningBridge:
     store: Any
     settings: Any
     clock: FakeClock
+    http: Any = None  # an httpx.Client on `url` (one per bridge: clients are costly to make)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def inbound_path(self, carrier: str) -> str:
@@ -112,6 +113,8 @@ def running_bridge(
     **env: str,
 ) -> Iterator[RunningBridge]:
     """The bridge app under uvicorn with its own store. Workers are off unless asked for."""
+    import httpx
+
     from smsbridge.app import create_app
     from smsbridge.settings import Settings
     from smsbridge.store import Store
@@ -123,8 +126,8 @@ def running_bridge(
     app = create_app(settings, clock=clock, store=store, start_workers=start_workers,
                      idle=0.02)
     try:
-        with serve_in_thread(app) as url:
-            yield RunningBridge(url, app, store, settings, clock)
+        with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+            yield RunningBridge(url, app, store, settings, clock, http)
     finally:
         store.close()
 
@@ -152,14 +155,27 @@ def bridge(bridge_factory: Callable[..., RunningBridge]) -> RunningBridge:
 # -- the CHT simulator (CHTSIM) -------------------------------------------------------------------
 
 from smsbridge.chtsim import ChtSim  # noqa: E402
+from smsbridge.chtsim.sim import SimSwitch  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def _chtsim_server() -> Iterator[tuple[SimSwitch, str]]:
+    from smsbridge.testserver import serve_in_thread
+
+    switch = SimSwitch()
+    with serve_in_thread(switch) as url:
+        yield switch, url
 
 
 @pytest.fixture
-def chtsim() -> Iterator[tuple[ChtSim, str]]:
-    """A fresh CHT simulator served on 127.0.0.1:<free port>: `(sim, url)`. Admin `admin:pass`;
-    `sim.add_user(...)`, `sim.set_forms(...)`, `sim.faults...` to set it up (smsbridge.chtsim)."""
-    from smsbridge.chtsim import running_chtsim
-
+def chtsim(_chtsim_server: tuple[SimSwitch, str]) -> Iterator[tuple[ChtSim, str]]:
+    """A fresh CHT simulator served on 127.0.0.1:<port>: `(sim, url)`. Admin `admin:pass`;
+    `sim.add_user(...)`, `sim.set_forms(...)`, `sim.faults...` to set it up (smsbridge.chtsim).
+    One server per session; each test gets its own `ChtSim` behind it."""
+    switch, url = _chtsim_server
     sim = ChtSim()
-    with running_chtsim(sim) as url:
+    switch.sim = sim
+    try:
         yield sim, url
+    finally:
+        sim.faults.clear()  # releases requests held by a timeout fault

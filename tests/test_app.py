@@ -6,8 +6,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 
-import httpx
-
 from smsbridge.app import BodyLimit
 
 AT = {"from": "+254712345678", "to": "28901", "text": "P 12 Jane", "id": "AT1",
@@ -15,7 +13,7 @@ AT = {"from": "+254712345678", "to": "28901", "text": "P 12 Jane", "id": "AT1",
 
 
 def test_unknown_carrier_is_404_json(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = httpx.post(bridge.url + "/carriers/nosuch/tok/inbound", data=AT)
+    response = bridge.http.post("/carriers/nosuch/tok/inbound", data=AT)
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
     assert "nosuch" in response.json()["detail"]
@@ -23,21 +21,21 @@ def test_unknown_carrier_is_404_json(bridge) -> None:  # type: ignore[no-untyped
 
 def test_a_carrier_not_enabled_is_404(bridge_factory) -> None:  # type: ignore[no-untyped-def]
     bridge = bridge_factory(SMSBRIDGE_CARRIERS="twilio")
-    response = httpx.post(bridge.url + bridge.inbound_path("africastalking"), data=AT)
+    response = bridge.http.post(bridge.inbound_path("africastalking"), data=AT)
     assert response.status_code == 404
     assert bridge.messages() == []
 
 
 def test_unknown_route_is_404_json(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = httpx.get(bridge.url + "/nothing/here")
+    response = bridge.http.get("/nothing/here")
     assert response.status_code == 404
     assert set(response.json()) == {"error", "detail"}
 
 
 def test_body_over_the_limit_is_413_and_nothing_stored(bridge_factory) -> None:  # type: ignore[no-untyped-def]
     bridge = bridge_factory(SMSBRIDGE_MAX_BODY_BYTES="1024")
-    url = bridge.url + bridge.inbound_path("africastalking")
-    response = httpx.post(url, data={**AT, "text": "x" * 2000})
+    url = bridge.inbound_path("africastalking")
+    response = bridge.http.post(url, data={**AT, "text": "x" * 2000})
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
 
@@ -46,27 +44,27 @@ def test_body_over_the_limit_is_413_and_nothing_stored(bridge_factory) -> None: 
         for _ in range(10):
             yield b"y" * 200
 
-    response = httpx.post(url, content=chunks(),
+    response = bridge.http.post(url, content=chunks(),
                           headers={"content-type": "application/x-www-form-urlencoded"})
     assert response.status_code == 413
     assert bridge.messages() == []
-    assert httpx.post(url, data=AT).status_code == 200  # a normal one still goes through
+    assert bridge.http.post(url, data=AT).status_code == 200  # a normal one still goes through
 
 
 def test_default_body_limit_is_64_kib(bridge) -> None:  # type: ignore[no-untyped-def]
     assert bridge.settings.max_body_bytes == 65536
-    url = bridge.url + bridge.inbound_path("generic")
-    assert httpx.post(url, data={"from": "+1555", "text": "z" * 70_000}).status_code == 413
+    url = bridge.inbound_path("generic")
+    assert bridge.http.post(url, data={"from": "+1555", "text": "z" * 70_000}).status_code == 413
 
 
 def test_malformed_bodies_are_400_json(bridge) -> None:  # type: ignore[no-untyped-def]
-    url = bridge.url + bridge.inbound_path("generic")
+    url = bridge.inbound_path("generic")
     for content, ctype in [
         (b"{\"from\": ", "application/json"),
         (b"\xff\xfe\x00garbage", "application/x-www-form-urlencoded"),
         (b"[1, 2, 3]", "application/json"),
     ]:
-        response = httpx.post(url, content=content, headers={"content-type": ctype})
+        response = bridge.http.post(url, content=content, headers={"content-type": ctype})
         assert response.status_code == 400, (content, response.text)
         body = response.json()
         assert body["error"] == "bad_request" and body["detail"]
@@ -74,7 +72,7 @@ def test_malformed_bodies_are_400_json(bridge) -> None:  # type: ignore[no-untyp
 
 
 def test_token_is_checked_before_anything_is_read(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = httpx.post(bridge.url + "/carriers/generic/wrong/inbound",
+    response = bridge.http.post("/carriers/generic/wrong/inbound",
                           content=b"{broken", headers={"content-type": "application/json"})
     assert response.status_code == 401
     assert response.json() == {"error": "unauthorized", "detail": "wrong webhook token"}
@@ -82,13 +80,13 @@ def test_token_is_checked_before_anything_is_read(bridge) -> None:  # type: igno
 
 def test_a_carrier_without_a_token_configured_refuses_everything(bridge_factory) -> None:  # type: ignore[no-untyped-def]
     bridge = bridge_factory(SMSBRIDGE_GENERIC_WEBHOOK_TOKEN="")
-    assert httpx.post(bridge.url + "/carriers/generic/x/inbound",
+    assert bridge.http.post("/carriers/generic/x/inbound",
                       data={"from": "+1", "text": "t"}).status_code in (401, 404)
     assert bridge.messages() == []
 
 
 def test_a_2xx_means_the_message_is_committed(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = httpx.post(bridge.url + bridge.inbound_path("africastalking"), data=AT)
+    response = bridge.http.post(bridge.inbound_path("africastalking"), data=AT)
     assert response.status_code == 200
     # a brand-new connection (another process would see the same) already sees it, and its task
     conn = sqlite3.connect(bridge.settings.database)
@@ -103,10 +101,10 @@ def test_a_2xx_means_the_message_is_committed(bridge) -> None:  # type: ignore[n
 def test_concurrent_webhooks_are_all_stored(bridge) -> None:  # type: ignore[no-untyped-def]
     import concurrent.futures
 
-    url = bridge.url + bridge.inbound_path("africastalking")
+    url = bridge.inbound_path("africastalking")
 
     def post(n: int) -> int:
-        return httpx.post(url, data={**AT, "id": f"AT-{n}"}).status_code
+        return bridge.http.post(url, data={**AT, "id": f"AT-{n}"}).status_code
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(post, range(200)))

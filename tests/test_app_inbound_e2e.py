@@ -44,8 +44,8 @@ def cht_url(sim: ChtSim) -> Iterator[str]:
 
 
 def at_webhook(bridge: Any, text: str, external_id: str, sender: str = ALICE) -> httpx.Response:
-    return httpx.post(
-        bridge.url + bridge.inbound_path("africastalking"),
+    return bridge.http.post(
+        bridge.inbound_path("africastalking"),
         data={"from": sender, "to": "28901", "text": text, "id": external_id,
               "date": "2023-11-14T20:00:00Z"},
     )
@@ -99,7 +99,7 @@ def test_readyz_reports_the_pause_after_cht_refuses_our_credentials(
     sim.set_password(GATEWAY_USER[0], "rotated")
     assert at_webhook(bridge, "P 12 Jane", "AT-4").status_code == 200  # still accepted
     eventually(lambda: bridge.runtime.pipeline.gate.paused_reason())
-    response = httpx.get(bridge.url + "/readyz")
+    response = bridge.http.get("/readyz")
     assert response.status_code == 503
     assert "paused" in response.json()["checks"]["cht"]["detail"]
     assert bridge.messages()[0]["state"] == "received"  # kept, waiting

@@ -108,7 +108,7 @@ def test_timeout_fault_hangs_then_sends_nothing(peers: Any) -> None:
 
 
 def test_twilio_send_signed_status_callbacks(peers: Any) -> None:
-    sim, url, receiver, rurl = peers
+    _sim, url, receiver, rurl = peers
     sid, token = DEFAULT_CREDENTIALS["twilio"]
     callback = rurl + "/tw?ref=42"
     response = httpx.post(

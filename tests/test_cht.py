@@ -38,8 +38,9 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-async def call(url: str, method: str, *args: Any, creds: tuple[str, str] | None = GATEWAY,
-               timeout: float = 5.0) -> Any:
+async def call(
+    url: str, method: str, *args: Any, creds: tuple[str, str] | None = GATEWAY, timeout: float = 5.0
+) -> Any:
     async with ChtClient(url, creds, timeout=timeout) as client:
         return await getattr(client, method)(*args)
 
@@ -48,7 +49,7 @@ async def call(url: str, method: str, *args: Any, creds: tuple[str, str] | None 
 
 
 def test_app_settings_returns_forms_and_phone_rules(cht: tuple[ChtSim, str]) -> None:
-    sim, url = cht
+    _sim, url = cht
     settings = run(call(url, "app_settings"))
     assert settings["forms"]["P"] == FORM_P
     assert settings["default_country_code"] == 254
@@ -56,10 +57,17 @@ def test_app_settings_returns_forms_and_phone_rules(cht: tuple[ChtSim, str]) -> 
 
 def test_create_record_stores_a_report_and_returns_its_id(cht: tuple[ChtSim, str]) -> None:
     sim, url = cht
-    doc_id = run(call(url, "create_record", {
-        "_meta": {"form": "p", "from": "0712345678", "reported_date": 1700000000000},
-        "lmp": 12, "patient_name": "Jane",
-    }))
+    doc_id = run(
+        call(
+            url,
+            "create_record",
+            {
+                "_meta": {"form": "p", "from": "0712345678", "reported_date": 1700000000000},
+                "lmp": 12,
+                "patient_name": "Jane",
+            },
+        )
+    )
     record = sim.record(doc_id)
     assert record["form"] == "P"
     assert record["from"] == "+254712345678"
@@ -76,7 +84,7 @@ def test_create_record_is_not_idempotent(cht: tuple[ChtSim, str]) -> None:
 
 
 def test_unknown_form_is_permanent(cht: tuple[ChtSim, str]) -> None:
-    sim, url = cht
+    _sim, url = cht
     with pytest.raises(PermanentError) as caught:
         run(call(url, "create_record", {"_meta": {"form": "NOPE"}}))
     assert caught.value.status == 500
@@ -86,8 +94,9 @@ def test_unknown_form_is_permanent(cht: tuple[ChtSim, str]) -> None:
 def test_contacts_by_phone_hydrates_and_unknown_is_empty(cht: tuple[ChtSim, str]) -> None:
     sim, url = cht
     sim.add_contact({"_id": "hc", "type": "health_center", "name": "HC"})
-    sim.add_contact({"_id": "chw", "type": "person", "name": "Alice", "phone": "+254712345678",
-                     "parent": "hc"})
+    sim.add_contact(
+        {"_id": "chw", "type": "person", "name": "Alice", "phone": "+254712345678", "parent": "hc"}
+    )
     docs = run(call(url, "contacts_by_phone", "0712 345 678"))
     assert [d["_id"] for d in docs] == ["chw"]
     assert docs[0]["parent"]["name"] == "HC"
@@ -99,9 +108,14 @@ def test_exchange_sms_sends_incoming_updates_and_gets_outgoing(cht: tuple[ChtSim
     sim, url = cht
     acked = sim.add_outgoing("+254712345678", "old one")
     fresh = sim.add_outgoing("0712345678", "Your visit is due")
-    outgoing = run(call(url, "exchange_sms",
-                        [{"id": "gw-1", "from": "+254712345678", "content": "hello"}],
-                        [{"id": acked, "status": "UNSENT"}]))
+    outgoing = run(
+        call(
+            url,
+            "exchange_sms",
+            [{"id": "gw-1", "from": "+254712345678", "content": "hello"}],
+            [{"id": acked, "status": "UNSENT"}],
+        )
+    )
     assert outgoing == [{"id": fresh, "to": "+254712345678", "content": "Your visit is due"}]
     assert sim.states(acked) == ["pending", "received-by-gateway"]
     assert [r["sms_message"]["gateway_ref"] for r in sim.records()] == ["gw-1"]
@@ -122,8 +136,10 @@ def test_exchange_sms_sends_exactly_application_json(cht: tuple[ChtSim, str]) ->
     run(go(cht[1]))
     assert seen[0].headers["content-type"] == "application/json"
     assert all(r.headers["accept"] == "application/json" for r in seen)
-    assert seen[0].headers["authorization"] == "Basic " + base64.b64encode(
-        b"gateway:gw-secret-pass").decode()
+    assert (
+        seen[0].headers["authorization"]
+        == "Basic " + base64.b64encode(b"gateway:gw-secret-pass").decode()
+    )
 
 
 def test_monitoring_needs_no_credentials(cht: tuple[ChtSim, str]) -> None:
@@ -145,9 +161,10 @@ def test_check_auth_without_gateway_permission_is_permanent(cht: tuple[ChtSim, s
 
 
 def test_from_settings_takes_credentials_from_the_url(cht: tuple[ChtSim, str]) -> None:
-    sim, url = cht
-    settings = Settings.from_env({"SMSBRIDGE_CHT_URL": url.replace(
-        "http://", "http://gateway:gw-secret-pass@")})
+    _sim, url = cht
+    settings = Settings.from_env(
+        {"SMSBRIDGE_CHT_URL": url.replace("http://", "http://gateway:gw-secret-pass@")}
+    )
 
     async def go() -> None:
         async with ChtClient.from_settings(settings) as client:
@@ -187,6 +204,26 @@ def test_wrong_password_is_auth_failure_and_the_client_stops(cht: tuple[ChtSim, 
     run(go())
 
 
+def test_check_auth_probes_while_stopped_and_lifts_the_stop(cht: tuple[ChtSim, str]) -> None:
+    sim, url = cht
+
+    async def go() -> None:
+        async with ChtClient(url, GATEWAY) as client:
+            sim.set_password("gateway", "rotated")
+            with pytest.raises(AuthFailure):
+                await client.app_settings()
+            with pytest.raises(AuthFailure):
+                await client.check_auth()  # the probe goes out, and fails
+            assert sim.request_count("/api/sms", "GET") == 1
+            assert client.auth_failed
+            sim.set_password("gateway", GATEWAY[1])
+            await client.check_auth()
+            assert not client.auth_failed
+            assert (await client.app_settings())["forms"]["P"] == FORM_P
+
+    run(go())
+
+
 def test_settings_basic_prompt_401_is_auth_failure(cht: tuple[ChtSim, str]) -> None:
     with pytest.raises(AuthFailure):
         run(call(cht[1], "app_settings", creds=("nobody", "x")))
@@ -205,7 +242,7 @@ def test_injected_auth_failure_and_login_redirect(cht: tuple[ChtSim, str]) -> No
 
 
 def test_lockout_429_is_retryable_with_the_lockout_window(cht: tuple[ChtSim, str]) -> None:
-    sim, url = cht
+    _sim, url = cht
     for _ in range(10):
         with pytest.raises(AuthFailure):
             run(call(url, "check_auth", creds=("gateway", "bad")))
@@ -272,8 +309,10 @@ def test_starting_cht_is_retryable(cht: tuple[ChtSim, str]) -> None:
     with pytest.raises(RetryableError) as caught:
         run(call(url, "app_settings"))
     assert caught.value.status == 503
-    assert classify(Call("GET", "/x"), httpx.Response(
-        200, html="<html>Starting API</html>")).code == "cht_starting"  # type: ignore[union-attr]
+    assert (
+        classify(Call("GET", "/x"), httpx.Response(200, html="<html>Starting API</html>")).code
+        == "cht_starting"
+    )  # type: ignore[union-attr]
 
 
 def test_timeout_is_retryable(cht: tuple[ChtSim, str]) -> None:

@@ -3,6 +3,7 @@ error bodies, the failed-login lockout, start-up mode and gzip."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from collections.abc import Iterator
@@ -84,7 +85,7 @@ def test_bad_session_login_is_a_401(cht: tuple[ChtSim, httpx.Client]) -> None:
 def test_latin1_basic_credentials(cht: tuple[ChtSim, httpx.Client]) -> None:
     sim, http = cht
     sim.add_user("gateway2", "pässword", roles=["gateway"])
-    token = __import__("base64").b64encode("gateway2:pässword".encode("latin-1")).decode()
+    token = base64.b64encode("gateway2:pässword".encode("latin-1")).decode()
     answer = http.get("/api/sms", headers={**JSON, "Authorization": f"Basic {token}"})
     assert answer.status_code == 200
 
@@ -139,7 +140,8 @@ def test_offline_user_gets_the_firewall_body_as_json(cht: tuple[ChtSim, httpx.Cl
         answer = http.get("/api/v1/contacts-by-phone?phone=%2B254712345678", auth=user)
         assert answer.status_code == 403
         assert answer.json() == {
-            "code": 403, "error": "forbidden",
+            "code": 403,
+            "error": "forbidden",
             "details": "Offline users are not allowed access to this endpoint",
         }
 
@@ -151,16 +153,23 @@ def test_server_errors_are_rewritten_with_public_details(cht: tuple[ChtSim, http
     _sim, http = cht
     as_json = http.post("/api/v2/records", json={"x": 1}, auth=GATEWAY, headers=JSON)
     assert as_json.status_code == 500
-    assert as_json.json() == {"code": 500, "error": "Server error",
-                              "details": "Missing _meta property."}
+    assert as_json.json() == {
+        "code": 500,
+        "error": "Server error",
+        "details": "Missing _meta property.",
+    }
     as_text = http.post("/api/v2/records", json={"x": 1}, auth=GATEWAY)
     assert as_text.text == 'Server error: "Missing _meta property."'
 
 
 def test_malformed_json_is_a_500(cht: tuple[ChtSim, httpx.Client]) -> None:
     _sim, http = cht
-    answer = http.post("/api/sms", content=b"{nope", auth=GATEWAY,
-                       headers={**JSON, "Content-Type": "application/json"})
+    answer = http.post(
+        "/api/sms",
+        content=b"{nope",
+        auth=GATEWAY,
+        headers={**JSON, "Content-Type": "application/json"},
+    )
     assert answer.status_code == 500
     assert answer.json() == {"code": 500, "error": "Server error"}
 
@@ -226,9 +235,15 @@ def test_big_responses_are_gzipped_and_gzip_bodies_are_read(
         sim.add_outgoing(f"+2547123456{i:02d}", "A reminder long enough to pass one kilobyte")
     body = gzip.compress(json.dumps({"messages": []}).encode())
     answer = http.post(
-        "/api/sms", content=body, auth=GATEWAY,
-        headers={**JSON, "Content-Type": "application/json", "Content-Encoding": "gzip",
-                 "Accept-Encoding": "gzip"},
+        "/api/sms",
+        content=body,
+        auth=GATEWAY,
+        headers={
+            **JSON,
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "Accept-Encoding": "gzip",
+        },
     )
     assert answer.headers["content-encoding"] == "gzip"
     assert len(answer.json()["messages"]) == 25

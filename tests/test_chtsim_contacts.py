@@ -11,8 +11,10 @@ from smsbridge.chtsim import ChtSim
 
 JSON = {"Accept": "application/json"}
 GATEWAY = ("gateway", "gw-pass")
-BAD = {"error": "bad_request",
-       "reason": "`phone` parameter is required and must be a valid phone number"}
+BAD = {
+    "error": "bad_request",
+    "reason": "`phone` parameter is required and must be a valid phone number",
+}
 
 
 @pytest.fixture
@@ -22,10 +24,18 @@ def cht(chtsim: tuple[ChtSim, str]) -> Iterator[tuple[ChtSim, httpx.Client]]:
     sim.set_settings({"default_country_code": 64}, merge=True)
     sim.add_contact({"_id": "district", "type": "district_hospital", "name": "Big Parent Hospital"})
     sim.add_contact({"_id": "hc1", "type": "health_center", "name": "hc1", "parent": "district"})
-    sim.add_contact({"_id": "clinic1", "type": "clinic", "name": "clinic1", "parent": "hc1",
-                     "contact": "chw1"})
-    sim.add_contact({"_id": "chw1", "type": "person", "name": "chw1", "phone": "+64275552636",
-                     "parent": "clinic1"})
+    sim.add_contact(
+        {"_id": "clinic1", "type": "clinic", "name": "clinic1", "parent": "hc1", "contact": "chw1"}
+    )
+    sim.add_contact(
+        {
+            "_id": "chw1",
+            "type": "person",
+            "name": "chw1",
+            "phone": "+64275552636",
+            "parent": "clinic1",
+        }
+    )
     with httpx.Client(base_url=url, auth=GATEWAY, headers=JSON) as http:
         yield sim, http
 
@@ -38,13 +48,16 @@ def test_lookup_normalises_like_cht(cht: tuple[ChtSim, httpx.Client], phone: str
 
 
 def test_answer_is_hydrated(cht: tuple[ChtSim, httpx.Client]) -> None:
-    (doc,) = cht[1].get("/api/v1/contacts-by-phone", params={"phone": "+64275552636"}).json()[
-        "docs"]
+    (doc,) = (
+        cht[1].get("/api/v1/contacts-by-phone", params={"phone": "+64275552636"}).json()["docs"]
+    )
     clinic = doc["parent"]
     assert clinic["name"] == "clinic1"
     assert clinic["contact"]["_id"] == "chw1" and clinic["contact"]["phone"] == "+64275552636"
-    assert clinic["contact"]["parent"] == {"_id": "clinic1", "parent": {"_id": "hc1",
-                                                                        "parent": {"_id": "district"}}}
+    assert clinic["contact"]["parent"] == {
+        "_id": "clinic1",
+        "parent": {"_id": "hc1", "parent": {"_id": "district"}},
+    }
     assert clinic["parent"]["name"] == "hc1"
     assert clinic["parent"]["parent"]["name"] == "Big Parent Hospital"
 
@@ -76,7 +89,9 @@ def test_missing_or_invalid_phone_is_400(
 def test_no_match_is_404(cht: tuple[ChtSim, httpx.Client]) -> None:
     answer = cht[1].get("/api/v1/contacts-by-phone", params={"phone": "+64275550000"})
     assert (answer.status_code, answer.json()) == (
-        404, {"error": "not_found", "reason": "no matches found"})
+        404,
+        {"error": "not_found", "reason": "no matches found"},
+    )
 
 
 def test_phone_validation_setting(cht: tuple[ChtSim, httpx.Client]) -> None:

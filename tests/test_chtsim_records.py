@@ -36,10 +36,15 @@ def cht(chtsim: tuple[ChtSim, str]) -> Iterator[tuple[ChtSim, httpx.Client]]:
 @pytest.mark.parametrize("version", [1, 2])
 def test_urlencoded_sms_is_parsed(cht: tuple[ChtSim, httpx.Client], version: int) -> None:
     sim, http = cht
-    answer = http.post(f"/api/v{version}/records", data={
-        "message": "test hello 42", "from": "07765902000", "sent_timestamp": "1700000000000",
-        "gateway_ref": "ref-1",
-    })
+    answer = http.post(
+        f"/api/v{version}/records",
+        data={
+            "message": "test hello 42",
+            "from": "07765902000",
+            "sent_timestamp": "1700000000000",
+            "gateway_ref": "ref-1",
+        },
+    )
     assert answer.status_code == 200
     record = sim.record(answer.json()["id"])
     assert record["form"] == "TEST"
@@ -52,31 +57,49 @@ def test_urlencoded_sms_is_parsed(cht: tuple[ChtSim, httpx.Client], version: int
 def test_v1_takes_the_locale_query_and_v2_ignores_it(cht: tuple[ChtSim, httpx.Client]) -> None:
     sim, http = cht
     sim.set_translations({"fr": {"sys.missing_fields": "Champs manquants: {{fields}}."}})
-    for version, expected in ((1, "Champs manquants: a_number."),
-                              (2, "Missing or invalid fields: a_number.")):
-        answer = http.post(f"/api/v{version}/records?locale=fr",
-                           data={"message": "TEST hello", "from": "+447765902000"})
+    for version, expected in (
+        (1, "Champs manquants: a_number."),
+        (2, "Missing or invalid fields: a_number."),
+    ):
+        answer = http.post(
+            f"/api/v{version}/records?locale=fr",
+            data={"message": "TEST hello", "from": "+447765902000"},
+        )
         record = sim.record(answer.json()["id"])
         assert record["errors"] == [{"code": "sys.missing_fields", "message": expected}]
 
 
 def test_json_form_lowercases_and_converts(cht: tuple[ChtSim, httpx.Client]) -> None:
     sim, http = cht
-    answer = http.post("/api/v2/records", json={
-        "_meta": {"form": "test", "from": "+447765902000", "reported_date": "2018-11-10"},
-        "some_data": "hello", "a_number": 42, "a_boolean": 1, "an_optional_date": "2018-11-10",
-    }, headers={"Content-Type": "application/json; charset=utf-8"})
+    answer = http.post(
+        "/api/v2/records",
+        json={
+            "_meta": {"form": "test", "from": "+447765902000", "reported_date": "2018-11-10"},
+            "some_data": "hello",
+            "a_number": 42,
+            "a_boolean": 1,
+            "an_optional_date": "2018-11-10",
+        },
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
     record = sim.record(answer.json()["id"])
-    assert record["fields"] == {"some_data": "hello", "a_number": 42, "a_boolean": True,
-                                "an_optional_date": 1541808000000}
+    assert record["fields"] == {
+        "some_data": "hello",
+        "a_number": 42,
+        "a_boolean": True,
+        "an_optional_date": 1541808000000,
+    }
     assert record["reported_date"] == 1541808000000
     assert record["sms_message"]["form"] == "TEST"
 
 
-@pytest.mark.parametrize(("data", "details"), [
-    ({"message": "x"}, "Missing required value: from"),
-    ({"from": "+447765902000"}, "Missing required field: message"),
-])
+@pytest.mark.parametrize(
+    ("data", "details"),
+    [
+        ({"message": "x"}, "Missing required value: from"),
+        ({"from": "+447765902000"}, "Missing required field: message"),
+    ],
+)
 def test_missing_request_fields_are_500_with_details(
     cht: tuple[ChtSim, httpx.Client], data: dict[str, str], details: str
 ) -> None:
@@ -86,8 +109,9 @@ def test_missing_request_fields_are_500_with_details(
 
 
 def test_unsupported_content_type_is_500_without_details(cht: tuple[ChtSim, httpx.Client]) -> None:
-    answer = cht[1].post("/api/v2/records", content=b"message=x",
-                         headers={"Content-Type": "text/plain"})
+    answer = cht[1].post(
+        "/api/v2/records", content=b"message=x", headers={"Content-Type": "text/plain"}
+    )
     assert (answer.status_code, answer.json()) == (500, {"code": 500, "error": "Server error"})
 
 
@@ -102,8 +126,9 @@ def test_field_errors_are_stored_not_returned(cht: tuple[ChtSim, httpx.Client]) 
 def test_records_need_can_create_records(cht: tuple[ChtSim, httpx.Client]) -> None:
     sim, http = cht
     sim.add_user("viewer", "v-pass", roles=["chw"])
-    answer = http.post("/api/v2/records", json={"_meta": {"form": "TEST"}},
-                       auth=("viewer", "v-pass"))
+    answer = http.post(
+        "/api/v2/records", json={"_meta": {"form": "TEST"}}, auth=("viewer", "v-pass")
+    )
     assert answer.status_code == 403
     assert http.post("/api/v2/records", json={}, auth=("x", "y")).status_code == 401
 
@@ -130,7 +155,9 @@ def test_update_clinics_links_the_sender_or_replies(cht: tuple[ChtSim, httpx.Cli
 
     unknown = http.post("/api/v2/records", data={"message": "TEST a 1", "from": "+447700900123"})
     record = sim.record(unknown.json()["id"])
-    assert record["errors"] == [{"code": "sys.facility_not_found", "message": "Facility not found."}]
+    assert record["errors"] == [
+        {"code": "sys.facility_not_found", "message": "Facility not found."}
+    ]
     (task,) = record["tasks"]
     assert task["state"] == "pending"
     assert task["messages"][0]["to"] == "+447700900123"
@@ -145,7 +172,8 @@ def test_update_clinics_links_the_sender_or_replies(cht: tuple[ChtSim, httpx.Cli
 
 def test_replies_to_a_denied_number_are_denied(cht: tuple[ChtSim, httpx.Client]) -> None:
     sim, http = cht
-    sim.set_settings({"outgoing_deny_list": "+4477009", "transitions": {"update_clinics": True}},
-                     merge=True)
+    sim.set_settings(
+        {"outgoing_deny_list": "+4477009", "transitions": {"update_clinics": True}}, merge=True
+    )
     answer = http.post("/api/v2/records", data={"message": "TEST a 1", "from": "+447700900123"})
     assert sim.record(answer.json()["id"])["tasks"][0]["state"] == "denied"

@@ -76,10 +76,21 @@ def test_empty_body_answers_an_empty_message_list(cht: tuple[ChtSim, httpx.Clien
 
 def test_incoming_messages_become_records(cht: tuple[ChtSim, httpx.Client]) -> None:
     sim, http = cht
-    answer = post(http, {"messages": [
-        {"id": "a", "from": "0712345678", "content": "hello", "sms_sent": 1, "sms_received": 2},
-        {"id": "b", "from": "+254712345679", "content": "second"},
-    ]})
+    answer = post(
+        http,
+        {
+            "messages": [
+                {
+                    "id": "a",
+                    "from": "0712345678",
+                    "content": "hello",
+                    "sms_sent": 1,
+                    "sms_received": 2,
+                },
+                {"id": "b", "from": "+254712345679", "content": "second"},
+            ]
+        },
+    )
     assert answer == {"messages": []}
     records = sim.records()
     assert [r["sms_message"]["message"] for r in records] == ["hello", "second"]
@@ -91,12 +102,17 @@ def test_incoming_messages_become_records(cht: tuple[ChtSim, httpx.Client]) -> N
 
 def test_incoming_without_id_from_or_content_is_skipped(cht: tuple[ChtSim, httpx.Client]) -> None:
     sim, http = cht
-    post(http, {"messages": [
-        {"id": "a", "from": "+254712345678", "content": ""},
-        {"from": "+254712345678", "content": "no id"},
-        {"id": "c", "content": "no from"},
-        {"id": "d", "from": "+254712345678", "content": "good"},
-    ]})
+    post(
+        http,
+        {
+            "messages": [
+                {"id": "a", "from": "+254712345678", "content": ""},
+                {"from": "+254712345678", "content": "no id"},
+                {"id": "c", "content": "no from"},
+                {"id": "d", "from": "+254712345678", "content": "good"},
+            ]
+        },
+    )
     assert [r["sms_message"]["message"] for r in sim.records()] == ["good"]
 
 
@@ -113,21 +129,36 @@ def test_incoming_dedup_across_requests_but_not_within_one(
 
 def test_incoming_form_is_parsed(cht: tuple[ChtSim, httpx.Client]) -> None:
     sim, http = cht
-    sim.set_forms({"P": {"meta": {"code": "P"}, "fields": {
-        "lmp": {"type": "integer", "required": True, "labels": {"tiny": "LMP"}},
-        "name": {"type": "string", "required": True, "labels": {"tiny": "N"}},
-    }}})
+    sim.set_forms(
+        {
+            "P": {
+                "meta": {"code": "P"},
+                "fields": {
+                    "lmp": {"type": "integer", "required": True, "labels": {"tiny": "LMP"}},
+                    "name": {"type": "string", "required": True, "labels": {"tiny": "N"}},
+                },
+            }
+        }
+    )
     post(http, {"messages": [{"id": "p1", "from": "+254712345678", "content": "P 12 Jane"}]})
     (record,) = sim.records()
     assert (record["form"], record["fields"], record["errors"]) == (
-        "P", {"lmp": 12, "name": "Jane"}, []
+        "P",
+        {"lmp": 12, "name": "Jane"},
+        [],
     )
 
 
 def test_auto_reply_appears_in_the_same_response(cht: tuple[ChtSim, httpx.Client]) -> None:
     sim, http = cht
-    sim.set_forms({"P": {"meta": {"code": "P"}, "fields": {
-        "name": {"type": "string", "required": True, "labels": {"tiny": "N"}}}}})
+    sim.set_forms(
+        {
+            "P": {
+                "meta": {"code": "P"},
+                "fields": {"name": {"type": "string", "required": True, "labels": {"tiny": "N"}}},
+            }
+        }
+    )
     sim.set_auto_reply("P", "Thanks, {{name}} registered")
     answer = post(http, {"messages": [{"id": "p", "from": "+254712345678", "content": "P Jane"}]})
     assert [(m["to"], m["content"]) for m in answer["messages"]] == [
@@ -142,16 +173,21 @@ def test_auto_reply_appears_in_the_same_response(cht: tuple[ChtSim, httpx.Client
 def test_status_map_and_history(cht: tuple[ChtSim, httpx.Client]) -> None:
     sim, http = cht
     ids = [sim.add_outgoing("+254712345678", f"m{i}", state=None) for i in range(7)]
-    post(http, {"updates": [
-        {"id": ids[0], "status": "UNSENT"},
-        {"id": ids[1], "status": "PENDING"},
-        {"id": ids[2], "status": "SENT"},
-        {"id": ids[2], "status": "DELIVERED"},
-        {"id": ids[3], "status": "FAILED", "reason": "radio-off"},
-        {"id": ids[4], "status": "WHATEVER"},
-        {"id": ids[5]},
-        {"id": "unknown-id", "status": "SENT"},
-    ]})
+    post(
+        http,
+        {
+            "updates": [
+                {"id": ids[0], "status": "UNSENT"},
+                {"id": ids[1], "status": "PENDING"},
+                {"id": ids[2], "status": "SENT"},
+                {"id": ids[2], "status": "DELIVERED"},
+                {"id": ids[3], "status": "FAILED", "reason": "radio-off"},
+                {"id": ids[4], "status": "WHATEVER"},
+                {"id": ids[5]},
+                {"id": "unknown-id", "status": "SENT"},
+            ]
+        },
+    )
     assert sim.states(ids[0]) == ["received-by-gateway"]
     assert sim.states(ids[1]) == ["forwarded-by-gateway"]
     assert sim.states(ids[2]) == ["sent", "delivered"]
@@ -166,8 +202,15 @@ def test_repeats_noop_but_failed_with_reason_appends(cht: tuple[ChtSim, httpx.Cl
     sim, http = cht
     sent, failed = (sim.add_outgoing("+254712345678", t, state=None) for t in ("a", "b"))
     for _ in range(2):
-        post(http, {"updates": [{"id": sent, "status": "SENT"},
-                                {"id": failed, "status": "FAILED", "reason": "x"}]})
+        post(
+            http,
+            {
+                "updates": [
+                    {"id": sent, "status": "SENT"},
+                    {"id": failed, "status": "FAILED", "reason": "x"},
+                ]
+            },
+        )
     assert sim.states(sent) == ["sent"]
     assert sim.states(failed) == ["failed", "failed"]
 
@@ -185,12 +228,15 @@ def test_no_forward_only_guard_and_gateway_ref_cleared(cht: tuple[ChtSim, httpx.
 # 12. outgoing --------------------------------------------------------------------------------
 
 
-def test_outgoing_pending_and_forwarded_by_due_then_marked(cht: tuple[ChtSim, httpx.Client]) -> None:
+def test_outgoing_pending_and_forwarded_by_due_then_marked(
+    cht: tuple[ChtSim, httpx.Client],
+) -> None:
     sim, http = cht
     now = sim.now_ms()
     newer = sim.add_outgoing("0712345678", "newer", due=now)
-    older = sim.add_outgoing("+254712345679", "older", state="forwarded-to-gateway",
-                             due=now - 60_000, scheduled=True)
+    older = sim.add_outgoing(
+        "+254712345679", "older", state="forwarded-to-gateway", due=now - 60_000, scheduled=True
+    )
     sim.add_outgoing("+254712345670", "later", state="scheduled", due=now - 120_000)
     sim.add_outgoing("+254712345671", "done", state="sent")
     answer = post(http, {})
@@ -206,15 +252,19 @@ def test_outgoing_pending_and_forwarded_by_due_then_marked(cht: tuple[ChtSim, ht
 
 def test_outgoing_is_limited_to_25(cht: tuple[ChtSim, httpx.Client]) -> None:
     sim, http = cht
-    ids = [sim.add_outgoing("+254712345678", f"m{i}", due=1_700_000_000_000 + i)
-           for i in range(30)]
+    ids = [sim.add_outgoing("+254712345678", f"m{i}", due=1_700_000_000_000 + i) for i in range(30)]
     assert [m["id"] for m in post(http, {})["messages"]] == ids[:25]
 
 
-@pytest.mark.parametrize(("sms", "offered"), [
-    (None, True), ({"outgoing_service": "medic-gateway"}, True),
-    ({"outgoing_service": "africas-talking"}, False), ({}, False),
-])
+@pytest.mark.parametrize(
+    ("sms", "offered"),
+    [
+        (None, True),
+        ({"outgoing_service": "medic-gateway"}, True),
+        ({"outgoing_service": "africas-talking"}, False),
+        ({}, False),
+    ],
+)
 def test_outgoing_only_for_medic_gateway(
     cht: tuple[ChtSim, httpx.Client], sms: dict[str, Any] | None, offered: bool
 ) -> None:
@@ -248,13 +298,17 @@ def test_conflicts_are_retried_three_times_then_500(cht: tuple[ChtSim, httpx.Cli
 
 def test_hundred_incoming_and_hundred_updates(cht: tuple[ChtSim, httpx.Client]) -> None:
     sim, http = cht
-    incoming = [{"id": f"test-message-{i}", "from": f"+447890123{i:03d}", "content": f"m {i}"}
-                for i in range(100)]
+    incoming = [
+        {"id": f"test-message-{i}", "from": f"+447890123{i:03d}", "content": f"m {i}"}
+        for i in range(100)
+    ]
     assert post(http, {"messages": incoming}) == {"messages": []}
     assert len(sim.records()) == 100
     ids = [sim.add_outgoing("+32049832049", f"wo {i}", state=None) for i in range(100)]
     statuses = ["PENDING", "SENT", "DELIVERED", "FAILED"]
-    updates = [{"id": mid, "status": statuses[i % 4], **({"reason": f"excuse #{i}"} if i % 4 == 3
-                                                         else {})} for i, mid in enumerate(ids)]
+    updates = [
+        {"id": mid, "status": statuses[i % 4], **({"reason": f"excuse #{i}"} if i % 4 == 3 else {})}
+        for i, mid in enumerate(ids)
+    ]
     post(http, {"updates": updates})
     assert all(len(sim.states(mid)) == 1 for mid in ids)

@@ -9,6 +9,7 @@ import concurrent.futures
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -116,7 +117,7 @@ def test_every_acknowledged_message_reaches_cht_exactly_once_across_sigkill(
                 return
             form = {"from": SENDERS[n % len(SENDERS)], "text": text_of(n), "id": f"m-{n}"}
             try:
-                response = httpx.post(inbound, data=form, timeout=5)
+                response = client.post(inbound, data=form)
             except httpx.HTTPError:
                 return
             if response.status_code == 200:
@@ -127,11 +128,17 @@ def test_every_acknowledged_message_reaches_cht_exactly_once_across_sigkill(
                     killed.set()
                     bridge.kill()  # mid-stream: other requests are in flight right now
 
-        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        with (
+            httpx.Client(timeout=5) as client,
+            concurrent.futures.ThreadPoolExecutor(12) as pool,
+        ):
             list(pool.map(send, range(total)))
         assert killed.is_set()
         acked_before_restart = set(acked)
         assert len(acked_before_restart) >= kill_after
+        with sqlite3.connect(bridge.env["SMSBRIDGE_DATABASE"]) as db:
+            left = db.execute("SELECT COUNT(*) FROM messages WHERE state = 'received'").fetchone()
+        assert left[0] > 0  # the kill left acknowledged work for the restarted bridge
 
         bridge.start()
         expected = Counter(text_of(n) for n in acked_before_restart)

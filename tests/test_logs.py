@@ -124,3 +124,51 @@ def test_secrets_of_settings_lists_passwords() -> None:
         {"SMSBRIDGE_CHT_USERNAME": "gw", "SMSBRIDGE_CHT_PASSWORD": "pw456789"}
     )
     assert secrets_of(settings) == ["pw456789"]
+
+
+class _Raw(logging.Handler):
+    """Records as the code wrote them, before any redaction (INFO and above)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        self.lines.append(f"{record.name} {text}")
+
+
+def test_the_end_to_end_flow_logs_no_sms_text_phone_number_or_secret() -> None:
+    from smsbridge.chtsim.demo_data import CHW_PHONES, GATEWAY_USER
+    from smsbridge.demo import scenario, stage
+
+    raw = _Raw()
+    root = logging.getLogger()
+    root.addHandler(raw)  # first: sees each record before the redaction filter rewrites it
+    stream = io.StringIO()
+    handler = setup("INFO", stream=stream)
+    demo_out = io.StringIO()
+    try:
+        with stage(demo_out, timeout=20) as s:
+            scenario(s)  # inbound form, relay, reply sent + delivered, reminder, error reply
+            token = s.token
+            texts = [sms.text for sms in s.carriers.sends]
+    finally:
+        root.removeHandler(handler)
+        root.removeHandler(raw)
+    emitted = stream.getvalue()
+    written = "\n".join(raw.lines)
+    assert "event=inbound_submitted" in emitted, emitted  # the flow was logged
+    assert len(texts) >= 3
+    sms_texts = ["P 12 Jane Atieno", "P twelve", "Reminder: Jane Atieno", *texts]
+    secrets = [token, "at-api-key", GATEWAY_USER[1]]
+    phones = [*CHW_PHONES.values(), *(p.lstrip("+") for p in CHW_PHONES.values())]
+    for needle in sms_texts + secrets + phones:
+        assert needle not in emitted, f"{needle!r} reached the log output"
+    # Not only the safety net: the code itself never hands these to a log call at INFO+.
+    for needle in sms_texts + secrets:
+        assert needle not in written, f"{needle!r} was passed to a log call at INFO or above"
+    leaked = [p for p in CHW_PHONES.values() if p in written]
+    assert not leaked, f"unmasked phone numbers passed to log calls: {leaked}\n{written}"

@@ -39,8 +39,6 @@ def test_each_app_has_its_own_registry() -> None:
 def test_events_are_counted_by_their_labels() -> None:
     metrics = Metrics()
     metrics.inbound("africastalking", 3)
-    metrics.outbound_state("sent", "twilio")
-    metrics.outbound_state("delivered", "twilio")
     metrics.send_latency("twilio", 0.2)
     metrics.delivery_lag("twilio", 42.0)
     metrics.retry("submit")
@@ -50,11 +48,10 @@ def test_events_are_counted_by_their_labels() -> None:
     metrics.cht_error(AuthFailure("401"))
     got = samples(metrics)
     assert got[("smsbridge_inbound_messages_total", (("carrier", "africastalking"),))] == 3
-    key = ("smsbridge_outbound_transitions_total", (("channel", "twilio"), ("state", "sent")))
-    assert got[key] == 1
     assert got[("smsbridge_send_latency_seconds_count", (("channel", "twilio"),))] == 1
-    assert got[("smsbridge_send_latency_seconds_bucket", (("channel", "twilio"), ("le", "0.25")))] == 1
-    assert got[("smsbridge_send_latency_seconds_bucket", (("channel", "twilio"), ("le", "0.1")))] == 0
+    bucket = "smsbridge_send_latency_seconds_bucket"
+    assert got[(bucket, (("channel", "twilio"), ("le", "0.25")))] == 1
+    assert got[(bucket, (("channel", "twilio"), ("le", "0.1")))] == 0
     assert got[("smsbridge_delivery_report_lag_seconds_sum", (("channel", "twilio"),))] == 42.0
     assert got[("smsbridge_task_retries_total", (("kind", "submit"),))] == 1
     assert got[("smsbridge_cht_errors_total", (("kind", "auth"),))] == 2
@@ -88,3 +85,58 @@ async def _queue_depth_and_oldest_age(store: Store) -> None:
     got = samples(metrics)
     assert got[("smsbridge_queue_depth", (("kind", "submit"),))] == 1
     assert got[("smsbridge_queue_oldest_age_seconds", (("kind", "submit"),))] == 60
+
+
+def test_cht_errors_are_counted_by_kind_against_the_simulator() -> None:
+    from smsbridge.cht import ChtClient
+    from smsbridge.chtsim.sim import ChtSim, running_chtsim
+
+    sim = ChtSim()
+    sim.install_demo()
+    metrics = Metrics()
+
+    async def calls(url: str) -> None:
+        async with ChtClient(url, ("gateway", "gateway-pass"), timeout=5) as good:
+            cht = metrics.wrap_cht(good)
+            await cht.check_auth()  # fine: not counted
+            sim.faults.fail_next(1, 503, path="/api/sms")
+            with pytest.raises(RetryableError):
+                await cht.check_auth()
+        async with ChtClient(url, ("gateway", "wrong"), timeout=5) as bad:
+            with pytest.raises(AuthFailure):
+                await metrics.wrap_cht(bad).check_auth()
+
+    with running_chtsim(sim) as url:
+        asyncio.run(calls(url))
+    got = samples(metrics)
+    assert got[("smsbridge_cht_errors_total", (("kind", "retryable"),))] == 1
+    assert got[("smsbridge_cht_errors_total", (("kind", "auth"),))] == 1
+    assert ("smsbridge_cht_errors_total", (("kind", "permanent"),)) not in got
+
+
+def test_a_live_bridge_exports_the_flow_at_metrics() -> None:
+    import io
+
+    import httpx
+
+    from smsbridge.demo import scenario, stage
+
+    with stage(io.StringIO(), timeout=20) as s:
+        scenario(s)
+        response = httpx.get(s.bridge_url + "/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    got = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            got[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    at = (("carrier", "africastalking"),)
+    assert got[("smsbridge_inbound_messages_total", at)] == 2
+    channel = (("channel", "africastalking"),)
+    sends = got[("smsbridge_send_latency_seconds_count", channel)]
+    assert sends >= 3  # the reply, the reminder, the error reply
+    assert got[("smsbridge_delivery_report_lag_seconds_count", channel)] >= 2
+    delivered = (("channel", "africastalking"), ("state", "delivered"))
+    assert got[("smsbridge_outbound_messages", delivered)] >= 2
+    submitted = (("carrier", "africastalking"), ("state", "submitted"))
+    assert got[("smsbridge_inbound_messages_stored", submitted)] >= 1

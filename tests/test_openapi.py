@@ -38,4 +38,3 @@ def test_every_route_of_the_app_is_described() -> None:
     assert not missing, f"routes missing from smsbridge/openapi.py: {sorted(missing)}"
     stale = described - _routes()
     assert not stale, f"described but not routed: {sorted(stale)}"
-

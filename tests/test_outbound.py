@@ -312,10 +312,11 @@ def test_delivery_reports_are_forward_only_and_kept_until_matched(
                 "twilio", "SMearly", DeliveryState.DELIVERED, carrier_status="delivered"
             )
             assert await w.pipeline.delivery_reports([early], T0) == 0  # unknown id: kept
-            message = w.get("m1")
 
             def accepted(conn: Any) -> None:
-                outgoing.accepted_in(conn, message, "twilio", "SMearly", DeliveryState.SENT, T0)
+                outgoing.accepted_in(
+                    conn, "m1", "twilio", "twilio", "SMearly", DeliveryState.SENT, T0
+                )
 
             w.store.write_sync(accepted)
             assert w.get("m1").state is DeliveryState.DELIVERED
@@ -380,5 +381,33 @@ def test_gateway_phone_gets_its_messages_and_reports_states(
             for ref in ("m2", "m3"):
                 assert w.get(ref).state is DeliveryState.FAILED and w.get(ref).reason == "expired"
             assert w.get("m0").state is DeliveryState.DELIVERED
+
+    run(body)
+
+
+def test_dead_letters_can_be_retried_or_dropped(
+    tmp_path: Path, carriers: tuple[CarrierSim, str], sim: CarrierSim
+) -> None:
+    async def body() -> None:
+        async with world(tmp_path, carriers[1]) as w:
+            w.add("m1")
+            w.add("m2", to="+254700000002")
+            sim.outage("twilio", "5xx")
+            now = T0
+            for _ in range(6):  # max_attempts is 5 in this world
+                await w.drain(now)
+                now += 4000
+            dead = {t.ref: t for t in w.outbox.dead_letters()}
+            assert set(dead) == {"m1", "m2"}
+            assert w.get("m1").state is DeliveryState.SENDING  # not final: an operator decides
+            sim.outage("twilio", None)
+            assert w.outbox.retry_dead(dead["m1"].id, now)
+            assert w.outbox.drop(dead["m2"].id)
+            await w.drain(now)
+            assert w.get("m1").state is DeliveryState.SENT
+            assert sim.sent_count(KE) == 1
+            w.store.write_sync(lambda c: outgoing.expire_stale_in(c, now, 86_400))
+            assert w.get("m2").state is DeliveryState.FAILED and w.get("m2").reason == "dropped"
+            assert sim.sent_count("+254700000002") == 0
 
     run(body)

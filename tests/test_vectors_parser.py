@@ -62,7 +62,9 @@ def same(actual: Any, expected: Any, subset: bool = False, path: str = "$") -> N
     elif isinstance(expected, dict):
         assert isinstance(actual, dict), f"{path}: {actual!r} is not an object"
         if not subset:
-            assert set(actual) == set(expected), f"{path}: keys {sorted(actual)} != {sorted(expected)}"
+            assert set(actual) == set(expected), (
+                f"{path}: keys {sorted(actual)} != {sorted(expected)}"
+            )
         for key, value in expected.items():
             assert key in actual, f"{path}.{key} missing"
             same(actual[key], value, subset, f"{path}.{key}")

@@ -27,7 +27,8 @@ from smsbridge.chtsim.records import create_by_form
 
 VECTORS = Path(__file__).parent / "vectors" / "smsparser.json"
 RECORDS = [
-    v for v in json.loads(VECTORS.read_text(encoding="utf-8"))
+    v
+    for v in json.loads(VECTORS.read_text(encoding="utf-8"))
     if v["function"] in ("createByForm", "createRecordByJSON")
 ]
 NOW_TOLERANCE_MS = 10_000
@@ -37,9 +38,10 @@ GATEWAY = ("gateway", "gw-pass")
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[ChtSim, httpx.Client]]:
     sim = ChtSim()
-    with running_chtsim(sim) as url, httpx.Client(
-        base_url=url, auth=GATEWAY, headers={"Accept": "application/json"}
-    ) as http:
+    with (
+        running_chtsim(sim) as url,
+        httpx.Client(base_url=url, auth=GATEWAY, headers={"Accept": "application/json"}) as http,
+    ):
         yield sim, http
 
 
@@ -59,8 +61,11 @@ def _expected(value: Any, now: tuple[int, int]) -> Any:
             return None
         if value.get("$now"):
             return Now(*now)
-        return {k: _expected(v, now) for k, v in value.items()
-                if not (isinstance(v, dict) and v.get("$undefined"))}
+        return {
+            k: _expected(v, now)
+            for k, v in value.items()
+            if not (isinstance(v, dict) and v.get("$undefined"))
+        }
     if isinstance(value, list):
         return [_expected(v, now) for v in value]
     return value
@@ -120,7 +125,9 @@ def test_records_vector_through_http(
     if "expected_error" in vector:
         assert answer.status_code == 500
         assert answer.json() == {
-            "code": 500, "error": "Server error", "details": vector["expected_error"]
+            "code": 500,
+            "error": "Server error",
+            "details": vector["expected_error"],
         }
         return
     assert answer.status_code == 200, answer.text
@@ -133,7 +140,9 @@ def test_records_vector_through_http(
     sent_as_text = {k: v for k, v in body.items() if not isinstance(v, str)}
     if vector["function"] == "createByForm" and sent_as_text:
         service = create_by_form(
-            body, settings=_settings(vector), translations=vector.get("translations") or {},
+            body,
+            settings=_settings(vector),
+            translations=vector.get("translations") or {},
             now_ms=int(time.time() * 1000),
         )
         _compare(vector, expected, service)

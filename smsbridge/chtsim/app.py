@@ -12,7 +12,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from smsbridge.chtsim import controls, contacts, monitoring, records_api, settings_api, sms_api
+from smsbridge.chtsim import (
+    aggregators,
+    contacts,
+    controls,
+    monitoring,
+    records_api,
+    settings_api,
+    sms_api,
+)
 from smsbridge.chtsim.auth import LimiterMiddleware
 from smsbridge.chtsim.faults import FaultMiddleware
 from smsbridge.chtsim.responses import ChtHttpError, NotLoggedIn, error_response, not_logged_in
@@ -50,6 +58,11 @@ def build_app(sim: ChtSim) -> Any:
         *route("/_session", settings_api.get_session, ["GET"]),
         *route("/_session", settings_api.delete_session, ["DELETE"]),
         *route("/medic/login", settings_api.login_page, ["GET"]),
+        Route("/api/v1/credentials/{key}", bind(aggregators.put_credential), methods=["PUT"]),
+        *route("/api/v1/sms/africastalking/incoming-messages", aggregators.at_incoming, ["POST"]),
+        *route("/api/v1/sms/africastalking/delivery-reports", aggregators.at_delivery, ["POST"]),
+        *route("/api/v2/sms/rapidpro/incoming-messages", aggregators.rapidpro_incoming, ["POST"]),
+        *route("/api/v1/sms/radpidpro/incoming-messages", aggregators.rapidpro_incoming, ["POST"]),
         *controls.routes(sim),
     ]
 

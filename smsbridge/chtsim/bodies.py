@@ -37,7 +37,9 @@ def media_type(request: Request) -> str:
 
 def is_json(request: Request) -> bool:
     kind = media_type(request)
-    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
 
 
 def is_urlencoded(request: Request) -> bool:

@@ -67,7 +67,7 @@ def routes(sim: ChtSim) -> list[Route]:
     async def post_messages(request: Request) -> Response:
         items = _object(await _json(request)).get("messages")
         if not isinstance(items, list):
-            raise _Bad("expected {\"messages\": [{\"to\": ..., \"content\": ...}]}")
+            raise _Bad('expected {"messages": [{"to": ..., "content": ...}]}')
         ids = []
         for item in items:
             item = _object(item, "each message")
@@ -75,8 +75,11 @@ def routes(sim: ChtSim) -> list[Route]:
                 raise _Bad("each message needs string `to` and `content`")
             ids.append(
                 sim.add_outgoing(
-                    item["to"], item["content"], state=item.get("state", "pending"),
-                    due=item.get("due"), scheduled=bool(item.get("scheduled", False)),
+                    item["to"],
+                    item["content"],
+                    state=item.get("state", "pending"),
+                    due=item.get("due"),
+                    scheduled=bool(item.get("scheduled", False)),
                     message_id=item.get("id"),
                 )
             )
@@ -140,7 +143,7 @@ def routes(sim: ChtSim) -> list[Route]:
     async def post_users(request: Request) -> Response:
         body = _object(await _json(request))
         if not isinstance(body.get("name"), str) or not isinstance(body.get("password"), str):
-            raise _Bad("expected {\"name\", \"password\", \"roles\"}")
+            raise _Bad('expected {"name", "password", "roles"}')
         sim.add_user(body["name"], body["password"], body.get("roles") or ["gateway"])
         sim.changed()
         return JSONResponse({"ok": True})
@@ -152,7 +155,7 @@ def routes(sim: ChtSim) -> list[Route]:
     async def post_contacts(request: Request) -> Response:
         docs = _object(await _json(request)).get("contacts")
         if not isinstance(docs, list):
-            raise _Bad("expected {\"contacts\": [docs]}")
+            raise _Bad('expected {"contacts": [docs]}')
         stored = [sim.add_contact(_object(doc, "each contact")) for doc in docs]
         sim.changed()
         return JSONResponse({"ok": True, "contacts": stored})

@@ -13,7 +13,11 @@ if TYPE_CHECKING:
 GATEWAY_USER = ("gateway", "gateway-pass")
 """The user the bridge logs in as (online role `gateway`)."""
 
-CHW_PHONES = {"chw-alice": "+254712345678", "chw-bob": "+254722345678", "chw-carol": "+254733345678"}
+CHW_PHONES = {
+    "chw-alice": "+254712345678",
+    "chw-bob": "+254722345678",
+    "chw-carol": "+254733345678",
+}
 
 FORMS: dict[str, Any] = {
     "P": {
@@ -21,11 +25,16 @@ FORMS: dict[str, Any] = {
         "fields": {
             "last_menstrual_period": {
                 "labels": {"tiny": {"en": "LMP"}, "short": {"en": "Weeks since LMP"}},
-                "position": 0, "type": "integer", "required": True,
+                "position": 0,
+                "type": "integer",
+                "required": True,
             },
             "patient_name": {
                 "labels": {"tiny": {"en": "N"}, "short": {"en": "Name"}},
-                "position": 1, "type": "string", "length": [1, 30], "required": True,
+                "position": 1,
+                "type": "string",
+                "length": [1, 30],
+                "required": True,
             },
         },
         "public_form": False,
@@ -35,15 +44,20 @@ FORMS: dict[str, Any] = {
         "fields": {
             "patient_id": {
                 "labels": {"tiny": {"en": "ID"}, "short": {"en": "Patient ID"}},
-                "position": 0, "type": "string", "required": True,
+                "position": 0,
+                "type": "string",
+                "required": True,
             },
             "visit_number": {
                 "labels": {"tiny": {"en": "VN"}, "short": {"en": "Visit number"}},
-                "position": 1, "type": "integer", "required": True,
+                "position": 1,
+                "type": "integer",
+                "required": True,
             },
             "danger_signs": {
                 "labels": {"tiny": {"en": "DS"}, "short": {"en": "Danger signs"}},
-                "position": 2, "type": "boolean",
+                "position": 2,
+                "type": "boolean",
             },
         },
         "public_form": False,
@@ -53,11 +67,14 @@ FORMS: dict[str, Any] = {
         "fields": {
             "patient_id": {
                 "labels": {"tiny": {"en": "ID"}, "short": {"en": "Patient ID"}},
-                "position": 0, "type": "string", "required": True,
+                "position": 0,
+                "type": "string",
+                "required": True,
             },
             "delivery_date": {
                 "labels": {"tiny": {"en": "DD"}, "short": {"en": "Delivery date"}},
-                "position": 1, "type": "date",
+                "position": 1,
+                "type": "date",
             },
         },
         "public_form": False,
@@ -100,16 +117,41 @@ def demo_contacts() -> list[dict[str, Any]]:
     """Places and people, parents before children (ids are stable)."""
     return [
         {"_id": "district-1", "type": "district_hospital", "name": "Kisumu District"},
-        {"_id": "hc-1", "type": "health_center", "name": "Kondele Health Centre",
-         "parent": "district-1", "contact": "chw-alice"},
-        {"_id": "hc-2", "type": "health_center", "name": "Nyalenda Health Centre",
-         "parent": "district-1", "contact": "chw-carol"},
-        {"_id": "chw-alice", "type": "person", "name": "Alice Achieng",
-         "phone": CHW_PHONES["chw-alice"], "parent": "hc-1"},
-        {"_id": "chw-bob", "type": "person", "name": "Bob Otieno",
-         "phone": CHW_PHONES["chw-bob"], "parent": "hc-1"},
-        {"_id": "chw-carol", "type": "person", "name": "Carol Wanjiru",
-         "phone": CHW_PHONES["chw-carol"], "parent": "hc-2"},
+        {
+            "_id": "hc-1",
+            "type": "health_center",
+            "name": "Kondele Health Centre",
+            "parent": "district-1",
+            "contact": "chw-alice",
+        },
+        {
+            "_id": "hc-2",
+            "type": "health_center",
+            "name": "Nyalenda Health Centre",
+            "parent": "district-1",
+            "contact": "chw-carol",
+        },
+        {
+            "_id": "chw-alice",
+            "type": "person",
+            "name": "Alice Achieng",
+            "phone": CHW_PHONES["chw-alice"],
+            "parent": "hc-1",
+        },
+        {
+            "_id": "chw-bob",
+            "type": "person",
+            "name": "Bob Otieno",
+            "phone": CHW_PHONES["chw-bob"],
+            "parent": "hc-1",
+        },
+        {
+            "_id": "chw-carol",
+            "type": "person",
+            "name": "Carol Wanjiru",
+            "phone": CHW_PHONES["chw-carol"],
+            "parent": "hc-2",
+        },
     ]
 
 

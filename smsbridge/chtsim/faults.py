@@ -113,7 +113,11 @@ class Faults:
         return self._arm(Fault("drop", n, path, method, process=True))
 
     def auth_fail_next(
-        self, n: int = 1, *, path: str | None = None, method: str | None = None,
+        self,
+        n: int = 1,
+        *,
+        path: str | None = None,
+        method: str | None = None,
         redirect: bool = False,
     ) -> Fault:
         return self._arm(Fault("auth", n, path, method, status=401, redirect=redirect))
@@ -125,13 +129,18 @@ class Faults:
         where = {"path": spec.get("path"), "method": spec.get("method")}
         if kind == "fail":
             return self.fail_next(
-                n, int(spec.get("status", 503)), retry_after=spec.get("retry_after"),
-                body=spec.get("body"), **where,
+                n,
+                int(spec.get("status", 503)),
+                retry_after=spec.get("retry_after"),
+                body=spec.get("body"),
+                **where,
             )
         if kind == "timeout":
             return self.timeout_next(
-                n, seconds=float(spec.get("seconds", 30.0)),
-                process=bool(spec.get("process", False)), **where,
+                n,
+                seconds=float(spec.get("seconds", 30.0)),
+                process=bool(spec.get("process", False)),
+                **where,
             )
         if kind == "drop":
             return self.drop_next(n, **where)
@@ -177,9 +186,11 @@ class Faults:
         with self.lock:
             if method is not None:
                 return self.counts[endpoint_key(method.upper(), path)]
-            return sum(n for key, n in self.counts.items() if key.split(" ", 1)[1] == (
-                path.rstrip("/") or "/"
-            ))
+            return sum(
+                n
+                for key, n in self.counts.items()
+                if key.split(" ", 1)[1] == (path.rstrip("/") or "/")
+            )
 
     def take(self, method: str, path: str) -> tuple[Fault | None, float]:
         with self.lock:

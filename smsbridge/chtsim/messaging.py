@@ -60,7 +60,7 @@ def to_ms(value: Any) -> float:
 def set_task_state(
     task: dict[str, Any],
     state: str,
-    details: dict[str, Any] | None,
+    details: Any,
     now_ms: int,
     gateway_ref: str | None = None,
 ) -> bool:
@@ -137,9 +137,9 @@ def select_outgoing(state: SimState, now_ms: int) -> list[dict[str, str]]:
     messages ordered by due date then doc id, each then marked forwarded-to-gateway."""
     settings = state.settings
     sms = settings.get("sms")
-    if sms is not None and (not isinstance(sms, dict) or sms.get("outgoing_service") != (
-        "medic-gateway"
-    )):
+    if sms is not None and (
+        not isinstance(sms, dict) or sms.get("outgoing_service") != ("medic-gateway")
+    ):
         return []
     with state.lock:
         rows: list[tuple[float, str, int, int, dict[str, Any], dict[str, Any]]] = []

@@ -73,9 +73,14 @@ def _last_hundred(tasks: list[tuple[dict[str, Any], float]]) -> dict[str, dict[s
 
 def _db(name: str, docs: int, seq: int) -> dict[str, Any]:
     return {
-        "name": name, "update_sequence": seq, "doc_count": docs, "doc_del_count": 0,
-        "fragmentation": 1.0, "sizes": {"active": docs * 1000, "file": docs * 1200},
-        "view_indexes": [], "nouveau_indexes": [],
+        "name": name,
+        "update_sequence": seq,
+        "doc_count": docs,
+        "doc_del_count": 0,
+        "fragmentation": 1.0,
+        "sizes": {"active": docs * 1000, "file": docs * 1200},
+        "view_indexes": [],
+        "nouveau_indexes": [],
     }
 
 

@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from smsbridge.chtsim.contacts import normalize_phone
 from smsbridge import parser
+from smsbridge.chtsim.contacts import normalize_phone
 from smsbridge.fields import ParseOptions
 from smsbridge.formdef import js_key_order
 from smsbridge.jsnum import UNDEFINED, js_trim, to_number
@@ -105,9 +105,17 @@ def create_by_form(
     if code and form_def is not None:
         parsed = parser.parse(form_def, doc, _options(settings, translations, timezone))
     return _record(
-        settings, translations, form_def, code, parsed, sms_message,
-        from_=body["from"], reported=body.get("sent_timestamp"), message=message,
-        now_ms=now_ms, timezone=timezone,
+        settings,
+        translations,
+        form_def,
+        code,
+        parsed,
+        sms_message,
+        from_=body["from"],
+        reported=body.get("sent_timestamp"),
+        message=message,
+        now_ms=now_ms,
+        timezone=timezone,
     )
 
 
@@ -147,9 +155,17 @@ def create_record_by_json(
                 value = bool(value)
         parsed[key.lower()] = value
     return _record(
-        settings, translations, form_def, code, parsed, sms_message,
-        from_=meta.get("from", _ABSENT), reported=meta.get("reported_date"),
-        message=meta.get("message"), now_ms=now_ms, timezone=timezone,
+        settings,
+        translations,
+        form_def,
+        code,
+        parsed,
+        sms_message,
+        from_=meta.get("from", _ABSENT),
+        reported=meta.get("reported_date"),
+        message=meta.get("message"),
+        now_ms=now_ms,
+        timezone=timezone,
     )
 
 
@@ -204,7 +220,8 @@ def _record(
         if reference is not None:
             refid = parsed.get(reference)
             record["refid"] = refid.upper() if isinstance(refid, str) else refid
-        fields = record["fields"] = parser.record_fields(form_def, dict(parsed))
+        for key in js_key_order(list(fields_def)):
+            _merge(key.split("."), fields, parsed)
         errors_ctx = _validate(fields_def, parsed)
         errors.extend(errors_ctx)
         if parsed.get("_extra_fields"):
@@ -217,10 +234,25 @@ def _record(
     for error in errors:
         context = {k: v for k, v in error.items() if k != "code"}
         record["errors"].append(
-            {"code": error["code"], "message": translate(translations, error["code"], locale,
-                                                         context)}
+            {
+                "code": error["code"],
+                "message": translate(translations, error["code"], locale, context),
+            }
         )
     return dict(parser.to_stored(record))
+
+
+def _merge(path: list[str], target: dict[str, Any], data: Any) -> None:
+    """CHT's `smsparser.merge`: a plain key is copied even when undefined; a dotted key only
+    when the parsed object has a truthy value at its first part."""
+    value = data.get(path[0], UNDEFINED) if isinstance(data, Mapping) else UNDEFINED
+    if len(path) == 1:
+        target[path[0]] = value
+    elif js_truthy(value):
+        if not js_truthy(target.get(path[0], UNDEFINED)):
+            target[path[0]] = {}
+        if isinstance(target[path[0]], dict):
+            _merge(path[1:], target[path[0]], value)
 
 
 def _validate(fields_def: Mapping[str, Any], parsed: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -235,9 +267,12 @@ def _validate(fields_def: Mapping[str, Any], parsed: Mapping[str, Any]) -> list[
         elif not absent and not field.get("list"):
             expected = field.get("type")
             wrong = (
-                (expected == "integer" and not (
-                    _is_number(value) and math.isfinite(value) and float(value).is_integer()
-                ))
+                (
+                    expected == "integer"
+                    and not (
+                        _is_number(value) and math.isfinite(value) and float(value).is_integer()
+                    )
+                )
                 or (expected == "string" and not isinstance(value, str))
                 or (expected == "boolean" and not isinstance(value, bool))
                 or (expected == "complex" and not isinstance(value, dict | list))

@@ -35,12 +35,19 @@ async def post_records(sim: ChtSim, request: Request, version: int) -> Response:
         if is_urlencoded(request) and body is not None:
             locale = request.query_params.get("locale") if version == 1 else None
             doc = create_by_form(
-                body, settings=state.settings, translations=state.translations, now_ms=now,
-                locale=locale, timezone=sim.timezone,
+                body,
+                settings=state.settings,
+                translations=state.translations,
+                now_ms=now,
+                locale=locale,
+                timezone=sim.timezone,
             )
         elif is_json(request):
             doc = create_record_by_json(
-                body if isinstance(body, dict) else {}, settings=state.settings, translations=state.translations, now_ms=now,
+                body if isinstance(body, dict) else {},
+                settings=state.settings,
+                translations=state.translations,
+                now_ms=now,
                 timezone=sim.timezone,
             )
         else:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -36,8 +36,9 @@ async def list_forms(sim: ChtSim, request: Request) -> Response:
             '<?xml version="1.0" encoding="UTF-8"?>'
             f'<xforms xmlns="http://openrosa.org/xforms/xformsList">{items}</xforms>'
         )
-        return Response(xml, media_type="text/xml; charset=utf-8",
-                        headers={"X-OpenRosa-Version": "1.0"})
+        return Response(
+            xml, media_type="text/xml; charset=utf-8", headers={"X-OpenRosa-Version": "1.0"}
+        )
     return json_response(names)
 
 
@@ -79,7 +80,10 @@ async def post_session(sim: ChtSim, request: Request) -> Response:
 
 async def get_session(sim: ChtSim, request: Request) -> Response:
     ctx = sim.auth.user_ctx(request)
-    user = {"name": ctx.name, "roles": list(ctx.roles)} if ctx else {"name": None, "roles": []}
+    user: dict[str, Any] = {
+        "name": ctx.name if ctx else None,
+        "roles": list(ctx.roles) if ctx else [],
+    }
     return json_response({"ok": True, "userCtx": user})
 
 

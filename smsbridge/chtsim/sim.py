@@ -48,6 +48,8 @@ class ChtSim:
         self._fresh()
         if state_path is not None and state_path.exists():
             self.state.load(state_path)
+            if admin is not None:  # --user wins over the admin saved with the state
+                self.add_user(admin[0], admin[1], ["_admin"])
 
     def _fresh(self) -> None:
         self.state = SimState()
@@ -132,6 +134,11 @@ class ChtSim:
         """Store a place or person. `parent` may be an id (it is minified to the lineage) and
         `contact` an id. Returns the stored doc."""
         return copy.deepcopy(self.state.put_contact(doc))
+
+    def set_credential(self, key: str, value: str) -> None:
+        """A secret in CHT's vault, e.g. `africastalking.com:incoming`, `rapidpro:incoming`."""
+        with self.state.lock:
+            self.state.credentials[key] = value
 
     def set_auto_reply(self, form: str, template: str | None) -> None:
         """Reply to every error-free report of `form` with `template` (transitions.render)."""
@@ -251,3 +258,14 @@ def running_chtsim(sim: ChtSim | None = None) -> Iterator[str]:
             yield url
         finally:
             sim.faults.clear()
+
+
+class SimSwitch:
+    """An ASGI app serving whichever simulator is plugged in (`switch.sim = ChtSim()`), so one
+    uvicorn server can give every test a fresh simulator without a restart."""
+
+    def __init__(self, sim: ChtSim | None = None) -> None:
+        self.sim = sim if sim is not None else ChtSim()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.sim.app(scope, receive, send)

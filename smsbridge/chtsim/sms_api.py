@@ -37,14 +37,19 @@ def process_incoming(sim: ChtSim, messages: list[Any], now_ms: int) -> list[str]
         if all(js_truthy(message.get(k)) for k in ("id", "content", "from")):
             good.append(message)
     with state.lock:
-        known = {m["id"] for m in good if isinstance(m["id"], str) and state.has_gateway_ref(m["id"])}
+        known = {
+            m["id"] for m in good if isinstance(m["id"], str) and state.has_gateway_ref(m["id"])
+        }
         docs = []
         for message in good:
             if message["id"] in known:
                 continue
             doc = create_by_form(
-                {"from": message["from"], "message": message["content"],
-                 "gateway_ref": message["id"]},
+                {
+                    "from": message["from"],
+                    "message": message["content"],
+                    "gateway_ref": message["id"],
+                },
                 settings=state.settings,
                 translations=state.translations,
                 now_ms=now_ms,

@@ -37,10 +37,16 @@ def describe(sim: ChtSim, url: str, out: TextIO) -> None:
     print(f"  bridge config: SMSBRIDGE_CHT_URL=http://{gw_user}:{gw_pass}@{host}", file=out)
     print(f"  forms:         {', '.join(sorted(sim.state.settings.get('forms') or {}))}", file=out)
     print(f"  CHW phones:    {', '.join(CHW_PHONES.values())}", file=out)
-    print(f"  try:           curl -u {admin[0]}:... -H 'Accept: application/json' "
-          f"{url}/api/v1/settings", file=out)
-    print(f"  test controls: {url}/_sim/records, {url}/_sim/messages "
-          "(POST {\"messages\": [{\"to\", \"content\"}]} to queue an SMS)", file=out)
+    print(
+        f"  try:           curl -u {admin[0]}:... -H 'Accept: application/json' "
+        f"{url}/api/v1/settings",
+        file=out,
+    )
+    print(
+        f"  test controls: {url}/_sim/records, {url}/_sim/messages "
+        '(POST {"messages": [{"to", "content"}]} to queue an SMS)',
+        file=out,
+    )
     if sim.state_path is not None:
         print(f"  state file:    {sim.state_path}", file=out)
 

@@ -82,6 +82,7 @@ class SimState:
         self.docs: dict[str, dict[str, Any]] = {}
         self.xforms: dict[str, str] = {}
         self.auto_replies: dict[str, str] = {}
+        self.credentials: dict[str, str] = {}
         self.sentinel_backlog = 0
         self.update_seq = 0
         self.gateway_refs: set[str] = set()
@@ -174,12 +175,14 @@ class SimState:
                 "version": 1,
                 "settings": self.settings,
                 "translations": self.translations,
-                "users": {u.name: {"password": u.password, "roles": u.roles} for u in
-                          self.users.values()},
+                "users": {
+                    u.name: {"password": u.password, "roles": u.roles} for u in self.users.values()
+                },
                 "contacts": list(self.contacts.values()),
                 "docs": list(self.docs.values()),
                 "xforms": self.xforms,
                 "auto_replies": self.auto_replies,
+                "credentials": self.credentials,
                 "sentinel_backlog": self.sentinel_backlog,
             }
 
@@ -209,6 +212,7 @@ class SimState:
                 self.index_doc(doc)
             self.xforms = data.get("xforms") or {}
             self.auto_replies = data.get("auto_replies") or {}
+            self.credentials = data.get("credentials") or {}
             self.sentinel_backlog = int(data.get("sentinel_backlog") or 0)
 
 

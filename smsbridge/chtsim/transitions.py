@@ -45,15 +45,17 @@ def _locale(state: SimState, doc: dict[str, Any]) -> str:
     return str(sms.get("locale") or state.settings.get("locale") or "en")
 
 
-def _reply(state: SimState, guard: DuplicateGuard, doc: dict[str, Any], text: str,
-           now_ms: int) -> None:
+def _reply(
+    state: SimState, guard: DuplicateGuard, doc: dict[str, Any], text: str, now_ms: int
+) -> None:
     to = doc.get("from")
     if isinstance(to, str) and to and text:
         doc.setdefault("tasks", []).append(new_task(state, guard, to, text, now_ms))
 
 
-def update_clinics(state: SimState, guard: DuplicateGuard, doc: dict[str, Any],
-                   now_ms: int) -> None:
+def update_clinics(
+    state: SimState, guard: DuplicateGuard, doc: dict[str, Any], now_ms: int
+) -> None:
     if doc.get("contact"):
         return
     forms = state.settings.get("forms") or {}

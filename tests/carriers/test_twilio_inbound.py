@@ -3,6 +3,7 @@ checked exactly as Twilio's own RequestValidator does (the official package, tes
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -40,16 +41,17 @@ CASES = [
 ]
 
 
-def _post(url: str, path: str, form: dict[str, str], token: str = AUTH_TOKEN,
-          public: str = PUBLIC) -> httpx.Response:
+def _post(
+    bridge: Any, path: str, form: dict[str, str], token: str = AUTH_TOKEN, public: str = PUBLIC
+) -> httpx.Response:
     signature = RequestValidator(token).compute_signature(public + path, form)
-    return httpx.post(url + path, data=form, headers={"X-Twilio-Signature": signature})
+    return bridge.http.post(path, data=form, headers={"X-Twilio-Signature": signature})
 
 
 @pytest.mark.parametrize(("label", "overrides", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_recorded_payload_is_stored(bridge, label, overrides, expected) -> None:  # type: ignore[no-untyped-def]
     path = bridge.inbound_path("twilio")
-    response = _post(bridge.url, path, {**BASE, **overrides})
+    response = _post(bridge, path, {**BASE, **overrides})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/xml")
     assert "<Response/>" in response.text
@@ -62,36 +64,36 @@ def test_recorded_payload_is_stored(bridge, label, overrides, expected) -> None:
 def test_duplicate_delivery_is_stored_once(bridge) -> None:  # type: ignore[no-untyped-def]
     path = bridge.inbound_path("twilio")
     for _ in range(3):
-        assert _post(bridge.url, path, BASE).status_code == 200
+        assert _post(bridge, path, BASE).status_code == 200
     assert len(bridge.messages()) == 1
 
 
 def test_bad_signature_is_403_and_nothing_stored(bridge) -> None:  # type: ignore[no-untyped-def]
     path = bridge.inbound_path("twilio")
-    response = _post(bridge.url, path, BASE, token="not-the-token")
+    response = _post(bridge, path, BASE, token="not-the-token")
     assert response.status_code == 403
     assert response.json()["error"] == "forbidden"
     tampered = dict(BASE)
     signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC + path, BASE)
     tampered["Body"] = "P 99 Mallory"
-    response = httpx.post(bridge.url + path, data=tampered,
+    response = bridge.http.post(path, data=tampered,
                           headers={"X-Twilio-Signature": signature})
     assert response.status_code == 403
-    response = httpx.post(bridge.url + path, data=BASE)  # no signature at all
+    response = bridge.http.post(path, data=BASE)  # no signature at all
     assert response.status_code == 403
     assert bridge.messages() == []
 
 
 def test_wrong_or_missing_token_is_401_and_nothing_stored(bridge) -> None:  # type: ignore[no-untyped-def]
     path = "/carriers/twilio/wrong-token/inbound"
-    assert _post(bridge.url, path, BASE).status_code == 401
-    assert httpx.post(bridge.url + "/carriers/twilio//inbound", data=BASE).status_code in (
+    assert _post(bridge, path, BASE).status_code == 401
+    assert bridge.http.post("/carriers/twilio//inbound", data=BASE).status_code in (
         401, 404)
     assert bridge.messages() == []
 
 
 def test_get_is_not_a_twilio_inbound_method(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = httpx.get(bridge.url + bridge.inbound_path("twilio"), params=BASE)
+    response = bridge.http.get(bridge.inbound_path("twilio"), params=BASE)
     assert response.status_code == 405
     assert bridge.messages() == []
 

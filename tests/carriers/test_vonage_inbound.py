@@ -3,7 +3,6 @@ optional `sig` signature checked against Vonage's published vectors."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from smsbridge.carriers import vonage
@@ -25,44 +24,44 @@ EXPECTED = ("+447700900001", "P 12 Jane", "0A0000000123ABCD1", 1577880000000)
 
 
 def test_get_with_query_is_stored(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = httpx.get(bridge.url + bridge.inbound_path("vonage"), params=BASE)
+    response = bridge.http.get(bridge.inbound_path("vonage"), params=BASE)
     assert response.status_code == 204
     [row] = bridge.messages()
     assert (row["sender"], row["text"], row["external_id"], row["received_at"]) == EXPECTED
 
 
 def test_post_form_is_stored(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = httpx.post(bridge.url + bridge.inbound_path("vonage"), data=BASE)
+    response = bridge.http.post(bridge.inbound_path("vonage"), data=BASE)
     assert response.status_code == 204
     [row] = bridge.messages()
     assert (row["sender"], row["text"], row["external_id"], row["received_at"]) == EXPECTED
 
 
 def test_post_json_is_stored(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = httpx.post(bridge.url + bridge.inbound_path("vonage"), json=BASE)
+    response = bridge.http.post(bridge.inbound_path("vonage"), json=BASE)
     assert response.status_code == 204
     [row] = bridge.messages()
     assert (row["sender"], row["text"], row["external_id"], row["received_at"]) == EXPECTED
 
 
 def test_concatenated_parts_are_stored_as_their_own_messages(bridge) -> None:  # type: ignore[no-untyped-def]
-    url = bridge.url + bridge.inbound_path("vonage")
+    url = bridge.inbound_path("vonage")
     for part, text in ((1, "first half "), (2, "second half")):
-        httpx.post(url, data={**BASE, "messageId": f"part{part}", "text": text, "concat": "true",
+        bridge.http.post(url, data={**BASE, "messageId": f"part{part}", "text": text, "concat": "true",
                               "concat-ref": "7", "concat-total": "2",
                               "concat-part": str(part)}).raise_for_status()
     assert [r["text"] for r in bridge.messages()] == ["first half ", "second half"]
 
 
 def test_duplicate_delivery_is_stored_once(bridge) -> None:  # type: ignore[no-untyped-def]
-    url = bridge.url + bridge.inbound_path("vonage")
-    httpx.get(url, params=BASE).raise_for_status()
-    httpx.post(url, data=BASE).raise_for_status()
+    url = bridge.inbound_path("vonage")
+    bridge.http.get(url, params=BASE).raise_for_status()
+    bridge.http.post(url, data=BASE).raise_for_status()
     assert len(bridge.messages()) == 1
 
 
 def test_malformed_json_is_400(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = httpx.post(bridge.url + bridge.inbound_path("vonage"), content=b"{not json",
+    response = bridge.http.post(bridge.inbound_path("vonage"), content=b"{not json",
                           headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"] == "bad_request"
@@ -96,14 +95,14 @@ def test_ampersands_and_equals_in_values_are_replaced() -> None:
 def test_signed_webhook_is_accepted_and_a_bad_sig_refused(bridge_factory) -> None:  # type: ignore[no-untyped-def]
     bridge = bridge_factory(SMSBRIDGE_VONAGE_SIGNATURE_SECRET="secret",
                             SMSBRIDGE_VONAGE_SIGNATURE_METHOD="sha256")
-    url = bridge.url + bridge.inbound_path("vonage")
+    url = bridge.inbound_path("vonage")
     params = {**BASE, "timestamp": "1577880000", "nonce": "9d3b1a"}
     signed = {**params, "sig": vonage.compute_signature(params, "secret", "sha256")}
-    assert httpx.get(url, params={**signed, "text": "P 99 Mallory"}).status_code == 403
-    assert httpx.get(url, params=params).status_code == 403  # unsigned
+    assert bridge.http.get(url, params={**signed, "text": "P 99 Mallory"}).status_code == 403
+    assert bridge.http.get(url, params=params).status_code == 403  # unsigned
     assert bridge.messages() == []
-    assert httpx.get(url, params=signed).status_code == 204
-    assert httpx.post(url, json=signed).status_code == 204  # JSON body, same signature
+    assert bridge.http.get(url, params=signed).status_code == 204
+    assert bridge.http.post(url, json=signed).status_code == 204  # JSON body, same signature
     assert len(bridge.messages()) == 1
 
 

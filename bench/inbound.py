@@ -1,0 +1,301 @@
+"""Inbound benchmark: how many carrier webhooks `smsbridge serve` stores durably per second, and
+how long an SMS takes from webhook to report in CHT.
+
+    python bench/inbound.py [--seconds 10] [--connections 64] [--rate 200] [--json-only]
+
+Two phases, each against a fresh `smsbridge serve` subprocess (one uvicorn worker) with its own
+database, on 127.0.0.1 only:
+
+1. store: the load generator (this process, raw HTTP/1.1 keep-alive connections) posts generic
+   carrier webhooks as fast as the bridge acknowledges them, for `--seconds` (or `--count`
+   requests). Each 200 means the message and its task were committed with synchronous=FULL.
+   Figures: acknowledged messages per second and latency percentiles. CHT work is paused for
+   this phase (the bridge's CHT is an address nothing listens on), so the figure is the webhook
+   path alone.
+2. end to end: the CHT simulator runs in a separate process; webhooks are sent at `--rate`
+   per second for `--e2e-seconds`; latency is from sending the webhook to the report being
+   stored in the simulator (its `reported_date` clock is not used: the simulator's
+   `/_sim/records` gives each record's creation time on the same host clock).
+
+Prints one JSON object. Bounded in count and time; loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+TOKEN = "bench-token-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def wait_http(port: int, path: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing answered on port {port}{path}")
+
+
+def start_bridge(workdir: Path, cht_url: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "SMSBRIDGE_DATABASE": str(workdir / "bridge.db"),
+        "SMSBRIDGE_CHT_URL": cht_url,
+        "SMSBRIDGE_CARRIERS": "generic",
+        "SMSBRIDGE_GENERIC_WEBHOOK_TOKEN": TOKEN,
+        "SMSBRIDGE_LOG_LEVEL": "ERROR",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smsbridge", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "bridge.log").open("wb"),
+    )
+    wait_http(port, "/healthz")
+    return proc, port
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def webhook(port: int, n: int, sender: str = "+254712345678", text: str | None = None) -> bytes:
+    body = urlencode(
+        {"from": sender, "to": "5000", "text": text or f"P {n % 40 + 1} Mother{n}", "id": f"b{n}"}
+    ).encode()
+    head = (
+        f"POST /carriers/generic/{TOKEN}/inbound HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("closed")
+    status = int(status_line.split()[1])
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def store_phase(port: int, seconds: float, count: int, connections: int) -> dict[str, object]:
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(count))
+    deadline = time.monotonic() + seconds
+
+    async def connection() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for n in counter:
+                if time.monotonic() > deadline:
+                    break
+                started = time.perf_counter()
+                writer.write(webhook(port, n))
+                status = await read_response(reader)
+                if status == 200:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    return {
+        "acknowledged": len(latencies),
+        "errors": errors,
+        "seconds": round(elapsed, 3),
+        "msgs_per_second": round(len(latencies) / elapsed, 1),
+        "latency_ms": {
+            "p50": round(percentile(latencies, 50) * 1000, 2),
+            "p99": round(percentile(latencies, 99) * 1000, 2),
+            "max": round(max(latencies) * 1000, 2) if latencies else None,
+        },
+        "connections": connections,
+    }
+
+
+async def e2e_phase(port: int, sim_port: int, rate: float, seconds: float) -> dict[str, object]:
+    total = int(rate * seconds)
+    sent_at: dict[str, float] = {}
+    senders = ["+254712345678", "+254722345678", "+254733345678"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lock = asyncio.Lock()
+
+    async def send_one(n: int) -> None:
+        text = f"P {n % 40 + 1} E2E{n}"
+        async with lock:  # one keep-alive connection, requests in order
+            sent_at[text] = time.time()
+            writer.write(webhook(port, n, senders[n % 3], text))
+            await read_response(reader)
+
+    start = time.perf_counter()
+    tasks = []
+    for n in range(total):
+        target = start + n / rate
+        delay = target - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send_one(n)))
+    await asyncio.gather(*tasks)
+    writer.close()
+    # collect arrival times from the simulator process
+    arrived: dict[str, float] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(arrived) < total:
+        arrived = await fetch_arrivals(sim_port)
+        if len(arrived) < total:
+            await asyncio.sleep(0.2)
+    latencies = [arrived[t] - sent_at[t] for t in sent_at if t in arrived]
+    return {
+        "rate_per_second": rate,
+        "sent": total,
+        "reached_cht": len(latencies),
+        "latency_ms": {
+            "p50": round(percentile(latencies, 50) * 1000, 1),
+            "p99": round(percentile(latencies, 99) * 1000, 1),
+            "max": round(max(latencies) * 1000, 1) if latencies else None,
+        },
+    }
+
+
+async def fetch_arrivals(sim_port: int) -> dict[str, float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim_port)
+    writer.write(b"GET /_bench/arrivals HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = await reader.read()
+    writer.close()
+    body = data.split(b"\r\n\r\n", 1)[1]
+    return {k: float(v) for k, v in json.loads(body).items()}
+
+
+SIM_SCRIPT = r"""
+import sys, time
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+import uvicorn
+from smsbridge.chtsim import ChtSim
+
+sim = ChtSim()
+sim.install_demo()
+arrivals = {}
+inner = sim.app
+
+async def app(scope, receive, send):
+    await inner(scope, receive, send)
+    if scope["type"] == "http" and scope["path"] in ("/api/v2/records", "/api/sms"):
+        now = time.time()
+        for doc in sim.records():
+            text = (doc.get("sms_message") or {}).get("message")
+            if text and text not in arrivals:
+                arrivals[text] = now
+
+async def listing(request):
+    return JSONResponse(arrivals)
+
+outer = Starlette(routes=[Route("/_bench/arrivals", listing), Mount("/", app=app)])
+uvicorn.run(outer, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False)
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="store phase length")
+    parser.add_argument("--count", type=int, default=100_000, help="store phase request cap")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=200.0, help="end-to-end msgs/s")
+    parser.add_argument("--e2e-seconds", type=float, default=10.0)
+    parser.add_argument("--skip-e2e", action="store_true")
+    args = parser.parse_args()
+    result: dict[str, object] = {"cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "store").mkdir()
+        # phase 1: CHT unreachable (port 9 on loopback): workers back off, webhooks only
+        proc, port = start_bridge(work / "store", "http://gateway:x@127.0.0.1:9")
+        try:
+            result["store"] = asyncio.run(
+                store_phase(port, args.seconds, args.count, args.connections)
+            )
+        finally:
+            stop(proc)
+        if not args.skip_e2e:
+            (work / "e2e").mkdir()
+            sim_port = free_port()
+            sim = subprocess.Popen(
+                [sys.executable, "-c", SIM_SCRIPT, str(sim_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=(work / "sim.log").open("wb"),
+            )
+            try:
+                wait_http(sim_port, "/_bench/arrivals")
+                proc, port = start_bridge(
+                    work / "e2e", f"http://gateway:gateway-pass@127.0.0.1:{sim_port}"
+                )
+                try:
+                    time.sleep(1.0)  # let the bridge fetch CHT's settings (forms) first
+                    result["end_to_end"] = asyncio.run(
+                        e2e_phase(port, sim_port, args.rate, args.e2e_seconds)
+                    )
+                finally:
+                    stop(proc)
+            finally:
+                stop(sim)
+    result["median_note"] = "latencies are per request, measured by the load generator"
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Outbound drain: N queued SMS (default 100,000) leave at each channel's configured rate.
+
+Honest by construction:
+- real time, not a simulated clock: the bridge's own send workers (smsbridge.sync.OutboundWorkers,
+  the production loop) claim, book rate slots, commit and call the carriers' send APIs over HTTP;
+- the carriers are the carrier simulator in a SEPARATE process (so its CPU is not counted as the
+  bridge's), which timestamps every SMS it accepts: the rates are measured on the carrier's side;
+- the rates are set high (default 4 channels × 250 segments/s = 1,000 SMS/s) so that a bridge too
+  slow to keep up shows up as a rate below target, not hidden by a slow channel.
+
+Figures (JSON): per channel the configured rate, the measured rate over the whole drain (first to
+last SMS, the initial bucket burst included) and in steady state (after the first burst), and the
+deviation; the bridge's CPU (user+system) ms per SMS; its peak RSS. Durable store as in
+production (SQLite WAL, synchronous=FULL).
+
+    python bench/outbound.py [--messages 100000] [--rate 250] [--workers 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+CHANNELS = ("africastalking", "twilio", "vonage", "generic")
+HOLD = 1.0
+
+
+# -- the carrier process -------------------------------------------------------------------------
+
+
+def serve_carriers(port: int) -> None:
+    """Child process: the carrier simulator, plus /_stats with the send timestamps."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route
+
+    from smsbridge.carriersim import CarrierSim
+
+    sim = CarrierSim()
+    for name in CHANNELS:
+        sim.configure(name, reports=False)
+
+    async def stats(request: Request) -> JSONResponse:
+        out: dict[str, Any] = {}
+        for name in CHANNELS:
+            out[name] = sorted(s.at for s in sim.sent_by(name))
+        return JSONResponse(out)
+
+    app = Starlette(routes=[Route("/_stats", stats), Mount("/", sim.app)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- the bridge side -----------------------------------------------------------------------------
+
+
+def rate_figures(stamps: list[float], rate: float) -> dict[str, Any]:
+    n = len(stamps)
+    if n < 2:
+        return {"sent": n}
+    whole = n / (stamps[-1] - stamps[0]) if stamps[-1] > stamps[0] else float("inf")
+    burst = int(rate)  # the bucket starts full: one period's worth leaves at once
+    steady = (n - burst - 1) / (stamps[-1] - stamps[burst]) if n > burst + 1 else whole
+    return {
+        "sent": n,
+        "configured_per_s": rate,
+        "measured_per_s": round(whole, 2),
+        "steady_per_s": round(steady, 2),
+        "deviation_pct": round(100 * (whole - rate) / rate, 2),
+        "steady_deviation_pct": round(100 * (steady - rate) / rate, 2),
+        "seconds": round(stamps[-1] - stamps[0], 2),
+    }
+
+
+async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, Any]:
+    from smsbridge import outgoing
+    from smsbridge.carriers import CARRIERS
+    from smsbridge.carriers.base import CarrierConfig
+    from smsbridge.carriersim import DEFAULT_CREDENTIALS
+    from smsbridge.outbound import OutboundPipeline
+    from smsbridge.outbox import Outbox, RetryPolicy
+    from smsbridge.settings import Settings
+    from smsbridge.store import Store
+    from smsbridge.sync import OutboundWorkers
+
+    at_user, at_key = DEFAULT_CREDENTIALS["africastalking"]
+    sid, token = DEFAULT_CREDENTIALS["twilio"]
+    key, secret = DEFAULT_CREDENTIALS["vonage"]
+    prefixes = {name: f"+2547{i}" for i, name in enumerate(CHANNELS)}
+    env = {
+        "SMSBRIDGE_DATABASE": str(workdir / "bench.db"),
+        "SMSBRIDGE_CARRIERS": ",".join(CHANNELS),
+        "SMSBRIDGE_ROUTES": ";".join(f"{p}={n}" for n, p in prefixes.items()),
+        "SMSBRIDGE_RATES": ",".join(f"{n}={args.rate}" for n in CHANNELS),
+        "SMSBRIDGE_AFRICASTALKING_API_URL": url,
+        "SMSBRIDGE_AFRICASTALKING_USERNAME": at_user,
+        "SMSBRIDGE_AFRICASTALKING_API_KEY": at_key,
+        "SMSBRIDGE_TWILIO_API_URL": url,
+        "SMSBRIDGE_TWILIO_ACCOUNT_SID": sid,
+        "SMSBRIDGE_TWILIO_AUTH_TOKEN": token,
+        "SMSBRIDGE_TWILIO_FROM_NUMBER": "+15017122661",
+        "SMSBRIDGE_VONAGE_API_URL": url,
+        "SMSBRIDGE_VONAGE_API_KEY": key,
+        "SMSBRIDGE_VONAGE_API_SECRET": secret,
+        "SMSBRIDGE_VONAGE_SENDER": "MEDIC",
+        "SMSBRIDGE_GENERIC_SEND_URL": url + "/send",
+        "SMSBRIDGE_GENERIC_SEND_TOKEN": DEFAULT_CREDENTIALS["generic"][1],
+    }
+    settings = Settings.from_env(env)
+    store = Store(settings.database)
+    outbox = Outbox(store, RetryPolicy(settings.retry_base, settings.retry_cap,
+                                       settings.max_attempts), rng=random.Random(1))
+    configs = {
+        n: CarrierConfig(n, dict(settings.carrier.get(n, {})), settings.public_url)
+        for n in CARRIERS
+    }
+
+    # queue the messages as CHT would hand them over (one write job per CHT batch of 25)
+    now = time.time()
+    batch: list[dict[str, str]] = []
+    for i in range(args.messages):
+        channel = CHANNELS[i % len(CHANNELS)]
+        batch.append({"id": f"bench-{i}", "to": f"{prefixes[channel]}{i:07d}",
+                      "content": f"Reminder {i}: ANC visit tomorrow at the health centre."})
+        if len(batch) == 25 or i == args.messages - 1:
+            msgs = batch
+            store.submit(lambda c, m=msgs: outgoing.store_cht_messages_in(c, m, now))
+            batch = []
+    store.write_sync(lambda c: None)  # all queued and committed
+
+    async with httpx.AsyncClient(timeout=30) as http:  # as build_outbound makes it
+        pipeline = OutboundPipeline.from_settings(settings, store, outbox, http=http,
+                                                  carriers=CARRIERS, configs=configs)
+        pipeline.config = replace(pipeline.config, hold=HOLD)  # as build_outbound sets it
+        workers = OutboundWorkers(pipeline, None, clock=time.time, concurrency=args.workers,
+                                  idle=0.05)
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        workers.start()
+        while True:
+            await asyncio.sleep(0.5)
+            left = store.query("SELECT COUNT(*) FROM tasks WHERE kind = 'send'")[0][0]
+            if left == 0:
+                break
+        elapsed = time.perf_counter() - started
+        usage1 = resource.getrusage(resource.RUSAGE_SELF)
+        await workers.stop()
+    sent = store.query("SELECT COUNT(*) FROM outgoing WHERE state = 'sent'")[0][0]
+    commits = store.batches
+    store.close()
+    cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+    return {
+        "elapsed_s": round(elapsed, 2),
+        "sent_state": sent,
+        "bridge_cpu_ms_per_sms": round(1000 * cpu / max(1, args.messages), 3),
+        "bridge_cpu_s": round(cpu, 2),
+        "commits": commits,
+        "peak_rss_mb": round(usage1.ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=250.0, help="segments/s per channel")
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--serve-carriers", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_carriers:
+        serve_carriers(args.serve_carriers)
+        return
+    port = free_port()
+    child = subprocess.Popen([sys.executable, __file__, "--serve-carriers", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(url + "/_stats", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        with tempfile.TemporaryDirectory() as tmp:
+            bridge = asyncio.run(drain(args, url, Path(tmp)))
+        stamps = httpx.get(url + "/_stats", timeout=60).json()
+    finally:
+        child.terminate()
+        child.wait(10)
+    channels = {name: rate_figures(stamps[name], args.rate) for name in CHANNELS}
+    within = all(abs(c.get("deviation_pct", 100)) <= 5 for c in channels.values())
+    print(json.dumps({
+        "messages": args.messages,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "channels": channels,
+        "all_within_5_pct": within,
+        "bridge": bridge,
+        "rss_target_mb": 150,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The grammars in grammars/*.lark are the formats' structure; the parser's fast scanners must
+split every message exactly as the full lark grammars do."""
+
+from __future__ import annotations
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from smsbridge.grammar import GRAMMARS, grammar_text, lark_parser, reference_split
+from smsbridge.muvuku import split_javarosa, split_muvuku
+from smsbridge.textforms import segments, tokens
+
+# The characters the formats care about, plus a few ordinary and exotic ones.
+TEXT = st.text(alphabet='ab1!#\\" \t\n\x0b\u00a0\u200b\u2028ग', max_size=40)
+
+
+def test_every_grammar_compiles_with_lalr() -> None:
+    for name in GRAMMARS:
+        assert grammar_text(name).strip()
+        assert lark_parser(name) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXT)
+def test_muvuku_scanner_matches_the_grammar(text: str) -> None:
+    message = "1!" + text
+    assert split_muvuku(message) == reference_split("muvuku", message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXT)
+def test_javarosa_scanner_matches_the_grammar(text: str) -> None:
+    message = "J1!" + text
+    assume("!" in text)
+    assert split_javarosa(message) == reference_split("javarosa", message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXT)
+def test_compact_tokens_match_the_grammar(text: str) -> None:
+    assert tokens(text) == reference_split("compact", text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXT)
+def test_textforms_segments_match_the_grammar(text: str) -> None:
+    assert [s for s in segments(text) if s] == reference_split("textforms", text)
+
+
+def test_examples_from_the_spec() -> None:
+    assert split_muvuku("1!0000!16A!") == ["16A!"]
+    assert split_javarosa("J1!A!a##b") == ["a", "#b"]
+    assert split_javarosa("J1!A!a###b") == ["a", "#", "b"]
+    assert split_javarosa("J1!A!x#fa\\cility\\#2") == ["x", "fa\\cility\\#2"]
+    assert tokens('sarah"s 24') == ["sarah", "s", "24"]
+    assert segments("A 1 # B 2") == ["A 1", "B 2"]
