@@ -87,6 +87,15 @@ def start_bridge(workdir: Path, cht_url: str) -> tuple[subprocess.Popen[bytes], 
     return proc, port
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), all its threads."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -220,7 +229,7 @@ async def fetch_arrivals(sim_port: int) -> dict[str, float]:
 
 
 SIM_SCRIPT = r"""
-import sys, time
+import json, sys, time
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
@@ -232,14 +241,38 @@ sim.install_demo()
 arrivals = {}
 inner = sim.app
 
+
 async def app(scope, receive, send):
-    await inner(scope, receive, send)
-    if scope["type"] == "http" and scope["path"] in ("/api/v2/records", "/api/sms"):
+    # note when each SMS text reached CHT: from the body of a records or gateway request
+    # that CHT answered 200 (O(1) per request; the simulator's own state is not scanned)
+    if scope["type"] != "http" or scope["path"] not in ("/api/v2/records", "/api/sms"):
+        await inner(scope, receive, send)
+        return
+    chunks, status = [], []
+
+    async def tee():
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        return message
+
+    async def watch(message):
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+        await send(message)
+
+    await inner(scope, tee, watch)
+    if status and status[0] == 200 and scope["method"] == "POST":
         now = time.time()
-        for doc in sim.records():
-            text = (doc.get("sms_message") or {}).get("message")
+        try:
+            body = json.loads(b"".join(chunks) or b"{}")
+        except ValueError:
+            return
+        texts = [((body.get("_meta") or {}).get("message"))]
+        texts += [m.get("content") for m in body.get("messages") or []]
+        for text in texts:
             if text and text not in arrivals:
                 arrivals[text] = now
+
 
 async def listing(request):
     return JSONResponse(arrivals)
@@ -258,16 +291,18 @@ def main() -> int:
     parser.add_argument("--e2e-seconds", type=float, default=10.0)
     parser.add_argument("--skip-e2e", action="store_true")
     args = parser.parse_args()
-    result: dict[str, object] = {"cpus": os.cpu_count()}
+    result: dict[str, object] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "store").mkdir()
         # phase 1: CHT unreachable (port 9 on loopback): workers back off, webhooks only
         proc, port = start_bridge(work / "store", "http://gateway:x@127.0.0.1:9")
         try:
-            result["store"] = asyncio.run(
-                store_phase(port, args.seconds, args.count, args.connections)
-            )
+            cpu = cpu_seconds(proc.pid)
+            store = asyncio.run(store_phase(port, args.seconds, args.count, args.connections))
+            used = cpu_seconds(proc.pid) - cpu
+            store["bridge_cpu_ms_per_message"] = round(used * 1000 / max(1, store["acknowledged"]), 3)  # type: ignore[operator]
+            result["store"] = store
         finally:
             stop(proc)
         if not args.skip_e2e:
@@ -285,9 +320,16 @@ def main() -> int:
                 )
                 try:
                     time.sleep(1.0)  # let the bridge fetch CHT's settings (forms) first
-                    result["end_to_end"] = asyncio.run(
-                        e2e_phase(port, sim_port, args.rate, args.e2e_seconds)
+                    cpu = cpu_seconds(proc.pid), cpu_seconds(sim.pid)
+                    e2e = asyncio.run(e2e_phase(port, sim_port, args.rate, args.e2e_seconds))
+                    sent = max(1, int(e2e["sent"]))  # type: ignore[call-overload]
+                    e2e["bridge_cpu_ms_per_message"] = round(
+                        (cpu_seconds(proc.pid) - cpu[0]) * 1000 / sent, 3
                     )
+                    e2e["chtsim_cpu_ms_per_message"] = round(
+                        (cpu_seconds(sim.pid) - cpu[1]) * 1000 / sent, 3
+                    )
+                    result["end_to_end"] = e2e
                 finally:
                     stop(proc)
             finally:

@@ -5,15 +5,16 @@ Honest by construction:
   the production loop) claim, book rate slots, commit and call the carriers' send APIs over HTTP;
 - the carriers are the carrier simulator in a SEPARATE process (so its CPU is not counted as the
   bridge's), which timestamps every SMS it accepts: the rates are measured on the carrier's side;
-- the rates are set high (default 4 channels × 250 segments/s = 1,000 SMS/s) so that a bridge too
-  slow to keep up shows up as a rate below target, not hidden by a slow channel.
+- each channel has its own rate (default 40, 30, 20 and 10 segments/s: 100 SMS/s in all, 100,000
+  SMS in about 1,000 s) and gets messages in proportion, so all four drain side by side; a
+  bridge too slow to keep up shows as a rate below target (raise `--scale` on a faster machine).
 
 Figures (JSON): per channel the configured rate, the measured rate over the whole drain (first to
 last SMS, the initial bucket burst included) and in steady state (after the first burst), and the
 deviation; the bridge's CPU (user+system) ms per SMS; its peak RSS. Durable store as in
 production (SQLite WAL, synchronous=FULL).
 
-    python bench/outbound.py [--messages 100000] [--rate 250] [--workers 8]
+    python bench/outbound.py [--messages 100000] [--scale 1.0] [--workers 8]
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from typing import Any
 
 import httpx
 
-CHANNELS = ("africastalking", "twilio", "vonage", "generic")
+RATES = {"africastalking": 40.0, "twilio": 30.0, "vonage": 20.0, "generic": 10.0}
+CHANNELS = tuple(RATES)
 HOLD = 1.0
 
 
@@ -112,7 +114,7 @@ async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, 
         "SMSBRIDGE_DATABASE": str(workdir / "bench.db"),
         "SMSBRIDGE_CARRIERS": ",".join(CHANNELS),
         "SMSBRIDGE_ROUTES": ";".join(f"{p}={n}" for n, p in prefixes.items()),
-        "SMSBRIDGE_RATES": ",".join(f"{n}={args.rate}" for n in CHANNELS),
+        "SMSBRIDGE_RATES": ",".join(f"{n}={rate * args.scale:g}" for n, rate in RATES.items()),
         "SMSBRIDGE_AFRICASTALKING_API_URL": url,
         "SMSBRIDGE_AFRICASTALKING_USERNAME": at_user,
         "SMSBRIDGE_AFRICASTALKING_API_KEY": at_key,
@@ -129,8 +131,11 @@ async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, 
     }
     settings = Settings.from_env(env)
     store = Store(settings.database)
-    outbox = Outbox(store, RetryPolicy(settings.retry_base, settings.retry_cap,
-                                       settings.max_attempts), rng=random.Random(1))
+    outbox = Outbox(
+        store,
+        RetryPolicy(settings.retry_base, settings.retry_cap, settings.max_attempts),
+        rng=random.Random(1),
+    )
     configs = {
         n: CarrierConfig(n, dict(settings.carrier.get(n, {})), settings.public_url)
         for n in CARRIERS
@@ -139,10 +144,21 @@ async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, 
     # queue the messages as CHT would hand them over (one write job per CHT batch of 25)
     now = time.time()
     batch: list[dict[str, str]] = []
+    # channels get messages in proportion to their rates (i mod 100 -> 40/30/20/10 shares)
+    cut, bounds = 0.0, []
+    for name, rate in RATES.items():
+        cut += rate
+        bounds.append((cut, name))
+    total = cut
     for i in range(args.messages):
-        channel = CHANNELS[i % len(CHANNELS)]
-        batch.append({"id": f"bench-{i}", "to": f"{prefixes[channel]}{i:07d}",
-                      "content": f"Reminder {i}: ANC visit tomorrow at the health centre."})
+        channel = next(n for b, n in bounds if i % int(total) < b)
+        batch.append(
+            {
+                "id": f"bench-{i}",
+                "to": f"{prefixes[channel]}{i:07d}",
+                "content": f"Reminder {i}: ANC visit tomorrow at the health centre.",
+            }
+        )
         if len(batch) == 25 or i == args.messages - 1:
             msgs = batch
             store.submit(lambda c, m=msgs: outgoing.store_cht_messages_in(c, m, now))
@@ -150,11 +166,13 @@ async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, 
     store.write_sync(lambda c: None)  # all queued and committed
 
     async with httpx.AsyncClient(timeout=30) as http:  # as build_outbound makes it
-        pipeline = OutboundPipeline.from_settings(settings, store, outbox, http=http,
-                                                  carriers=CARRIERS, configs=configs)
+        pipeline = OutboundPipeline.from_settings(
+            settings, store, outbox, http=http, carriers=CARRIERS, configs=configs
+        )
         pipeline.config = replace(pipeline.config, hold=HOLD)  # as build_outbound sets it
-        workers = OutboundWorkers(pipeline, None, clock=time.time, concurrency=args.workers,
-                                  idle=0.05)
+        workers = OutboundWorkers(
+            pipeline, None, clock=time.time, concurrency=args.workers, idle=0.05
+        )
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         workers.start()
@@ -183,8 +201,8 @@ async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=100_000)
-    parser.add_argument("--rate", type=float, default=250.0, help="segments/s per channel")
-    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every rate")
+    parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--serve-carriers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_carriers:
@@ -207,17 +225,22 @@ def main() -> None:
     finally:
         child.terminate()
         child.wait(10)
-    channels = {name: rate_figures(stamps[name], args.rate) for name in CHANNELS}
+    channels = {name: rate_figures(stamps[name], RATES[name] * args.scale) for name in CHANNELS}
     within = all(abs(c.get("deviation_pct", 100)) <= 5 for c in channels.values())
-    print(json.dumps({
-        "messages": args.messages,
-        "workers": args.workers,
-        "cpus": os.cpu_count(),
-        "channels": channels,
-        "all_within_5_pct": within,
-        "bridge": bridge,
-        "rss_target_mb": 150,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "messages": args.messages,
+                "workers": args.workers,
+                "cpus": os.cpu_count(),
+                "channels": channels,
+                "all_within_5_pct": within,
+                "bridge": bridge,
+                "rss_target_mb": 150,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class Stage:
     token: str
     out: TextIO
     timeout: float
+    database: Path
 
     # -- printing ----------------------------------------------------------------------------
 
@@ -173,11 +174,12 @@ def stage(out: TextIO, timeout: float) -> Iterator[Stage]:
         carrier_url = stack.enter_context(serve_in_thread(carriers.app))
         print(f"carrier simulator    {carrier_url}  (Africa's Talking API)", file=out)
         token = secrets.token_urlsafe(16)
-        settings = Settings.from_env(bridge_environment(cht_url, carrier_url, token, tmp / "db"))
+        database = tmp / "smsbridge.db"
+        settings = Settings.from_env(bridge_environment(cht_url, carrier_url, token, database))
         bridge_url = stack.enter_context(serve_in_thread(create_app(settings)))
         carriers.set_callback(CARRIER, f"{bridge_url}/carriers/{CARRIER}/{token}/status")
         print(f"bridge               {bridge_url}  (database in {tmp})", file=out, flush=True)
-        yield Stage(cht, carriers, bridge_url, token, out, timeout)
+        yield Stage(cht, carriers, bridge_url, token, out, timeout, database)
 
 
 def scenario(s: Stage) -> None:

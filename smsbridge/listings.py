@@ -247,11 +247,12 @@ def _row(task: Any, sms: outgoing.Outgoing | None, now: float, reveal: bool) -> 
 
 
 def render_outbox(rows: Sequence[dict[str, Any]]) -> str:
-    headers = ["ID", "KIND", "STATE", "TRIES", "AGE", "DUE", "CHANNEL", "SMS", "TO", "ERROR"]
+    headers = ["ID", "KIND", "REF", "STATE", "TRIES", "AGE", "DUE", "CHANNEL", "SMS", "TO", "ERROR"]
     table = [
         [
             r["id"],
             r["kind"],
+            r["ref"],
             r["state"],
             r["attempts"],
             age_text(r["age_seconds"]),
@@ -263,7 +264,7 @@ def render_outbox(rows: Sequence[dict[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    return render_table(headers, table) if rows else "no tasks"
+    return render_table(headers, table) if rows else "nothing to list"
 
 
 def _due(seconds: float | None) -> str:

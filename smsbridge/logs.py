@@ -153,8 +153,20 @@ def secrets_of(settings: Settings) -> list[str]:
         for name, value in values.items():
             setting = declared.get(f"{carrier}_{name}")
             if setting is not None and setting.secret and value:
-                found.append(_reveal(value))
+                found += _parts(_reveal(value))
     return [s for s in found if s]
+
+
+def _parts(value: str) -> list[str]:
+    """A secret setting's value and, for lists of `user:password` (cht-gateway accounts),
+    each password on its own."""
+    parts = [value]
+    for item in value.split(","):
+        parts.append(item.strip())
+        _user, sep, password = item.strip().partition(":")
+        if sep and password:
+            parts.append(password)
+    return list(dict.fromkeys(p for p in parts if p))
 
 
 def _reveal(value: str) -> str:

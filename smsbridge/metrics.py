@@ -13,6 +13,7 @@ Two kinds of figures:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import sqlite3
@@ -27,7 +28,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smsbridge.errors import PeerError
+from smsbridge.errors import AuthFailure, PeerError, PermanentError, RetryableError
 
 if TYPE_CHECKING:
     from smsbridge.sms import StatusUpdate
@@ -49,7 +50,7 @@ class Metrics:
         r = self.registry
         self._inbound = Counter(
             "smsbridge_inbound_messages",
-            "Inbound SMS accepted (stored) from carriers and phones, duplicates not counted.",
+            "Inbound SMS accepted (stored) from carrier webhooks, duplicates not counted.",
             ["carrier"],
             registry=r,
         )
@@ -156,8 +157,6 @@ class _CountingCht:
 
 
 def cht_error_kind(error: BaseException) -> str:
-    from smsbridge.errors import AuthFailure, PermanentError, RetryableError
-
     if isinstance(error, AuthFailure):
         return "auth"
     if isinstance(error, RetryableError):
@@ -212,19 +211,6 @@ class StoreCollector(Collector):
         yield oldest
         yield dead
         yield from self._outgoing()
-        yield from self._incoming()
-
-    def _incoming(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily(
-            "smsbridge_inbound_messages_stored",
-            "Inbound SMS in the database, by carrier and state.",
-            labels=["carrier", "state"],
-        )
-        for carrier, state, count in self.store.query(
-            "SELECT carrier, state, COUNT(*) FROM messages GROUP BY carrier, state"
-        ):
-            family.add_metric([carrier, state], count)
-        yield family
 
     def _outgoing(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(
@@ -244,6 +230,8 @@ class StoreCollector(Collector):
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    """GET /metrics: the Prometheus text format."""
+    """GET /metrics: the Prometheus text format. Rendered in a worker thread: the store queries
+    must not hold up the event loop (webhooks are answered there)."""
     metrics: Metrics = request.app.state.metrics
-    return Response(metrics.render(), media_type=CONTENT_TYPE)
+    body = await asyncio.to_thread(metrics.render)
+    return Response(body, media_type=CONTENT_TYPE)

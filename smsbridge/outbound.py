@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from smsbridge import outgoing, phone
+from smsbridge import delivery, outgoing, phone, phones
 from smsbridge.carriers import chtgateway
 from smsbridge.carriers.base import CarrierConfig
 from smsbridge.errors import AuthFailure, PermanentError, RetryableError
@@ -255,7 +255,7 @@ class OutboundPipeline:
         try:
             result = await module.send(self.http, config, sms)
         except RetryableError as exc:
-            await self._write(lambda c: outgoing.tried_in(c, message.ref, channel, now))
+            await self._write(lambda c: delivery.tried_in(c, message.ref, channel, now))
             due = await self.outbox.retry_later(
                 task, now, exc.detail or exc.code, retry_after=exc.retry_after
             )
@@ -276,7 +276,7 @@ class OutboundPipeline:
             self.on_send(channel, time.perf_counter() - started)
 
         def accepted(conn: sqlite3.Connection) -> None:
-            outgoing.accepted_in(
+            delivery.accepted_in(
                 conn, message.ref, channel, result.carrier, result.external_id, result.state, now
             )
             Outbox.done_in(conn, task)
@@ -357,7 +357,7 @@ class OutboundPipeline:
     # -- delivery reports ----------------------------------------------------------------------
 
     async def delivery_reports(self, updates: Sequence[StatusUpdate], now: float) -> int:
-        matched = await outgoing.record_delivery_reports(self.store, updates, now)
+        matched = await delivery.record_delivery_reports(self.store, updates, now)
         self.on_report()
         if self.on_reports is not None:
             self.on_reports(updates, now)
@@ -373,59 +373,10 @@ class OutboundPipeline:
         if exchange.messages and self.accept_inbound is not None:
             await self.accept_inbound(exchange.messages, now)
         if exchange.updates:
-            await self._write(lambda c: self._phone_updates_in(c, user, exchange.updates, now))
-        return await self.store.write(lambda c: self._hand_out_in(c, user, now))
-
-    def _phone_updates_in(
-        self,
-        conn: sqlite3.Connection,
-        user: str,
-        updates: Sequence[chtgateway.PhoneUpdate],
-        now: float,
-    ) -> None:
-        mine = chtgateway.channel_names(user)
-        for update in updates:
-            message = outgoing.get_in(conn, update.id)
-            if message is None or message.channel not in mine:
-                continue  # not ours, or no longer routed to this phone (failed over)
-            conn.execute(
-                "UPDATE outgoing SET phone_ack = 1, carrier = ?, external_id = ? WHERE id = ?",
-                (chtgateway.NAME, update.id, message.id),
+            await self._write(
+                lambda c: phones.updates_in(c, self.routes, user, exchange.updates, now)
             )
-            if update.state is DeliveryState.FAILED and message.channel:
-                following = self.routes.next_channel(message.to, message.channel)
-                if following is not None and message.state not in outgoing.FINAL:
-                    conn.execute(
-                        "UPDATE outgoing SET channel = ?, phone_ack = 0, updated_at = ? "
-                        "WHERE id = ?",
-                        (following, now, message.id),
-                    )
-                    Outbox.enqueue_in(conn, SEND, message.ref, now)
-                    continue
-            if update.state is not None:
-                outgoing.advance_in(conn, message, update.state, now, reason=update.reason)
-
-    def _hand_out_in(
-        self, conn: sqlite3.Connection, user: str, now: float
-    ) -> list[tuple[str, str, str]]:
-        own, shared = chtgateway.channel_names(user)
-        rows = conn.execute(
-            "SELECT * FROM outgoing WHERE state = ? AND channel IN (?, ?) AND phone_ack = 0 "
-            "AND created_at > ? ORDER BY id LIMIT ?",
-            (
-                DeliveryState.QUEUED.value,
-                own,
-                shared,
-                now - self.config.ttl,
-                self.config.phone_batch,
-            ),
-        ).fetchall()
-        out = []
-        for row in rows:
-            message = Outgoing.from_row(row)
-            if not self.limiter.try_take(own, message.segments, now):
-                break
-            if message.channel == shared:  # the first phone to take it keeps it
-                conn.execute("UPDATE outgoing SET channel = ? WHERE id = ?", (own, message.id))
-            out.append((message.ref, message.to, message.content))
-        return out
+        ttl, batch = self.config.ttl, self.config.phone_batch
+        return await self.store.write(
+            lambda c: phones.hand_out_in(c, self.limiter, user, now, ttl=ttl, batch=batch)
+        )

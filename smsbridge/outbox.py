@@ -133,8 +133,21 @@ class Outbox:
 
     async def claim(self, kinds: Sequence[str], now: float, lease: float) -> Task | None:
         """The lowest-id task of `kinds` that is due (or whose lease expired), leased to the
-        caller until `now + lease`; None when there is nothing to do."""
+        caller until `now + lease`; None when there is nothing to do. (A cheap read first:
+        idle workers polling an empty queue cost no write.)"""
+        if not self.has_due(kinds, now):
+            return None
         return await self.store.write(lambda c: self.claim_in(c, kinds, now, lease))
+
+    def has_due(self, kinds: Sequence[str], now: float) -> bool:
+        marks = ",".join("?" for _ in kinds)
+        rows = self.store.query(
+            f"SELECT 1 FROM tasks WHERE kind IN ({marks}) AND ("
+            f" (state = 'ready' AND not_before <= ?) OR (state = 'leased' AND lease_until <= ?))"
+            f" LIMIT 1",
+            (*kinds, now, now),
+        )
+        return bool(rows)
 
     async def done(self, task: Task) -> bool:
         """The task succeeded: remove it. False if the lease was lost (someone else has it)."""

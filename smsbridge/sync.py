@@ -18,6 +18,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -226,5 +227,8 @@ def build_outbound(
         configs=configs,
         accept_inbound=accept,
     )
+    # with the real clock, a worker waits for a rate slot up to a second away rather than
+    # putting the task back (two fewer commits per SMS on a busy channel)
+    pipeline.config = replace(pipeline.config, hold=1.0)
     sync = ChtSync(store, cht, interval=settings.sync_interval, ttl=settings.message_ttl, gate=gate)
     return OutboundWorkers(pipeline, sync, clock=clock, concurrency=concurrency, idle=idle)

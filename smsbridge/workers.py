@@ -8,6 +8,7 @@ so killing the process loses nothing (leases expire, tasks are claimed again).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Callable
@@ -21,18 +22,34 @@ log = logging.getLogger("smsbridge.workers")
 
 
 class Wakeup:
-    """Wakes idle workers when new work is committed (instead of waiting for their poll)."""
+    """Wakes ONE idle worker when new work is committed (instead of waiting for its poll).
+    A wake-up with nobody waiting is kept for the next `wait`. Workers that found work wake
+    the next one, so the number of busy workers follows the backlog. Event-loop thread only."""
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._pending = False
 
     def set(self) -> None:
-        self._event.set()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._pending = True
 
     async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
-        self._event.clear()
+        if self._pending:
+            self._pending = False
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout)
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
 
 
 class InboundWorkers:
@@ -78,7 +95,9 @@ class InboundWorkers:
                 event(log, "inbound_worker_error", logging.ERROR, error=type(exc).__name__)
                 log.debug("inbound worker error", exc_info=True)
                 worked = False
-            if not worked:
+            if worked:
+                self.wakeup.set()  # there may be more: let another worker look too
+            else:
                 await self.wakeup.wait(self.idle)
 
     async def refresh_settings(self) -> None:

@@ -56,3 +56,22 @@ def test_send_without_text_is_a_usage_error(database: Path) -> None:
     with pytest.raises(SystemExit) as caught:
         main(["send", "--to", "+254712345678"])
     assert caught.value.code == 2
+
+
+def test_an_sms_sent_by_hand_reaches_the_carrier(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+    import time
+
+    from smsbridge.demo import stage
+
+    with stage(io.StringIO(), timeout=20) as s:
+        monkeypatch.setenv("SMSBRIDGE_DATABASE", str(s.database))
+        assert main(["send", "--to", "+254733345678", "Meeting at 10"]) == 0
+        # the running bridge's send workers pick the task up from the database
+        deadline = time.monotonic() + 20
+        while s.carriers.sent_count("+254733345678", "Meeting at 10") == 0:
+            assert time.monotonic() < deadline, "the SMS never reached the carrier"
+            time.sleep(0.05)
+    assert s.carriers.sent_count("+254733345678", "Meeting at 10") == 1

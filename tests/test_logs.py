@@ -11,6 +11,24 @@ import pytest
 from smsbridge.logs import RedactionFilter, event, secrets_of, setup
 from smsbridge.settings import Settings
 
+_TOUCHED = ("", "smsbridge", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`setup` configures process-wide loggers: put them back for the other tests."""
+    saved = {
+        name: (lg.level, lg.propagate, list(lg.handlers))
+        for name in _TOUCHED
+        for lg in [logging.getLogger(name)]
+    }
+    yield
+    for name, (level, propagate, handlers) in saved.items():
+        lg = logging.getLogger(name)
+        lg.setLevel(level)
+        lg.propagate = propagate
+        lg.handlers[:] = handlers
+
 
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
@@ -172,3 +190,14 @@ def test_the_end_to_end_flow_logs_no_sms_text_phone_number_or_secret() -> None:
         assert needle not in written, f"{needle!r} was passed to a log call at INFO or above"
     leaked = [p for p in CHW_PHONES.values() if p in written]
     assert not leaked, f"unmasked phone numbers passed to log calls: {leaked}\n{written}"
+
+
+def test_secrets_of_settings_include_each_phone_password() -> None:
+    settings = Settings.from_env(
+        {
+            "SMSBRIDGE_CARRIERS": "chtgateway",
+            "SMSBRIDGE_CHTGATEWAY_ACCOUNTS": "phone1:first-pass,phone2:second-pass",
+        }
+    )
+    found = secrets_of(settings)
+    assert "first-pass" in found and "second-pass" in found

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from smsbridge import outgoing
+from smsbridge import delivery, outgoing
 from smsbridge.carriers import CARRIERS, chtgateway
 from smsbridge.carriers.base import CarrierConfig
 from smsbridge.carriersim import DEFAULT_CREDENTIALS, CarrierSim
@@ -314,7 +314,7 @@ def test_delivery_reports_are_forward_only_and_kept_until_matched(
             assert await w.pipeline.delivery_reports([early], T0) == 0  # unknown id: kept
 
             def accepted(conn: Any) -> None:
-                outgoing.accepted_in(
+                delivery.accepted_in(
                     conn, "m1", "twilio", "twilio", "SMearly", DeliveryState.SENT, T0
                 )
 

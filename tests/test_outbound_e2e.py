@@ -18,7 +18,7 @@ import pytest
 from smsbridge import outgoing
 from smsbridge.app import create_app
 from smsbridge.carriersim import DEFAULT_CREDENTIALS, CarrierSim, FakePhone
-from smsbridge.chtsim import ChtSim, running_chtsim
+from smsbridge.chtsim import ChtSim
 from smsbridge.settings import Settings
 from smsbridge.sms import DeliveryState
 from smsbridge.store import Store
@@ -80,13 +80,12 @@ class E2E:
 
 
 @contextmanager
-def e2e(tmp_path: Path, **env: str) -> Iterator[E2E]:
-    cht, carriers, clock = ChtSim(), CarrierSim(), Clock()
+def e2e(tmp_path: Path, chtsim: tuple[ChtSim, str], **env: str) -> Iterator[E2E]:
+    (cht, cht_url), carriers, clock = chtsim, CarrierSim(), Clock()
     at_user, at_key = DEFAULT_CREDENTIALS["africastalking"]
     sid, token = DEFAULT_CREDENTIALS["twilio"]
     key, secret = DEFAULT_CREDENTIALS["vonage"]
     with ExitStack() as stack:
-        cht_url = stack.enter_context(running_chtsim(cht))
         sim_url = stack.enter_context(serve_in_thread(carriers.app))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -124,8 +123,10 @@ def e2e(tmp_path: Path, **env: str) -> Iterator[E2E]:
         yield E2E(cht, carriers, url, store, clock)
 
 
-def test_message_seeded_in_cht_ends_delivered_with_one_entry_per_state(tmp_path: Path) -> None:
-    with e2e(tmp_path) as world:
+def test_message_seeded_in_cht_ends_delivered_with_one_entry_per_state(
+    tmp_path: Path, chtsim: tuple[ChtSim, str]
+) -> None:
+    with e2e(tmp_path, chtsim) as world:
         message_id = world.cht.add_outgoing("+254712345678", "Visit the clinic tomorrow")
         wait_for(lambda: world.states(message_id)[-1] == "delivered", what="delivered in CHT")
         assert world.states(message_id) == DELIVERED_HISTORY
@@ -135,8 +136,10 @@ def test_message_seeded_in_cht_ends_delivered_with_one_entry_per_state(tmp_path:
         assert world.states(message_id) == DELIVERED_HISTORY
 
 
-def test_reports_before_send_response_and_duplicated_reports(tmp_path: Path) -> None:
-    with e2e(tmp_path, SMSBRIDGE_ROUTES="*=africastalking") as world:
+def test_reports_before_send_response_and_duplicated_reports(
+    tmp_path: Path, chtsim: tuple[ChtSim, str]
+) -> None:
+    with e2e(tmp_path, chtsim, SMSBRIDGE_ROUTES="*=africastalking") as world:
         world.carriers.configure("africastalking", report_first=True, duplicate_reports=True)
         message_id = world.cht.add_outgoing("+254712345678", "Report first")
         wait_for(lambda: world.states(message_id)[-1] == "delivered", what="delivered")
@@ -144,8 +147,8 @@ def test_reports_before_send_response_and_duplicated_reports(tmp_path: Path) -> 
         assert world.carriers.sent_count("+254712345678") == 1
 
 
-def test_carrier_outage_is_sent_later_once(tmp_path: Path) -> None:
-    with e2e(tmp_path) as world:
+def test_carrier_outage_is_sent_later_once(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:
+    with e2e(tmp_path, chtsim) as world:
         world.carriers.outage("twilio", "5xx")
         message_id = world.cht.add_outgoing("+254712345678", "After the outage")
         wait_for(lambda: world.bridge_state(message_id) is DeliveryState.SENDING, what="tried")
@@ -158,8 +161,10 @@ def test_carrier_outage_is_sent_later_once(tmp_path: Path) -> None:
         assert world.states(message_id) == DELIVERED_HISTORY
 
 
-def test_permanent_failure_goes_to_failover_channel(tmp_path: Path) -> None:
-    with e2e(tmp_path, SMSBRIDGE_ROUTES="+254=africastalking|twilio;*=vonage") as world:
+def test_permanent_failure_goes_to_failover_channel(
+    tmp_path: Path, chtsim: tuple[ChtSim, str]
+) -> None:
+    with e2e(tmp_path, chtsim, SMSBRIDGE_ROUTES="+254=africastalking|twilio;*=vonage") as world:
         world.carriers.fail_next("africastalking", "invalid_number")
         message_id = world.cht.add_outgoing("+254712345678", "Failover")
         wait_for(lambda: world.states(message_id)[-1] == "delivered", what="delivered")
@@ -167,8 +172,10 @@ def test_permanent_failure_goes_to_failover_channel(tmp_path: Path) -> None:
         assert len(world.carriers.sent_by("twilio")) == 1
 
 
-def test_expired_message_fails_expired_and_is_never_sent(tmp_path: Path) -> None:
-    with e2e(tmp_path, SMSBRIDGE_MESSAGE_TTL="3600") as world:
+def test_expired_message_fails_expired_and_is_never_sent(
+    tmp_path: Path, chtsim: tuple[ChtSim, str]
+) -> None:
+    with e2e(tmp_path, chtsim, SMSBRIDGE_MESSAGE_TTL="3600") as world:
         world.carriers.outage("twilio", "5xx")
         message_id = world.cht.add_outgoing("+254712345678", "Too late")
         wait_for(lambda: world.carriers.requests["twilio"] >= 1, what="first attempt")
@@ -180,8 +187,8 @@ def test_expired_message_fails_expired_and_is_never_sent(tmp_path: Path) -> None
         assert world.states(message_id).count("failed") == 1
 
 
-def test_loop_is_held(tmp_path: Path) -> None:
-    with e2e(tmp_path, SMSBRIDGE_LOOP_LIMIT="3") as world:
+def test_loop_is_held(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:
+    with e2e(tmp_path, chtsim, SMSBRIDGE_LOOP_LIMIT="3") as world:
         ids = [world.cht.add_outgoing("+254712345678", "Same text") for _ in range(5)]
         wait_for(lambda: len(outgoing.held(world.store)) == 2, what="two held")
         wait_for(lambda: sum(world.states(i)[-1] == "delivered" for i in ids) == 3)
@@ -191,8 +198,8 @@ def test_loop_is_held(tmp_path: Path) -> None:
             assert world.states(i)[-1] == "received-by-gateway"  # acknowledged, not sent
 
 
-def test_through_a_cht_gateway_phone(tmp_path: Path) -> None:
-    with e2e(tmp_path, SMSBRIDGE_ROUTES="*=chtgateway|twilio") as world:
+def test_through_a_cht_gateway_phone(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:
+    with e2e(tmp_path, chtsim, SMSBRIDGE_ROUTES="*=chtgateway|twilio") as world:
         phone = FakePhone(world.url + "/api/sms", "phone1", "pw1")
         phone.fail_next("generic; errorCode=1")  # the first SMS the phone tries fails
         ids = [world.cht.add_outgoing(f"+25471234567{i}", f"Reminder {i}") for i in range(3)]
@@ -218,10 +225,10 @@ def test_through_a_cht_gateway_phone(tmp_path: Path) -> None:
         assert [tuple(r) for r in rows] == [("chtgateway", "+254799999999", "Hello from a patient")]
 
 
-def test_gateway_api_auth_and_content_type(tmp_path: Path) -> None:
+def test_gateway_api_auth_and_content_type(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:
     import httpx
 
-    with e2e(tmp_path) as world:
+    with e2e(tmp_path, chtsim) as world:
         api = world.url + "/api/sms"
         assert httpx.get(api, auth=("phone1", "pw1")).json() == {"medic-gateway": True}
         assert httpx.get(api, auth=("phone1", "nope")).status_code == 401
@@ -240,12 +247,89 @@ def test_gateway_api_auth_and_content_type(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("carrier", ["twilio", "vonage", "generic"])
-def test_status_webhook_rejects_wrong_token(tmp_path: Path, carrier: str) -> None:
+def test_status_webhook_rejects_wrong_token(
+    tmp_path: Path, chtsim: tuple[ChtSim, str], carrier: str
+) -> None:
     import httpx
 
-    with e2e(tmp_path) as world:
+    with e2e(tmp_path, chtsim) as world:
         response = httpx.post(
             f"{world.url}/carriers/{carrier}/wrong/status", data={"id": "x", "status": "delivered"}
         )
         assert response.status_code == 401
         assert world.store.query("SELECT COUNT(*) FROM delivery_reports")[0][0] == 0
+
+
+def test_lost_cht_responses_still_give_one_history_entry_per_state(
+    tmp_path: Path, chtsim: tuple[ChtSim, str]
+) -> None:
+    with e2e(tmp_path, chtsim) as world:
+        # CHT processes these exchanges but the answers never arrive (then two plain failures)
+        world.cht.faults.drop_next(3, path="/api/sms")
+        world.cht.faults.fail_next(2, path="/api/sms", status=503)
+        message_id = world.cht.add_outgoing("+254712345678", "Despite CHT trouble")
+
+        def delivered() -> bool:
+            world.clock.advance(1)  # a failed exchange is retried after a pause (our clock)
+            return world.states(message_id)[-1] == "delivered"
+
+        wait_for(delivered, what="delivered despite lost responses")
+        wait_for(lambda: not outgoing.owed_reports(world.store, 1), what="all reported")
+        assert world.states(message_id) == DELIVERED_HISTORY
+        assert world.carriers.sent_count("+254712345678") == 1
+
+
+def _phone_world(tmp_path: Path, chtsim: tuple[ChtSim, str], **env: str) -> Any:
+    return e2e(tmp_path, chtsim, SMSBRIDGE_ROUTES="*=chtgateway", **env)
+
+
+def test_phone_offline_for_an_hour_then_sends_once(
+    tmp_path: Path, chtsim: tuple[ChtSim, str]
+) -> None:
+    with _phone_world(tmp_path, chtsim) as world:
+        phone = FakePhone(world.url + "/api/sms", "phone2", "pw2")
+        message_id = world.cht.add_outgoing("+254712345678", "When the phone is back")
+        wait_for(lambda: world.states(message_id)[-1] == "received-by-gateway", what="acked")
+        world.clock.advance(3600)  # the phone was off (asleep, no credit) for an hour
+
+        def poll() -> bool:
+            phone.poll()
+            return world.states(message_id)[-1] == "delivered"
+
+        wait_for(poll, what="delivered through the phone")
+        assert world.states(message_id) == DELIVERED_HISTORY
+        assert phone.sent_count("+254712345678") == 1
+
+
+def test_phone_never_polls_message_expires_unsent(
+    tmp_path: Path, chtsim: tuple[ChtSim, str]
+) -> None:
+    with _phone_world(tmp_path, chtsim, SMSBRIDGE_MESSAGE_TTL="3600") as world:
+        message_id = world.cht.add_outgoing("+254712345678", "Stale")
+
+        def routed() -> bool:
+            message = outgoing.get(world.store, message_id)
+            return message is not None and message.channel == "chtgateway"
+
+        wait_for(routed, what="routed to the phones")
+        world.clock.advance(3601)
+        wait_for(lambda: world.states(message_id)[-1] == "failed", what="failed in CHT")
+        assert world.cht.message(message_id)["state_details"] == {"reason": "expired"}
+        phone = FakePhone(world.url + "/api/sms", "phone1", "pw1")
+        phone.poll()
+        assert phone.outbox == {} and phone.sent == []
+
+
+def test_phone_loop_is_held(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:
+    with _phone_world(tmp_path, chtsim, SMSBRIDGE_LOOP_LIMIT="1") as world:
+        ids = [world.cht.add_outgoing("+254712345678", "Same again") for _ in range(3)]
+        wait_for(lambda: len(outgoing.held(world.store)) == 2, what="two held")
+        phone = FakePhone(world.url + "/api/sms", "phone1", "pw1")
+
+        def poll() -> bool:
+            phone.poll()
+            return sum(world.states(i)[-1] == "delivered" for i in ids) == 1
+
+        wait_for(poll, what="one delivered")
+        assert phone.sent_count("+254712345678", "Same again") == 1
+        assert len(phone.outbox) == 1
