@@ -28,7 +28,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,7 +57,9 @@ def wait_http(port: int, path: str, timeout: float = 30.0) -> None:
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                sock.sendall(
+                    f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+                )
                 if sock.recv(64).startswith(b"HTTP/1.1 200"):
                     return
         except OSError:
@@ -301,7 +302,9 @@ def main() -> int:
             cpu = cpu_seconds(proc.pid)
             store = asyncio.run(store_phase(port, args.seconds, args.count, args.connections))
             used = cpu_seconds(proc.pid) - cpu
-            store["bridge_cpu_ms_per_message"] = round(used * 1000 / max(1, store["acknowledged"]), 3)  # type: ignore[operator]
+            store["bridge_cpu_ms_per_message"] = round(
+                used * 1000 / max(1, store["acknowledged"]), 3
+            )  # type: ignore[operator]
             result["store"] = store
         finally:
             stop(proc)

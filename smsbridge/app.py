@@ -43,7 +43,7 @@ from smsbridge.errors import (
     SmsBridgeError,
     Unauthorized,
 )
-from smsbridge.health import healthz, readyz
+from smsbridge.health import Readiness, healthz, readyz
 from smsbridge.logs import event
 from smsbridge.metrics import Metrics, metrics_endpoint
 from smsbridge.openapi import openapi_endpoint, webhook_carriers
@@ -97,9 +97,7 @@ def enabled_carriers(settings: Settings) -> frozenset[str]:
     """SMSBRIDGE_CARRIERS, or when empty every carrier that has a webhook token set."""
     if settings.carriers:
         return frozenset(settings.carriers)
-    return frozenset(
-        name for name in CARRIERS if settings.carrier_setting(name, "webhook_token")
-    )
+    return frozenset(name for name in CARRIERS if settings.carrier_setting(name, "webhook_token"))
 
 
 def carrier_config(settings: Settings, carrier: str) -> CarrierConfig:
@@ -171,8 +169,14 @@ async def carrier_inbound(request: Request) -> Response:
         metrics.inbound(carrier, new)
     if log.isEnabledFor(logging.DEBUG):
         for a in accepted:
-            event(log, "inbound_accepted", logging.DEBUG, carrier=carrier, message=a.uuid,
-                  duplicate=a.duplicate)
+            event(
+                log,
+                "inbound_accepted",
+                logging.DEBUG,
+                carrier=carrier,
+                message=a.uuid,
+                duplicate=a.duplicate,
+            )
     reply = module.inbound_reply(messages, config)
     return Response(reply.body, status_code=reply.status, media_type=reply.media_type)
 
@@ -201,8 +205,7 @@ async def handle_error(request: Request, exc: Exception) -> Response:
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
-    event(log, "request_crashed", logging.ERROR, path=_safe_path(request),
-          error=type(exc).__name__)
+    event(log, "request_crashed", logging.ERROR, path=_safe_path(request), error=type(exc).__name__)
     return JSONResponse({"error": "internal", "detail": "internal error"}, status_code=500)
 
 
@@ -258,9 +261,7 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     response = JSONResponse(body, status_code=status)
-    await send(
-        {"type": "http.response.start", "status": status, "headers": response.raw_headers}
-    )
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
 
 
@@ -307,8 +308,12 @@ def create_app(
                 runtime.outbound.on_reports = app.state.metrics.delivery_reports
             if start_workers:
                 runtime.start()
-            event(log, "started", carriers=",".join(sorted(runtime.enabled)) or "none",
-                  database=str(db.path))
+            event(
+                log,
+                "started",
+                carriers=",".join(sorted(runtime.enabled)) or "none",
+                database=str(db.path),
+            )
             try:
                 yield
             finally:
@@ -316,9 +321,7 @@ def create_app(
                 app.state.runtime = None
 
     routes = [
-        Route(
-            "/carriers/{carrier}/{token}/inbound", carrier_inbound, methods=["GET", "POST"]
-        ),
+        Route("/carriers/{carrier}/{token}/inbound", carrier_inbound, methods=["GET", "POST"]),
         *OUTBOUND_ROUTES,  # delivery reports, cht-gateway phones (outbound_http.py)
         # OUTBOUND / OPS: add routes here.
         Route("/healthz", healthz, methods=["GET"]),
@@ -329,8 +332,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={SmsBridgeError: handle_error, HTTPException: handle_error,
-                            Exception: handle_error},
+        exception_handlers={
+            SmsBridgeError: handle_error,
+            HTTPException: handle_error,
+            Exception: handle_error,
+        },
     )
     app.state.runtime = None
     app.state.metrics = Metrics(clock=clock)
@@ -356,12 +362,25 @@ def build_runtime(
     cht_settings = ChtSettingsCache(store, settings)
     gate = ChtGate()
     outbound_workers = build_outbound(
-        settings, store, outbox, cht, clock=clock, gate=gate,
-        wake_inbound=lambda: workers.wakeup.set(), concurrency=concurrency, idle=idle,
+        settings,
+        store,
+        outbox,
+        cht,
+        clock=clock,
+        gate=gate,
+        wake_inbound=lambda: workers.wakeup.set(),
+        concurrency=concurrency,
+        idle=idle,
     )
     pipeline = InboundPipeline(
-        store, outbox, cht, settings, cht_settings, gate=gate,
-        reply_hook=outgoing.queue_reply_in, outgoing_hook=outbound_workers.store_offered,
+        store,
+        outbox,
+        cht,
+        settings,
+        cht_settings,
+        gate=gate,
+        reply_hook=outgoing.queue_reply_in,
+        outgoing_hook=outbound_workers.store_offered,
     )
     workers = InboundWorkers(
         pipeline, cht_settings, clock=clock, concurrency=concurrency, idle=idle
@@ -383,11 +402,7 @@ def build_runtime(
 
 
 def _wire_readiness(app: Starlette, runtime: Runtime) -> None:
-    """Give OPS's /readyz what it reads: the store, a CHT probe, forms status, the 401 pause."""
-    try:
-        from smsbridge.health import Readiness
-    except ImportError:  # pragma: no cover - health.py is OPS's
-        return
+    """Give /readyz what it reads: the store, a CHT probe, forms status, the 401 pause."""
     app.state.readiness = Readiness(
         store=runtime.store,
         cht_probe=runtime.cht.check_auth,

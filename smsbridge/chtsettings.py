@@ -79,8 +79,13 @@ class ChtSettingsCache:
             raise
         except PeerError as exc:
             self.last_error = exc.detail or exc.code
-            event(log, "cht_settings_refresh_failed", logging.WARNING, error=exc.code,
-                  cached=self.fetched_at is not None)
+            event(
+                log,
+                "cht_settings_refresh_failed",
+                logging.WARNING,
+                error=exc.code,
+                cached=self.fetched_at is not None,
+            )
             self.next_refresh = now + min(self.refresh_interval, 30.0)
             return False
         payload = json.dumps({"settings": app_settings, "fetched_at": now})

@@ -95,7 +95,8 @@ _KEYWORDS: dict[str, tuple[str, int]] = {
     "gmt": ("tz", 0), "cdt": ("tz", -5), "cst": ("tz", -6), "edt": ("tz", -4), "est": ("tz", -5),
     "mdt": ("tz", -6), "mst": ("tz", -7), "pdt": ("tz", -7), "pst": ("tz", -8), "t": ("tsep", 0),
 }  # fmt: skip
-_V8_WS = set("\t\n\x0b\x0c\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff") | {
+# V8 skips these as white space; U+2028/U+2029 are not WhiteSpace there, so they read as words.
+_V8_WS = set("\t\n\x0b\x0c\r \u00a0\u1680\u202f\u205f\u3000\ufeff") | {
     chr(c) for c in range(0x2000, 0x200B)
 }
 
@@ -290,11 +291,10 @@ def _parse(s: str, tz_name: str) -> float | int:
         k = len(time)
         return (k == 1 and 0 <= n <= 59) or (k == 2 and 0 <= n <= 59) or (k == 3 and n <= 999)
 
-    def time_final(n: int) -> None:
-        if len(time) >= 4:
-            raise _Invalid
-        time.append(n)
-        time.extend([0] * (4 - len(time)))
+    def time_final(n: int) -> None:  # TimeComposer::AddFinal; V8 ignores a full composer
+        if len(time) < 4:
+            time.append(n)
+            time.extend([0] * (4 - len(time)))
 
     while tok is not None and tok[0] != "end":
         kind = tok[0]

@@ -33,6 +33,57 @@ class _Undefined:
 
 UNDEFINED: Final = _Undefined()
 
+
+class JsFunction:
+    """A built-in function inherited from Object.prototype (`({}).toString`): truthy, prints as
+    its source text, and vanishes from JSON."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"function {self.name}() {{ [native code] }}"
+
+
+class _ObjectPrototype:
+    """`Object.prototype` itself, what `obj.__proto__` reads: truthy, `[object Object]`."""
+
+    def __repr__(self) -> str:
+        return "[object Object]"
+
+
+OBJECT_PROTOTYPE: Final = _ObjectPrototype()
+# What reading a missing key of a plain JS object finds (Object.prototype members).
+INHERITED: Final[dict[str, Any]] = {
+    "constructor": JsFunction("Object"),
+    "__proto__": OBJECT_PROTOTYPE,
+    **{
+        name: JsFunction(name)
+        for name in (
+            "toString", "toLocaleString", "valueOf", "hasOwnProperty", "isPrototypeOf",
+            "propertyIsEnumerable", "__defineGetter__", "__defineSetter__", "__lookupGetter__",
+            "__lookupSetter__",
+        )
+    },
+}  # fmt: skip
+
+
+def js_get(obj: dict[str, Any], key: str) -> Any:
+    """`obj[key]` for a plain JS object: own property, else what Object.prototype has."""
+    if key in obj:
+        return obj[key]
+    return INHERITED.get(key, UNDEFINED)
+
+
+def js_set(obj: dict[str, Any], key: str, value: Any) -> None:
+    """`obj[key] = value`; writing `__proto__` does not create a property (approximation: the
+    prototype change an object value would make is not modelled)."""
+    if key != "__proto__":
+        obj[key] = value
+
+
 # C2: JS whitespace (\s, trim()) = WhiteSpace + LineTerminator.
 JS_WS: Final = (
     "\t\n\x0b\x0c\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
@@ -166,6 +217,8 @@ def to_string(v: Any) -> str:
         return number_to_string(v)
     if isinstance(v, list):
         return ",".join("" if e is None or e is UNDEFINED else to_string(e) for e in v)
+    if isinstance(v, JsFunction):
+        return repr(v)
     return "[object Object]"
 
 

@@ -4,7 +4,9 @@ configured server timezone (spec 11.4). Returns epoch milliseconds, or NaN."""
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from typing import Any
 
 from smsbridge.jsdate import NAN, local_ms, make_day, parse_date_string, time_clip, utc_ms
@@ -39,8 +41,8 @@ _ISO_DATES: list[tuple[list[str], re.Pattern[str], bool]] = [
     (["YYYY"], re.compile(r"[0-9]{4}"), False),
 ]
 _ISO_TIMES: list[tuple[list[str], re.Pattern[str]]] = [
-    (["HH", ":", "mm", ":", "ss", ".", "SSSS"], re.compile(r"[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]+")),
-    (["HH", ":", "mm", ":", "ss", ",", "SSSS"], re.compile(r"[0-9][0-9]:[0-9][0-9]:[0-9][0-9],[0-9]+")),
+    (["HH", ":", "mm", ":", "ss", ".", "SSSS"], re.compile(r"[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]+")),
+    (["HH", ":", "mm", ":", "ss", ",", "SSSS"], re.compile(r"[0-9]{2}:[0-9]{2}:[0-9]{2},[0-9]+")),
     (["HH", ":", "mm", ":", "ss"], re.compile(r"[0-9][0-9]:[0-9][0-9]:[0-9][0-9]")),
     (["HH", ":", "mm"], re.compile(r"[0-9][0-9]:[0-9][0-9]")),
     (["HH", "mm", "ss", ".", "SSSS"], re.compile(r"[0-9]{6}\.[0-9]+")),
@@ -66,6 +68,7 @@ _TOKEN_RX = {
     "SSSS": re.compile(r"[0-9]+"),
     "Z": re.compile(r"Z|[+-][0-9][0-9](?::?[0-9][0-9])?", re.IGNORECASE),
 }
+_PLAIN_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})\Z")
 _ASPNET = re.compile(r"^/?Date\((-?[0-9]+)", re.I)
 _LITERAL_RX = {
     "-": re.compile("-"),
@@ -257,6 +260,12 @@ def moment_ms(raw: Any, tz: str = "UTC") -> float | int:
     m = _ASPNET.match(raw)
     if m:
         return time_clip(float(m.group(1)))
+    plain = _PLAIN_DATE.match(raw)
+    if plain is not None:  # the common YYYY-MM-DD, same result as the general path below
+        y, mo, d = int(plain.group(1)), int(plain.group(2)), int(plain.group(3))
+        if not 1 <= mo <= 12 or not 1 <= d <= _days_in_month(y, mo - 1):
+            return NAN
+        return local_ms(y, mo, d, tz=tz)
     iso = _moment_iso(raw, tz)
     if iso is not None:
         return iso

@@ -9,7 +9,7 @@ from typing import Any
 
 from smsbridge.formdef import CompiledForm, LabelCrash
 from smsbridge.jscrash import JsCrash
-from smsbridge.jsnum import JS_WS, UNDEFINED, truthy
+from smsbridge.jsnum import JS_WS, UNDEFINED, js_set, truthy
 from smsbridge.translate import Tables
 
 # isMuvukuFormat: /^\s*([A-Za-z]?\d)!.+!.+/ (JS \s, \d and .)
@@ -48,7 +48,10 @@ def parse_muvuku(form: CompiledForm, message: str) -> dict[str, Any]:
         val = val.strip(JS_WS) if isinstance(val, str) else val
         field = form.fields[keys[i]]
         if isinstance(field, dict | list):
-            out[keys[i]] = val
+            if keys[i] == "__proto__":
+                js_set(out, keys[i], val)
+            else:
+                out[keys[i]] = val
         elif not truthy(field):  # CHT treats a falsy definition as "no field here"
             out["_extra_fields"] = True
         else:  # a primitive cannot carry CHT's `_key` tag: the value lands under "undefined"
@@ -68,5 +71,5 @@ def parse_javarosa(
             if isinstance(rx, LabelCrash):
                 raise JsCrash("form_definition", str(rx))
             if rx.search(label):
-                out[key] = value.replace("\\#", "#")
+                js_set(out, key, value.replace("\\#", "#"))
     return out

@@ -188,8 +188,9 @@ class Outbox:
             self.on_retry(task.kind)
         return due
 
-    async def release(self, task: Task, now: float, not_before: float, *, memo: str | None = None
-                      ) -> None:
+    async def release(
+        self, task: Task, now: float, not_before: float, *, memo: str | None = None
+    ) -> None:
         """Put the task back, due at `not_before`, without counting this attempt (the peer was
         never really tried, e.g. CHT work is paused)."""
         await self.store.write(
@@ -258,7 +259,8 @@ class Outbox:
 
     def pending(self, kinds: Sequence[str] | None = None, limit: int = 1000) -> list[Task]:
         """Tasks not dead: ready or leased, in arrival order."""
-        where, params = "state != 'dead'", ()
+        where = "state != 'dead'"
+        params: tuple[str, ...] = ()
         if kinds:
             where += f" AND kind IN ({','.join('?' for _ in kinds)})"
             params = tuple(kinds)
@@ -290,8 +292,8 @@ class Outbox:
     def drop(self, task_id: int) -> bool:
         """Delete a dead letter for good. False if no such dead task."""
         return self.store.write_sync(
-            lambda c: c.execute(
-                "DELETE FROM tasks WHERE id = ? AND state = 'dead'", (task_id,)
-            ).rowcount
-            == 1
+            lambda c: (
+                c.execute("DELETE FROM tasks WHERE id = ? AND state = 'dead'", (task_id,)).rowcount
+                == 1
+            )
         )

@@ -20,8 +20,19 @@ from smsbridge.errors import FormError
 from smsbridge.fields import DEFAULT_OPTIONS, ParseOptions, parse_field
 from smsbridge.formdef import CompiledForm, compiled
 from smsbridge.jscrash import JsCrash
-from smsbridge.jsnum import JS_WS, JS_WS_SET, UNDEFINED, standardise, strip_zero_width, truthy
-from smsbridge.muvuku import MUVUKU_SHAPE, parse_javarosa, parse_muvuku, split_muvuku
+from smsbridge.jsnum import (
+    JS_WS,
+    JS_WS_SET,
+    OBJECT_PROTOTYPE,
+    UNDEFINED,
+    JsFunction,
+    js_get,
+    js_set,
+    standardise,
+    strip_zero_width,
+    truthy,
+)
+from smsbridge.muvuku import MUVUKU_SHAPE, parse_javarosa, parse_muvuku
 from smsbridge.textforms import is_compact as _is_compact
 from smsbridge.textforms import (
     map_tiny_labels,
@@ -125,11 +136,14 @@ def _deep_set(obj: Any, parts: list[str], value: Any) -> None:
             obj = UNDEFINED
             continue
         if last:
-            obj[key] = value
+            js_set(obj, key, value)
             return
-        if not truthy(obj.get(key, UNDEFINED)):
-            obj[key] = {}
-        obj = obj[key]
+        current = js_get(obj, key)
+        if not truthy(current):
+            if key == "__proto__":
+                return
+            current = obj[key] = {}
+        obj = current
 
 
 def parse_with_format(form_def: Any, doc: Any, options: ParseOptions | None = None
@@ -155,13 +169,16 @@ def parse_with_format(form_def: Any, doc: Any, options: ParseOptions | None = No
     result: dict[str, Any] = {}
     fields = form.fields
     for key, path in zip(form.keys, form.paths, strict=True):
-        raw = data.get(key, UNDEFINED)
+        raw = data[key] if key in data else js_get(data, key)
         if omitted or truthy(raw):
             if fields[key] is None:
                 raise JsCrash("form_definition", f"Field {key!r} of this form has no definition.")
             value = parse_field(fields[key], raw, key, opts)
             if len(path) == 1:
-                result[key] = value
+                if key == "__proto__":
+                    js_set(result, key, value)
+                else:
+                    result[key] = value
             else:
                 _deep_set(result, path, value)
     if form.aggregate_key is not None:
@@ -170,7 +187,7 @@ def parse_with_format(form_def: Any, doc: Any, options: ParseOptions | None = No
             field = form.fields[key]
             ftype = field.get("type") if isinstance(field, dict) else None
             if ftype in parts:
-                parts[ftype] = standardise(data.get(key, UNDEFINED))
+                parts[ftype] = standardise(js_get(data, key))
         if truthy(parts["bsYear"]):
             result[form.aggregate_key] = bs_to_epoch(
                 parts["bsYear"], parts["bsMonth"], parts["bsDay"], opts.timezone
@@ -188,44 +205,44 @@ def parse(form_def: Any, doc: Any, options: ParseOptions | None = None) -> dict[
 def parse_array(form_def: Any, doc: Any, options: ParseOptions | None = None) -> list[Any]:
     """CHT `smsparser.parseArray(def, doc)`: [sent_timestamp, from, raw values in field order]."""
     opts = options or DEFAULT_OPTIONS
+    if not isinstance(form_def, dict) or not truthy(form_def.get("fields", UNDEFINED)):
+        return []
     message = doc.get("message") if isinstance(doc, dict) else None
     if not isinstance(message, str):
         raise JsCrash("parse_error", "The message is not text.")
-    valid_def = isinstance(form_def, dict) and truthy(form_def.get("fields", UNDEFINED))
-    form = compiled(form_def) if isinstance(form_def, dict) else None
+    form = compiled(form_def)
     head = MUVUKU_SHAPE.match(message)
-    data: dict[str, Any] = {}
     if head is not None:
         kind = head.group(1).upper()
-        if kind not in ("1", "J1"):
-            raise JsCrash("unsupported_header", "This message header is not supported.")
-        if form is not None and valid_def:
-            if kind == "1":
-                data = parse_muvuku(form, message)
-            else:
-                data = parse_javarosa(form, message, opts.translations, opts.settings_locale)
+        if kind == "1":
+            data = parse_muvuku(form, message)
+        elif kind == "J1":
+            data = parse_javarosa(form, message, opts.translations, opts.settings_locale)
         else:
-            split_muvuku(message)
-    elif form is not None and valid_def:
-        msg = form.strip_form_code(message)
-        if not _is_compact(form, msg, _locale(doc, opts), opts.translations,
-                           opts.settings_locale):  # fmt: skip
-            raise JsCrash("parse_error", "parseArray cannot read labelled textforms.")
-        data = parse_compact(form, message)
-    if form is None or not valid_def:
-        return []
-    values = [data.get(k, UNDEFINED) for k in form.keys]
+            raise JsCrash("unsupported_header", "This message header is not supported.")
+    elif _is_compact(form, form.strip_form_code(message), _locale(doc, opts), opts.translations,
+                     opts.settings_locale):  # fmt: skip
+        data = parse_compact(form, message)  # CHT hands parseCompact the unstripped message
+    else:
+        raise JsCrash("parse_error", "parseArray cannot read labelled textforms.")
+    values = [js_get(data, k) for k in form.keys]
     return [doc.get("sent_timestamp", UNDEFINED), doc.get("from", UNDEFINED), *values]
 
 
 def to_stored(obj: Any) -> Any:
     """The JSON CouchDB would store: undefined keys dropped, NaN/Infinity -> None."""
     if isinstance(obj, dict):
-        return {k: to_stored(v) for k, v in obj.items() if v is not UNDEFINED}
+        return {
+            k: to_stored(v)
+            for k, v in obj.items()
+            if v is not UNDEFINED and not isinstance(v, JsFunction)
+        }
     if isinstance(obj, list):
-        return [None if v is UNDEFINED else to_stored(v) for v in obj]
+        return [None if v is UNDEFINED or isinstance(v, JsFunction) else to_stored(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
+    if obj is OBJECT_PROTOTYPE:
+        return {}
     return obj
 
 

@@ -11,12 +11,17 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, shortnumberinf
 _LETTERS = re.compile("[a-z]", re.IGNORECASE)
 
 
-def _region(default_country_code: str | int | None) -> str:
-    try:
-        code = int(str(default_country_code).strip())
-    except (TypeError, ValueError):
+def _region(default_country_code: object) -> str:
+    """libphonenumber's region for the country code, looked up the way JS does: by the code's
+    string form ("977" and 977 work; "0977" or " 977" do not)."""
+    if isinstance(default_country_code, bool) or default_country_code is None:
         return "ZZ"
-    return phonenumbers.region_code_for_country_code(code)
+    if isinstance(default_country_code, float) and default_country_code.is_integer():
+        default_country_code = int(default_country_code)
+    key = str(default_country_code)
+    if not key.isascii() or not key.isdigit() or key != str(int(key)):
+        return "ZZ"
+    return phonenumbers.region_code_for_country_code(int(key))
 
 
 def normalize(

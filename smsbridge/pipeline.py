@@ -24,18 +24,18 @@ not the time the SMS arrived.
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import logging
 import sqlite3
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from smsbridge import phone
+from smsbridge.chtgate import ChtApi, ChtGate
 from smsbridge.chtsettings import ChtSettingsCache
 from smsbridge.errors import AuthFailure, FormError, PermanentError, RetryableError
+from smsbridge.inbox import SUBMIT, Accepted, Message, accept_in, get_message
 from smsbridge.logs import event
 from smsbridge.outbox import Outbox, Task
 from smsbridge.parser import ParseOptions, Report, parse_sms
@@ -45,7 +45,16 @@ from smsbridge.store import Store
 
 log = logging.getLogger("smsbridge.pipeline")
 
-SUBMIT = "submit"  # task kind: submit one inbound message to CHT
+__all__ = [  # re-exported: the names other modules import from here
+    "SUBMIT",
+    "Accepted",
+    "ChtApi",
+    "ChtGate",
+    "InboundPipeline",
+    "Message",
+    "accept_inbound",
+    "get_message",
+]
 
 NOT_SENT = "not_sent"  # memo: the last attempt certainly did not reach CHT
 MAYBE_SENT = "maybe_sent"  # memo: the last attempt may have created a record in CHT
@@ -64,67 +73,6 @@ UNKNOWN_SENDER_REPLY = (
 # -- accept: the webhook's step ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Accepted:
-    uuid: str
-    duplicate: bool
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def content_hash(sender: str, text: str) -> str:
-    return hashlib.sha256(f"{sender}\x00{text}".encode()).hexdigest()[:32]
-
-
-def accept_in(
-    conn: sqlite3.Connection, messages: Sequence[InboundSms], now: float, dedup_window: float
-) -> list[Accepted]:
-    """Inside a write job: store each new message and its submit task; recognise duplicates
-    (same carrier + external id; or, without an id, same carrier + sender + text within
-    `dedup_window` seconds)."""
-    out: list[Accepted] = []
-    now_ms = int(now * 1000)
-    for sms in messages:
-        digest = None
-        if sms.external_id:
-            row = conn.execute(
-                "SELECT uuid FROM messages WHERE carrier = ? AND external_id = ?",
-                (sms.carrier, sms.external_id),
-            ).fetchone()
-        else:
-            digest = content_hash(sms.sender, sms.text)
-            row = conn.execute(
-                "SELECT uuid FROM messages WHERE carrier = ? AND sender = ? AND content_hash = ? "
-                "AND external_id IS NULL AND accepted_at >= ? ORDER BY id DESC LIMIT 1",
-                (sms.carrier, sms.sender, digest, now_ms - int(dedup_window * 1000)),
-            ).fetchone()
-        if row is not None:
-            out.append(Accepted(row[0], duplicate=True))
-            continue
-        message_id = str(uuid.uuid4())
-        conn.execute(
-            "INSERT INTO messages(uuid, carrier, external_id, sender, recipient, text, "
-            "received_at, accepted_at, content_hash, state) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')",
-            (
-                message_id,
-                sms.carrier,
-                sms.external_id,
-                sms.sender,
-                sms.recipient,
-                sms.text,
-                _ms(sms.received_at),
-                now_ms,
-                digest,
-            ),
-        )
-        Outbox.enqueue_in(conn, SUBMIT, message_id, now)
-        out.append(Accepted(message_id, duplicate=False))
-    return out
-
-
 async def accept_inbound(
     store: Store, messages: Sequence[InboundSms], now: float, dedup_window: float
 ) -> list[Accepted]:
@@ -136,48 +84,6 @@ async def accept_inbound(
 
 
 # -- submit: the worker's step -------------------------------------------------------------------
-
-
-class ChtApi(Protocol):
-    """What the inbound worker needs of `smsbridge.cht.ChtClient`."""
-
-    async def app_settings(self) -> dict[str, Any]: ...
-
-    async def contacts_by_phone(self, phone: str) -> list[dict[str, Any]]: ...
-
-    async def create_record(self, body: dict[str, Any]) -> str: ...
-
-    async def exchange_sms(
-        self, messages: list[dict[str, Any]], updates: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]: ...
-
-    async def check_auth(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Message:
-    id: int
-    uuid: str
-    carrier: str
-    external_id: str | None
-    sender: str
-    text: str
-    received_at: int  # ms
-    accepted_at: int
-    state: str
-    form: str | None
-    cht_doc_id: str | None
-    reason: str | None
-    reply: str | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Message:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
-
-
-def get_message(store: Store, message_uuid: str) -> Message | None:
-    rows = store.query("SELECT * FROM messages WHERE uuid = ?", (message_uuid,))
-    return Message.from_row(rows[0]) if rows else None
 
 
 class ContactCache:
@@ -197,54 +103,6 @@ class ContactCache:
         if len(self._entries) > 50_000:  # bounded: drop the expired ones
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
         return contact
-
-
-class ChtGate:
-    """Whether CHT work may run now. A retryable failure pauses the CHT lane until its retry is
-    due (so the backlog keeps its arrival order and CHT is not hammered); a 401 pauses it until
-    a probe (every `auth_probe_interval` s) finds the credentials accepted again."""
-
-    def __init__(self, auth_probe_interval: float = 60.0) -> None:
-        self.paused_until = 0.0
-        self.auth_failed: str | None = None
-        self.auth_probe_interval = auth_probe_interval
-        self.next_auth_probe = 0.0
-
-    def open(self, now: float) -> bool:
-        return self.auth_failed is None and now >= self.paused_until
-
-    def back_off(self, until: float) -> None:
-        self.paused_until = max(self.paused_until, until)
-
-    def auth_failure(self, detail: str, now: float) -> None:
-        if self.auth_failed is None:
-            event(log, "cht_auth_failed_pausing", logging.ERROR, detail=detail)
-        self.auth_failed = detail or "CHT refused our credentials"
-        self.next_auth_probe = now + self.auth_probe_interval
-
-    async def probe(self, cht: ChtApi, now: float) -> bool:
-        """When paused for auth and a probe is due: check the credentials once."""
-        if self.auth_failed is None:
-            return True
-        if now < self.next_auth_probe:
-            return False
-        self.next_auth_probe = now + self.auth_probe_interval
-        reset = getattr(cht, "reset_auth", None)  # ChtClient fails fast after a 401 until reset
-        if callable(reset):
-            reset()
-        try:
-            await cht.check_auth()
-        except AuthFailure as exc:
-            self.auth_failed = exc.detail or "CHT refused our credentials"
-            return False
-        except Exception:
-            return False
-        event(log, "cht_auth_recovered_resuming")
-        self.auth_failed = None
-        return True
-
-    def paused_reason(self) -> str | None:
-        return None if self.auth_failed is None else f"CHT refused our credentials ({self.auth_failed})"
 
 
 ReplyHook = Callable[[sqlite3.Connection, str, str, str, float], None]
@@ -314,7 +172,24 @@ class InboundPipeline:
         maybe_sent = task.memo == MAYBE_SENT or (task.attempts > 1 and task.memo != NOT_SENT)
         attempt = _Attempt()
         try:
-            await self._submit(task, message, now, maybe_sent, attempt)
+            # Finish well inside the lease, so no other worker can claim this task while this
+            # attempt may still be talking to CHT.
+            async with asyncio.timeout(self.settings.lease_seconds * 0.8):
+                await self._submit(task, message, now, maybe_sent, attempt)
+        except TimeoutError:
+            memo = MAYBE_SENT if maybe_sent or attempt.posted_record else NOT_SENT
+            due = await self.outbox.retry_later(task, now, "attempt took too long", memo=memo)
+            event(
+                log,
+                "inbound_retry",
+                logging.WARNING,
+                message=message.uuid,
+                attempts=task.attempts,
+                error="attempt_timeout",
+                gave_up=due is None,
+            )
+            if due is None:
+                await self._mark(message.uuid, "dead", reason="CHT too slow: attempt timed out")
         except AuthFailure as exc:
             self.gate.auth_failure(exc.detail or exc.code, now)
             await self.outbox.release(
@@ -326,9 +201,16 @@ class InboundPipeline:
             due = await self.outbox.retry_later(
                 task, now, f"{exc.code}: {exc.detail}", retry_after=exc.retry_after, memo=memo
             )
-            event(log, "inbound_retry", logging.WARNING, message=message.uuid,
-                  attempts=task.attempts, error=exc.code, status=exc.status,
-                  gave_up=due is None)
+            event(
+                log,
+                "inbound_retry",
+                logging.WARNING,
+                message=message.uuid,
+                attempts=task.attempts,
+                error=exc.code,
+                status=exc.status,
+                gave_up=due is None,
+            )
             if due is not None:
                 self.gate.back_off(due)
             else:
@@ -336,18 +218,41 @@ class InboundPipeline:
         except PermanentError as exc:
             reason = f"CHT rejected the message: {exc.code}: {exc.detail}"
             await self.store.write(lambda c: self._dead_in(c, task, message.uuid, reason, now))
-            event(log, "inbound_dead_letter", logging.WARNING, message=message.uuid,
-                  error=exc.code, status=exc.status)
+            event(
+                log,
+                "inbound_dead_letter",
+                logging.WARNING,
+                message=message.uuid,
+                error=exc.code,
+                status=exc.status,
+            )
 
     async def _submit(
         self, task: Task, message: Message, now: float, maybe_sent: bool, attempt: _Attempt
     ) -> None:
         cs = self.cht_settings
+        if not cs.status()[0] and not await cs.refresh(self.cht, now):
+            # Without CHT's form definitions a report would be mistaken for a plain message.
+            raise RetryableError("form definitions not loaded from CHT yet", code="no_forms")
         sender = (
             phone.normalize(message.sender, cs.default_country_code, cs.phone_validation)
             or message.sender
         )
-        contact = await self.contacts.lookup(self.cht, sender, now)
+        try:
+            contact = await self.contacts.lookup(self.cht, sender, now)
+        except PermanentError as exc:
+            if self.settings.reject_unknown_senders:
+                raise
+            # Only needed to reject unknown senders; CHT links the report to its contact itself.
+            event(
+                log,
+                "contact_lookup_failed",
+                logging.WARNING,
+                message=message.uuid,
+                error=exc.code,
+                status=exc.status,
+            )
+            contact = None
         if contact is None and self.settings.reject_unknown_senders:
             await self._reject(task, message, sender, "unknown sender", UNKNOWN_SENDER_REPLY, now)
             return
@@ -360,20 +265,32 @@ class InboundPipeline:
         )
         result = parse_sms(message.text, cs.forms, options)
         if isinstance(result, FormError) and result.code not in HANDLED_BY_CHT:
-            await self._reject(task, message, sender, result.code, result.detail, now, dead=True)
+            reason = f"CHT's parser would fail on this text ({result.code}): {result.detail}"
+            await self._reject(task, message, sender, reason, result.detail, now, dead=True)
             return
         if isinstance(result, Report) and not maybe_sent:
             attempt.posted_record = True
             doc_id = await self._create_record(message, sender, result, cs.locale)
             await self._finish(task, message.uuid, "submitted", form=result.code, doc_id=doc_id)
-            event(log, "inbound_submitted", message=message.uuid, form=result.code,
-                  sender=phone.mask(sender), doc=doc_id)
+            event(
+                log,
+                "inbound_submitted",
+                message=message.uuid,
+                form=result.code,
+                sender=phone.mask(sender),
+                doc=doc_id,
+            )
             return
         await self._relay(message, sender)
         form = result.code if isinstance(result, Report) else None
         await self._finish(task, message.uuid, "relayed", form=form, doc_id=None)
-        event(log, "inbound_relayed", message=message.uuid, sender=phone.mask(sender),
-              recheck=maybe_sent)
+        event(
+            log,
+            "inbound_relayed",
+            message=message.uuid,
+            sender=phone.mask(sender),
+            recheck=maybe_sent,
+        )
 
     async def _create_record(
         self, message: Message, sender: str, report: Report, locale: str
@@ -455,7 +372,7 @@ class InboundPipeline:
                 "UPDATE messages SET state = ?, reason = ?, reply = ? WHERE uuid = ?",
                 ("dead" if dead else "rejected", reason, reply, message.uuid),
             )
-            if self.reply_hook is not None:
+            if self.reply_hook is not None and message.reply is None:  # once, not per replay
                 self.reply_hook(conn, sender, reply, message.uuid, now)
             if dead:
                 Outbox.give_up_in(conn, task, reason, now)
@@ -463,5 +380,12 @@ class InboundPipeline:
                 Outbox.done_in(conn, task)
 
         await self.store.write(job)
-        event(log, "inbound_rejected", logging.WARNING, message=message.uuid, reason=reason,
-              sender=phone.mask(sender), dead_letter=dead)
+        event(
+            log,
+            "inbound_rejected",
+            logging.WARNING,
+            message=message.uuid,
+            reason=reason,
+            sender=phone.mask(sender),
+            dead_letter=dead,
+        )

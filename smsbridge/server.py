@@ -36,9 +36,14 @@ def cht_or_simulator(settings: Settings) -> Iterator[Settings]:
     sim.install_demo()
     with serve_in_thread(sim.app) as url:
         host_port = url.split("://", 1)[1]
-        event(log, "cht_simulator_started", logging.WARNING, url=url,
-              note="SMSBRIDGE_CHT_URL is empty: using the built-in CHT simulator (demo data); "
-                   "no report reaches a real CHT")
+        event(
+            log,
+            "cht_simulator_started",
+            logging.WARNING,
+            url=url,
+            note="SMSBRIDGE_CHT_URL is empty: using the built-in CHT simulator (demo data); "
+            "no report reaches a real CHT",
+        )
         yield dataclasses.replace(settings, cht_url=f"http://{user}:{password}@{host_port}")
 
 

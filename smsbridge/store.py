@@ -38,7 +38,7 @@ Migration = Callable[[sqlite_utils.Database], None]
 
 def _m001_inbound(db: sqlite_utils.Database) -> None:
     """Inbound messages (facts) and the durable task queue (work)."""
-    db["messages"].create(
+    db.table("messages").create(
         {
             "id": int,  # arrival order
             "uuid": str,  # our message id: the gateway id CHT sees, and _meta.gateway_ref
@@ -68,7 +68,7 @@ def _m001_inbound(db: sqlite_utils.Database) -> None:
         "CREATE INDEX messages_dedup ON messages(carrier, sender, content_hash, accepted_at) "
         "WHERE external_id IS NULL"
     )
-    db["tasks"].create(
+    db.table("tasks").create(
         {
             "id": int,  # arrival order: claims take the lowest due id first
             "kind": str,
@@ -89,7 +89,7 @@ def _m001_inbound(db: sqlite_utils.Database) -> None:
     )
     db.execute("CREATE INDEX tasks_due ON tasks(state, kind, not_before)")
     db.execute("CREATE INDEX tasks_ref ON tasks(kind, ref)")
-    db["kv"].create({"key": str, "value": str, "updated_at": float}, pk="key")
+    db.table("kv").create({"key": str, "value": str, "updated_at": float}, pk="key")
 
 
 def _m002_outbound(db: sqlite_utils.Database) -> None:
@@ -207,7 +207,9 @@ class Store:
         self._closed = False
         self.batches = 0  # commits made (observability / tests of group commit)
         self.jobs_done = 0
-        self._thread = threading.Thread(target=self._run, name="smsbridge-store-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="smsbridge-store-writer", daemon=True
+        )
         self._thread.start()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -317,8 +319,8 @@ class Store:
     @staticmethod
     def put_kv(conn: sqlite3.Connection, key: str, value: str, now: float) -> None:
         conn.execute(
-            "INSERT INTO kv(key, value, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            "INSERT INTO kv(key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) "
+            "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             (key, value, now),
         )
 

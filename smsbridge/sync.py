@@ -185,7 +185,9 @@ class OutboundWorkers:
                 event(log, "outbound_worker_error", logging.ERROR, error=type(exc).__name__)
                 log.debug("outbound worker error", exc_info=True)
                 worked = False
-            if not worked:
+            if worked:
+                self.wakeup.set()  # there may be more: let another worker look too
+            else:
                 await self.wakeup.wait(self.idle)
 
 

@@ -12,7 +12,7 @@ from smsbridge.formdef import CompiledForm, LabelCrash
 from smsbridge.grammar import terminal
 from smsbridge.jscrash import JsCrash
 from smsbridge.jsdate import parse_date_string
-from smsbridge.jsnum import JS_WS, NOT_LT, UNDEFINED, normalize_number, truthy
+from smsbridge.jsnum import JS_WS, NOT_LT, UNDEFINED, js_get, js_set, normalize_number, truthy
 from smsbridge.translate import Tables
 
 _TOKENS = re.compile(f"{terminal('compact', 'QUOTED')}|{terminal('compact', 'WORD')}")
@@ -74,7 +74,8 @@ def parse_compact(form: CompiledForm, msg: str) -> dict[str, Any]:
         value = " ".join(values) if i == last and form.types[i] == "string" else values.pop(0)
         if len(value) > 1 and value[0] == '"' and value[-1] == '"':
             value = value[1:-1]
-        out[key] = value
+        if js_get(out, key) is UNDEFINED:  # CHT: `typeof results[key] === 'undefined'`
+            js_set(out, key, value)
     return out
 
 
@@ -84,13 +85,14 @@ def segments(msg: str) -> list[str]:
 
 def _set_result(results: dict[str, Any], key: str, value: Any, pair: list[Any] | None) -> None:
     key = key.lower()
-    current = results.get(key, UNDEFINED)
+    current = js_get(results, key)
     if current is UNDEFINED:
-        results[key] = "".join(pair) if pair is not None else value
+        js_set(results, key, "".join(pair) if pair is not None else value)
     elif isinstance(current, list):
         current.append({"type": "pair", "values": pair} if pair is not None else value)
     else:
-        results[key] = [current, {"type": "pair", "values": pair} if pair is not None else value]
+        item = {"type": "pair", "values": pair} if pair is not None else value
+        js_set(results, key, [current, item])
 
 
 def parse_labelled(msg: str, tz: str) -> dict[str, Any]:
@@ -126,6 +128,6 @@ def map_tiny_labels(
     if isinstance(tiny, LabelCrash):
         raise JsCrash("form_definition", str(tiny))
     for key, label in tiny:
-        if label is not None and key != label and truthy(data.get(label, UNDEFINED)):
-            data[key] = data[label]
-            data[label] = UNDEFINED
+        if label is not None and key != label and truthy(js_get(data, label)):
+            js_set(data, key, js_get(data, label))
+            js_set(data, label, UNDEFINED)

@@ -89,8 +89,10 @@ def _template(value: str) -> str:
 def _find(value: Mapping[str, Any], locale: str) -> Any:
     translations = value.get("translations")
     if truthy(translations):
-        items = translations if isinstance(translations, list) else list(
-            translations.values() if isinstance(translations, Mapping) else []
+        items = (
+            translations
+            if isinstance(translations, list)
+            else list(translations.values() if isinstance(translations, Mapping) else [])
         )
         for t in items:
             if isinstance(t, Mapping) and t.get("locale") == locale:

@@ -146,10 +146,23 @@ def bridge_factory(tmp_path: Path) -> Iterator[Callable[..., RunningBridge]]:
         yield start
 
 
+@pytest.fixture(scope="module")
+def _shared_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBridge]:
+    with running_bridge(tmp_path_factory.mktemp("bridge")) as running:
+        yield running
+
+
 @pytest.fixture
-def bridge(bridge_factory: Callable[..., RunningBridge]) -> RunningBridge:
-    """A bridge accepting webhooks from every carrier (workers off: nothing is submitted)."""
-    return bridge_factory()
+def bridge(_shared_bridge: RunningBridge) -> RunningBridge:
+    """A bridge accepting webhooks from every carrier (workers off: nothing is submitted).
+    One server per test module, emptied and its clock reset before each test."""
+    def empty(conn: Any) -> None:
+        conn.execute("DELETE FROM tasks")
+        conn.execute("DELETE FROM messages")
+
+    _shared_bridge.store.write_sync(empty)
+    _shared_bridge.clock.now = FakeClock().now
+    return _shared_bridge
 
 
 # -- the CHT simulator (CHTSIM) -------------------------------------------------------------------

@@ -8,8 +8,13 @@ from collections.abc import Iterator
 
 from smsbridge.app import BodyLimit
 
-AT = {"from": "+254712345678", "to": "28901", "text": "P 12 Jane", "id": "AT1",
-      "date": "2017-05-03T06:04:45Z"}
+AT = {
+    "from": "+254712345678",
+    "to": "28901",
+    "text": "P 12 Jane",
+    "id": "AT1",
+    "date": "2017-05-03T06:04:45Z",
+}
 
 
 def test_unknown_carrier_is_404_json(bridge) -> None:  # type: ignore[no-untyped-def]
@@ -44,8 +49,9 @@ def test_body_over_the_limit_is_413_and_nothing_stored(bridge_factory) -> None: 
         for _ in range(10):
             yield b"y" * 200
 
-    response = bridge.http.post(url, content=chunks(),
-                          headers={"content-type": "application/x-www-form-urlencoded"})
+    response = bridge.http.post(
+        url, content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert response.status_code == 413
     assert bridge.messages() == []
     assert bridge.http.post(url, data=AT).status_code == 200  # a normal one still goes through
@@ -60,7 +66,7 @@ def test_default_body_limit_is_64_kib(bridge) -> None:  # type: ignore[no-untype
 def test_malformed_bodies_are_400_json(bridge) -> None:  # type: ignore[no-untyped-def]
     url = bridge.inbound_path("generic")
     for content, ctype in [
-        (b"{\"from\": ", "application/json"),
+        (b'{"from": ', "application/json"),
         (b"\xff\xfe\x00garbage", "application/x-www-form-urlencoded"),
         (b"[1, 2, 3]", "application/json"),
     ]:
@@ -72,16 +78,20 @@ def test_malformed_bodies_are_400_json(bridge) -> None:  # type: ignore[no-untyp
 
 
 def test_token_is_checked_before_anything_is_read(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = bridge.http.post("/carriers/generic/wrong/inbound",
-                          content=b"{broken", headers={"content-type": "application/json"})
+    response = bridge.http.post(
+        "/carriers/generic/wrong/inbound",
+        content=b"{broken",
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 401
     assert response.json() == {"error": "unauthorized", "detail": "wrong webhook token"}
 
 
 def test_a_carrier_without_a_token_configured_refuses_everything(bridge_factory) -> None:  # type: ignore[no-untyped-def]
     bridge = bridge_factory(SMSBRIDGE_GENERIC_WEBHOOK_TOKEN="")
-    assert bridge.http.post("/carriers/generic/x/inbound",
-                      data={"from": "+1", "text": "t"}).status_code in (401, 404)
+    assert bridge.http.post(
+        "/carriers/generic/x/inbound", data={"from": "+1", "text": "t"}
+    ).status_code in (401, 404)
     assert bridge.messages() == []
 
 

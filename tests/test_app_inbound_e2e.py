@@ -46,8 +46,13 @@ def cht_url(sim: ChtSim) -> Iterator[str]:
 def at_webhook(bridge: Any, text: str, external_id: str, sender: str = ALICE) -> httpx.Response:
     return bridge.http.post(
         bridge.inbound_path("africastalking"),
-        data={"from": sender, "to": "28901", "text": text, "id": external_id,
-              "date": "2023-11-14T20:00:00Z"},
+        data={
+            "from": sender,
+            "to": "28901",
+            "text": text,
+            "id": external_id,
+            "date": "2023-11-14T20:00:00Z",
+        },
     )
 
 
@@ -74,8 +79,11 @@ def test_cht_failing_for_a_while_then_delivered_once(
     for attempt in (1, 2):
         eventually(lambda a=attempt: sim.request_count("/api/v2/records") == a)
         # the retry waits for the bridge's clock: move it past the backoff
-        eventually(lambda: bridge.store.query(
-            "SELECT not_before FROM tasks WHERE state = 'ready' AND attempts > 0"))
+        eventually(
+            lambda: bridge.store.query(
+                "SELECT not_before FROM tasks WHERE state = 'ready' AND attempts > 0"
+            )
+        )
         [(due,)] = bridge.store.query("SELECT not_before FROM tasks WHERE state = 'ready'")
         assert due > bridge.clock()
         bridge.clock.advance(due - bridge.clock() + 0.01)

@@ -67,9 +67,19 @@ class Bridge:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smsbridge", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            env=self.env, stdout=self.log, stderr=self.log,
+            [
+                sys.executable,
+                "-m",
+                "smsbridge",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=self.env,
+            stdout=self.log,
+            stderr=self.log,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -144,9 +154,7 @@ def test_every_acknowledged_message_reaches_cht_exactly_once_across_sigkill(
         expected = Counter(text_of(n) for n in acked_before_restart)
 
         def arrived() -> Counter[str]:
-            texts = Counter(
-                (r.get("sms_message") or {}).get("message") for r in chtsim.records()
-            )
+            texts = Counter((r.get("sms_message") or {}).get("message") for r in chtsim.records())
             return texts
 
         deadline = time.monotonic() + 90

@@ -333,3 +333,17 @@ def test_phone_loop_is_held(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:
         wait_for(poll, what="one delivered")
         assert phone.sent_count("+254712345678", "Same again") == 1
         assert len(phone.outbox) == 1
+
+
+def test_full_batches_are_fetched_at_once(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:
+    cht = chtsim[0]
+    ids = [cht.add_outgoing(f"+2547123{i:05d}", f"Batch {i}") for i in range(60)]
+    started = time.monotonic()
+    with e2e(tmp_path, chtsim, SMSBRIDGE_SYNC_INTERVAL="3600") as world:
+        # a long interval: only the exchange at start-up is timed; the rest follow at once
+        # because CHT's batch (25) was full, or because status updates were waiting
+        wait_for(lambda: all(world.states(i)[-1] == "delivered" for i in ids), what="60 delivered")
+        assert time.monotonic() - started < 60
+        assert len(world.carriers.sends) == 60
+        for i in ids[:3] + ids[-3:]:
+            assert world.states(i) == DELIVERED_HISTORY

@@ -36,9 +36,7 @@ def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
 
         async def many() -> None:
             def insert(n: int):  # type: ignore[no-untyped-def]
-                return lambda c: c.execute(
-                    "INSERT INTO kv VALUES (?, 'v', 0)", (f"k{n}",)
-                ).rowcount
+                return lambda c: c.execute("INSERT INTO kv VALUES (?, 'v', 0)", (f"k{n}",)).rowcount
 
             results = await asyncio.gather(*(store.write(insert(n)) for n in range(500)))
             assert results == [1] * 500

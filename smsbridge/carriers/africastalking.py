@@ -31,14 +31,23 @@ from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, St
 NAME = "africastalking"
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("webhook_token", "", "Secret path segment of Africa's Talking's callback URLs "
-            "(`/carriers/africastalking/<token>/inbound`).", secret=True),
+    Setting(
+        "webhook_token",
+        "",
+        "Secret path segment of Africa's Talking's callback URLs "
+        "(`/carriers/africastalking/<token>/inbound`).",
+        secret=True,
+    ),
     Setting("username", "sandbox", "Africa's Talking username (`sandbox` for the sandbox)."),
     Setting("api_key", "", "Africa's Talking API key (sends SMS).", secret=True),
-    Setting("sender", "", "Africa's Talking sender id or short code (`from`); empty: AT's "
-            "default."),
-    Setting("api_url", "https://api.africastalking.com", "Africa's Talking API base URL "
-            "(sandbox: `https://api.sandbox.africastalking.com`)."),
+    Setting(
+        "sender", "", "Africa's Talking sender id or short code (`from`); empty: AT's default."
+    ),
+    Setting(
+        "api_url",
+        "https://api.africastalking.com",
+        "Africa's Talking API base URL (sandbox: `https://api.sandbox.africastalking.com`).",
+    ),
 )
 declare_carrier_settings(NAME, SETTINGS)
 
@@ -108,13 +117,22 @@ async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms)
     if config.get("sender"):
         form["from"] = config.get("sender")
     response = await request(
-        http, NAME, "POST", config.get("api_url").rstrip("/") + "/version1/messaging",
-        data=form, headers={"apiKey": config.get("api_key"), "Accept": "application/json"},
+        http,
+        NAME,
+        "POST",
+        config.get("api_url").rstrip("/") + "/version1/messaging",
+        data=form,
+        headers={"apiKey": config.get("api_key"), "Accept": "application/json"},
     )
     body = json_body(response)
     if response.status_code >= 300 or not isinstance(body, dict):
-        raise failure(NAME, code=None, detail=f"HTTP {response.status_code}", errors=ERRORS,
-                      status=response.status_code)
+        raise failure(
+            NAME,
+            code=None,
+            detail=f"HTTP {response.status_code}",
+            errors=ERRORS,
+            status=response.status_code,
+        )
     recipients = (body.get("SMSMessageData") or {}).get("Recipients") or []
     if not recipients:
         message = str((body.get("SMSMessageData") or {}).get("Message", "no recipients"))
@@ -122,7 +140,9 @@ async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms)
     first = recipients[0]
     code = str(first.get("statusCode", ""))
     if code in ACCEPTED:
-        return SendResult(NAME, str(first.get("messageId")), DeliveryState.SENT, first.get("status"))
+        return SendResult(
+            NAME, str(first.get("messageId")), DeliveryState.SENT, first.get("status")
+        )
     raise failure(NAME, code=code, detail=str(first.get("status", "")), errors=ERRORS)
 
 
@@ -133,6 +153,14 @@ def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdat
     if state is None:
         return []
     reason = params.get("failureReason") or None
-    return [StatusUpdate(NAME, external_id.strip(), state,
-                         reason=reason or (status if state is DeliveryState.FAILED else None),
-                         carrier_status=status, at=req.arrived_at, ref=params.get("ref"))]
+    return [
+        StatusUpdate(
+            NAME,
+            external_id.strip(),
+            state,
+            reason=reason or (status if state is DeliveryState.FAILED else None),
+            carrier_status=status,
+            at=req.arrived_at,
+            ref=params.get("ref"),
+        )
+    ]

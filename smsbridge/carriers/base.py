@@ -84,7 +84,9 @@ class WebhookRequest:
             if ctype == "application/x-www-form-urlencoded":
                 try:
                     form = tuple(
-                        parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="strict")
+                        parse_qsl(
+                            text, keep_blank_values=True, strict_parsing=False, errors="strict"
+                        )
                     )
                 except (ValueError, UnicodeDecodeError) as exc:
                     raise BadRequest("malformed form body") from exc

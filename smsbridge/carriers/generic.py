@@ -41,23 +41,47 @@ from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, St
 NAME = "generic"
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("webhook_token", "", "Secret path segment of the generic carrier's URLs "
-            "(`/carriers/generic/<token>/inbound`).", secret=True),
+    Setting(
+        "webhook_token",
+        "",
+        "Secret path segment of the generic carrier's URLs (`/carriers/generic/<token>/inbound`).",
+        secret=True,
+    ),
     Setting("from_field", "from", "Generic carrier: name of the sender field."),
     Setting("to_field", "to", "Generic carrier: name of the recipient field."),
     Setting("text_field", "text", "Generic carrier: name of the message text field."),
-    Setting("id_field", "id", "Generic carrier: name of the gateway's message id field "
-            "(optional in requests)."),
-    Setting("date_field", "date", "Generic carrier: name of the received-time field "
-            "(optional; ISO 8601, `YYYY-MM-DD HH:MM:SS` UTC, or epoch s/ms)."),
-    Setting("reply_body", "", "Generic carrier: fixed body to answer inbound webhooks with "
-            "(e.g. `ACK/Jasmin`); empty for JSON."),
-    Setting("send_url", "", "Generic carrier: URL to POST outgoing SMS to (fields `to`, "
-            "`text`, `from`, `id` = our reference, `callback` = our delivery-report URL); "
-            "answer 2xx, JSON `{\"id\": ...}` naming the gateway's message id."),
+    Setting(
+        "id_field",
+        "id",
+        "Generic carrier: name of the gateway's message id field (optional in requests).",
+    ),
+    Setting(
+        "date_field",
+        "date",
+        "Generic carrier: name of the received-time field "
+        "(optional; ISO 8601, `YYYY-MM-DD HH:MM:SS` UTC, or epoch s/ms).",
+    ),
+    Setting(
+        "reply_body",
+        "",
+        "Generic carrier: fixed body to answer inbound webhooks with "
+        "(e.g. `ACK/Jasmin`); empty for JSON.",
+    ),
+    Setting(
+        "send_url",
+        "",
+        "Generic carrier: URL to POST outgoing SMS to (fields `to`, "
+        "`text`, `from`, `id` = our reference, `callback` = our delivery-report URL); "
+        'answer 2xx, JSON `{"id": ...}` naming the gateway\'s message id.',
+    ),
     Setting("send_format", "json", "Generic carrier: body of sends, `json` or `form`."),
-    Setting("send_token", "", "Generic carrier: bearer token sent with each send "
-            "(`Authorization: Bearer ...`); empty: none.", secret=True),
+    Setting(
+        "send_token",
+        "",
+        "Generic carrier: bearer token sent with each send "
+        "(`Authorization: Bearer ...`); empty: none.",
+        secret=True,
+    ),
     Setting("sender", "", "Generic carrier: the `from` of outgoing SMS."),
 )
 declare_carrier_settings(NAME, SETTINGS)
@@ -139,15 +163,22 @@ async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms)
     if config.get("send_token"):
         headers["Authorization"] = f"Bearer {config.get('send_token')}"
     body_arg = {"data": fields} if config.get("send_format", "json") == "form" else {"json": fields}
-    response = await request(http, NAME, "POST", config.get("send_url"), headers=headers,
-                             **body_arg)
+    response = await request(
+        http, NAME, "POST", config.get("send_url"), headers=headers, **body_arg
+    )
     body = json_body(response)
     if response.status_code < 300:
         external = body.get("id") if isinstance(body, dict) else None
         return SendResult(NAME, str(external) if external else sms.cht_id, DeliveryState.SENT)
     code = str(body.get("error")) if isinstance(body, dict) and body.get("error") else None
-    raise failure(NAME, code=code, detail=f"HTTP {response.status_code}", errors=ERRORS,
-                  status=response.status_code, after=retry_after(response))
+    raise failure(
+        NAME,
+        code=code,
+        detail=f"HTTP {response.status_code}",
+        errors=ERRORS,
+        status=response.status_code,
+        after=retry_after(response),
+    )
 
 
 def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdate]:
@@ -157,5 +188,14 @@ def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdat
     if state is None:
         return []
     reason = params.get("reason") or (status if state is DeliveryState.FAILED else None)
-    return [StatusUpdate(NAME, external_id.strip(), state, reason=reason, carrier_status=status,
-                         at=req.arrived_at, ref=params.get("ref") or None)]
+    return [
+        StatusUpdate(
+            NAME,
+            external_id.strip(),
+            state,
+            reason=reason,
+            carrier_status=status,
+            at=req.arrived_at,
+            ref=params.get("ref") or None,
+        )
+    ]

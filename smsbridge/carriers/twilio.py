@@ -45,17 +45,37 @@ from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, St
 NAME = "twilio"
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("webhook_token", "", "Secret path segment of Twilio's webhook URLs "
-            "(`/carriers/twilio/<token>/inbound`).", secret=True),
-    Setting("auth_token", "", "Twilio auth token: signs webhooks (`X-Twilio-Signature`, "
-            "checked against SMSBRIDGE_PUBLIC_URL) and authenticates sends.", secret=True),
-    Setting("signing_key", "", "Secret of a Twilio Webhook Rules SharedKey, for webhooks "
-            "signed with HMAC-SHA256 (`X-Twilio-Webhooks-Signature-Settings`).", secret=True),
+    Setting(
+        "webhook_token",
+        "",
+        "Secret path segment of Twilio's webhook URLs (`/carriers/twilio/<token>/inbound`).",
+        secret=True,
+    ),
+    Setting(
+        "auth_token",
+        "",
+        "Twilio auth token: signs webhooks (`X-Twilio-Signature`, "
+        "checked against SMSBRIDGE_PUBLIC_URL) and authenticates sends.",
+        secret=True,
+    ),
+    Setting(
+        "signing_key",
+        "",
+        "Secret of a Twilio Webhook Rules SharedKey, for webhooks "
+        "signed with HMAC-SHA256 (`X-Twilio-Webhooks-Signature-Settings`).",
+        secret=True,
+    ),
     Setting("account_sid", "", "Twilio account SID (`AC...`), for sending."),
-    Setting("from_number", "", "Twilio sender: a phone number in E.164 (or use "
-            "SMSBRIDGE_TWILIO_MESSAGING_SERVICE_SID)."),
-    Setting("messaging_service_sid", "", "Twilio Messaging Service SID (`MG...`); used "
-            "instead of the from number when set."),
+    Setting(
+        "from_number",
+        "",
+        "Twilio sender: a phone number in E.164 (or use SMSBRIDGE_TWILIO_MESSAGING_SERVICE_SID).",
+    ),
+    Setting(
+        "messaging_service_sid",
+        "",
+        "Twilio Messaging Service SID (`MG...`); used instead of the from number when set.",
+    ),
     Setting("api_url", "https://api.twilio.com", "Twilio API base URL."),
 )
 declare_carrier_settings(NAME, SETTINGS)
@@ -226,17 +246,29 @@ async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms)
     if callback:
         form["StatusCallback"] = callback
     url = f"{config.get('api_url').rstrip('/')}/2010-04-01/Accounts/{sid}/Messages.json"
-    response = await request(http, NAME, "POST", url, data=form,
-                             auth=(sid, config.get("auth_token")),
-                             headers={"Accept": "application/json"})
+    response = await request(
+        http,
+        NAME,
+        "POST",
+        url,
+        data=form,
+        auth=(sid, config.get("auth_token")),
+        headers={"Accept": "application/json"},
+    )
     body = json_body(response)
     if response.status_code < 300 and isinstance(body, dict) and body.get("sid"):
         # accepted (normally "queued" at Twilio): our SENT; the callbacks tell the rest
         return SendResult(NAME, str(body["sid"]), DeliveryState.SENT, str(body.get("status")))
     code = str(body.get("code")) if isinstance(body, dict) and body.get("code") else None
     detail = str(body.get("message")) if isinstance(body, dict) else f"HTTP {response.status_code}"
-    raise failure(NAME, code=code, detail=detail, errors=ERRORS, status=response.status_code,
-                  after=retry_after(response))
+    raise failure(
+        NAME,
+        code=code,
+        detail=detail,
+        errors=ERRORS,
+        status=response.status_code,
+        after=retry_after(response),
+    )
 
 
 def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdate]:
@@ -249,6 +281,14 @@ def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdat
         return []
     code = params.get("ErrorCode") or None
     reason = f"twilio error {code}" if code and state is DeliveryState.FAILED else None
-    return [StatusUpdate(NAME, sid.strip(), state, reason=reason or
-                         (status if state is DeliveryState.FAILED else None),
-                         carrier_status=status, at=req.arrived_at, ref=params.get("ref"))]
+    return [
+        StatusUpdate(
+            NAME,
+            sid.strip(),
+            state,
+            reason=reason or (status if state is DeliveryState.FAILED else None),
+            carrier_status=status,
+            at=req.arrived_at,
+            ref=params.get("ref"),
+        )
+    ]

@@ -48,12 +48,24 @@ from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, St
 NAME = "vonage"
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("webhook_token", "", "Secret path segment of Vonage's webhook URLs "
-            "(`/carriers/vonage/<token>/inbound`).", secret=True),
-    Setting("signature_secret", "", "Vonage signature secret; when set, inbound webhooks "
-            "must carry a valid `sig`.", secret=True),
-    Setting("signature_method", "md5hash", "Vonage signature method: md5hash, md5, sha1, "
-            "sha256 or sha512 (as chosen in the Vonage dashboard)."),
+    Setting(
+        "webhook_token",
+        "",
+        "Secret path segment of Vonage's webhook URLs (`/carriers/vonage/<token>/inbound`).",
+        secret=True,
+    ),
+    Setting(
+        "signature_secret",
+        "",
+        "Vonage signature secret; when set, inbound webhooks must carry a valid `sig`.",
+        secret=True,
+    ),
+    Setting(
+        "signature_method",
+        "md5hash",
+        "Vonage signature method: md5hash, md5, sha1, "
+        "sha256 or sha512 (as chosen in the Vonage dashboard).",
+    ),
     Setting("api_key", "", "Vonage API key, for sending."),
     Setting("api_secret", "", "Vonage API secret, for sending.", secret=True),
     Setting("sender", "", "Vonage sender (`from`): a number or an alphanumeric id."),
@@ -168,19 +180,35 @@ async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms)
     callback = status_url(config)
     if callback:
         form["callback"] = callback
-    response = await request(http, NAME, "POST", config.get("api_url").rstrip("/") + "/sms/json",
-                             data=form, headers={"Accept": "application/json"})
+    response = await request(
+        http,
+        NAME,
+        "POST",
+        config.get("api_url").rstrip("/") + "/sms/json",
+        data=form,
+        headers={"Accept": "application/json"},
+    )
     body = json_body(response)
     if response.status_code >= 300 or not isinstance(body, dict):
-        raise failure(NAME, code=None, detail=f"HTTP {response.status_code}", errors=ERRORS,
-                      status=response.status_code)
+        raise failure(
+            NAME,
+            code=None,
+            detail=f"HTTP {response.status_code}",
+            errors=ERRORS,
+            status=response.status_code,
+        )
     messages = body.get("messages") or [{}]
     # a long text is sent as several parts, each with its own id; the first names the SMS
     for part in messages:
         code = str(part.get("status", ""))
         if code != "0":
-            raise failure(NAME, code=code, detail=str(part.get("error-text", "")), errors=ERRORS,
-                          after=1.0 if code == "1" else None)
+            raise failure(
+                NAME,
+                code=code,
+                detail=str(part.get("error-text", "")),
+                errors=ERRORS,
+                after=1.0 if code == "1" else None,
+            )
     return SendResult(NAME, str(messages[0].get("message-id")), DeliveryState.SENT, "0")
 
 
@@ -194,5 +222,14 @@ def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdat
     reason = None
     if state is DeliveryState.FAILED:
         reason = f"{status} (err-code {code})"
-    return [StatusUpdate(NAME, external_id.strip(), state, reason=reason, carrier_status=status,
-                         at=req.arrived_at, ref=params.get("client-ref") or None)]
+    return [
+        StatusUpdate(
+            NAME,
+            external_id.strip(),
+            state,
+            reason=reason,
+            carrier_status=status,
+            at=req.arrived_at,
+            ref=params.get("client-ref") or None,
+        )
+    ]

@@ -16,21 +16,32 @@ BASE = {
 
 CASES = [
     ("iso date", {}, ("+254712345678", "P 12 Jane", "ATXid_a7e3f1d0b9c84d6a", 1493791485000)),
-    ("space date", {"date": "2017-05-03 06:04:45", "id": "AT2"},
-     ("+254712345678", "P 12 Jane", "AT2", 1493791485000)),
-    ("fractional date", {"date": "2017-05-03T06:04:45.123Z", "id": "AT3"},
-     ("+254712345678", "P 12 Jane", "AT3", 1493791485123)),
-    ("no linkId, unicode", {"linkId": "", "text": "Mtoto ana homa — 39°", "id": "AT4"},
-     ("+254712345678", "Mtoto ana homa — 39°", "AT4", 1493791485000)),
-    ("muvuku", {"text": "1!ANCV!Sam#23#2015", "id": "AT5", "from": "+2547 1234-5678"},
-     ("+254712345678", "1!ANCV!Sam#23#2015", "AT5", 1493791485000)),
+    (
+        "space date",
+        {"date": "2017-05-03 06:04:45", "id": "AT2"},
+        ("+254712345678", "P 12 Jane", "AT2", 1493791485000),
+    ),
+    (
+        "fractional date",
+        {"date": "2017-05-03T06:04:45.123Z", "id": "AT3"},
+        ("+254712345678", "P 12 Jane", "AT3", 1493791485123),
+    ),
+    (
+        "no linkId, unicode",
+        {"linkId": "", "text": "Mtoto ana homa — 39°", "id": "AT4"},
+        ("+254712345678", "Mtoto ana homa — 39°", "AT4", 1493791485000),
+    ),
+    (
+        "muvuku",
+        {"text": "1!ANCV!Sam#23#2015", "id": "AT5", "from": "+2547 1234-5678"},
+        ("+254712345678", "1!ANCV!Sam#23#2015", "AT5", 1493791485000),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("label", "overrides", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_recorded_payload_is_stored(bridge, label, overrides, expected) -> None:  # type: ignore[no-untyped-def]
-    response = bridge.http.post(bridge.inbound_path("africastalking"),
-                          data={**BASE, **overrides})
+    response = bridge.http.post(bridge.inbound_path("africastalking"), data={**BASE, **overrides})
     assert response.status_code == 200, response.text
     [row] = bridge.messages()
     assert (row["sender"], row["text"], row["external_id"], row["received_at"]) == expected
@@ -38,8 +49,9 @@ def test_recorded_payload_is_stored(bridge, label, overrides, expected) -> None:
 
 
 def test_unreadable_date_falls_back_to_arrival_time(bridge) -> None:  # type: ignore[no-untyped-def]
-    bridge.http.post(bridge.inbound_path("africastalking"),
-               data={**BASE, "date": "yesterday"}).raise_for_status()
+    bridge.http.post(
+        bridge.inbound_path("africastalking"), data={**BASE, "date": "yesterday"}
+    ).raise_for_status()
     [row] = bridge.messages()
     assert row["received_at"] == int(bridge.clock() * 1000)
 

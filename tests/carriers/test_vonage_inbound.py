@@ -47,9 +47,18 @@ def test_post_json_is_stored(bridge) -> None:  # type: ignore[no-untyped-def]
 def test_concatenated_parts_are_stored_as_their_own_messages(bridge) -> None:  # type: ignore[no-untyped-def]
     url = bridge.inbound_path("vonage")
     for part, text in ((1, "first half "), (2, "second half")):
-        bridge.http.post(url, data={**BASE, "messageId": f"part{part}", "text": text, "concat": "true",
-                              "concat-ref": "7", "concat-total": "2",
-                              "concat-part": str(part)}).raise_for_status()
+        bridge.http.post(
+            url,
+            data={
+                **BASE,
+                "messageId": f"part{part}",
+                "text": text,
+                "concat": "true",
+                "concat-ref": "7",
+                "concat-total": "2",
+                "concat-part": str(part),
+            },
+        ).raise_for_status()
     assert [r["text"] for r in bridge.messages()] == ["first half ", "second half"]
 
 
@@ -61,8 +70,11 @@ def test_duplicate_delivery_is_stored_once(bridge) -> None:  # type: ignore[no-u
 
 
 def test_malformed_json_is_400(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = bridge.http.post(bridge.inbound_path("vonage"), content=b"{not json",
-                          headers={"content-type": "application/json"})
+    response = bridge.http.post(
+        bridge.inbound_path("vonage"),
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 400
     assert response.json()["error"] == "bad_request"
     assert bridge.messages() == []
@@ -74,8 +86,11 @@ VECTORS = [
     ("md5", "c15c21ced558c93a226c305f58f902f2"),
     ("sha1", "3e19a4e6880fdc2c1426bfd0587c98b9532f0210"),
     ("sha256", "a321e824b9b816be7c3f28859a31749a098713d39f613c80d455bbaffae1cd24"),
-    ("sha512", "812a18f76680fa0fe1b8bd9ee1625466ceb1bd96242e4d050d2cfd9a7b40166c63ed26ec9702"
-               "168781b6edcf1633db8ff95af9341701004eec3fcf9550572ee8"),
+    (
+        "sha512",
+        "812a18f76680fa0fe1b8bd9ee1625466ceb1bd96242e4d050d2cfd9a7b40166c63ed26ec9702"
+        "168781b6edcf1633db8ff95af9341701004eec3fcf9550572ee8",
+    ),
 ]
 
 
@@ -93,8 +108,9 @@ def test_ampersands_and_equals_in_values_are_replaced() -> None:
 
 
 def test_signed_webhook_is_accepted_and_a_bad_sig_refused(bridge_factory) -> None:  # type: ignore[no-untyped-def]
-    bridge = bridge_factory(SMSBRIDGE_VONAGE_SIGNATURE_SECRET="secret",
-                            SMSBRIDGE_VONAGE_SIGNATURE_METHOD="sha256")
+    bridge = bridge_factory(
+        SMSBRIDGE_VONAGE_SIGNATURE_SECRET="secret", SMSBRIDGE_VONAGE_SIGNATURE_METHOD="sha256"
+    )
     url = bridge.inbound_path("vonage")
     params = {**BASE, "timestamp": "1577880000", "nonce": "9d3b1a"}
     signed = {**params, "sig": vonage.compute_signature(params, "secret", "sha256")}
@@ -109,8 +125,9 @@ def test_signed_webhook_is_accepted_and_a_bad_sig_refused(bridge_factory) -> Non
 def test_verify_is_skipped_without_a_secret() -> None:
     from datetime import UTC, datetime
 
-    req = WebhookRequest.build("GET", "http://x/", "/", {}, "msisdn=1&messageId=2", b"",
-                               datetime.now(UTC))
+    req = WebhookRequest.build(
+        "GET", "http://x/", "/", {}, "msisdn=1&messageId=2", b"", datetime.now(UTC)
+    )
     vonage.verify(req, CarrierConfig("vonage", {}))
     with pytest.raises(Forbidden):
         vonage.verify(req, CarrierConfig("vonage", {"signature_secret": "s"}))
