@@ -31,9 +31,9 @@ class ChtApi(Protocol):
 
 
 class ChtGate:
-    """Whether CHT work may run now. A retryable failure pauses the CHT lane until its retry is
-    due (so the backlog keeps its arrival order and CHT is not hammered); a 401 pauses it until
-    a probe (every `auth_probe_interval` s) finds the credentials accepted again."""
+    """Whether CHT work may run now. CHT being down pauses the CHT lane until the failed task's
+    retry is due (so the backlog keeps its arrival order and CHT is not hammered); a 401 pauses
+    it until a probe (every `auth_probe_interval` s) finds the credentials accepted again."""
 
     def __init__(self, auth_probe_interval: float = 60.0) -> None:
         self.paused_until = 0.0

@@ -9,6 +9,7 @@ from typing import Any
 
 from smsbridge import phone
 from smsbridge.bikram import bs_to_epoch
+from smsbridge.jscrash import JsCrash
 from smsbridge.jsnum import (
     UNDEFINED,
     parse_num,
@@ -16,6 +17,7 @@ from smsbridge.jsnum import (
     strict_equal,
     strip_zero_width,
     to_string,
+    truthy,
 )
 from smsbridge.moment import moment_ms
 from smsbridge.translate import Tables, translate
@@ -69,40 +71,45 @@ def _list(field: Any) -> Any:
     return field.get("list") if isinstance(field, dict) else None
 
 
+def _list_crash(key: str) -> JsCrash:
+    return JsCrash("form_definition", f"the list of field {key!r} is not a list of [value, label]")
+
+
+def _index(item: Any, i: int, key: str) -> Any:
+    """`item[i]` in JS; reading an index of null/undefined throws."""
+    if item is None or item is UNDEFINED:
+        raise _list_crash(key)
+    if isinstance(item, list | str):
+        return item[i] if i < len(item) else UNDEFINED
+    if isinstance(item, dict):
+        return item.get(str(i), UNDEFINED)
+    return UNDEFINED
+
+
 def _integer(raw: Any, field: Any, key: str, opts: ParseOptions) -> Any:
     cleaned = strip_zero_width(to_string(raw))
     items = _list(field)
-    if items:
+    if truthy(items):
+        if not isinstance(items, list):  # `field.list.find` is not a function
+            raise _list_crash(key)
         for item in items:
-            if _item_key(item) is not UNDEFINED and to_string(_item_key(item)) == cleaned:
-                return translate(_item_label(item), None, opts.translations, opts.settings_locale)
+            if to_string(_index(item, 0, key)) == cleaned:
+                return translate(
+                    _index(item, 1, key), None, opts.translations, opts.settings_locale
+                )
         return None
     return parse_num(cleaned)
 
 
-def _item_key(item: Any) -> Any:
-    if isinstance(item, list | str):
-        return item[0] if len(item) > 0 else UNDEFINED
-    if isinstance(item, dict):
-        return item.get("0", UNDEFINED)
-    return UNDEFINED
-
-
-def _item_label(item: Any) -> Any:
-    if isinstance(item, list | str):
-        return item[1] if len(item) > 1 else UNDEFINED
-    if isinstance(item, dict):
-        return item.get("1", UNDEFINED)
-    return UNDEFINED
-
-
 def _string(raw: Any, field: Any, key: str, opts: ParseOptions) -> Any:
     items = _list(field)
-    if items:
+    if truthy(items):
+        if not isinstance(items, list | str):  # `for (const item of field.list)` needs an iterable
+            raise _list_crash(key)
         cleaned = strip_zero_width(raw)
         for item in items:
-            if strict_equal(_item_key(item), cleaned):
-                return _item_label(item)
+            if strict_equal(_index(item, 0, key), cleaned):
+                return _index(item, 1, key)
         return raw
     if key in ("patient_id", "place_id"):
         return standardise(raw)

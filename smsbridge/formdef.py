@@ -26,6 +26,16 @@ def js_key_order(keys: list[str]) -> list[str]:
     return sorted(index, key=int) + [k for k in keys if k not in seen]
 
 
+def js_object_entries(value: Any) -> dict[str, Any]:
+    """`value` seen as a JS object's own properties: an array or a string by index, an object
+    as is, anything else as no properties (`Object.keys(5)` is [])."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list | str):
+        return {str(i): item for i, item in enumerate(value)}
+    return {}
+
+
 class LabelCrash(Exception):
     """CHT would throw while reading this form's labels (a null field, no `labels`, or a label
     that is not a valid regular expression)."""
@@ -109,7 +119,7 @@ class CompiledForm:
     @classmethod
     def build(cls, definition: dict[str, Any]) -> CompiledForm:
         raw_fields = definition.get("fields", UNDEFINED)
-        fields = raw_fields if isinstance(raw_fields, dict) else {}
+        fields = js_object_entries(raw_fields)
         keys = tuple(js_key_order(list(fields)))
         types = tuple(fields[k].get("type") if isinstance(fields[k], dict) else None for k in keys)
         meta = definition.get("meta")

@@ -40,10 +40,13 @@ def accept_in(
 ) -> list[Accepted]:
     """Inside a write job: store each new message and its submit task; recognise duplicates
     (same carrier + external id; or, without an id, same carrier + sender + text within
-    `dedup_window` seconds)."""
+    `dedup_window` seconds). A part of a long SMS is kept until its message is complete."""
     out: list[Accepted] = []
     now_ms = int(now * 1000)
     for sms in messages:
+        if part_of(sms) is not None:
+            out.append(accept_part_in(conn, sms, now))
+            continue
         digest = None
         if sms.external_id:
             row = conn.execute(
@@ -60,26 +63,132 @@ def accept_in(
         if row is not None:
             out.append(Accepted(row[0], duplicate=True))
             continue
-        message_id = str(uuid.uuid4())
-        conn.execute(
-            "INSERT INTO messages(uuid, carrier, external_id, sender, recipient, text, "
-            "received_at, accepted_at, content_hash, state) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')",
-            (
-                message_id,
-                sms.carrier,
-                sms.external_id,
-                sms.sender,
-                sms.recipient,
-                sms.text,
-                _ms(sms.received_at),
-                now_ms,
-                digest,
-            ),
-        )
-        Outbox.enqueue_in(conn, SUBMIT, message_id, now)
+        message_id = insert_message_in(
+            conn, sms.carrier, sms.external_id, sms.sender, sms.recipient, sms.text,
+            _ms(sms.received_at), now, digest,
+        )  # fmt: skip
         out.append(Accepted(message_id, duplicate=False))
     return out
+
+
+def insert_message_in(
+    conn: sqlite3.Connection,
+    carrier: str,
+    external_id: str | None,
+    sender: str,
+    recipient: str | None,
+    text: str,
+    received_at_ms: int,
+    now: float,
+    digest: str | None = None,
+) -> str:
+    """Store one new message and its submit task; returns the message's uuid."""
+    message_id = str(uuid.uuid4())
+    conn.execute(
+        "INSERT INTO messages(uuid, carrier, external_id, sender, recipient, text, "
+        "received_at, accepted_at, content_hash, state) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')",
+        (message_id, carrier, external_id, sender, recipient, text, received_at_ms,
+         int(now * 1000), digest),
+    )  # fmt: skip
+    Outbox.enqueue_in(conn, SUBMIT, message_id, now)
+    return message_id
+
+
+# -- long SMS in parts ---------------------------------------------------------------------------
+# Some carriers (Vonage) deliver a long SMS as separate parts, each with its own id, naming the
+# long message in `extra`: `concat-ref` (shared by the parts), `concat-total`, `concat-part`
+# (1-based). Each part is stored (and acknowledged) on arrival; when the last one is in, the
+# parts are joined in order into ONE message with its submit task. If a part never comes, an
+# `assemble` task joins what did arrive after PART_WAIT seconds.
+
+ASSEMBLE = "assemble"  # task kind: join a long SMS whose parts stopped arriving
+PART_WAIT = 600.0
+
+
+def part_of(sms: InboundSms) -> tuple[str, int, int] | None:
+    """(ref, part, total) when `sms` is one part of a long SMS of 2+ parts."""
+    ref = sms.extra.get("concat-ref")
+    try:
+        total = int(sms.extra.get("concat-total", "1"))
+        part = int(sms.extra.get("concat-part", "1"))
+    except ValueError:
+        return None
+    if not ref or total < 2 or not 1 <= part <= total:
+        return None
+    return ref, part, total
+
+
+def accept_part_in(conn: sqlite3.Connection, sms: InboundSms, now: float) -> Accepted:
+    parsed = part_of(sms)
+    assert parsed is not None
+    ref, part, total = parsed
+    if sms.external_id:
+        row = conn.execute(
+            "SELECT id, message_uuid FROM inbound_parts WHERE carrier = ? AND external_id = ?",
+            (sms.carrier, sms.external_id),
+        ).fetchone()
+        if row is not None:
+            return Accepted(row["message_uuid"] or f"part-{row['id']}", duplicate=True)
+    row = conn.execute(
+        "SELECT id FROM inbound_parts WHERE carrier = ? AND sender = ? AND ref = ? AND part = ? "
+        "AND message_uuid IS NULL",
+        (sms.carrier, sms.sender, ref, part),
+    ).fetchone()
+    if row is not None:  # the same part again under another id
+        return Accepted(f"part-{row['id']}", duplicate=True)
+    cur = conn.execute(
+        "INSERT INTO inbound_parts(carrier, sender, recipient, ref, part, total, external_id, "
+        "text, received_at, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (sms.carrier, sms.sender, sms.recipient, ref, part, total, sms.external_id, sms.text,
+         _ms(sms.received_at), int(now * 1000)),
+    )  # fmt: skip
+    part_id = int(cur.lastrowid or 0)
+    pending = _pending_parts(conn, sms.carrier, sms.sender, ref)
+    if len(pending) >= total:
+        return Accepted(_join_in(conn, pending, now), duplicate=False)
+    if len(pending) == 1:  # the first part of this long SMS: a deadline for the rest
+        Outbox.enqueue_in(conn, ASSEMBLE, str(part_id), now, not_before=now + PART_WAIT)
+    return Accepted(f"part-{part_id}", duplicate=False)
+
+
+def _pending_parts(
+    conn: sqlite3.Connection, carrier: str, sender: str, ref: str, from_id: int = 0
+) -> list[sqlite3.Row]:
+    return conn.execute(
+        "SELECT * FROM inbound_parts WHERE carrier = ? AND sender = ? AND ref = ? "
+        "AND message_uuid IS NULL AND id >= ? ORDER BY part, id",
+        (carrier, sender, ref, from_id),
+    ).fetchall()
+
+
+def _join_in(conn: sqlite3.Connection, parts: list[sqlite3.Row], now: float) -> str:
+    first = parts[0]
+    message_id = insert_message_in(
+        conn,
+        first["carrier"],
+        "parts:" + ",".join(str(p["external_id"] or p["id"]) for p in parts),
+        first["sender"],
+        first["recipient"],
+        "".join(p["text"] for p in parts),
+        min(p["received_at"] for p in parts),
+        now,
+    )
+    conn.executemany(
+        "UPDATE inbound_parts SET message_uuid = ? WHERE id = ?",
+        [(message_id, p["id"]) for p in parts],
+    )
+    return message_id
+
+
+def assemble_in(conn: sqlite3.Connection, first_part_id: int, now: float) -> str | None:
+    """The `assemble` task's step: join whatever parts of that long SMS arrived (None when it
+    was already joined)."""
+    first = conn.execute("SELECT * FROM inbound_parts WHERE id = ?", (first_part_id,)).fetchone()
+    if first is None or first["message_uuid"] is not None:
+        return None
+    parts = _pending_parts(conn, first["carrier"], first["sender"], first["ref"], first_part_id)
+    return _join_in(conn, parts, now) if parts else None
 
 
 @dataclass(frozen=True)

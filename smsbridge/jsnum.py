@@ -70,18 +70,79 @@ INHERITED: Final[dict[str, Any]] = {
 }  # fmt: skip
 
 
+_ARRAY_METHODS = frozenset(
+    [
+        "at",
+        "concat",
+        "copyWithin",
+        "entries",
+        "every",
+        "fill",
+        "filter",
+        "find",
+        "findIndex",
+        "findLast",
+        "findLastIndex",
+        "flat",
+        "flatMap",
+        "forEach",
+        "includes",
+        "indexOf",
+        "join",
+        "keys",
+        "lastIndexOf",
+        "map",
+        "pop",
+        "push",
+        "reduce",
+        "reduceRight",
+        "reverse",
+        "shift",
+        "slice",
+        "some",
+        "sort",
+        "splice",
+        "toLocaleString",
+        "toReversed",
+        "toSorted",
+        "toSpliced",
+        "toString",
+        "unshift",
+        "values",
+        "with",
+    ]
+)
+PROTO: Final = "\x00__proto__"  # where a dict keeps an array assigned to its `__proto__`
+_INDEX_KEY = re.compile(r"0|[1-9][0-9]*")
+
+
 def js_get(obj: dict[str, Any], key: str) -> Any:
-    """`obj[key]` for a plain JS object: own property, else what Object.prototype has."""
+    """`obj[key]` for a plain JS object: own property, else its prototype chain (an array
+    assigned to `__proto__`, then Object.prototype)."""
     if key in obj:
         return obj[key]
+    proto = obj.get(PROTO)
+    if proto is not None:
+        if key == "__proto__":
+            return proto
+        if key == "length":
+            return len(proto)
+        if _INDEX_KEY.fullmatch(key) and int(key) < len(proto):
+            return proto[int(key)]
+        if key == "constructor":
+            return JsFunction("Array")
+        if key in _ARRAY_METHODS:
+            return JsFunction(key)
     return INHERITED.get(key, UNDEFINED)
 
 
 def js_set(obj: dict[str, Any], key: str, value: Any) -> None:
-    """`obj[key] = value`; writing `__proto__` does not create a property (approximation: the
-    prototype change an object value would make is not modelled)."""
+    """`obj[key] = value`. Assigning `__proto__` creates no property: an array becomes the
+    prototype (later reads fall back to it), anything else is ignored."""
     if key != "__proto__":
         obj[key] = value
+    elif isinstance(value, list):
+        obj[PROTO] = value
 
 
 # C2: JS whitespace (\s, trim()) = WhiteSpace + LineTerminator.

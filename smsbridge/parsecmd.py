@@ -7,15 +7,24 @@ does, zero-width retry included; with `form_def`: that definition whatever the c
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, TextIO
 
 from smsbridge.errors import ConfigError, FormError
 from smsbridge.fields import ParseOptions
 from smsbridge.forms import Forms
-from smsbridge.parser import JsCrash, get_form_code, parse_sms, parse_with_format, to_stored
+from smsbridge.parser import (
+    JsCrash,
+    crash_error,
+    get_form_code,
+    parse_sms,
+    parse_with_format,
+    to_stored,
+)
 
 
 def _error(code: str | None, err_code: str, detail: str) -> dict[str, Any]:
@@ -39,12 +48,13 @@ def parse_one(
         doc = {**(doc_extra or {}), "message": message}
         if options.locale:
             doc["locale"] = options.locale
+        meta = form_def.get("meta")
+        form_code = meta.get("code") if isinstance(meta, Mapping) else None
         try:
             fmt, parsed = parse_with_format(form_def, doc, options)
         except JsCrash as exc:
-            return _error(code, exc.code, exc.detail)
-        meta = form_def.get("meta")
-        form_code = meta.get("code") if isinstance(meta, Mapping) else None
+            err = crash_error(exc, form_code if isinstance(form_code, str) else code)
+            return _error(code, err.code, err.detail)
         return {
             "code": code,
             "form": form_code if isinstance(form_code, str) else None,
@@ -98,15 +108,27 @@ def parse_line(line: str, forms: Mapping[str, Any] | None, options: ParseOptions
 def run_jsonl(
     lines: Iterable[str], out: TextIO, forms: Forms | None, options: ParseOptions
 ) -> None:
-    for line in lines:
-        result = parse_line(line, forms, options)
-        out.write(json.dumps(result, ensure_ascii=False) + "\n")
-        out.flush()
+    with _reader_may_leave(out):
+        for line in lines:
+            result = parse_line(line, forms, options)
+            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+            out.flush()
 
 
 def run_messages(messages: Iterable[str], out: TextIO, forms: Forms, options: ParseOptions) -> None:
-    for message in messages:
-        out.write(json.dumps(parse_one(message, forms, options), ensure_ascii=False) + "\n")
+    with _reader_may_leave(out):
+        for message in messages:
+            out.write(json.dumps(parse_one(message, forms, options), ensure_ascii=False) + "\n")
+
+
+@contextlib.contextmanager
+def _reader_may_leave(out: TextIO) -> Iterator[None]:
+    """Stop quietly when the reader closes the pipe (`smsbridge parse ... | head`)."""
+    try:
+        yield
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
 
 
 def parse_options(

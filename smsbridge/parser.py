@@ -24,6 +24,7 @@ from smsbridge.jsnum import (
     JS_WS,
     JS_WS_SET,
     OBJECT_PROTOTYPE,
+    PROTO,
     UNDEFINED,
     JsFunction,
     js_get,
@@ -46,6 +47,7 @@ __all__ = [
     "JsCrash",
     "ParseOptions",
     "Report",
+    "crash_error",
     "get_form_code",
     "is_compact",
     "is_muvuku_format",
@@ -235,7 +237,7 @@ def to_stored(obj: Any) -> Any:
         return {
             k: to_stored(v)
             for k, v in obj.items()
-            if v is not UNDEFINED and not isinstance(v, JsFunction)
+            if v is not UNDEFINED and not isinstance(v, JsFunction) and k != PROTO
         }
     if isinstance(obj, list):
         return [None if v is UNDEFINED or isinstance(v, JsFunction) else to_stored(v) for v in obj]
@@ -244,6 +246,26 @@ def to_stored(obj: Any) -> Any:
     if obj is OBJECT_PROTOTYPE:
         return {}
     return obj
+
+
+def crash_error(crash: JsCrash, code: str | None) -> FormError:
+    """The FormError for a message CHT itself would fail on, with a reply the sender can act
+    on (CHT would throw and store nothing)."""
+    return FormError(_reply(crash, code), code=f"sys.{crash.code}")
+
+
+def _reply(crash: JsCrash, code: str | None) -> str:
+    if crash.code == "empty_compact":
+        return (
+            f"Message for form {code} has no values. Send the values after the form code, "
+            f"separated by spaces, e.g. '{code} value1 value2'."
+        )
+    if crash.code == "form_definition":
+        return (
+            f"Form {code} cannot be read by SMS at the moment ({crash.detail}). "
+            "Please tell your supervisor."
+        )
+    return f"Message for form {code} could not be read: {crash.detail}"
 
 
 def parse_sms(
@@ -271,7 +293,7 @@ def parse_sms(
         fmt, parsed = parse_with_format(form_def, doc, opts)
         return Report(code=code, form=form_def, format=fmt, fields=to_stored(parsed))
     except JsCrash as exc:
-        return FormError(exc.detail, code=exc.code)
+        return crash_error(exc, code)
     except Exception as exc:  # the bridge never crashes on a message
         return FormError(f"This message could not be read ({type(exc).__name__}).",
-                         code="parse_error")  # fmt: skip
+                         code="sys.parse_error")  # fmt: skip

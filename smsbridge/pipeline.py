@@ -35,7 +35,15 @@ from smsbridge import phone
 from smsbridge.chtgate import ChtApi, ChtGate
 from smsbridge.chtsettings import ChtSettingsCache
 from smsbridge.errors import AuthFailure, FormError, PermanentError, RetryableError
-from smsbridge.inbox import SUBMIT, Accepted, Message, accept_in, get_message
+from smsbridge.inbox import (
+    ASSEMBLE,
+    SUBMIT,
+    Accepted,
+    Message,
+    accept_in,
+    assemble_in,
+    get_message,
+)
 from smsbridge.logs import event
 from smsbridge.outbox import Outbox, Task
 from smsbridge.parser import ParseOptions, Report, parse_sms
@@ -63,6 +71,22 @@ MAYBE_SENT = "maybe_sent"  # memo: the last attempt may have created a record in
 # error and reply). Every other FormError is a text on which CHT's own parser would throw (its
 # request would fail and nothing would be stored): we reply to the sender instead of submitting.
 HANDLED_BY_CHT = frozenset({"sys.empty", "sys.form_not_found"})
+
+# Retryable failures that mean CHT itself is down or overloaded: all CHT work waits for the
+# retry (the backlog then drains in arrival order). Any other retryable failure (a bare 500,
+# which may be CHT failing on this one message) backs off only its own task, so one poison
+# message never holds up the others.
+CHT_DOWN = frozenset(
+    {
+        "cht_unreachable",
+        "cht_timeout",
+        "cht_connection_lost",
+        "cht_unavailable",
+        "cht_rate_limited",
+        "cht_starting",
+        "no_forms",
+    }
+)
 
 UNKNOWN_SENDER_REPLY = (
     "Your phone number is not registered. Please ask your supervisor to add it before "
@@ -151,17 +175,33 @@ class InboundPipeline:
     # -- one task --------------------------------------------------------------------------------
 
     async def run_once(self, now: float) -> bool:
-        """Claim one due submit task and run it. False when there was nothing to do (or CHT
-        work is paused)."""
+        """Claim one due inbound task (submit, or assemble a long SMS) and run it. False when
+        there was nothing to do (or CHT work is paused)."""
         if self.gate.auth_failed is not None and not await self.gate.probe(self.cht, now):
             return False
         if not self.gate.open(now):
             return False
-        task = await self.outbox.claim([SUBMIT], now, self.settings.lease_seconds)
+        task = await self.outbox.claim([SUBMIT, ASSEMBLE], now, self.settings.lease_seconds)
         if task is None:
             return False
-        await self.submit_report(task, now)
+        if task.kind == ASSEMBLE:
+            await self.assemble(task, now)
+        else:
+            await self.submit_report(task, now)
         return True
+
+    async def assemble(self, task: Task, now: float) -> None:
+        """A long SMS whose last parts never came: join the parts that did (one message, with
+        its submit task) so the health worker's report is not lost."""
+
+        def job(conn: sqlite3.Connection) -> str | None:
+            joined = assemble_in(conn, int(task.ref), now)
+            Outbox.done_in(conn, task)
+            return joined
+
+        joined = await self.store.write(job)
+        if joined is not None:
+            event(log, "inbound_parts_joined_incomplete", logging.WARNING, message=joined)
 
     async def submit_report(self, task: Task, now: float) -> None:
         """Run one submit task to an outcome: done, retry later, paused, or dead-lettered."""
@@ -211,10 +251,10 @@ class InboundPipeline:
                 status=exc.status,
                 gave_up=due is None,
             )
-            if due is not None:
-                self.gate.back_off(due)
-            else:
+            if due is None:
                 await self._mark(message.uuid, "dead", reason=f"CHT unavailable: {exc.code}")
+            elif exc.code in CHT_DOWN:
+                self.gate.back_off(due)  # everyone waits: keeps arrival order, spares CHT
         except PermanentError as exc:
             reason = f"CHT rejected the message: {exc.code}: {exc.detail}"
             await self.store.write(lambda c: self._dead_in(c, task, message.uuid, reason, now))

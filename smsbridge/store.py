@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -149,9 +150,32 @@ def _m002_outbound(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX messages_sender_accepted ON messages(sender, accepted_at)")
 
 
+def _m003_inbound_parts(db: sqlite_utils.Database) -> None:
+    """Parts of long inbound SMS, kept until the whole message is in (inbox.py)."""
+    db.execute(
+        "CREATE TABLE inbound_parts ("
+        " id INTEGER PRIMARY KEY,"
+        " carrier TEXT NOT NULL, sender TEXT NOT NULL, recipient TEXT,"
+        " ref TEXT NOT NULL,"  # the carrier's reference shared by the parts
+        " part INTEGER NOT NULL, total INTEGER NOT NULL,"
+        " external_id TEXT, text TEXT NOT NULL,"
+        " received_at INTEGER NOT NULL, accepted_at INTEGER NOT NULL,"
+        " message_uuid TEXT)"  # the joined message, once there is one
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX inbound_parts_external ON inbound_parts(carrier, external_id) "
+        "WHERE external_id IS NOT NULL"
+    )
+    db.execute(
+        "CREATE INDEX inbound_parts_pending ON inbound_parts(carrier, sender, ref) "
+        "WHERE message_uuid IS NULL"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _m001_inbound,
     _m002_outbound,
+    _m003_inbound_parts,
     # Append new migrations here (never edit one above).
 ]
 
@@ -187,6 +211,58 @@ class StoreClosed(RuntimeError):
     pass
 
 
+class _Entry:
+    """A queued job and where its outcome goes: a concurrent future (sync callers) or an
+    asyncio future of `loop` (async callers)."""
+
+    __slots__ = ("future", "job", "loop")
+
+    def __init__(
+        self,
+        job: Job[Any],
+        future: concurrent.futures.Future[Any] | asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        self.job = job
+        self.future = future
+        self.loop = loop
+
+    def start(self) -> bool:
+        """False when the caller gave up (cancelled) before the job ran: skip it."""
+        if isinstance(self.future, concurrent.futures.Future):
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.cancelled()
+
+
+def _settle(outcomes: list[tuple[_Entry, bool, Any]]) -> None:
+    """Hand each outcome to its caller: sync futures directly, asyncio futures with ONE
+    thread-safe call per event loop for the whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+    for entry, ok, value in outcomes:
+        if entry.loop is None:
+            future = entry.future
+            if not future.done():
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+        else:
+            by_loop.setdefault(entry.loop, []).append((entry.future, ok, value))
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_settle_in_loop, items)
+
+
+def _settle_in_loop(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in items:
+        if future.done():  # cancelled meanwhile
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
 class Store:
     """The SQLite database: one writer thread with group commit, one reader per thread."""
 
@@ -199,8 +275,7 @@ class Store:
         self._writer.execute("PRAGMA synchronous = FULL")
         self.version = migrate(self._writer)
         self._max_batch = max_batch
-        self._jobs: queue.SimpleQueue[tuple[Job[Any], concurrent.futures.Future[Any]] | None]
-        self._jobs = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -216,18 +291,25 @@ class Store:
 
     def submit(self, job: Job[T]) -> concurrent.futures.Future[T]:
         """Queue `job` for the writer; the future resolves after its transaction is committed."""
-        if self._closed:
-            raise StoreClosed("store is closed")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._jobs.put((job, future))
+        self._put(_Entry(job, future, None))
         return future
 
     async def write(self, job: Job[T]) -> T:
-        """Run `job` in the writer's next transaction; return its result once committed."""
-        return await asyncio.wrap_future(self.submit(job))
+        """Run `job` in the writer's next transaction; return its result once committed.
+        (The writer wakes the event loop once per batch, not once per job.)"""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._put(_Entry(job, future, loop))
+        return await future
 
     def write_sync(self, job: Job[T]) -> T:
         return self.submit(job).result()
+
+    def _put(self, entry: _Entry) -> None:
+        if self._closed:
+            raise StoreClosed("store is closed")
+        self._jobs.put(entry)
 
     def _run(self) -> None:
         conn = self._writer
@@ -250,44 +332,34 @@ class Store:
             if stop:
                 break
 
-    def _commit_batch(
-        self,
-        conn: sqlite3.Connection,
-        batch: list[tuple[Job[Any], concurrent.futures.Future[Any]]],
-    ) -> None:
-        outcomes: list[tuple[concurrent.futures.Future[Any], bool, Any]] = []
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Entry]) -> None:
+        outcomes: list[tuple[_Entry, bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job, future in batch:
-                if not future.set_running_or_notify_cancel():
+            for entry in batch:
+                if not entry.start():
                     continue
                 conn.execute("SAVEPOINT job")
                 try:
-                    result = job(conn)
+                    result = entry.job(conn)
                 except BaseException as exc:
                     if not conn.in_transaction:  # the error ended the whole transaction
                         raise
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
-                    outcomes.append((future, False, exc))
+                    outcomes.append((entry, False, exc))
                 else:
                     conn.execute("RELEASE job")
-                    outcomes.append((future, True, result))
+                    outcomes.append((entry, True, result))
             conn.execute("COMMIT")
         except BaseException as exc:  # the commit itself failed: nothing of this batch is stored
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            for _job, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            _settle([(entry, False, exc) for entry in batch])
             return
         self.batches += 1
         self.jobs_done += len(outcomes)
-        for future, ok, value in outcomes:
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+        _settle(outcomes)
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -54,6 +54,43 @@ def is_compact(
     return True
 
 
+_TAIL = re.compile(
+    f"{_SEP}*({terminal('textforms', 'DATE')})?"
+    f"{_SEP}*({terminal('textforms', 'NUM')})?"
+    f"{_SEP}*({NOT_LT}+?)?{_WS}*\\Z"
+)
+_KEY_RUN = re.compile(terminal("textforms", "KEY"))
+_LINE_TERMINATORS = "\n\r\u2028\u2029"
+# What SEP*, DATE and NUM can consume: a line break can only sit among these.
+_BEFORE_BREAK = re.compile(f"(?:{_SEP}|[0-9/.])*")
+
+
+def match_pair(segment: str) -> tuple[str, str | None, str | None, str | None] | None:
+    """`_PAIR.search(segment).groups()`, without the regex's cubic backtracking on segments
+    with line breaks (a 1,600-character SMS could otherwise take a minute).
+
+    The search is leftmost, KEY greedy: the first run of KEY characters with an end `e`
+    (longest first) at which the rest of the segment matches `_TAIL` wins. A line break before
+    the trailing white space can only be consumed by the SEP/DATE/NUM part, so an end `e` is
+    hopeless unless everything from `e` up to the last such break is SEP, digits, "/" or "."."""
+    body_end = len(segment.rstrip(JS_WS))
+    last_break = max(segment.rfind(c, 0, body_end) for c in _LINE_TERMINATORS)
+    if last_break < 0:
+        m = _PAIR.search(segment)
+        return m.groups() if m else None  # type: ignore[return-value]
+    for run in _KEY_RUN.finditer(segment):
+        a, b = run.span()
+        for e in range(b, a, -1):
+            if e <= last_break:
+                reach = _BEFORE_BREAK.match(segment, e)
+                if reach is None or reach.end() <= last_break:
+                    continue
+            m = _TAIL.match(segment, e)
+            if m is not None:
+                return (segment[a:e], *m.groups())  # type: ignore[return-value]
+    return None
+
+
 def tokens(msg: str) -> list[str]:
     return _TOKENS.findall(msg)
 
@@ -99,10 +136,10 @@ def parse_labelled(msg: str, tz: str) -> dict[str, Any]:
     """The textforms parser: lowercased label -> value (spec 9.2-9.4)."""
     results: dict[str, Any] = {}
     for segment in _BOUNDARY.split(msg):
-        m = _PAIR.search(segment)
-        if m is None:
+        groups = match_pair(segment)
+        if groups is None:
             continue
-        key, date, num, other = m.groups()
+        key, date, num, other = groups
         if other is not None and other.strip(JS_WS) == "":
             other = None
         if other is not None and num is not None:

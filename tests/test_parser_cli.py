@@ -118,3 +118,14 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]
 def test_a_missing_forms_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["parse", "--forms", str(tmp_path / "none.json"), "ANCR x"]) == 2
     assert "cannot read forms file" in capsys.readouterr().err
+
+
+def test_jsonl_needs_no_forms_file_when_lines_bring_their_own(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [{"message": "ANCR sarah", "forms": {"ANCR": ANCR}}, {"message": "ANCR sarah"}]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(json.dumps(x) for x in lines) + "\n"))
+    code, out, _ = run(capsys, ["parse", "--jsonl", "--tz", "Asia/Kathmandu"])
+    assert code == 0
+    assert out[0]["fields"] == {"name": "sarah"}
+    assert out[1]["error"]["code"] == "bad_request"

@@ -3,9 +3,12 @@ split every message exactly as the full lark grammars do."""
 
 from __future__ import annotations
 
+import time
+
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from smsbridge import textforms
 from smsbridge.grammar import GRAMMARS, grammar_text, lark_parser, reference_split
 from smsbridge.muvuku import split_javarosa, split_muvuku
 from smsbridge.textforms import segments, tokens
@@ -54,3 +57,20 @@ def test_examples_from_the_spec() -> None:
     assert split_javarosa("J1!A!x#fa\\cility\\#2") == ["x", "fa\\cility\\#2"]
     assert tokens('sarah"s 24') == ["sarah", "s", "24"]
     assert segments("A 1 # B 2") == ["A 1", "B 2"]
+
+
+PAIR_TEXT = st.text(alphabet="aZ_.1203-!/ \t\n\r\u2028\u00a0x:", max_size=30)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(PAIR_TEXT)
+def test_the_fast_pair_matcher_equals_the_key_value_regex(segment: str) -> None:
+    m = textforms._PAIR.search(segment)
+    assert textforms.match_pair(segment) == (m.groups() if m else None)
+
+
+def test_the_pair_matcher_is_fast_on_pathological_line_breaks() -> None:
+    segment = ("a" + "-" * 200 + "\n") * 8 + "\nx"  # cubic for the plain regex (a minute)
+    start = time.perf_counter()
+    assert textforms.match_pair(segment) == ("a", None, None, "x")
+    assert time.perf_counter() - start < 0.5

@@ -4,10 +4,12 @@ V8, bikram-sambat 1.8.1, lodash templates) -- beyond what the conformance vector
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
 from smsbridge.bikram import bs_to_epoch
+from smsbridge.errors import FormError
 from smsbridge.jsdate import parse_date_string
 from smsbridge.jsnum import UNDEFINED, number_to_string, parse_num, to_number
 from smsbridge.moment import moment_ms
@@ -117,3 +119,34 @@ def test_a_primitive_field_definition_gets_no_value_in_muvuku() -> None:
 def test_surplus_muvuku_values_are_flagged_in_the_report() -> None:
     report = parse_sms("1!R!x#", {"R": {"fields": {"name": {"type": "string"}}}})
     assert report.fields == {"name": "x", "_extra_fields": True}  # type: ignore[union-attr]
+
+
+def test_form_definitions_are_read_as_js_objects() -> None:
+    # `fields` as an array or a string has index keys; `Object.keys` of a number is []
+    array_form = {"fields": [{"type": "string"}, {"type": "integer"}]}
+    assert parse(array_form, {"message": "1!x!d"}) == {"0": "d", "1": UNDEFINED}
+    assert parse({"fields": "ab"}, {"message": "x y"}) == {"0": "x", "1": "y"}
+    assert parse({"fields": 5}, {"message": "x y"}) == {}
+
+
+def test_a_list_that_is_not_a_list_is_a_form_error() -> None:
+    form = {"meta": {"code": "M"}, "fields": {"a": {"type": "integer", "list": "abc"}}}
+    result = parse_sms("M 1", {"M": form})
+    assert isinstance(result, FormError)
+    assert "supervisor" in result.detail
+
+
+def test_object_prototype_keys_behave_as_in_js() -> None:
+    form: dict[str, Any] = {"fields": {"valueOf": {"type": "integer", "labels": {"tiny": "V"}}}}
+    assert parse(form, {"message": "#"}) == {"valueOf": None}  # reads the inherited function
+    form = {"fields": {"__proto__": {"type": "string", "labels": {"tiny": "P"}}}}
+    assert parse_sms("e", {"E": form}).fields == {}  # type: ignore[union-attr]
+    form = {
+        "meta": {"code": "PK"},
+        "fields": {
+            "constructor": {"type": "string", "labels": {"tiny": "constructor"}},
+            "length": {"type": "integer", "labels": {"tiny": "LEN"}},
+        },
+    }
+    report = parse_sms("PK __proto__ a#constructor bar", {"PK": form})
+    assert report.fields == {"constructor": [None, "bar"], "length": 2}  # type: ignore[union-attr]

@@ -496,3 +496,40 @@ def test_forms_file_is_used_instead_of_chts_settings(
         assert h.records_from()[0]["fields"]["patient_name"] == "Jane"
 
     play(tmp_path, sim, cht_url, scenario, SMSBRIDGE_FORMS_FILE=str(forms_file))
+
+
+def test_a_message_cht_keeps_failing_on_does_not_hold_up_the_others(
+    tmp_path: Path, sim: ChtSim, cht_url: str
+) -> None:
+    async def scenario(h: Harness) -> None:
+        sim.faults.fail_next(1, 500, path="/api/v2/records")  # a bare 500: maybe this message
+        first = await h.receive("P 12 Jane")
+        second = await h.receive("P 13 Mary")
+        await h.run()
+        assert h.state(first) == "received"  # backing off on its own
+        assert h.state(second) == "submitted"  # not stuck behind it
+        h.now = h.due() or h.now
+        await h.run()
+        assert h.state(first) == "submitted"
+
+    play(tmp_path, sim, cht_url, scenario)
+
+
+def test_a_long_sms_missing_a_part_is_joined_and_submitted_after_the_wait(
+    tmp_path: Path, sim: ChtSim, cht_url: str
+) -> None:
+    from smsbridge.inbox import PART_WAIT
+
+    async def scenario(h: Harness) -> None:
+        extra = {"concat-ref": "9", "concat-total": "2", "concat-part": "1"}
+        sms = InboundSms("vonage", "v-1", ALICE, "P 12 Jane", RECEIVED, extra=extra)
+        [accepted] = await accept_inbound(h.store, [sms], h.now, 120)
+        assert not accepted.duplicate
+        assert await h.run() == 0  # part 2 may still come
+        h.now += PART_WAIT
+        await h.run()
+        [record] = h.records_from()
+        assert record["fields"]["patient_name"] == "Jane"
+        assert record["reported_date"] == int(RECEIVED.timestamp() * 1000)
+
+    play(tmp_path, sim, cht_url, scenario)

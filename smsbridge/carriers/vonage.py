@@ -3,7 +3,8 @@
 Vonage calls the account's inbound webhook by GET (query) or POST (form or JSON, per the
 dashboard's "HTTP method"): `msisdn` (sender, international without `+`), `to`, `messageId`,
 `text`, `type`, `keyword`, `message-timestamp` (`YYYY-MM-DD HH:MM:SS`, UTC), and for long SMS
-`concat`, `concat-ref`, `concat-total`, `concat-part` (each part arrives as its own message).
+`concat`, `concat-ref`, `concat-total`, `concat-part` (each part arrives as its own webhook;
+the bridge keeps the parts and joins them into one message: inbox.py).
 Vonage resends for 24 hours until it gets 200 or 204; we answer 204 once stored.
 
 Signed webhooks (optional; turn on in the dashboard and set SMSBRIDGE_VONAGE_SIGNATURE_SECRET):

@@ -44,22 +44,26 @@ def test_post_json_is_stored(bridge) -> None:  # type: ignore[no-untyped-def]
     assert (row["sender"], row["text"], row["external_id"], row["received_at"]) == EXPECTED
 
 
-def test_concatenated_parts_are_stored_as_their_own_messages(bridge) -> None:  # type: ignore[no-untyped-def]
+def test_long_sms_parts_are_joined_into_one_message(bridge) -> None:  # type: ignore[no-untyped-def]
     url = bridge.inbound_path("vonage")
-    for part, text in ((1, "first half "), (2, "second half")):
-        bridge.http.post(
-            url,
-            data={
-                **BASE,
-                "messageId": f"part{part}",
-                "text": text,
-                "concat": "true",
-                "concat-ref": "7",
-                "concat-total": "2",
-                "concat-part": str(part),
-            },
-        ).raise_for_status()
-    assert [r["text"] for r in bridge.messages()] == ["first half ", "second half"]
+
+    def part(n: int, text: str) -> dict[str, str]:
+        return {**BASE, "messageId": f"part{n}", "text": text, "concat": "true",
+                "concat-ref": "7", "concat-total": "3", "concat-part": str(n)}  # fmt: skip
+
+    assert bridge.http.post(url, data=part(3, "of it.")).status_code == 204  # out of order
+    assert bridge.http.post(url, data=part(1, "P 12 Jane, the first ")).status_code == 204
+    assert bridge.http.post(url, data=part(1, "P 12 Jane, the first ")).status_code == 204
+    assert bridge.messages() == []  # acknowledged and kept, but not a message yet
+    assert bridge.http.post(url, data=part(2, "half and the rest ")).status_code == 204
+    [row] = bridge.messages()
+    assert row["text"] == "P 12 Jane, the first half and the rest of it."
+    assert row["sender"] == "+447700900001"
+    [task] = bridge.store.query("SELECT kind, ref FROM tasks WHERE kind = 'submit'")
+    assert task["ref"] == row["uuid"]
+    # a late retry of a part changes nothing
+    assert bridge.http.post(url, data=part(2, "half and the rest ")).status_code == 204
+    assert len(bridge.messages()) == 1
 
 
 def test_duplicate_delivery_is_stored_once(bridge) -> None:  # type: ignore[no-untyped-def]
