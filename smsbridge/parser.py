@@ -29,6 +29,7 @@ from smsbridge.jsnum import (
     JsFunction,
     js_get,
     js_set,
+    number_to_string,
     standardise,
     strip_zero_width,
     truthy,
@@ -241,8 +242,12 @@ def to_stored(obj: Any) -> Any:
         }
     if isinstance(obj, list):
         return [None if v is UNDEFINED or isinstance(v, JsFunction) else to_stored(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            return None
+        if obj.is_integer() and abs(obj) < 1e21:
+            return int(number_to_string(obj))  # the digits JSON.stringify writes
+        return obj
     if obj is OBJECT_PROTOTYPE:
         return {}
     return obj
