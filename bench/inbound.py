@@ -36,13 +36,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
+from smsbridge.testserver import free_port
+
 TOKEN = "bench-token-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -14,7 +14,7 @@ last SMS, the initial bucket burst included) and in steady state (after the firs
 deviation; the bridge's CPU (user+system) ms per SMS; its peak RSS. Durable store as in
 production (SQLite WAL, synchronous=FULL).
 
-    python bench/outbound.py [--messages 100000] [--scale 1.0] [--workers 8]
+    python bench/outbound.py [--messages 100000] [--scale 1.0] [--workers 16]
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every rate")
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--serve-carriers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_carriers:

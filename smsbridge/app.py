@@ -1,16 +1,16 @@
-"""The Starlette app: webhook routes, one error handler, and the lifespan that opens the store
-and starts the workers.
+"""The Starlette app: its routes, the one error handler, and the lifespan that opens the store
+and starts the service's workers (built by runtime.py).
 
     create_app(settings, *, cht=None, clock=time.time, store=None) -> Starlette
 
-Routes (inbound):
+Routes (inbound; outbound_http.py adds the delivery reports and cht-gateway phones):
     POST /carriers/{carrier}/{token}/inbound      (GET too, for carriers that may use it)
 
 Every error is JSON `{"error": "<code>", "detail": "<text>"}` with the status of its
-errors.py class; a body over SMSBRIDGE_MAX_BODY_BYTES is refused with 413 before it is read.
+errors.py class; a body over SMSBRIDGE_MAX_BODY_BYTES is refused with 413 (bodylimit.py).
 
 Other parts add their routes to `routes` in `create_app` and their background work to
-`Runtime.start`/`Runtime.stop` with small edits.
+`Runtime.start`/`Runtime.stop` (runtime.py) with small edits.
 """
 
 from __future__ import annotations
@@ -21,91 +21,34 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from types import ModuleType
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from smsbridge import outgoing
+from smsbridge.bodylimit import BodyLimit
 from smsbridge.carriers import CARRIERS
 from smsbridge.carriers.base import CarrierConfig, WebhookRequest
-from smsbridge.chtsettings import ChtSettingsCache
-from smsbridge.errors import (
-    BadRequest,
-    NotFound,
-    PayloadTooLarge,
-    SmsBridgeError,
-    Unauthorized,
-)
+from smsbridge.chtgate import ChtApi
+from smsbridge.errors import NotFound, SmsBridgeError, Unauthorized
 from smsbridge.health import Readiness, healthz, readyz
 from smsbridge.logs import event
 from smsbridge.metrics import Metrics, metrics_endpoint
 from smsbridge.openapi import openapi_endpoint, webhook_carriers
-from smsbridge.outbound import OutboundPipeline
 from smsbridge.outbound_http import ROUTES as OUTBOUND_ROUTES
-from smsbridge.outbox import Outbox, RetryPolicy
-from smsbridge.pipeline import ChtApi, ChtGate, InboundPipeline, accept_inbound
+from smsbridge.pipeline import accept_inbound
+from smsbridge.runtime import Runtime, build_runtime, carrier_config, enabled_carriers
 from smsbridge.settings import Settings
 from smsbridge.store import Store
-from smsbridge.sync import OutboundWorkers, build_outbound
-from smsbridge.workers import InboundWorkers
 
 log = logging.getLogger("smsbridge.app")
 
 # Carriers whose inbound webhook may arrive by GET (query string) as well as POST.
 GET_INBOUND = frozenset({"vonage", "generic"})
-
-
-@dataclass
-class Runtime:
-    """Everything the running service holds: built in the lifespan, kept on `app.state`."""
-
-    settings: Settings
-    store: Store
-    outbox: Outbox
-    cht: ChtApi
-    cht_settings: ChtSettingsCache
-    pipeline: InboundPipeline
-    workers: InboundWorkers
-    clock: Callable[[], float]
-    enabled: frozenset[str]
-    configs: dict[str, CarrierConfig] = field(default_factory=dict)
-    outbound_workers: OutboundWorkers | None = None  # send workers + CHT sync (sync.py)
-
-    @property
-    def outbound(self) -> OutboundPipeline | None:
-        return None if self.outbound_workers is None else self.outbound_workers.pipeline
-
-    def start(self) -> None:
-        self.workers.start()
-        if self.outbound_workers is not None:
-            self.outbound_workers.start()
-
-    async def stop(self) -> None:
-        await self.workers.stop()
-        if self.outbound_workers is not None:
-            await self.outbound_workers.stop()
-
-
-def enabled_carriers(settings: Settings) -> frozenset[str]:
-    """SMSBRIDGE_CARRIERS, or when empty every carrier that has a webhook token set."""
-    if settings.carriers:
-        return frozenset(settings.carriers)
-    return frozenset(name for name in CARRIERS if settings.carrier_setting(name, "webhook_token"))
-
-
-def carrier_config(settings: Settings, carrier: str) -> CarrierConfig:
-    return CarrierConfig(
-        carrier=carrier,
-        values=dict(settings.carrier.get(carrier, {})),
-        public_url=settings.public_url,
-    )
 
 
 # -- routes --------------------------------------------------------------------------------------
@@ -147,6 +90,19 @@ async def webhook_request(request: Request, now: float) -> WebhookRequest:
     )
 
 
+async def verified_webhook(
+    runtime: Runtime, request: Request, carrier: str, module: ModuleType
+) -> tuple[WebhookRequest, CarrierConfig, float]:
+    """A carrier's webhook after the URL token and the carrier's signature check: the request
+    as the carrier module sees it, that carrier's config, and `now`."""
+    check_token(runtime.settings, carrier, request.path_params["token"])
+    now = runtime.clock()
+    req = await webhook_request(request, now)
+    config = runtime.configs.get(carrier) or carrier_config(runtime.settings, carrier)
+    module.verify(req, config)
+    return req, config, now
+
+
 async def carrier_inbound(request: Request) -> Response:
     runtime = _runtime(request)
     carrier = request.path_params["carrier"]
@@ -155,11 +111,7 @@ async def carrier_inbound(request: Request) -> Response:
         raise NotFound(f"unknown carrier {carrier!r}")
     if request.method == "GET" and carrier not in GET_INBOUND:
         raise SmsBridgeError(f"{carrier} webhooks are POST", code="method_not_allowed")
-    check_token(runtime.settings, carrier, request.path_params["token"])
-    now = runtime.clock()
-    req = await webhook_request(request, now)
-    config = runtime.configs.get(carrier) or carrier_config(runtime.settings, carrier)
-    module.verify(req, config)
+    req, config, now = await verified_webhook(runtime, request, carrier, module)
     messages = module.parse_inbound(req, config)
     accepted = await accept_inbound(runtime.store, messages, now, runtime.settings.dedup_window)
     runtime.workers.wakeup.set()
@@ -181,7 +133,7 @@ async def carrier_inbound(request: Request) -> Response:
     return Response(reply.body, status_code=reply.status, media_type=reply.media_type)
 
 
-# -- errors and limits ---------------------------------------------------------------------------
+# -- errors -----------------------------------------------------------------------------------
 
 
 def _status_of(exc: SmsBridgeError) -> int:
@@ -215,54 +167,6 @@ def _safe_path(request: Request) -> str:
     if len(parts) > 3 and parts[1] == "carriers":
         parts[3] = "****"
     return "/".join(parts)
-
-
-class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413, by Content-Length before reading and
-    by counting while reading (chunked bodies)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.max_bytes <= 0:
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = -1
-                if length < 0:
-                    await _send_json(send, 400, BadRequest("bad Content-Length").to_json())
-                    return
-                if length > self.max_bytes:
-                    await _send_json(send, 413, _too_large(self.max_bytes).to_json())
-                    return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _too_large(self.max_bytes)
-            return message
-
-        await self.app(scope, limited, send)
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"request body over {limit} bytes")
-
-
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    response = JSONResponse(body, status_code=status)
-    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -343,62 +247,6 @@ def create_app(
     app.state.openapi_carriers = webhook_carriers(enabled_carriers(settings))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
-
-
-def build_runtime(
-    settings: Settings,
-    store: Store,
-    cht: ChtApi,
-    clock: Callable[[], float],
-    concurrency: int = 4,
-    idle: float = 0.2,
-    rng: random.Random | None = None,
-) -> Runtime:
-    outbox = Outbox(
-        store,
-        RetryPolicy(settings.retry_base, settings.retry_cap, settings.max_attempts),
-        rng=rng,
-    )
-    cht_settings = ChtSettingsCache(store, settings)
-    gate = ChtGate()
-    outbound_workers = build_outbound(
-        settings,
-        store,
-        outbox,
-        cht,
-        clock=clock,
-        gate=gate,
-        wake_inbound=lambda: workers.wakeup.set(),
-        concurrency=concurrency,
-        idle=idle,
-    )
-    pipeline = InboundPipeline(
-        store,
-        outbox,
-        cht,
-        settings,
-        cht_settings,
-        gate=gate,
-        reply_hook=outgoing.queue_reply_in,
-        outgoing_hook=outbound_workers.store_offered,
-    )
-    workers = InboundWorkers(
-        pipeline, cht_settings, clock=clock, concurrency=concurrency, idle=idle
-    )
-    enabled = enabled_carriers(settings)
-    return Runtime(
-        settings=settings,
-        store=store,
-        outbox=outbox,
-        cht=cht,
-        cht_settings=cht_settings,
-        pipeline=pipeline,
-        workers=workers,
-        clock=clock,
-        enabled=enabled,
-        configs={name: carrier_config(settings, name) for name in enabled if name in CARRIERS},
-        outbound_workers=outbound_workers,
-    )
 
 
 def _wire_readiness(app: Starlette, runtime: Runtime) -> None:

@@ -11,8 +11,8 @@ import math
 from datetime import date, timedelta
 from typing import Any
 
-from smsbridge.jsdate import NAN, time_clip
 from smsbridge.jsnum import to_int32, to_number
+from smsbridge.jstime import NAN, time_clip
 from smsbridge.moment import moment_ms
 
 _MS_PER_DAY = 86_400_000

@@ -15,7 +15,7 @@ log = logging.getLogger("smsbridge.chtgate")
 
 
 class ChtApi(Protocol):
-    """What the inbound worker needs of `smsbridge.cht.ChtClient`."""
+    """What the workers (inbound and outbound) need of `smsbridge.cht.ChtClient`."""
 
     async def app_settings(self) -> dict[str, Any]: ...
 

@@ -1,18 +1,18 @@
 """The exception tree. Every error the service raises on purpose is one of these.
 
-    SmsBridgeError                 base; `http_status` and `code` map it to a JSON error response
-    ├── ConfigError                a setting is missing or wrong (CLI exit 2, service refuses to start)
-    ├── RequestError               a caller sent something we cannot take (HTTP 4xx)
-    │   ├── BadRequest             400 malformed body or fields
-    │   ├── Unauthorized           401 missing or wrong token / credentials
-    │   ├── Forbidden              403 bad signature, insufficient privileges
-    │   ├── NotFound               404 unknown carrier, message or route
-    │   └── PayloadTooLarge        413 body over the size limit
-    ├── FormError                  an SMS that does not make a valid report; carries a reply for the sender
-    └── PeerError                  a call to a peer (CHT, a carrier) failed
-        ├── RetryableError         try again later (timeouts, 5xx, 429); `retry_after` seconds if known
-        ├── PermanentError         do not retry this request (4xx); the task gives up
-        └── AuthFailure            the peer refused our credentials; stop calling it until fixed
+    SmsBridgeError           base; `http_status` and `code` map it to a JSON error response
+    ├── ConfigError          a setting is missing or wrong (CLI exit 2, service refuses to start)
+    ├── RequestError         a caller sent something we cannot take (HTTP 4xx)
+    │   ├── BadRequest       400 malformed body or fields
+    │   ├── Unauthorized     401 missing or wrong token / credentials
+    │   ├── Forbidden        403 bad signature, insufficient privileges
+    │   ├── NotFound         404 unknown carrier, message or route
+    │   └── PayloadTooLarge  413 body over the size limit
+    ├── FormError            an SMS that is not a valid report; carries a reply for the sender
+    └── PeerError            a call to a peer (CHT, a carrier) failed
+        ├── RetryableError   try again later (timeouts, 5xx, 429); `retry_after` seconds if known
+        ├── PermanentError   do not retry this request (4xx); the task gives up
+        └── AuthFailure      the peer refused our credentials; stop calling it until fixed
 
 Workers decide what to do by exception type alone (DESIGN.md, rule 4).
 """

@@ -1,8 +1,10 @@
 """Inbound SMS as stored facts: accepting them (each with its submit task, duplicates
-recognised) inside a store write job, and reading them back.
+recognised, long SMS joined from their parts) inside a store write job, reading them back,
+recording their outcome, and their shape in CHT's APIs.
 
-A message's `uuid` is our id for it: the gateway id CHT sees on a relay and the
-`_meta.gateway_ref` of a record. States: received -> submitted | relayed | rejected | dead.
+A message's `uuid` is our id for it: the gateway id CHT sees on a relay (`gateway_message`) and
+the `_meta.gateway_ref` of a record (`record_body`). States: received -> submitted | relayed |
+rejected | dead.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from smsbridge.outbox import Outbox
 from smsbridge.sms import InboundSms
 from smsbridge.store import Store
+
+if TYPE_CHECKING:
+    from smsbridge.parser import Report
 
 SUBMIT = "submit"  # task kind: submit one inbound message to CHT
 
@@ -212,6 +218,56 @@ class Message:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
+def record_body(message: Message, sender: str, report: Report, locale: str) -> dict[str, Any]:
+    """The report as the JSON body of CHT's POST /api/v2/records: its fields, and in `_meta` the
+    time the SMS arrived, the raw text and our id as `gateway_ref`."""
+    body: dict[str, Any] = dict(report.fields)
+    body["_meta"] = {
+        "form": report.code,
+        "from": sender,
+        "reported_date": message.received_at,
+        "locale": locale,
+        "message": message.text,
+        "gateway_ref": message.uuid,
+    }
+    return body
+
+
+def gateway_message(message: Message, sender: str) -> dict[str, Any]:
+    """The SMS as a gateway message in CHT's POST /api/sms, under our id (CHT drops ids it has
+    seen, and those of records whose `_meta.gateway_ref` it is)."""
+    return {
+        "id": message.uuid,
+        "from": sender,
+        "content": message.text,
+        "sms_sent": message.received_at,
+        "sms_received": message.received_at,
+    }
+
+
 def get_message(store: Store, message_uuid: str) -> Message | None:
     rows = store.query("SELECT * FROM messages WHERE uuid = ?", (message_uuid,))
     return Message.from_row(rows[0]) if rows else None
+
+
+def set_outcome_in(
+    conn: sqlite3.Connection,
+    message_uuid: str,
+    state: str,
+    *,
+    form: str | None,
+    doc_id: str | None,
+) -> None:
+    """Inside a write job: the message reached CHT (`submitted` as record `doc_id`, or
+    `relayed`)."""
+    conn.execute(
+        "UPDATE messages SET state = ?, form = ?, cht_doc_id = ? WHERE uuid = ?",
+        (state, form, doc_id, message_uuid),
+    )
+
+
+def mark_dead_in(conn: sqlite3.Connection, message_uuid: str, reason: str) -> None:
+    """Inside a write job: the message will not reach CHT without an operator (`reason`)."""
+    conn.execute(
+        "UPDATE messages SET state = 'dead', reason = ? WHERE uuid = ?", (reason, message_uuid)
+    )

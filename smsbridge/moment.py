@@ -9,8 +9,9 @@ import re
 import time
 from typing import Any
 
-from smsbridge.jsdate import NAN, local_ms, make_day, parse_date_string, time_clip, utc_ms
+from smsbridge.jsdate import parse_date_string
 from smsbridge.jsnum import JS_WS, UNDEFINED, to_string
+from smsbridge.jstime import NAN, local_ms, make_day, time_clip, utc_ms
 
 _W = "[" + re.escape(JS_WS) + "]"
 _EXT_ISO = re.compile(

@@ -13,14 +13,46 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from smsbridge.carriers import CARRIERS, chtgateway
+
 OPENAPI_VERSION = "3.0.3"
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_STRING = {"type": "string"}
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
 
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    """A response's or request body's `content`: JSON of `schema`."""
+    return {"application/json": {"schema": schema}}
+
+
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+    return {"description": description, "content": _json(_ERROR)}
+
+
+def _object(properties: dict[str, Any], required: Sequence[str] = ()) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object"}
+    if required:
+        schema["required"] = list(required)
+    schema["properties"] = properties
+    return schema
+
+
+def _array(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+def _operation(operation_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    """A path with one GET operation (the operations endpoints)."""
+    return {
+        "get": {
+            "operationId": operation_id,
+            "tags": ["operations"],
+            "summary": summary,
+            "responses": responses,
+        }
+    }
 
 
 _WEBHOOK_ERRORS = {
@@ -93,15 +125,9 @@ _WEBHOOK_BODY = {
 
 _STATUS_REPLY = {
     "description": "Stored (committed) before this answer; matched to its SMS or kept for later.",
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["ok"],
-                "properties": {"ok": {"type": "boolean"}, "received": {"type": "integer"}},
-            }
-        }
-    },
+    "content": _json(
+        _object({"ok": {"type": "boolean"}, "received": {"type": "integer"}}, required=["ok"])
+    ),
 }
 
 
@@ -179,64 +205,44 @@ def document(carriers: Sequence[str] = ()) -> dict[str, Any]:
             ),
             "/api/sms": _gateway(""),
             "/api/sms/": _gateway("Slash"),
-            "/healthz": {
-                "get": {
-                    "operationId": "healthz",
-                    "tags": ["operations"],
-                    "summary": "The process is up",
-                    "responses": {
-                        "200": {
-                            "description": "Up.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["status"],
-                                        "properties": {"status": {"type": "string"}},
-                                    }
-                                }
-                            },
-                        }
-                    },
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "operationId": "readyz",
-                    "tags": ["operations"],
-                    "summary": "Database writable, CHT reachable and authenticated, forms loaded",
-                    "responses": {
-                        "200": _readiness("Ready."),
-                        "503": _readiness("Not ready; the failing checks say why."),
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "tags": ["operations"],
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {
-                            "description": "Prometheus text exposition format.",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "tags": ["operations"],
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3 document.",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
+            "/healthz": _operation(
+                "healthz",
+                "The process is up",
+                {
+                    "200": {
+                        "description": "Up.",
+                        "content": _json(_object({"status": _STRING}, ["status"])),
+                    }
+                },
+            ),
+            "/readyz": _operation(
+                "readyz",
+                "Database writable, CHT reachable and authenticated, forms loaded",
+                {
+                    "200": _readiness("Ready."),
+                    "503": _readiness("Not ready; the failing checks say why."),
+                },
+            ),
+            "/metrics": _operation(
+                "metrics",
+                "Prometheus metrics",
+                {
+                    "200": {
+                        "description": "Prometheus text exposition format.",
+                        "content": {"text/plain": {"schema": _STRING}},
+                    }
+                },
+            ),
+            "/openapi.json": _operation(
+                "openapi",
+                "This document",
+                {
+                    "200": {
+                        "description": "OpenAPI 3 document.",
+                        "content": _json({"type": "object"}),
+                    }
+                },
+            ),
         },
         "components": {
             "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
@@ -257,78 +263,62 @@ def document(carriers: Sequence[str] = ()) -> dict[str, Any]:
                 },
             },
             "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
+                "Error": _object(
+                    {
                         "error": {"type": "string", "description": "A short machine code."},
                         "detail": {"type": "string", "description": "What went wrong, for people."},
                     },
-                },
-                "Check": {
-                    "type": "object",
-                    "required": ["ok"],
-                    "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}},
-                },
-                "GatewayRequest": {
-                    "type": "object",
-                    "properties": {
-                        "messages": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "id": {"type": "string"},
-                                    "from": {"type": "string"},
-                                    "content": {"type": "string"},
+                    required=["error"],
+                ),
+                "Check": _object({"ok": {"type": "boolean"}, "detail": _STRING}, required=["ok"]),
+                "GatewayRequest": _object(
+                    {
+                        "messages": _array(
+                            _object(
+                                {
+                                    "id": _STRING,
+                                    "from": _STRING,
+                                    "content": _STRING,
                                     "sms_sent": {"type": "integer"},
                                     "sms_received": {"type": "integer"},
-                                },
-                            },
-                        },
-                        "updates": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "id": {"type": "string"},
+                                }
+                            )
+                        ),
+                        "updates": _array(
+                            _object(
+                                {
+                                    "id": _STRING,
                                     "status": {
                                         "type": "string",
-                                        "enum": [
-                                            "UNSENT",
-                                            "PENDING",
-                                            "SENT",
-                                            "DELIVERED",
-                                            "FAILED",
-                                        ],
+                                        "enum": list(chtgateway.STATUS_MAP),
                                     },
-                                    "reason": {"type": "string"},
-                                },
-                            },
-                        },
+                                    "reason": _STRING,
+                                }
+                            )
+                        ),
+                    }
+                ),
+                "GatewayResponse": _object(
+                    {
+                        "messages": _array(
+                            _object(
+                                {"id": _STRING, "to": _STRING, "content": _STRING},
+                                required=["id", "to", "content"],
+                            )
+                        )
                     },
-                },
-                "GatewayResponse": {
-                    "type": "object",
-                    "required": ["messages"],
-                    "properties": {
-                        "messages": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["id", "to", "content"],
-                                "properties": {
-                                    "id": {"type": "string"},
-                                    "to": {"type": "string"},
-                                    "content": {"type": "string"},
-                                },
-                            },
-                        }
-                    },
-                },
+                    required=["messages"],
+                ),
             },
         },
     }
+
+
+_GATEWAY_AUTH_ERRORS = {
+    "401": _error("No or wrong phone credentials."),
+    "403": _error("The account may not use the gateway API."),
+    "404": _error("cht-gateway phones are not enabled (SMSBRIDGE_CARRIERS)."),
+}
 
 
 def _gateway(suffix: str) -> dict[str, Any]:
@@ -342,19 +332,11 @@ def _gateway(suffix: str) -> dict[str, Any]:
             "responses": {
                 "200": {
                     "description": "This is a medic-gateway endpoint.",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["medic-gateway"],
-                                "properties": {"medic-gateway": {"type": "boolean"}},
-                            }
-                        }
-                    },
+                    "content": _json(
+                        _object({"medic-gateway": {"type": "boolean"}}, required=["medic-gateway"])
+                    ),
                 },
-                "401": _error("No or wrong phone credentials."),
-                "403": _error("The account may not use the gateway API."),
-                "404": _error("cht-gateway phones are not enabled (SMSBRIDGE_CARRIERS)."),
+                **_GATEWAY_AUTH_ERRORS,
             },
         },
         "post": {
@@ -369,23 +351,15 @@ def _gateway(suffix: str) -> dict[str, Any]:
             "security": [{"basic": []}],
             "requestBody": {
                 "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/GatewayRequest"}}
-                },
+                "content": _json({"$ref": "#/components/schemas/GatewayRequest"}),
             },
             "responses": {
                 "200": {
                     "description": "Messages for the phone to send.",
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": "#/components/schemas/GatewayResponse"}
-                        }
-                    },
+                    "content": _json({"$ref": "#/components/schemas/GatewayResponse"}),
                 },
                 "400": _error("Wrong Content-Type or malformed body."),
-                "401": _error("No or wrong phone credentials."),
-                "403": _error("The account may not use the gateway API."),
-                "404": _error("cht-gateway phones are not enabled (SMSBRIDGE_CARRIERS)."),
+                **_GATEWAY_AUTH_ERRORS,
                 "413": _error("Body over SMSBRIDGE_MAX_BODY_BYTES."),
                 "503": _error("Starting, or the database could not take the messages; poll again."),
             },
@@ -397,23 +371,12 @@ def _gateway(suffix: str) -> dict[str, Any]:
 
 
 def _readiness(description: str) -> dict[str, Any]:
+    checks = {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Check"}}
     return {
         "description": description,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["ready", "checks"],
-                    "properties": {
-                        "ready": {"type": "boolean"},
-                        "checks": {
-                            "type": "object",
-                            "additionalProperties": {"$ref": "#/components/schemas/Check"},
-                        },
-                    },
-                }
-            }
-        },
+        "content": _json(
+            _object({"ready": {"type": "boolean"}, "checks": checks}, required=["ready", "checks"])
+        ),
     }
 
 
@@ -428,8 +391,6 @@ def _version() -> str:
 
 def webhook_carriers(enabled: Iterable[str]) -> list[str]:
     """The enabled carriers that take webhooks (cht-gateway phones poll /api/sms instead)."""
-    from smsbridge.carriers import CARRIERS
-
     return sorted(c for c in enabled if hasattr(CARRIERS.get(c), "parse_inbound"))
 
 

@@ -7,10 +7,12 @@ take their reports, and take carriers' delivery reports.
 
 Sending one SMS: TTL (older than SMSBRIDGE_MESSAGE_TTL: failed "expired", never sent) → loop
 guard (held) → route (the message's current channel, else the route's first) → rate (a slot is
-booked on the channel's token bucket; the task comes back at its slot) → SENDING is committed →
-the carrier's `send`. A RetryableError retries with backoff (the outbox's policy; a carrier's
-Retry-After is honoured); a PermanentError (or AuthFailure: that channel is unusable) hands the
-SMS to the route's next channel; with none left a permanent failure fails it with the carrier's
+booked on the channel's token bucket; the worker waits for a slot up to `hold` seconds away,
+else the task comes back at its slot) → the carrier's `send` → accepted (SENT, the carrier's id,
+the task done: one transaction). A RetryableError marks it SENDING (it may have left) and
+retries with backoff (the outbox's policy; a carrier's Retry-After is honoured); a
+PermanentError (or AuthFailure: that channel is unusable) hands the SMS to the route's next
+channel; with none left a permanent failure fails it with the carrier's
 reason (an auth failure keeps retrying: an operator can fix credentials). Given-up tasks wait
 in the dead-letter list (`smsbridge outbox retry/drop`).
 

@@ -31,7 +31,8 @@ def _runtime(request: Request) -> Any:
 
 
 async def carrier_status(request: Request) -> Response:
-    from smsbridge.app import carrier_config, check_token, webhook_request
+    from smsbridge.app import check_token, webhook_request
+    from smsbridge.runtime import carrier_config
 
     runtime = _runtime(request)
     carrier = request.path_params["carrier"]

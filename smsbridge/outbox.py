@@ -41,20 +41,7 @@ class Task:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Task:
-        return cls(
-            id=row["id"],
-            kind=row["kind"],
-            ref=row["ref"],
-            state=row["state"],
-            attempts=row["attempts"],
-            not_before=row["not_before"],
-            lease_until=row["lease_until"],
-            last_error=row["last_error"],
-            memo=row["memo"],
-            dead_reason=row["dead_reason"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -108,10 +95,13 @@ class Outbox:
             f" ORDER BY id LIMIT 1",
             (*kinds, now, now),
         ).fetchone()
-        if row is None:
-            return None
-        # The memo is handed to this attempt and cleared in the row: if this attempt dies
-        # without recording an outcome, the next one sees no memo (and attempts > 1).
+        return None if row is None else Outbox.lease_in(conn, row, now, lease)
+
+    @staticmethod
+    def lease_in(conn: sqlite3.Connection, row: sqlite3.Row, now: float, lease: float) -> Task:
+        """Lease the task in `row` (as read) to the caller until `now + lease`, counting an
+        attempt. The memo is handed to this attempt and cleared in the row: if this attempt dies
+        without recording an outcome, the next one sees no memo (and attempts > 1)."""
         conn.execute(
             "UPDATE tasks SET state = 'leased', attempts = attempts + 1, lease_until = ?, "
             "memo = NULL, updated_at = ? WHERE id = ?",

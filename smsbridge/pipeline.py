@@ -34,6 +34,7 @@ from typing import Any
 from smsbridge import phone
 from smsbridge.chtgate import ChtApi, ChtGate
 from smsbridge.chtsettings import ChtSettingsCache
+from smsbridge.contacts import ContactCache
 from smsbridge.errors import AuthFailure, FormError, PermanentError, RetryableError
 from smsbridge.inbox import (
     ASSEMBLE,
@@ -42,7 +43,11 @@ from smsbridge.inbox import (
     Message,
     accept_in,
     assemble_in,
+    gateway_message,
     get_message,
+    mark_dead_in,
+    record_body,
+    set_outcome_in,
 )
 from smsbridge.logs import event
 from smsbridge.outbox import Outbox, Task
@@ -52,17 +57,6 @@ from smsbridge.sms import InboundSms
 from smsbridge.store import Store
 
 log = logging.getLogger("smsbridge.pipeline")
-
-__all__ = [  # re-exported: the names other modules import from here
-    "SUBMIT",
-    "Accepted",
-    "ChtApi",
-    "ChtGate",
-    "InboundPipeline",
-    "Message",
-    "accept_inbound",
-    "get_message",
-]
 
 NOT_SENT = "not_sent"  # memo: the last attempt certainly did not reach CHT
 MAYBE_SENT = "maybe_sent"  # memo: the last attempt may have created a record in CHT
@@ -110,25 +104,6 @@ async def accept_inbound(
 # -- submit: the worker's step -------------------------------------------------------------------
 
 
-class ContactCache:
-    """contacts-by-phone answers, kept `ttl` seconds (unknown numbers too)."""
-
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
-        self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
-
-    async def lookup(self, cht: ChtApi, number: str, now: float) -> dict[str, Any] | None:
-        hit = self._entries.get(number)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        docs = await cht.contacts_by_phone(number)
-        contact = docs[0] if docs else None
-        self._entries[number] = (now + self.ttl, contact)
-        if len(self._entries) > 50_000:  # bounded: drop the expired ones
-            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-        return contact
-
-
 ReplyHook = Callable[[sqlite3.Connection, str, str, str, float], None]
 """(conn, to, text, message uuid, now): queue an outgoing SMS inside the current write job."""
 OutgoingHook = Callable[[list[dict[str, Any]]], Awaitable[None]]
@@ -150,6 +125,9 @@ class _Attempt:
 
 
 class InboundPipeline:
+    """The worker's side of inbound SMS: runs `submit` tasks (and `assemble` tasks for long SMS
+    whose parts stopped arriving) against CHT, one claimed task at a time."""
+
     def __init__(
         self,
         store: Store,
@@ -177,9 +155,7 @@ class InboundPipeline:
     async def run_once(self, now: float) -> bool:
         """Claim one due inbound task (submit, or assemble a long SMS) and run it. False when
         there was nothing to do (or CHT work is paused)."""
-        if self.gate.auth_failed is not None and not await self.gate.probe(self.cht, now):
-            return False
-        if not self.gate.open(now):
+        if not await self.gate.probe(self.cht, now) or not self.gate.open(now):
             return False
         task = await self.outbox.claim([SUBMIT, ASSEMBLE], now, self.settings.lease_seconds)
         if task is None:
@@ -217,19 +193,15 @@ class InboundPipeline:
             async with asyncio.timeout(self.settings.lease_seconds * 0.8):
                 await self._submit(task, message, now, maybe_sent, attempt)
         except TimeoutError:
-            memo = MAYBE_SENT if maybe_sent or attempt.posted_record else NOT_SENT
-            due = await self.outbox.retry_later(task, now, "attempt took too long", memo=memo)
-            event(
-                log,
-                "inbound_retry",
-                logging.WARNING,
-                message=message.uuid,
-                attempts=task.attempts,
+            await self._retry(
+                task,
+                message.uuid,
+                now,
+                "attempt took too long",
+                memo=MAYBE_SENT if maybe_sent or attempt.posted_record else NOT_SENT,
+                dead_reason="CHT too slow: attempt timed out",
                 error="attempt_timeout",
-                gave_up=due is None,
             )
-            if due is None:
-                await self._mark(message.uuid, "dead", reason="CHT too slow: attempt timed out")
         except AuthFailure as exc:
             self.gate.auth_failure(exc.detail or exc.code, now)
             await self.outbox.release(
@@ -237,23 +209,18 @@ class InboundPipeline:
             )
         except RetryableError as exc:
             reached = attempt.posted_record and _maybe_reached_peer(exc)
-            memo = MAYBE_SENT if maybe_sent or reached else NOT_SENT
-            due = await self.outbox.retry_later(
-                task, now, f"{exc.code}: {exc.detail}", retry_after=exc.retry_after, memo=memo
-            )
-            event(
-                log,
-                "inbound_retry",
-                logging.WARNING,
-                message=message.uuid,
-                attempts=task.attempts,
+            due = await self._retry(
+                task,
+                message.uuid,
+                now,
+                f"{exc.code}: {exc.detail}",
+                retry_after=exc.retry_after,
+                memo=MAYBE_SENT if maybe_sent or reached else NOT_SENT,
+                dead_reason=f"CHT unavailable: {exc.code}",
                 error=exc.code,
                 status=exc.status,
-                gave_up=due is None,
             )
-            if due is None:
-                await self._mark(message.uuid, "dead", reason=f"CHT unavailable: {exc.code}")
-            elif exc.code in CHT_DOWN:
+            if due is not None and exc.code in CHT_DOWN:
                 self.gate.back_off(due)  # everyone waits: keeps arrival order, spares CHT
         except PermanentError as exc:
             reason = f"CHT rejected the message: {exc.code}: {exc.detail}"
@@ -310,7 +277,7 @@ class InboundPipeline:
             return
         if isinstance(result, Report) and not maybe_sent:
             attempt.posted_record = True
-            doc_id = await self._create_record(message, sender, result, cs.locale)
+            doc_id = await self.cht.create_record(record_body(message, sender, result, cs.locale))
             await self._finish(task, message.uuid, "submitted", form=result.code, doc_id=doc_id)
             event(
                 log,
@@ -332,65 +299,57 @@ class InboundPipeline:
             recheck=maybe_sent,
         )
 
-    async def _create_record(
-        self, message: Message, sender: str, report: Report, locale: str
-    ) -> str:
-        body: dict[str, Any] = dict(report.fields)
-        body["_meta"] = {
-            "form": report.code,
-            "from": sender,
-            "reported_date": message.received_at,
-            "locale": locale,
-            "message": message.text,
-            "gateway_ref": message.uuid,
-        }
-        return await self.cht.create_record(body)
-
     async def _relay(self, message: Message, sender: str) -> None:
-        outgoing = await self.cht.exchange_sms(
-            [
-                {
-                    "id": message.uuid,
-                    "from": sender,
-                    "content": message.text,
-                    "sms_sent": message.received_at,
-                    "sms_received": message.received_at,
-                }
-            ],
-            [],
-        )
+        outgoing = await self.cht.exchange_sms([gateway_message(message, sender)], [])
         if outgoing and self.outgoing_hook is not None:
             await self.outgoing_hook(outgoing)
 
     # -- outcomes --------------------------------------------------------------------------------
 
+    async def _retry(
+        self,
+        task: Task,
+        message_uuid: str,
+        now: float,
+        last_error: str,
+        *,
+        memo: str,
+        dead_reason: str,
+        retry_after: float | None = None,
+        **log_fields: Any,
+    ) -> float | None:
+        """Put the task back for another attempt (when it is due), or, after its last attempt,
+        mark the message dead with `dead_reason`."""
+        due = await self.outbox.retry_later(
+            task, now, last_error, retry_after=retry_after, memo=memo
+        )
+        event(
+            log,
+            "inbound_retry",
+            logging.WARNING,
+            message=message_uuid,
+            attempts=task.attempts,
+            **log_fields,
+            gave_up=due is None,
+        )
+        if due is None:
+            await self.store.write(lambda c: mark_dead_in(c, message_uuid, dead_reason))
+        return due
+
     async def _finish(
         self, task: Task, message_uuid: str, state: str, *, form: str | None, doc_id: str | None
     ) -> None:
         def job(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE messages SET state = ?, form = ?, cht_doc_id = ? WHERE uuid = ?",
-                (state, form, doc_id, message_uuid),
-            )
+            set_outcome_in(conn, message_uuid, state, form=form, doc_id=doc_id)
             Outbox.done_in(conn, task)
 
         await self.store.write(job)
-
-    async def _mark(self, message_uuid: str, state: str, *, reason: str) -> None:
-        await self.store.write(
-            lambda c: c.execute(
-                "UPDATE messages SET state = ?, reason = ? WHERE uuid = ?",
-                (state, reason, message_uuid),
-            )
-        )
 
     @staticmethod
     def _dead_in(
         conn: sqlite3.Connection, task: Task, message_uuid: str, reason: str, now: float
     ) -> None:
-        conn.execute(
-            "UPDATE messages SET state = 'dead', reason = ? WHERE uuid = ?", (reason, message_uuid)
-        )
+        mark_dead_in(conn, message_uuid, reason)
         Outbox.give_up_in(conn, task, reason, now)
 
     async def _reject(

@@ -24,10 +24,6 @@ class Secret(str):
     def __repr__(self) -> str:
         return "Secret('****')" if self else "Secret('')"
 
-    @property
-    def masked(self) -> str:
-        return "****" if self else ""
-
     def reveal(self) -> str:
         return str.__str__(self)
 
@@ -61,48 +57,94 @@ def _list(raw: str) -> tuple[str, ...]:
 
 # name, default, meaning. Order is the order of README's table.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("cht_url", "", "CHT server URL; credentials may ride in it "
-            "(`https://user:pass@host`). Empty: run against the built-in CHT simulator."),
+    Setting(
+        "cht_url",
+        "",
+        "CHT server URL; credentials may ride in it "
+        "(`https://user:pass@host`). Empty: run against the built-in CHT simulator.",
+    ),
     Setting("cht_username", "", "CHT user, when not given in the URL."),
     Setting("cht_password", "", "CHT password, when not given in the URL.", secret=True),
     Setting("cht_timeout", "30", "Seconds before a CHT request times out."),
     Setting("database", "smsbridge.db", "Path of the SQLite database file."),
     Setting("host", "127.0.0.1", "Address `smsbridge serve` listens on."),
     Setting("port", "8080", "Port `smsbridge serve` listens on."),
-    Setting("public_url", "", "The URL carriers use to reach this bridge (Twilio signatures "
-            "are computed over it), e.g. `https://sms.example.org`."),
-    Setting("carriers", "", "Comma-separated carriers to enable: "
-            "africastalking, twilio, vonage, generic, chtgateway."),
+    Setting(
+        "public_url",
+        "",
+        "The URL carriers use to reach this bridge (Twilio signatures "
+        "are computed over it), e.g. `https://sms.example.org`.",
+    ),
+    Setting(
+        "carriers",
+        "",
+        "Comma-separated carriers to enable: africastalking, twilio, vonage, generic, chtgateway.",
+    ),
     Setting("timezone", "UTC", "The CHT server's timezone; SMS dates are read in it."),
     Setting("locale", "en", "Default locale for parsing and replies when CHT does not set one."),
-    Setting("forms_file", "", "A local JSON file of form definitions (a `forms` object or an "
-            "app_settings export), used instead of CHT's settings."),
-    Setting("forms_refresh", "300", "Seconds between refreshes of form definitions and "
-            "settings from CHT."),
+    Setting(
+        "forms_file",
+        "",
+        "A local JSON file of form definitions (a `forms` object or an "
+        "app_settings export), used instead of CHT's settings.",
+    ),
+    Setting(
+        "forms_refresh",
+        "300",
+        "Seconds between refreshes of form definitions and settings from CHT.",
+    ),
     Setting("contact_cache_ttl", "600", "Seconds a contacts-by-phone answer is cached."),
-    Setting("reject_unknown_senders", "false", "Reject SMS from numbers CHT does not know, "
-            "with a reply, instead of accepting them."),
+    Setting(
+        "reject_unknown_senders",
+        "false",
+        "Reject SMS from numbers CHT does not know, with a reply, instead of accepting them.",
+    ),
     Setting("max_body_bytes", "65536", "Largest webhook body accepted (413 above it)."),
-    Setting("dedup_window", "120", "Seconds in which an SMS without a carrier id, from the same "
-            "sender with the same text, counts as a duplicate."),
+    Setting(
+        "dedup_window",
+        "120",
+        "Seconds in which an SMS without a carrier id, from the same "
+        "sender with the same text, counts as a duplicate.",
+    ),
     Setting("sync_interval", "30", "Seconds between exchanges with CHT's /api/sms."),
-    Setting("message_ttl", "86400", "Seconds after which an unsent outgoing SMS fails as "
-            "`expired` instead of being sent late."),
+    Setting(
+        "message_ttl",
+        "86400",
+        "Seconds after which an unsent outgoing SMS fails as `expired` instead of being sent late.",
+    ),
     Setting("retry_base", "5", "Seconds of the first retry delay (doubles each attempt)."),
     Setting("retry_cap", "3600", "Largest retry delay, in seconds."),
     Setting("max_attempts", "12", "Attempts before a task gives up into the dead-letter list."),
     Setting("lease_seconds", "60", "How long a worker's claim on a task lasts."),
-    Setting("routes", "", "Outgoing routing: `prefix=channel|failover;...;*=channel`, "
-            "e.g. `+254=africastalking|twilio;*=twilio`. Empty: the first enabled carrier."),
-    Setting("send_timeout", "30", "Seconds before a carrier's send request times out "
-            "(then retried: a timeout is a transient failure)."),
-    Setting("rates", "", "Send rates per channel in SMS segments: `channel=segments[/seconds]`, "
-            "comma-separated, e.g. `twilio=1,chtgateway=30/1800`. Unlisted channels: no limit."),
-    Setting("loop_limit", "3", "Identical SMS to one number allowed within `loop_window`; "
-            "more are held."),
+    Setting(
+        "routes",
+        "",
+        "Outgoing routing: `prefix=channel|failover;...;*=channel`, "
+        "e.g. `+254=africastalking|twilio;*=twilio`. Empty: the first enabled carrier.",
+    ),
+    Setting(
+        "send_timeout",
+        "30",
+        "Seconds before a carrier's send request times out "
+        "(then retried: a timeout is a transient failure).",
+    ),
+    Setting(
+        "rates",
+        "",
+        "Send rates per channel in SMS segments: `channel=segments[/seconds]`, "
+        "comma-separated, e.g. `twilio=1,chtgateway=30/1800`. Unlisted channels: no limit.",
+    ),
+    Setting(
+        "loop_limit",
+        "3",
+        "Identical SMS to one number allowed within `loop_window`; more are held.",
+    ),
     Setting("loop_window", "3600", "Seconds of the loop-guard window."),
-    Setting("autoreply_burst", "10", "Inbound SMS from one number within a minute after which "
-            "automatic replies to it stop."),
+    Setting(
+        "autoreply_burst",
+        "10",
+        "Inbound SMS from one number within a minute after which automatic replies to it stop.",
+    ),
     Setting("log_level", "INFO", "Log level: DEBUG, INFO, WARNING, ERROR."),
 )
 
@@ -161,9 +203,7 @@ class Settings:
     carrier: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build the settings from `environ` (default: os.environ). Every problem is collected
         and raised together as one ConfigError, one problem per line."""
         env = os.environ if environ is None else environ
@@ -179,7 +219,7 @@ class Settings:
         for carrier, group in _carrier_groups().items():
             prefix = f"{carrier}_"
             carrier_values[carrier] = {
-                s.name[len(prefix):]: env.get(s.env, s.default) for s in group
+                s.name[len(prefix) :]: env.get(s.env, s.default) for s in group
             }
         values["carrier"] = carrier_values
         values.update(overrides)
@@ -252,7 +292,7 @@ class Settings:
             rows.append((setting.env, _show(value, setting.secret)))
         for carrier, group in _carrier_groups().items():
             for s in group:
-                value = self.carrier_setting(carrier, s.name[len(carrier) + 1:])
+                value = self.carrier_setting(carrier, s.name[len(carrier) + 1 :])
                 rows.append((s.env, _show(value, s.secret)))
         return rows
 

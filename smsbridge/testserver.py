@@ -1,12 +1,13 @@
 """Run an ASGI app under uvicorn on 127.0.0.1 in a background thread, on a free port.
 
 Used by the tests, the demo and the benchmarks to stand up our simulators (and the bridge
-itself) as real HTTP servers: `with serve_in_thread(app) as url: ...`.
+itself) as real HTTP servers: `with serve_in_thread(app) as url: ...`. `free_port()` is a port
+for a server started some other way (a subprocess).
 """
 
 from __future__ import annotations
 
-import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +53,8 @@ def serve_in_thread(
         thread.join(timeout=10)
 
 
-def run_coroutine(coro: Any) -> Any:
-    """Run a coroutine to completion from synchronous test code."""
-    return asyncio.run(coro)
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -3,6 +3,8 @@ refresher. They run as asyncio tasks in the app's lifespan; all their state is i
 so killing the process loses nothing (leases expire, tasks are claimed again).
 
 `clock` gives `now` (epoch seconds); tests pass a fake clock and move it instead of sleeping.
+`Wakeup`, `claim_loop` and `cancel_all` are the parts any pool of task workers is made of
+(the outbound send workers too).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from smsbridge.chtsettings import ChtSettingsCache
 from smsbridge.errors import AuthFailure
@@ -52,6 +54,43 @@ class Wakeup:
                 self._waiters.remove(waiter)
 
 
+async def claim_loop(
+    run_once: Callable[[float], Awaitable[bool]],
+    clock: Callable[[], float],
+    wakeup: Wakeup,
+    idle: float,
+    name: str,
+    logger: logging.Logger = log,
+) -> None:
+    """One worker: `run_once(now)` again and again. After work it goes on at once (and wakes
+    another worker: there may be more); otherwise it waits for a wake-up or `idle` seconds. A
+    bug is logged (`<name>_worker_error`) and does not kill the worker: the task's lease expires
+    and it is claimed again."""
+    while True:
+        try:
+            worked = await run_once(clock())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            event(logger, f"{name}_worker_error", logging.ERROR, error=type(exc).__name__)
+            logger.debug("%s worker error", name, exc_info=True)
+            worked = False
+        if worked:
+            wakeup.set()
+        else:
+            await wakeup.wait(idle)
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks`, wait for each to end, and forget them."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    tasks.clear()
+
+
 class InboundWorkers:
     """`concurrency` loops claiming submit tasks, plus the settings refresher."""
 
@@ -75,30 +114,11 @@ class InboundWorkers:
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._refresh_loop(), name="cht-settings"))
         for n in range(self.concurrency):
-            self._tasks.append(asyncio.create_task(self._submit_loop(), name=f"inbound-{n}"))
+            loop = claim_loop(self.pipeline.run_once, self.clock, self.wakeup, self.idle, "inbound")
+            self._tasks.append(asyncio.create_task(loop, name=f"inbound-{n}"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
-
-    async def _submit_loop(self) -> None:
-        while True:
-            try:
-                worked = await self.pipeline.run_once(self.clock())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug must not kill the worker; the lease will expire
-                event(log, "inbound_worker_error", logging.ERROR, error=type(exc).__name__)
-                log.debug("inbound worker error", exc_info=True)
-                worked = False
-            if worked:
-                self.wakeup.set()  # there may be more: let another worker look too
-            else:
-                await self.wakeup.wait(self.idle)
+        await cancel_all(self._tasks)
 
     async def refresh_settings(self) -> None:
         """Fetch CHT's settings now if due (and not paused for a 401)."""

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from smsbridge.chtsim import ChtSim, running_chtsim
+from smsbridge.chtsim.demo_data import GATEWAY_USER
+from smsbridge.chtsim.sim import SimSwitch
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -42,11 +52,6 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- INBOUND: a running bridge (the app under uvicorn on 127.0.0.1, its store, a fake clock) ---
 
-import contextlib  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
 
 WEBHOOK_TOKENS = {
     "africastalking": "at-token-0123456789",
@@ -167,9 +172,6 @@ def bridge(_shared_bridge: RunningBridge) -> RunningBridge:
 
 # -- the CHT simulator (CHTSIM) -------------------------------------------------------------------
 
-from smsbridge.chtsim import ChtSim  # noqa: E402
-from smsbridge.chtsim.sim import SimSwitch  # noqa: E402
-
 
 @pytest.fixture(scope="session")
 def _chtsim_server() -> Iterator[tuple[SimSwitch, str]]:
@@ -192,3 +194,35 @@ def chtsim(_chtsim_server: tuple[SimSwitch, str]) -> Iterator[tuple[ChtSim, str]
         yield sim, url
     finally:
         sim.faults.clear()  # releases requests held by a timeout fault
+
+
+@pytest.fixture
+def demo_sim() -> ChtSim:
+    """A CHT simulator holding the demo deployment (forms P, V, D; CHWs; the gateway user)."""
+    sim = ChtSim()
+    sim.install_demo()
+    return sim
+
+
+@pytest.fixture
+def demo_cht_url(demo_sim: ChtSim) -> Iterator[str]:
+    """`demo_sim` served on 127.0.0.1 (a server of its own), as a URL carrying the gateway
+    user's credentials: what SMSBRIDGE_CHT_URL is set to."""
+    with running_chtsim(demo_sim) as url:
+        user, password = GATEWAY_USER
+        yield url.replace("http://", f"http://{user}:{password}@")
+
+
+# -- the CLI: an environment of its own -----------------------------------------------------------
+
+
+@pytest.fixture
+def cli_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No SMSBRIDGE_* variable from the caller's environment, and SMSBRIDGE_DATABASE set to a
+    (not yet created) file in tmp_path, whose path is returned."""
+    for name in list(os.environ):
+        if name.startswith("SMSBRIDGE_"):
+            monkeypatch.delenv(name)
+    path = tmp_path / "bridge.db"
+    monkeypatch.setenv("SMSBRIDGE_DATABASE", str(path))
+    return path

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 
-from smsbridge.app import BodyLimit
+from smsbridge.bodylimit import BodyLimit
 
 AT = {
     "from": "+254712345678",

@@ -5,13 +5,12 @@ happen when the test says time has passed, never by sleeping."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
-from smsbridge.chtsim import ChtSim, running_chtsim
+from smsbridge.chtsim import ChtSim
 from smsbridge.chtsim.demo_data import CHW_PHONES, GATEWAY_USER
 
 ALICE = CHW_PHONES["chw-alice"]
@@ -29,20 +28,6 @@ def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
         time.sleep(0.02)
 
 
-@pytest.fixture
-def sim() -> ChtSim:
-    sim = ChtSim()
-    sim.install_demo()
-    return sim
-
-
-@pytest.fixture
-def cht_url(sim: ChtSim) -> Iterator[str]:
-    with running_chtsim(sim) as url:
-        user, password = GATEWAY_USER
-        yield url.replace("http://", f"http://{user}:{password}@")
-
-
 def at_webhook(bridge: Any, text: str, external_id: str, sender: str = ALICE) -> httpx.Response:
     return bridge.http.post(
         bridge.inbound_path("africastalking"),
@@ -57,11 +42,11 @@ def at_webhook(bridge: Any, text: str, external_id: str, sender: str = ALICE) ->
 
 
 def test_webhook_becomes_a_report_with_fields_form_sender_and_reported_date(
-    bridge_factory: Any, sim: ChtSim, cht_url: str
+    bridge_factory: Any, demo_sim: ChtSim, demo_cht_url: str
 ) -> None:
-    bridge = bridge_factory(cht_url=cht_url, start_workers=True)
+    bridge = bridge_factory(cht_url=demo_cht_url, start_workers=True)
     assert at_webhook(bridge, "P 12 Jane", "AT-1").status_code == 200
-    [record] = eventually(lambda: [r for r in sim.records() if r.get("form") == "P"])
+    [record] = eventually(lambda: [r for r in demo_sim.records() if r.get("form") == "P"])
     assert record["from"] == ALICE
     assert record["fields"] == {"last_menstrual_period": 12, "patient_name": "Jane"}
     assert record["reported_date"] == 1699992000000  # AT's `date`, not when CHT got it
@@ -71,13 +56,13 @@ def test_webhook_becomes_a_report_with_fields_form_sender_and_reported_date(
 
 
 def test_cht_failing_for_a_while_then_delivered_once(
-    bridge_factory: Any, sim: ChtSim, cht_url: str
+    bridge_factory: Any, demo_sim: ChtSim, demo_cht_url: str
 ) -> None:
-    bridge = bridge_factory(cht_url=cht_url, start_workers=True)
-    sim.faults.fail_next(2, 503, path="/api/v2/records")
+    bridge = bridge_factory(cht_url=demo_cht_url, start_workers=True)
+    demo_sim.faults.fail_next(2, 503, path="/api/v2/records")
     assert at_webhook(bridge, "P 12 Jane", "AT-2").status_code == 200
     for attempt in (1, 2):
-        eventually(lambda a=attempt: sim.request_count("/api/v2/records") == a)
+        eventually(lambda a=attempt: demo_sim.request_count("/api/v2/records") == a)
         # the retry waits for the bridge's clock: move it past the backoff
         eventually(
             lambda: bridge.store.query(
@@ -88,29 +73,29 @@ def test_cht_failing_for_a_while_then_delivered_once(
         assert due > bridge.clock()
         bridge.clock.advance(due - bridge.clock() + 0.01)
     eventually(lambda: bridge.messages()[0]["state"] == "submitted")
-    assert len([r for r in sim.records() if r.get("form") == "P"]) == 1
-    assert sim.request_count("/api/v2/records") == 3
+    assert len([r for r in demo_sim.records() if r.get("form") == "P"]) == 1
+    assert demo_sim.request_count("/api/v2/records") == 3
 
 
-def test_non_form_text_is_relayed(bridge_factory: Any, sim: ChtSim, cht_url: str) -> None:
-    bridge = bridge_factory(cht_url=cht_url, start_workers=True)
+def test_non_form_text_is_relayed(bridge_factory: Any, demo_sim: ChtSim, demo_cht_url: str) -> None:
+    bridge = bridge_factory(cht_url=demo_cht_url, start_workers=True)
     assert at_webhook(bridge, "The clinic has no ORS left", "AT-3").status_code == 200
     eventually(lambda: bridge.messages()[0]["state"] == "relayed")
-    [record] = [r for r in sim.records() if r.get("from") == ALICE]
+    [record] = [r for r in demo_sim.records() if r.get("from") == ALICE]
     assert record["sms_message"]["gateway_ref"] == bridge.messages()[0]["uuid"]
 
 
 def test_readyz_reports_the_pause_after_cht_refuses_our_credentials(
-    bridge_factory: Any, sim: ChtSim, cht_url: str
+    bridge_factory: Any, demo_sim: ChtSim, demo_cht_url: str
 ) -> None:
-    bridge = bridge_factory(cht_url=cht_url, start_workers=True)
-    sim.set_password(GATEWAY_USER[0], "rotated")
+    bridge = bridge_factory(cht_url=demo_cht_url, start_workers=True)
+    demo_sim.set_password(GATEWAY_USER[0], "rotated")
     assert at_webhook(bridge, "P 12 Jane", "AT-4").status_code == 200  # still accepted
     eventually(lambda: bridge.runtime.pipeline.gate.paused_reason())
     response = bridge.http.get("/readyz")
     assert response.status_code == 503
     assert "paused" in response.json()["checks"]["cht"]["detail"]
     assert bridge.messages()[0]["state"] == "received"  # kept, waiting
-    sim.set_password(GATEWAY_USER[0], GATEWAY_USER[1])
+    demo_sim.set_password(GATEWAY_USER[0], GATEWAY_USER[1])
     bridge.clock.advance(61)  # the next credentials probe is due
     eventually(lambda: bridge.messages()[0]["state"] == "submitted")

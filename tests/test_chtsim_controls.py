@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from smsbridge.chtsim import ChtSim, running_chtsim
 from smsbridge.chtsim.demo_data import CHW_PHONES, GATEWAY_USER
+from smsbridge.testserver import free_port
 
 JSON = {"Accept": "application/json", "Content-Type": "application/json"}
 
@@ -199,32 +199,22 @@ def test_settings_forms_users_contacts_over_http(cht: tuple[ChtSim, httpx.Client
 
 def test_state_persists_to_a_json_file(tmp_path: Path) -> None:
     path = tmp_path / "cht.json"
+
+    def send_report(sim: ChtSim) -> None:
+        with (
+            running_chtsim(sim) as url,
+            httpx.Client(base_url=url, auth=GATEWAY_USER, headers=JSON) as http,
+        ):
+            report = {"id": "p1", "from": CHW_PHONES["chw-alice"], "content": "P 10 Mary"}
+            http.post("/api/sms", json={"messages": [report]})
+
     sim = ChtSim(state_path=path)
     sim.install_demo()
-    with (
-        running_chtsim(sim) as url,
-        httpx.Client(base_url=url, auth=GATEWAY_USER, headers=JSON) as http,
-    ):
-        http.post(
-            "/api/sms",
-            json={
-                "messages": [{"id": "p1", "from": CHW_PHONES["chw-alice"], "content": "P 10 Mary"}]
-            },
-        )
+    send_report(sim)
     again = ChtSim(state_path=path)
     assert [r["fields"]["patient_name"] for r in again.records()] == ["Mary"]
     assert again.messages()[0]["content"].startswith("Thank you Alice Achieng")
-    with (
-        running_chtsim(again) as url,
-        httpx.Client(base_url=url, auth=GATEWAY_USER, headers=JSON) as http,
-    ):
-        # the stored gateway ref still de-duplicates after the restart
-        http.post(
-            "/api/sms",
-            json={
-                "messages": [{"id": "p1", "from": CHW_PHONES["chw-alice"], "content": "P 10 Mary"}]
-            },
-        )
+    send_report(again)  # the stored gateway ref still de-duplicates after the restart
     assert len(ChtSim(state_path=path).records()) == 1
     assert json.loads(path.read_text())["version"] == 1
 
@@ -251,15 +241,9 @@ def test_demo_deployment_answers_a_registration_and_a_bad_sms(
     assert replies["+254799000111"] == "Facility not found."
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_smsbridge_chtsim_command(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     state = tmp_path / "state.json"
     process = subprocess.Popen(
         [

@@ -14,11 +14,7 @@ from smsbridge.cli import main
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for name in list(os.environ):
-        if name.startswith("SMSBRIDGE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("SMSBRIDGE_DATABASE", str(tmp_path / "bridge.db"))
+def env(cli_database: Path, monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 

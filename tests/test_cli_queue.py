@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,12 +27,8 @@ def _sms(carrier: str, ext: str, sender: str, text: str) -> InboundSms:
 
 
 @pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for name in list(os.environ):
-        if name.startswith("SMSBRIDGE_"):
-            monkeypatch.delenv(name)
-    path = tmp_path / "bridge.db"
-    monkeypatch.setenv("SMSBRIDGE_DATABASE", str(path))
+def database(cli_database: Path) -> Iterator[Path]:
+    path = cli_database
     with Store(path) as store:
 
         async def fill() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,9 @@ from smsbridge.store import Store
 
 
 @pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith("SMSBRIDGE_"):
-            monkeypatch.delenv(name)
-    path = tmp_path / "bridge.db"
-    monkeypatch.setenv("SMSBRIDGE_DATABASE", str(path))
-    Store(path).close()  # a database `serve` has created
-    return path
+def database(cli_database: Path) -> Path:
+    Store(cli_database).close()  # a database `serve` has created
+    return cli_database
 
 
 def test_send_queues_one_sms_with_its_send_task(

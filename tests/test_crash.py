@@ -8,44 +8,28 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from smsbridge.chtsim import ChtSim, running_chtsim
-from smsbridge.chtsim.demo_data import CHW_PHONES, GATEWAY_USER
+from smsbridge.chtsim import ChtSim
+from smsbridge.chtsim.demo_data import CHW_PHONES
+from smsbridge.testserver import free_port
 
 TOKEN = "crash-test-token-0123456789"
 SENDERS = list(CHW_PHONES.values())
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def text_of(n: int) -> str:
     """Form reports (records path) and plain texts (relay path), each text unique."""
     return f"P {n % 40 + 1} Mother{n}" if n % 3 else f"note number {n} from the field"
-
-
-@pytest.fixture
-def sim() -> Iterator[tuple[ChtSim, str]]:
-    sim = ChtSim()
-    sim.install_demo()
-    with running_chtsim(sim) as url:
-        user, password = GATEWAY_USER
-        yield sim, url.replace("http://", f"http://{user}:{password}@")
 
 
 class Bridge:
@@ -110,10 +94,9 @@ class Bridge:
 
 @pytest.mark.slow
 def test_every_acknowledged_message_reaches_cht_exactly_once_across_sigkill(
-    tmp_path: Path, sim: tuple[ChtSim, str]
+    tmp_path: Path, demo_sim: ChtSim, demo_cht_url: str
 ) -> None:
-    chtsim, cht_url = sim
-    bridge = Bridge(tmp_path, cht_url)
+    bridge = Bridge(tmp_path, demo_cht_url)
     total, kill_after = 600, 250
     acked: set[int] = set()
     lock = threading.Lock()
@@ -154,7 +137,7 @@ def test_every_acknowledged_message_reaches_cht_exactly_once_across_sigkill(
         expected = Counter(text_of(n) for n in acked_before_restart)
 
         def arrived() -> Counter[str]:
-            texts = Counter((r.get("sms_message") or {}).get("message") for r in chtsim.records())
+            texts = Counter((r.get("sms_message") or {}).get("message") for r in demo_sim.records())
             return texts
 
         deadline = time.monotonic() + 90

@@ -31,12 +31,6 @@ def bridge(sim: ChtSim, tmp_path: Path, password: str = "gateway-pass") -> Itera
             yield url
 
 
-def demo_sim() -> ChtSim:
-    sim = ChtSim()
-    sim.install_demo()
-    return sim
-
-
 def ready_body(url: str, want: int, deadline: float = 10.0) -> dict[str, Any]:
     """/readyz until it answers `want` (the workers fetch CHT's settings just after start)."""
     end = time.monotonic() + deadline
@@ -51,15 +45,15 @@ def ready_body(url: str, want: int, deadline: float = 10.0) -> dict[str, Any]:
         time.sleep(0.05)
 
 
-def test_healthz_answers_while_the_process_is_up(tmp_path: Path) -> None:
-    with bridge(demo_sim(), tmp_path) as url:
+def test_healthz_answers_while_the_process_is_up(tmp_path: Path, demo_sim: ChtSim) -> None:
+    with bridge(demo_sim, tmp_path) as url:
         response = httpx.get(url + "/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-def test_ready_when_database_cht_and_forms_are_fine(tmp_path: Path) -> None:
-    with bridge(demo_sim(), tmp_path) as url:
+def test_ready_when_database_cht_and_forms_are_fine(tmp_path: Path, demo_sim: ChtSim) -> None:
+    with bridge(demo_sim, tmp_path) as url:
         body = ready_body(url, 200)
     assert body["ready"] is True
     assert set(body["checks"]) == {"database", "cht", "forms"}
@@ -67,9 +61,8 @@ def test_ready_when_database_cht_and_forms_are_fine(tmp_path: Path) -> None:
     assert body["checks"]["forms"]["detail"] == "3 forms"
 
 
-def test_not_ready_with_wrong_cht_credentials_says_so(tmp_path: Path) -> None:
-    sim = demo_sim()
-    with bridge(sim, tmp_path, password="wrong") as url:
+def test_not_ready_with_wrong_cht_credentials_says_so(tmp_path: Path, demo_sim: ChtSim) -> None:
+    with bridge(demo_sim, tmp_path, password="wrong") as url:
         body = ready_body(url, 503)
         again = ready_body(url, 503)
     assert body["ready"] is False
@@ -80,13 +73,12 @@ def test_not_ready_with_wrong_cht_credentials_says_so(tmp_path: Path) -> None:
     assert body["checks"]["forms"]["ok"] is False
     assert again["checks"]["cht"]["ok"] is False
     # A busy probe must not walk the bridge into CHT's failed-login lockout.
-    assert sim.request_count("/api/sms", "GET") <= 1
+    assert demo_sim.request_count("/api/sms", "GET") <= 1
 
 
-def test_not_ready_when_cht_is_down(tmp_path: Path) -> None:
-    sim = demo_sim()
-    sim.faults.fail_next(1000, 503)
-    with bridge(sim, tmp_path) as url:
+def test_not_ready_when_cht_is_down(tmp_path: Path, demo_sim: ChtSim) -> None:
+    demo_sim.faults.fail_next(1000, 503)
+    with bridge(demo_sim, tmp_path) as url:
         body = ready_body(url, 503)
     assert body["checks"]["cht"]["ok"] is False
     assert "unreachable" in body["checks"]["cht"]["detail"]

@@ -411,3 +411,30 @@ def test_dead_letters_can_be_retried_or_dropped(
             assert sim.sent_count("+254700000002") == 0
 
     run(body)
+
+
+def test_send_claims_walk_the_due_index_and_expired_leases_come_back(tmp_path: Path) -> None:
+    from smsbridge.outbound import claim_send_in
+
+    store = Store(tmp_path / "claim.db")
+    try:
+        plan = " ".join(
+            str(tuple(r))
+            for r in store.query(
+                "EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE state = 'ready' AND kind = ? "
+                "AND not_before <= ? ORDER BY not_before, id LIMIT 1",
+                ("send", T0),
+            )
+        )
+        assert "tasks_due" in plan and "TEMP B-TREE" not in plan  # O(log n) with a backlog
+        for ref in ("a", "b"):
+            store.write_sync(lambda c, r=ref: outgoing.insert_in(c, r, KE, "x " + r, T0))
+        first = store.write_sync(lambda c: claim_send_in(c, T0, 60))
+        second = store.write_sync(lambda c: claim_send_in(c, T0, 60))
+        assert first is not None and second is not None
+        assert (first.ref, second.ref) == ("a", "b")
+        assert store.write_sync(lambda c: claim_send_in(c, T0 + 59, 60)) is None
+        again = store.write_sync(lambda c: claim_send_in(c, T0 + 61, 60))  # a worker died
+        assert again is not None and again.ref == "a" and again.attempts == 2
+    finally:
+        store.close()

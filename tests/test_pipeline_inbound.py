@@ -6,7 +6,7 @@ passed in (`now`); nothing sleeps for a retry."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from smsbridge.app import Runtime, build_runtime
 from smsbridge.cht import ChtClient
-from smsbridge.chtsim import ChtSim, running_chtsim
+from smsbridge.chtsim import ChtSim
 from smsbridge.chtsim.demo_data import CHW_PHONES, GATEWAY_USER
-from smsbridge.pipeline import SUBMIT, accept_inbound, get_message
+from smsbridge.inbox import SUBMIT, get_message
+from smsbridge.pipeline import accept_inbound
+from smsbridge.runtime import Runtime, build_runtime
 from smsbridge.settings import Settings
 from smsbridge.sms import InboundSms
 from smsbridge.store import Store
@@ -71,44 +72,39 @@ class Harness:
 Scenario = Callable[[Harness], Awaitable[None]]
 
 
-@pytest.fixture
-def sim() -> ChtSim:
-    sim = ChtSim()
-    sim.install_demo()
-    return sim
+Play = Callable[..., None]
 
 
 @pytest.fixture
-def cht_url(sim: ChtSim) -> Iterator[str]:
-    with running_chtsim(sim) as url:
-        user, password = GATEWAY_USER
-        yield url.replace("http://", f"http://{user}:{password}@")
+def play(tmp_path: Path, demo_sim: ChtSim, demo_cht_url: str) -> Play:
+    """`play(scenario, **env)`: run `scenario` against a bridge (its store in tmp_path; workers
+    driven by the scenario) talking to `demo_sim`, with extra SMSBRIDGE_* settings `env`. A
+    second call is the same bridge restarted."""
+
+    def run(scenario: Scenario, **env: str) -> None:
+        settings = Settings.from_env(
+            {
+                "SMSBRIDGE_DATABASE": str(tmp_path / "bridge.db"),
+                "SMSBRIDGE_CHT_URL": demo_cht_url,
+                "SMSBRIDGE_CHT_TIMEOUT": "2",
+                **env,
+            }
+        )
+
+        async def main() -> None:
+            with Store(settings.database) as store:
+                async with ChtClient.from_settings(settings) as cht:
+                    runtime = build_runtime(settings, store, cht, lambda: T0)
+                    harness = Harness(demo_sim, store, runtime)
+                    await runtime.cht_settings.refresh(cht, harness.now)
+                    await scenario(harness)
+
+        asyncio.run(main())
+
+    return run
 
 
-def play(tmp_path: Path, sim: ChtSim, cht_url: str, scenario: Scenario, **env: str) -> None:
-    settings = Settings.from_env(
-        {
-            "SMSBRIDGE_DATABASE": str(tmp_path / "bridge.db"),
-            "SMSBRIDGE_CHT_URL": cht_url,
-            "SMSBRIDGE_CHT_TIMEOUT": "2",
-            **env,
-        }
-    )
-
-    async def main() -> None:
-        with Store(settings.database) as store:
-            async with ChtClient.from_settings(settings) as cht:
-                runtime = build_runtime(settings, store, cht, lambda: T0)
-                harness = Harness(sim, store, runtime)
-                await runtime.cht_settings.refresh(cht, harness.now)
-                await scenario(harness)
-
-    asyncio.run(main())
-
-
-def test_form_report_becomes_a_record_with_fields_form_sender_and_reported_date(
-    tmp_path: Path, sim: ChtSim, cht_url: str
-) -> None:
+def test_form_report_becomes_a_record_with_fields_form_sender_and_reported_date(play: Play) -> None:
     async def scenario(h: Harness) -> None:
         message_id = await h.receive("P 12 Jane", sender="+254 712 345 678")
         assert await h.run() == 1
@@ -124,11 +120,11 @@ def test_form_report_becomes_a_record_with_fields_form_sender_and_reported_date(
         message = get_message(h.store, message_id)
         assert message is not None and message.cht_doc_id == record["_id"]
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
 def test_text_that_is_not_a_form_is_relayed_with_our_message_id(
-    tmp_path: Path, sim: ChtSim, cht_url: str
+    play: Play, demo_sim: ChtSim
 ) -> None:
     async def scenario(h: Harness) -> None:
         message_id = await h.receive("Hello, the clinic is out of ORS")
@@ -138,16 +134,14 @@ def test_text_that_is_not_a_form_is_relayed_with_our_message_id(
         assert record["sms_message"]["gateway_ref"] == message_id
         assert record["sms_message"]["message"] == "Hello, the clinic is out of ORS"
         assert not record.get("form")
-        assert sim.request_count("/api/v2/records") == 0
+        assert demo_sim.request_count("/api/v2/records") == 0
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
-def test_cht_failing_for_a_while_delivers_later_once(
-    tmp_path: Path, sim: ChtSim, cht_url: str
-) -> None:
+def test_cht_failing_for_a_while_delivers_later_once(play: Play, demo_sim: ChtSim) -> None:
     async def scenario(h: Harness) -> None:
-        sim.faults.fail_next(3, 503, path="/api/v2/records")
+        demo_sim.faults.fail_next(3, 503, path="/api/v2/records")
         message_id = await h.receive("P 12 Jane")
         attempts = 0
         while h.state(message_id) == "received":
@@ -163,16 +157,16 @@ def test_cht_failing_for_a_while_delivers_later_once(
         assert attempts == 4
         assert h.state(message_id) == "submitted"
         assert len(h.records_from()) == 1
-        assert sim.request_count("/api/v2/records") == 4
+        assert demo_sim.request_count("/api/v2/records") == 4
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
 def test_backoff_grows_and_the_backlog_drains_in_arrival_order(
-    tmp_path: Path, sim: ChtSim, cht_url: str
+    play: Play, demo_sim: ChtSim
 ) -> None:
     async def scenario(h: Harness) -> None:
-        sim.faults.fail_next(4, 503)
+        demo_sim.faults.fail_next(4, 503)
         ids = [await h.receive(f"P {10 + n} Mother{n}") for n in range(5)]
         delays = []
         for _ in range(4):
@@ -187,14 +181,14 @@ def test_backoff_grows_and_the_backlog_drains_in_arrival_order(
         names = [r["fields"]["patient_name"] for r in h.records_from()]
         assert names == [f"Mother{n}" for n in range(5)]
 
-    play(tmp_path, sim, cht_url, scenario, SMSBRIDGE_RETRY_BASE="5")
+    play(scenario, SMSBRIDGE_RETRY_BASE="5")
 
 
 def test_connection_dropped_after_cht_created_the_record_still_one_report(
-    tmp_path: Path, sim: ChtSim, cht_url: str
+    play: Play, demo_sim: ChtSim
 ) -> None:
     async def scenario(h: Harness) -> None:
-        sim.faults.drop_next(1, path="/api/v2/records")  # processed, then no answer
+        demo_sim.faults.drop_next(1, path="/api/v2/records")  # processed, then no answer
         message_id = await h.receive("P 12 Jane")
         await h.run()
         assert h.state(message_id) == "received"
@@ -202,18 +196,16 @@ def test_connection_dropped_after_cht_created_the_record_still_one_report(
         h.now = h.due() or h.now
         await h.run()
         assert h.state(message_id) == "relayed"  # re-checked through /api/sms, not re-posted
-        assert sim.request_count("/api/v2/records") == 1
+        assert demo_sim.request_count("/api/v2/records") == 1
         [record] = h.records_from()
         assert record["form"] == "P" and record["sms_message"]["gateway_ref"] == message_id
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
-def test_connection_dropped_on_a_relay_still_one_message(
-    tmp_path: Path, sim: ChtSim, cht_url: str
-) -> None:
+def test_connection_dropped_on_a_relay_still_one_message(play: Play, demo_sim: ChtSim) -> None:
     async def scenario(h: Harness) -> None:
-        sim.faults.drop_next(1, path="/api/sms")
+        demo_sim.faults.drop_next(1, path="/api/sms")
         message_id = await h.receive("where is the nurse today")
         await h.run()
         h.now = h.due() or h.now
@@ -221,14 +213,14 @@ def test_connection_dropped_on_a_relay_still_one_message(
         assert h.state(message_id) == "relayed"
         assert len(h.records_from()) == 1
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
 def test_a_record_that_did_not_reach_cht_is_posted_again_as_a_record(
-    tmp_path: Path, sim: ChtSim, cht_url: str
+    play: Play, demo_sim: ChtSim
 ) -> None:
     async def scenario(h: Harness) -> None:
-        sim.faults.fail_next(1, 502, path="/api/v2/records")  # answered: nothing created
+        demo_sim.faults.fail_next(1, 502, path="/api/v2/records")  # answered: nothing created
         message_id = await h.receive("P 12 Jane")
         await h.run()
         h.now = h.due() or h.now
@@ -237,12 +229,10 @@ def test_a_record_that_did_not_reach_cht_is_posted_again_as_a_record(
         [record] = h.records_from()
         assert record["reported_date"] == int(RECEIVED.timestamp() * 1000)
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
-def test_a_crashed_attempt_is_picked_up_after_its_lease_without_a_second_report(
-    tmp_path: Path, sim: ChtSim, cht_url: str
-) -> None:
+def test_a_crashed_attempt_is_picked_up_after_its_lease_without_a_second_report(play: Play) -> None:
     async def scenario(h: Harness) -> None:
         message_id = await h.receive("P 12 Jane")
         # a worker claims the task and creates the record, then dies before recording it
@@ -261,22 +251,22 @@ def test_a_crashed_attempt_is_picked_up_after_its_lease_without_a_second_report(
         assert h.state(message_id) == "relayed"
         assert len(h.records_from()) == 1
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
 def test_401_pauses_cht_work_and_reports_it_until_credentials_work(
-    tmp_path: Path, sim: ChtSim, cht_url: str
+    play: Play, demo_sim: ChtSim
 ) -> None:
     async def scenario(h: Harness) -> None:
         gate = h.runtime.pipeline.gate
         user, _ = GATEWAY_USER
-        sim.set_password(user, "changed-by-admin")
+        demo_sim.set_password(user, "changed-by-admin")
         message_id = await h.receive("P 12 Jane")
         await h.run()
         assert gate.paused_reason() is not None
         assert h.state(message_id) == "received"
         calls = sum(
-            sim.request_count(p)
+            demo_sim.request_count(p)
             for p in ("/api/v1/contacts-by-phone", "/api/v2/records", "/api/sms")
         )
         for _ in range(5):  # no hammering while paused
@@ -284,36 +274,34 @@ def test_401_pauses_cht_work_and_reports_it_until_credentials_work(
             h.now += 10
         h.now += 60  # the probe is due, but the password is still wrong
         assert await h.runtime.pipeline.run_once(h.now) is False
-        assert sim.request_count("/api/sms", "GET") == 1
-        sim.set_password(user, GATEWAY_USER[1])  # fixed
+        assert demo_sim.request_count("/api/sms", "GET") == 1
+        demo_sim.set_password(user, GATEWAY_USER[1])  # fixed
         h.now += 61
         await h.run()
         assert gate.paused_reason() is None
         assert h.state(message_id) == "submitted"
         later = sum(
-            sim.request_count(p)
+            demo_sim.request_count(p)
             for p in ("/api/v1/contacts-by-phone", "/api/v2/records", "/api/sms")
         )
         assert later > calls
         [task_count] = h.store.query("SELECT COUNT(*) FROM tasks")[0]
         assert task_count == 0
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
-def test_unknown_senders_are_accepted_by_default(tmp_path: Path, sim: ChtSim, cht_url: str) -> None:
+def test_unknown_senders_are_accepted_by_default(play: Play) -> None:
     async def scenario(h: Harness) -> None:
         message_id = await h.receive("P 12 Jane", sender="+254799999999")
         await h.run()
         assert h.state(message_id) == "submitted"
         assert len(h.records_from("+254799999999")) == 1
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
-def test_unknown_senders_can_be_rejected_with_a_reply(
-    tmp_path: Path, sim: ChtSim, cht_url: str
-) -> None:
+def test_unknown_senders_can_be_rejected_with_a_reply(play: Play) -> None:
     async def scenario(h: Harness) -> None:
         message_id = await h.receive("P 12 Jane", sender="+254799999999")
         await h.run()
@@ -325,31 +313,31 @@ def test_unknown_senders_can_be_rejected_with_a_reply(
         replies = h.store.query("SELECT * FROM outgoing WHERE source = ?", (message_id,))
         assert len(replies) == 1 and replies[0]["to_number"] == "+254799999999"
 
-    play(tmp_path, sim, cht_url, scenario, SMSBRIDGE_REJECT_UNKNOWN_SENDERS="true")
+    play(scenario, SMSBRIDGE_REJECT_UNKNOWN_SENDERS="true")
 
 
-def test_contacts_are_looked_up_once_per_ttl(tmp_path: Path, sim: ChtSim, cht_url: str) -> None:
+def test_contacts_are_looked_up_once_per_ttl(play: Play, demo_sim: ChtSim) -> None:
     async def scenario(h: Harness) -> None:
         await h.receive("P 12 Jane")
         await h.receive("P 13 Mary")
         await h.run()
-        assert sim.request_count("/api/v1/contacts-by-phone") == 1
+        assert demo_sim.request_count("/api/v1/contacts-by-phone") == 1
         h.now += 601
         await h.receive("P 14 Ann")
         await h.run()
-        assert sim.request_count("/api/v1/contacts-by-phone") == 2
+        assert demo_sim.request_count("/api/v1/contacts-by-phone") == 2
 
-    play(tmp_path, sim, cht_url, scenario, SMSBRIDGE_CONTACT_CACHE_TTL="600")
+    play(scenario, SMSBRIDGE_CONTACT_CACHE_TTL="600")
 
 
 def test_form_definitions_cached_in_sqlite_survive_a_restart_during_an_outage(
-    tmp_path: Path, sim: ChtSim, cht_url: str
+    play: Play, demo_sim: ChtSim
 ) -> None:
     async def first(h: Harness) -> None:
         assert "P" in h.runtime.cht_settings.forms
 
-    play(tmp_path, sim, cht_url, first)
-    sim.faults.fail_next(100, 503, path="/api/v1/settings")
+    play(first)
+    demo_sim.faults.fail_next(100, 503, path="/api/v1/settings")
 
     async def after_restart(h: Harness) -> None:
         # (play's refresh failed: CHT is down for settings) - the cache still has the forms
@@ -359,14 +347,14 @@ def test_form_definitions_cached_in_sqlite_survive_a_restart_during_an_outage(
         await h.run()
         assert h.state(message_id) == "submitted"
 
-    play(tmp_path, sim, cht_url, after_restart)
+    play(after_restart)
 
 
 def test_a_record_cht_refuses_outright_is_dead_lettered_with_the_reason(
-    tmp_path: Path, sim: ChtSim, cht_url: str
+    play: Play, demo_sim: ChtSim
 ) -> None:
     async def scenario(h: Harness) -> None:
-        sim.faults.fail_next(
+        demo_sim.faults.fail_next(
             1,
             500,
             path="/api/v2/records",
@@ -382,14 +370,14 @@ def test_a_record_cht_refuses_outright_is_dead_lettered_with_the_reason(
         await h.run()
         assert len(h.records_from()) == 1
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
 def test_a_text_chts_parser_would_crash_on_gets_a_reply_and_a_dead_letter(
-    tmp_path: Path, sim: ChtSim, cht_url: str
+    play: Play, demo_sim: ChtSim
 ) -> None:
     # a form whose field has no labels: CHT's textforms parser throws on a labelled message
-    sim.set_forms(
+    demo_sim.set_forms(
         {"X": {"meta": {"code": "X"}, "fields": {"a": {"type": "string", "position": 0}}}}
     )
 
@@ -399,7 +387,10 @@ def test_a_text_chts_parser_would_crash_on_gets_a_reply_and_a_dead_letter(
         await h.run()
         assert h.state(message_id) == "dead"
         assert h.records_from() == []
-        assert sim.request_count("/api/sms") == 0 and sim.request_count("/api/v2/records") == 0
+        assert (
+            demo_sim.request_count("/api/sms") == 0
+            and demo_sim.request_count("/api/v2/records") == 0
+        )
         [dead] = h.runtime.outbox.dead_letters()
         assert dead.ref == message_id and "form_definition" in (dead.dead_reason or "")
         message = get_message(h.store, message_id)
@@ -407,46 +398,44 @@ def test_a_text_chts_parser_would_crash_on_gets_a_reply_and_a_dead_letter(
         [reply] = h.store.query("SELECT * FROM outgoing WHERE source = ?", (message_id,))
         assert reply["to_number"] == ALICE and "no labels" in reply["content"]
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
 def test_without_form_definitions_a_report_waits_instead_of_being_relayed(
-    tmp_path: Path, sim: ChtSim, cht_url: str
+    play: Play, demo_sim: ChtSim
 ) -> None:
-    sim.faults.fail_next(2, 503, path="/api/v1/settings")  # a fresh bridge, CHT starting
+    demo_sim.faults.fail_next(2, 503, path="/api/v1/settings")  # a fresh bridge, CHT starting
 
     async def scenario(h: Harness) -> None:
         assert h.runtime.cht_settings.status()[0] is False
         message_id = await h.receive("P 12 Jane")
         await h.run()
         assert h.state(message_id) == "received"
-        assert sim.request_count("/api/sms") == 0  # not mistaken for a plain message
+        assert demo_sim.request_count("/api/sms") == 0  # not mistaken for a plain message
         h.now = h.due() or h.now
         await h.run()
         assert h.state(message_id) == "submitted"
         assert h.records_from()[0]["form"] == "P"
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
-def test_a_refused_contact_lookup_does_not_block_the_report(
-    tmp_path: Path, sim: ChtSim, cht_url: str
-) -> None:
+def test_a_refused_contact_lookup_does_not_block_the_report(play: Play, demo_sim: ChtSim) -> None:
     async def scenario(h: Harness) -> None:
-        sim.faults.fail_next(1, 403, path="/api/v1/contacts-by-phone")
+        demo_sim.faults.fail_next(1, 403, path="/api/v1/contacts-by-phone")
         message_id = await h.receive("P 12 Jane")
         await h.run()
         assert h.state(message_id) == "submitted"
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
 def test_an_attempt_slower_than_its_lease_is_cut_short_and_not_duplicated(
-    tmp_path: Path, sim: ChtSim, cht_url: str
+    play: Play, demo_sim: ChtSim
 ) -> None:
     async def scenario(h: Harness) -> None:
         # CHT creates the record but answers only after our attempt deadline (0.8 x lease)
-        sim.faults.timeout_next(1, path="/api/v2/records", seconds=1.5, process=True)
+        demo_sim.faults.timeout_next(1, path="/api/v2/records", seconds=1.5, process=True)
         message_id = await h.receive("P 12 Jane")
         await h.run()
         assert h.state(message_id) == "received"
@@ -455,13 +444,15 @@ def test_an_attempt_slower_than_its_lease_is_cut_short_and_not_duplicated(
         assert h.state(message_id) == "relayed"
         assert len(h.records_from()) == 1
 
-    play(tmp_path, sim, cht_url, scenario, SMSBRIDGE_LEASE_SECONDS="1", SMSBRIDGE_CHT_TIMEOUT="5")
+    play(
+        scenario,
+        SMSBRIDGE_LEASE_SECONDS="1",
+        SMSBRIDGE_CHT_TIMEOUT="5",
+    )
 
 
-def test_replaying_a_crash_dead_letter_does_not_reply_twice(
-    tmp_path: Path, sim: ChtSim, cht_url: str
-) -> None:
-    sim.set_forms({"X": {"meta": {"code": "X"}, "fields": {"a": {"type": "string"}}}})
+def test_replaying_a_crash_dead_letter_does_not_reply_twice(play: Play, demo_sim: ChtSim) -> None:
+    demo_sim.set_forms({"X": {"meta": {"code": "X"}, "fields": {"a": {"type": "string"}}}})
 
     async def scenario(h: Harness) -> None:
         await h.runtime.cht_settings.refresh(h.runtime.cht, h.now)
@@ -473,11 +464,11 @@ def test_replaying_a_crash_dead_letter_does_not_reply_twice(
         assert h.state(message_id) == "dead"
         assert len(h.store.query("SELECT * FROM outgoing WHERE source = ?", (message_id,))) == 1
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
 def test_forms_file_is_used_instead_of_chts_settings(
-    tmp_path: Path, sim: ChtSim, cht_url: str
+    tmp_path: Path, play: Play, demo_sim: ChtSim
 ) -> None:
     import json
 
@@ -485,7 +476,7 @@ def test_forms_file_is_used_instead_of_chts_settings(
 
     forms_file = tmp_path / "forms.json"
     forms_file.write_text(json.dumps({"P": FORMS["P"]}))
-    sim.faults.fail_next(100, 503, path="/api/v1/settings")
+    demo_sim.faults.fail_next(100, 503, path="/api/v1/settings")
 
     async def scenario(h: Harness) -> None:
         assert h.runtime.cht_settings.status()[0] is True
@@ -495,14 +486,14 @@ def test_forms_file_is_used_instead_of_chts_settings(
         assert h.state(message_id) == "submitted"
         assert h.records_from()[0]["fields"]["patient_name"] == "Jane"
 
-    play(tmp_path, sim, cht_url, scenario, SMSBRIDGE_FORMS_FILE=str(forms_file))
+    play(scenario, SMSBRIDGE_FORMS_FILE=str(forms_file))
 
 
 def test_a_message_cht_keeps_failing_on_does_not_hold_up_the_others(
-    tmp_path: Path, sim: ChtSim, cht_url: str
+    play: Play, demo_sim: ChtSim
 ) -> None:
     async def scenario(h: Harness) -> None:
-        sim.faults.fail_next(1, 500, path="/api/v2/records")  # a bare 500: maybe this message
+        demo_sim.faults.fail_next(1, 500, path="/api/v2/records")  # a bare 500: maybe this message
         first = await h.receive("P 12 Jane")
         second = await h.receive("P 13 Mary")
         await h.run()
@@ -512,12 +503,10 @@ def test_a_message_cht_keeps_failing_on_does_not_hold_up_the_others(
         await h.run()
         assert h.state(first) == "submitted"
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)
 
 
-def test_a_long_sms_missing_a_part_is_joined_and_submitted_after_the_wait(
-    tmp_path: Path, sim: ChtSim, cht_url: str
-) -> None:
+def test_a_long_sms_missing_a_part_is_joined_and_submitted_after_the_wait(play: Play) -> None:
     from smsbridge.inbox import PART_WAIT
 
     async def scenario(h: Harness) -> None:
@@ -532,4 +521,4 @@ def test_a_long_sms_missing_a_part_is_joined_and_submitted_after_the_wait(
         assert record["fields"]["patient_name"] == "Jane"
         assert record["reported_date"] == int(RECEIVED.timestamp() * 1000)
 
-    play(tmp_path, sim, cht_url, scenario)
+    play(scenario)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from smsbridge.store import MIGRATIONS, Store
+from smsbridge.migrations import MIGRATIONS
+from smsbridge.store import Store
 
 
 def test_new_database_is_migrated_to_the_latest_version(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Africa's Talking: inbound SMS callbacks (the inbound side).
+"""Africa's Talking: inbound SMS callbacks, sends and delivery reports (the outbound side is
+at the end of this module).
 
 AT POSTs `application/x-www-form-urlencoded` to the callback URL registered in its console:
 `from`, `to`, `text`, `date`, `id`, and `linkId` for premium SMS. AT does not sign callbacks, so

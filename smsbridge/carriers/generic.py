@@ -1,4 +1,5 @@
-"""A plain HTTP carrier, for Kannel/Jasmin-style gateways and anything custom (inbound side).
+"""A plain HTTP carrier, for Kannel/Jasmin-style gateways and anything custom: inbound webhooks,
+sends and delivery reports (the outbound side is at the end of this module).
 
 POST a form (`application/x-www-form-urlencoded`) or a JSON object — or GET with a query — with
 the sender, the text and, if the gateway has one, its message id. Field names default to

@@ -1,4 +1,5 @@
-"""Twilio Programmable Messaging: inbound SMS webhooks (the inbound side).
+"""Twilio Programmable Messaging: inbound SMS webhooks, sends and status callbacks (the outbound
+side is at the end of this module).
 
 Twilio POSTs `application/x-www-form-urlencoded` (`MessageSid`, `AccountSid`, `From`, `To`,
 `Body`, `NumMedia`, `NumSegments`, ...) and signs every request: `X-Twilio-Signature` =

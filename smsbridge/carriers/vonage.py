@@ -1,4 +1,5 @@
-"""Vonage (Nexmo) SMS API: inbound SMS webhooks (the inbound side).
+"""Vonage (Nexmo) SMS API: inbound SMS webhooks, sends and delivery receipts (the outbound side
+is at the end of this module).
 
 Vonage calls the account's inbound webhook by GET (query) or POST (form or JSON, per the
 dashboard's "HTTP method"): `msisdn` (sender, international without `+`), `to`, `messageId`,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from smsbridge.chtsim.state import default_settings
+
 if TYPE_CHECKING:
     from smsbridge.chtsim.sim import ChtSim
 
@@ -89,28 +91,18 @@ REPLIES = {
 
 
 def demo_settings() -> dict[str, Any]:
-    return {
-        "locale": "en",
-        "locale_outgoing": "en",
-        "default_country_code": 254,
-        "phone_validation": "full",
-        "forms_only_mode": False,
-        "gateway_number": "+254700000000",
-        "outgoing_deny_list": "",
-        "sms": {"outgoing_service": "medic-gateway", "duplicate_limit": 5, "reply_to": "MEDIC"},
-        "roles": {
-            "gateway": {"name": "usertype.gateway"},
-            "national_admin": {"name": "usertype.national-manager"},
-            "chw": {"name": "usertype.chw", "offline": True},
-        },
-        "permissions": {
-            "can_access_gateway_api": ["gateway"],
-            "can_create_records": ["gateway", "national_admin"],
-            "can_view_unallocated_data_records": ["gateway", "national_admin"],
-        },
-        "transitions": {"update_clinics": True, "default_responses": True},
-        "forms": FORMS,
-    }
+    """A bare deployment's settings (state.default_settings) with Kenya's country code, the
+    gateway's number, the demo forms and the transitions that answer reports."""
+    settings = default_settings()
+    settings.update(
+        default_country_code=254,
+        gateway_number="+254700000000",
+        outgoing_deny_list="",
+        transitions={"update_clinics": True, "default_responses": True},
+        forms=FORMS,
+    )
+    settings["sms"]["reply_to"] = "MEDIC"
+    return settings
 
 
 def demo_contacts() -> list[dict[str, Any]]:

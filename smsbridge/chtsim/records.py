@@ -24,7 +24,7 @@ from smsbridge.translate import translate as translate_key
 
 ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\ufeff]")
 
-__all__ = ["RecordError", "create_by_form", "create_record_by_json", "js_truthy", "translate"]
+__all__ = ["RecordError", "create_by_form", "create_record_by_json", "translate"]
 
 
 class RecordError(Exception):

@@ -15,9 +15,10 @@ from starlette.responses import Response
 
 from smsbridge.chtsim.bodies import json_body
 from smsbridge.chtsim.messaging import WriteConflict, apply_updates, select_outgoing
-from smsbridge.chtsim.records import create_by_form, js_truthy
+from smsbridge.chtsim.records import create_by_form
 from smsbridge.chtsim.responses import ChtHttpError, json_response
 from smsbridge.chtsim.transitions import run_transitions
+from smsbridge.jsnum import truthy
 
 if TYPE_CHECKING:
     from smsbridge.chtsim.sim import ChtSim
@@ -34,7 +35,7 @@ def process_incoming(sim: ChtSim, messages: list[Any], now_ms: int) -> list[str]
             if message is None:
                 raise TypeError("Cannot read properties of null")
             continue
-        if all(js_truthy(message.get(k)) for k in ("id", "content", "from")):
+        if all(truthy(message.get(k)) for k in ("id", "content", "from")):
             good.append(message)
     with state.lock:
         known = {

@@ -1,0 +1,173 @@
+"""The database schema: `MIGRATIONS`, run in order by `migrate` when the store opens.
+
+New tables or columns are a NEW migration appended at the end; one that has shipped is never
+edited (DESIGN.md rule 10). `PRAGMA user_version` records how many have run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def _m001_inbound(db: sqlite_utils.Database) -> None:
+    """Inbound messages (facts) and the durable task queue (work)."""
+    db.table("messages").create(
+        {
+            "id": int,  # arrival order
+            "uuid": str,  # our message id: the gateway id CHT sees, and _meta.gateway_ref
+            "carrier": str,
+            "external_id": str,  # the carrier's id; NULL when the carrier gives none
+            "sender": str,
+            "recipient": str,
+            "text": str,
+            "received_at": int,  # ms since the epoch: when the carrier says the SMS arrived
+            "accepted_at": int,  # ms: when we committed it
+            "content_hash": str,  # for the no-id duplicate window
+            "state": str,  # received | submitted | relayed | rejected | dead
+            "form": str,
+            "cht_doc_id": str,
+            "reason": str,  # why rejected / dead-lettered
+            "reply": str,  # a reply to the sender we decided on (see pipeline: replies)
+        },
+        pk="id",
+        not_null={"uuid", "carrier", "sender", "text", "received_at", "accepted_at", "state"},
+    )
+    db.execute("CREATE UNIQUE INDEX messages_uuid ON messages(uuid)")
+    db.execute(
+        "CREATE UNIQUE INDEX messages_carrier_external_id ON messages(carrier, external_id) "
+        "WHERE external_id IS NOT NULL"
+    )
+    db.execute(
+        "CREATE INDEX messages_dedup ON messages(carrier, sender, content_hash, accepted_at) "
+        "WHERE external_id IS NULL"
+    )
+    db.table("tasks").create(
+        {
+            "id": int,  # arrival order: claims take the lowest due id first
+            "kind": str,
+            "ref": str,  # what the task is about (a message uuid, ...)
+            "state": str,  # ready | leased | dead
+            "attempts": int,  # claims so far
+            "not_before": float,  # epoch seconds: due from then on
+            "lease_until": float,
+            "last_error": str,
+            "memo": str,  # what the last attempt wants the next one to know
+            "dead_reason": str,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"kind", "ref", "state", "attempts", "not_before", "created_at", "updated_at"},
+        defaults={"attempts": 0},
+    )
+    db.execute("CREATE INDEX tasks_due ON tasks(state, kind, not_before)")
+    db.execute("CREATE INDEX tasks_ref ON tasks(kind, ref)")
+    db.table("kv").create({"key": str, "value": str, "updated_at": float}, pk="key")
+
+
+def _m002_outbound(db: sqlite_utils.Database) -> None:
+    """Outgoing SMS (CHT's, keyed by CHT's id, and the bridge's own replies), the status reports
+    owed to CHT (one row per message and state: reported exactly once), and carrier delivery
+    reports (kept even when they name a message we cannot match yet)."""
+    db.execute(
+        "CREATE TABLE outgoing ("
+        " id INTEGER PRIMARY KEY,"  # arrival order
+        " ref TEXT NOT NULL,"  # CHT's message id (or ours for the bridge's replies): unique
+        " origin TEXT NOT NULL,"  # cht | bridge
+        " to_number TEXT NOT NULL,"
+        " content TEXT NOT NULL,"
+        " text_key TEXT NOT NULL,"  # digest of (to, content): the loop guard's key
+        " segments INTEGER NOT NULL,"
+        " encoding TEXT NOT NULL,"  # gsm7 | ucs2
+        " automatic INTEGER NOT NULL DEFAULT 1,"  # an automatic reply (loop guard burst rule)
+        " state TEXT NOT NULL,"  # sms.DeliveryState
+        " reason TEXT,"
+        " channel TEXT,"  # the channel it is routed to now (failover moves it)
+        " carrier TEXT,"  # the carrier module of the channel that accepted it
+        " external_id TEXT,"  # that carrier's id for it
+        " phone_ack INTEGER NOT NULL DEFAULT 0,"  # a cht-gateway phone reported a status
+        " released INTEGER NOT NULL DEFAULT 0,"  # an operator released it from the loop guard
+        " source TEXT,"  # the inbound message uuid a bridge reply answers
+        " created_at REAL NOT NULL,"
+        " updated_at REAL NOT NULL,"
+        " sent_at REAL)"
+    )
+    db.execute("CREATE UNIQUE INDEX outgoing_ref ON outgoing(ref)")
+    db.execute("CREATE INDEX outgoing_text_key ON outgoing(text_key, created_at)")
+    db.execute(
+        "CREATE INDEX outgoing_external ON outgoing(carrier, external_id) "
+        "WHERE external_id IS NOT NULL"
+    )
+    db.execute("CREATE INDEX outgoing_state ON outgoing(state, channel)")
+    db.execute(
+        "CREATE TABLE outgoing_reports ("
+        " id INTEGER PRIMARY KEY, ref TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,"
+        " created_at REAL NOT NULL, reported_at REAL)"
+    )
+    db.execute("CREATE UNIQUE INDEX outgoing_reports_once ON outgoing_reports(ref, status)")
+    db.execute(
+        "CREATE INDEX outgoing_reports_due ON outgoing_reports(id) WHERE reported_at IS NULL"
+    )
+    db.execute(
+        "CREATE TABLE delivery_reports ("
+        " id INTEGER PRIMARY KEY, carrier TEXT NOT NULL, external_id TEXT, ref TEXT,"
+        " state TEXT NOT NULL, carrier_status TEXT, reason TEXT, received_at REAL NOT NULL,"
+        " outgoing_id INTEGER)"
+    )
+    db.execute(
+        "CREATE INDEX delivery_reports_unmatched ON delivery_reports(carrier, external_id) "
+        "WHERE outgoing_id IS NULL"
+    )
+    # the loop guard counts recent inbound SMS per sender
+    db.execute("CREATE INDEX messages_sender_accepted ON messages(sender, accepted_at)")
+
+
+def _m003_inbound_parts(db: sqlite_utils.Database) -> None:
+    """Parts of long inbound SMS, kept until the whole message is in (inbox.py)."""
+    db.execute(
+        "CREATE TABLE inbound_parts ("
+        " id INTEGER PRIMARY KEY,"
+        " carrier TEXT NOT NULL, sender TEXT NOT NULL, recipient TEXT,"
+        " ref TEXT NOT NULL,"  # the carrier's reference shared by the parts
+        " part INTEGER NOT NULL, total INTEGER NOT NULL,"
+        " external_id TEXT, text TEXT NOT NULL,"
+        " received_at INTEGER NOT NULL, accepted_at INTEGER NOT NULL,"
+        " message_uuid TEXT)"  # the joined message, once there is one
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX inbound_parts_external ON inbound_parts(carrier, external_id) "
+        "WHERE external_id IS NOT NULL"
+    )
+    db.execute(
+        "CREATE INDEX inbound_parts_pending ON inbound_parts(carrier, sender, ref) "
+        "WHERE message_uuid IS NULL"
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    _m001_inbound,
+    _m002_outbound,
+    _m003_inbound_parts,
+    # Append new migrations here (never edit one above).
+]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Run the migrations this database has not seen yet; returns the schema version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    db = sqlite_utils.Database(conn)
+    for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migration(db)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
