@@ -149,10 +149,16 @@ def _m003_inbound_parts(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m004_tasks_arrival_index(db: sqlite_utils.Database) -> None:
+    """Claiming in arrival order walks an index instead of sorting every ready task."""
+    db.execute("CREATE INDEX tasks_arrival ON tasks(state, kind, id)")
+
+
 MIGRATIONS: list[Migration] = [
     _m001_inbound,
     _m002_outbound,
     _m003_inbound_parts,
+    _m004_tasks_arrival_index,
     # Append new migrations here (never edit one above).
 ]
 

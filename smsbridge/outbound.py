@@ -77,36 +77,6 @@ class OutboundConfig:
         )
 
 
-def claim_send_in(conn: sqlite3.Connection, now: float, lease: float) -> Task | None:
-    """Lease the next due send task: an expired lease first, else the earliest due (ties in
-    arrival order). Unlike `Outbox.claim_in` (strict arrival order, a sort over every task of
-    the kind) this walks the `tasks_due` index, so a backlog of 100,000 costs O(log n) per
-    claim. Same lease semantics: attempts + 1, the memo handed over and cleared in the row."""
-    row = (
-        conn.execute(
-            "SELECT * FROM tasks WHERE state = 'leased' AND kind = ? AND lease_until <= ? "
-            "ORDER BY id LIMIT 1",
-            (SEND, now),
-        ).fetchone()
-        or conn.execute(
-            "SELECT * FROM tasks WHERE state = 'ready' AND kind = ? AND not_before <= ? "
-            "ORDER BY not_before, id LIMIT 1",
-            (SEND, now),
-        ).fetchone()
-    )
-    if row is None:
-        return None
-    conn.execute(
-        "UPDATE tasks SET state = 'leased', attempts = attempts + 1, lease_until = ?, "
-        "memo = NULL, updated_at = ? WHERE id = ?",
-        (now + lease, now, row["id"]),
-    )
-    old = Task.from_row(row)
-    return replace(
-        old, state="leased", attempts=old.attempts + 1, lease_until=now + lease, updated_at=now
-    )
-
-
 class OutboundPipeline:
     def __init__(
         self,
@@ -174,7 +144,7 @@ class OutboundPipeline:
     async def run_once(self, now: float) -> bool:
         """Claim one due send task and run it; False when there is nothing to do."""
         lease = self.config.lease
-        task = await self.store.write(lambda c: claim_send_in(c, now, lease))
+        task = await self.store.write(lambda c: Outbox.claim_in(c, [SEND], now, lease, order="due"))
         if task is None:
             return False
         await self.send_sms(task, now)

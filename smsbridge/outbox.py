@@ -57,6 +57,10 @@ class RetryPolicy:
         return full / 2 + rng.uniform(0, full / 2)
 
 
+# claim order -> (index to walk, ORDER BY)
+_CLAIM_ORDERS = {"arrival": ("tasks_arrival", "id"), "due": ("tasks_due", "not_before, id")}
+
+
 class Outbox:
     def __init__(
         self, store: Store, policy: RetryPolicy | None = None, rng: random.Random | None = None
@@ -86,16 +90,41 @@ class Outbox:
 
     @staticmethod
     def claim_in(
-        conn: sqlite3.Connection, kinds: Sequence[str], now: float, lease: float
+        conn: sqlite3.Connection,
+        kinds: Sequence[str],
+        now: float,
+        lease: float,
+        *,
+        order: str = "arrival",
     ) -> Task | None:
+        """Lease the next task of `kinds`: one whose lease expired (its worker died) first,
+        else a due ready one — the lowest id for `order="arrival"` (inbound submits drain in
+        the order they arrived), or the earliest `not_before` for `order="due"` (sends). Each
+        kind is read from its index (`tasks_arrival` / `tasks_due`), so a backlog of 100,000
+        costs O(log n) per claim, not a sort."""
         marks = ",".join("?" for _ in kinds)
         row = conn.execute(
-            f"SELECT * FROM tasks WHERE kind IN ({marks}) AND ("
-            f" (state = 'ready' AND not_before <= ?) OR (state = 'leased' AND lease_until <= ?))"
-            f" ORDER BY id LIMIT 1",
-            (*kinds, now, now),
+            f"SELECT * FROM tasks WHERE state = 'leased' AND kind IN ({marks}) "
+            f"AND lease_until <= ? ORDER BY id LIMIT 1",
+            (*kinds, now),
         ).fetchone()
-        return None if row is None else Outbox.lease_in(conn, row, now, lease)
+        if row is None:
+            index, sort = _CLAIM_ORDERS[order]
+            heads = [
+                conn.execute(
+                    f"SELECT * FROM tasks INDEXED BY {index} WHERE state = 'ready' AND kind = ? "
+                    f"AND not_before <= ? ORDER BY {sort} LIMIT 1",
+                    (kind, now),
+                ).fetchone()
+                for kind in kinds
+            ]
+            ready = [head for head in heads if head is not None]
+            if not ready:
+                return None
+            row = min(
+                ready, key=lambda r: (r["not_before"], r["id"]) if order == "due" else r["id"]
+            )
+        return Outbox.lease_in(conn, row, now, lease)
 
     @staticmethod
     def lease_in(conn: sqlite3.Connection, row: sqlite3.Row, now: float, lease: float) -> Task:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from smsbridge.chtsim import ChtSim
 from smsbridge.errors import AuthFailure, PermanentError, RetryableError
 from smsbridge.metrics import Metrics
 from smsbridge.outbox import Outbox
@@ -87,26 +88,24 @@ async def _queue_depth_and_oldest_age(store: Store) -> None:
     assert got[("smsbridge_queue_oldest_age_seconds", (("kind", "submit"),))] == 60
 
 
-def test_cht_errors_are_counted_by_kind_against_the_simulator() -> None:
+def test_cht_errors_are_counted_by_kind_against_the_simulator(demo_sim: ChtSim) -> None:
     from smsbridge.cht import ChtClient
-    from smsbridge.chtsim.sim import ChtSim, running_chtsim
+    from smsbridge.chtsim.sim import running_chtsim
 
-    sim = ChtSim()
-    sim.install_demo()
     metrics = Metrics()
 
     async def calls(url: str) -> None:
         async with ChtClient(url, ("gateway", "gateway-pass"), timeout=5) as good:
             cht = metrics.wrap_cht(good)
             await cht.check_auth()  # fine: not counted
-            sim.faults.fail_next(1, 503, path="/api/sms")
+            demo_sim.faults.fail_next(1, 503, path="/api/sms")
             with pytest.raises(RetryableError):
                 await cht.check_auth()
         async with ChtClient(url, ("gateway", "wrong"), timeout=5) as bad:
             with pytest.raises(AuthFailure):
                 await metrics.wrap_cht(bad).check_auth()
 
-    with running_chtsim(sim) as url:
+    with running_chtsim(demo_sim) as url:
         asyncio.run(calls(url))
     got = samples(metrics)
     assert got[("smsbridge_cht_errors_total", (("kind", "retryable"),))] == 1

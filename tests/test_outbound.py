@@ -19,6 +19,7 @@ from smsbridge.carriers.base import CarrierConfig
 from smsbridge.carriersim import DEFAULT_CREDENTIALS, CarrierSim
 from smsbridge.outbound import OutboundPipeline
 from smsbridge.outbox import Outbox, RetryPolicy
+from smsbridge.outgoing import SEND
 from smsbridge.settings import Settings
 from smsbridge.sms import DeliveryState, StatusUpdate
 from smsbridge.store import Store
@@ -414,8 +415,6 @@ def test_dead_letters_can_be_retried_or_dropped(
 
 
 def test_send_claims_walk_the_due_index_and_expired_leases_come_back(tmp_path: Path) -> None:
-    from smsbridge.outbound import claim_send_in
-
     store = Store(tmp_path / "claim.db")
     try:
         plan = " ".join(
@@ -429,12 +428,15 @@ def test_send_claims_walk_the_due_index_and_expired_leases_come_back(tmp_path: P
         assert "tasks_due" in plan and "TEMP B-TREE" not in plan  # O(log n) with a backlog
         for ref in ("a", "b"):
             store.write_sync(lambda c, r=ref: outgoing.insert_in(c, r, KE, "x " + r, T0))
-        first = store.write_sync(lambda c: claim_send_in(c, T0, 60))
-        second = store.write_sync(lambda c: claim_send_in(c, T0, 60))
+
+        def claim(now: float) -> Any:
+            return store.write_sync(lambda c: Outbox.claim_in(c, [SEND], now, 60, order="due"))
+
+        first, second = claim(T0), claim(T0)
         assert first is not None and second is not None
         assert (first.ref, second.ref) == ("a", "b")
-        assert store.write_sync(lambda c: claim_send_in(c, T0 + 59, 60)) is None
-        again = store.write_sync(lambda c: claim_send_in(c, T0 + 61, 60))  # a worker died
+        assert claim(T0 + 59) is None
+        again = claim(T0 + 61)  # a worker died
         assert again is not None and again.ref == "a" and again.attempts == 2
     finally:
         store.close()

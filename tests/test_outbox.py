@@ -126,3 +126,27 @@ def test_tasks_survive_reopening_the_database(tmp_path: Path) -> None:
     with Store(tmp_path / "x.db") as store:
         task = run(Outbox(store).claim(["submit"], 1.0, 30))
         assert task is not None and task.ref == "a"
+
+
+def test_arrival_order_claims_walk_an_index_not_a_sort(outbox: Outbox) -> None:
+    """A backlog of many thousand submits (CHT down for hours) must not make each claim sort
+    every ready task: the arrival-order query is answered from the tasks_arrival index."""
+    plan = " ".join(
+        str(tuple(row))
+        for row in outbox.store.query(
+            "EXPLAIN QUERY PLAN SELECT * FROM tasks INDEXED BY tasks_arrival "
+            "WHERE state = 'ready' AND kind = ? "
+            "AND not_before <= ? ORDER BY id LIMIT 1",
+            ("submit", 0.0),
+        )
+    )
+    assert "tasks_arrival" in plan and "TEMP B-TREE" not in plan
+
+
+def test_an_expired_lease_is_taken_before_newer_ready_tasks(outbox: Outbox) -> None:
+    run(outbox.enqueue("submit", "a", 100.0))
+    first = run(outbox.claim(["submit"], 100.0, 30))  # its worker dies
+    run(outbox.enqueue("submit", "b", 101.0))
+    again = run(outbox.claim(["submit"], 131.0, 30))
+    assert first is not None and again is not None
+    assert again.ref == "a" and again.attempts == 2
