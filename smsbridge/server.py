@@ -1,31 +1,69 @@
 """`smsbridge serve`: the app under uvicorn (one worker process; the workers are asyncio tasks
-in its lifespan). With no SMSBRIDGE_CHT_URL the built-in CHT simulator, loaded with its demo
-deployment, is started in-process on a loopback port and the bridge talks to it — said loudly
-in the log, since nothing then reaches a real CHT."""
+in its lifespan).
+
+Simulator mode, for a first run with nothing configured:
+- with no SMSBRIDGE_CHT_URL the built-in CHT simulator, loaded with its demo deployment, is
+  started in-process on a loopback port and the bridge talks to it (said loudly in the log,
+  since nothing then reaches a real CHT);
+- when, in addition, no carrier is configured (SMSBRIDGE_CARRIERS empty and no carrier webhook
+  token set), the `generic` carrier is enabled with the webhook token `demo-token`, and its
+  outgoing SMS go to the built-in carrier simulator, which reports them delivered.
+Once listening, `serve` prints to stdout (not the log) a ready-to-paste curl command that posts
+an SMS from a demo health worker's phone, and how to see what became of it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator
+import shlex
+import sys
+import socket
+from collections.abc import Callable, Iterator
+from typing import TextIO
 
 import uvicorn
 
 from smsbridge import logs
-from smsbridge.app import create_app
+from smsbridge.app import create_app, enabled_carriers
 from smsbridge.logs import event
 from smsbridge.settings import Settings
 
 log = logging.getLogger("smsbridge.server")
 
+DEMO_TOKEN = "demo-token"
+"""The generic carrier's webhook token in simulator mode (nothing real is reachable then)."""
+
+DEMO_SMS = "P 12 Jane Atieno"
+"""A pregnancy registration (form P of the simulator's demo deployment)."""
+
+SIMULATOR_THREAD = "uvicorn-test-server"  # smsbridge.testserver's thread name
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatorMode:
+    """What `serve` started in place of real peers (URLs on 127.0.0.1)."""
+
+    cht_url: str
+    carrier_url: str | None = None  # set when the generic carrier goes to the carrier simulator
+
+
+def connect_host(host: str) -> str:
+    """The address a local client uses to reach a server listening on `host`."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
 
 @contextlib.contextmanager
-def cht_or_simulator(settings: Settings) -> Iterator[Settings]:
-    """The settings to run with: as given when a CHT URL is set; otherwise pointing at the
-    built-in simulator, started here on 127.0.0.1 and stopped on exit."""
+def cht_or_simulator(
+    settings: Settings, *, bridge_url: str = ""
+) -> Iterator[tuple[Settings, SimulatorMode | None]]:
+    """The settings to run with, and the simulators started: as given when a CHT URL is set;
+    otherwise pointing at the built-in CHT simulator (and, with no carrier configured, the
+    generic carrier at the carrier simulator), started here on 127.0.0.1 and stopped on exit.
+    `bridge_url` is where the bridge will listen (for the simulated delivery reports)."""
     if settings.cht_url:
-        yield settings
+        yield settings, None
         return
     from smsbridge.chtsim import ChtSim
     from smsbridge.chtsim.demo_data import GATEWAY_USER
@@ -34,32 +72,157 @@ def cht_or_simulator(settings: Settings) -> Iterator[Settings]:
     user, password = GATEWAY_USER
     sim = ChtSim()
     sim.install_demo()
-    with serve_in_thread(sim.app) as url:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(serve_in_thread(sim.app))
         host_port = url.split("://", 1)[1]
         event(
             log,
             "cht_simulator_started",
             logging.WARNING,
             url=url,
-            note="SMSBRIDGE_CHT_URL is empty: using the built-in CHT simulator (demo data); "
+            note="SMSBRIDGE_CHT_URL is empty: using the built-in CHT simulator (demo deployment); "
             "no report reaches a real CHT",
         )
-        yield dataclasses.replace(settings, cht_url=f"http://{user}:{password}@{host_port}")
+        effective = dataclasses.replace(settings, cht_url=f"http://{user}:{password}@{host_port}")
+        mode = SimulatorMode(cht_url=url)
+        if not enabled_carriers(settings):
+            from smsbridge.carriersim import CarrierSim
+
+            carriers = CarrierSim()
+            carrier_url = stack.enter_context(serve_in_thread(carriers.app))
+            effective = with_demo_carrier(effective, carrier_url, carriers, bridge_url)
+            mode = SimulatorMode(cht_url=url, carrier_url=carrier_url)
+            event(
+                log,
+                "carrier_simulator_started",
+                logging.WARNING,
+                url=carrier_url,
+                note="no carrier configured: the generic carrier is enabled with a demo token "
+                "and sends through the built-in carrier simulator",
+            )
+        yield effective, mode
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
+def with_demo_carrier(
+    settings: Settings, carrier_url: str, carriers: object, bridge_url: str
+) -> Settings:
+    """`settings` with the generic carrier enabled: webhook token DEMO_TOKEN, sends to the
+    carrier simulator at `carrier_url`, delivery reports back to `bridge_url`."""
+    from smsbridge.carriersim import CarrierSim
+
+    assert isinstance(carriers, CarrierSim)
+    _, send_token = carriers.credentials["generic"]
+    generic = dict(settings.carrier.get("generic", {}))
+    generic.update(webhook_token=DEMO_TOKEN, send_url=f"{carrier_url}/send", send_token=send_token)
+    return dataclasses.replace(
+        settings,
+        carriers=("generic",),
+        carrier={**settings.carrier, "generic": generic},
+        public_url=settings.public_url or bridge_url,
+    )
+
+
+def first_run_help(bridge_url: str, mode: SimulatorMode, settings: Settings) -> str:
+    """What a newcomer can do with the bridge running against the simulators."""
+    from smsbridge.chtsim.demo_data import CHW_PHONES
+
+    lines = [
+        "",
+        f"smsbridge is running on {bridge_url} against the built-in CHT simulator",
+        f"  ({mode.cht_url}, demo deployment: forms P, V, D; health workers' phones "
+        f"{', '.join(CHW_PHONES.values())}).",
+        "  Nothing reaches a real CHT: set SMSBRIDGE_CHT_URL for that (README, Settings).",
+    ]
+    if mode.carrier_url is None:
+        lines += [
+            f"  Carriers enabled: {', '.join(sorted(enabled_carriers(settings)))} "
+            "(post SMS to their webhook URLs, README: Receiving SMS).",
+            f"  See the reports CHT stored:  curl -s {mode.cht_url}/_sim/records",
+            "",
+        ]
+        return "\n".join(lines)
+    phone = CHW_PHONES["chw-alice"]
+    webhook = f"{bridge_url}/carriers/generic/{DEMO_TOKEN}/inbound"
+    database = shlex.quote(str(settings.database))
+    lines += [
+        f"  No carrier configured: the generic carrier takes SMS at webhook token {DEMO_TOKEN!r},",
+        f"  and sends replies through the built-in carrier simulator ({mode.carrier_url}).",
+        "",
+        "Send an SMS in (a pregnancy registration from a health worker's phone):",
+        "",
+        f"  curl -s {webhook} --data-urlencode from={phone} "
+        f"--data-urlencode {shlex.quote('text=' + DEMO_SMS)}",
+        "",
+        "Then see what became of it:",
+        f"  curl -s {mode.cht_url}/_sim/records      # the report CHT stored",
+        f"  curl -s {mode.cht_url}/_sim/messages     # CHT's reply and its delivery states",
+        f"  SMSBRIDGE_DATABASE={database} smsbridge inbox ls                 # SMS received",
+        f"  SMSBRIDGE_DATABASE={database} smsbridge outbox ls --state delivered  # SMS sent",
+        f"CHT's reply goes out at the next exchange with CHT (every {settings.sync_interval:g} s,"
+        " SMSBRIDGE_SYNC_INTERVAL).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, printing the first-run help once it listens."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_started()
+
+
+class _SimulatorNoise(logging.Filter):
+    """Drops uvicorn's start/stop lines from the simulators' threads: they would read like the
+    bridge's own ("Uvicorn running on ..." with the simulator's port)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.threadName == SIMULATOR_THREAD and record.levelno < logging.WARNING)
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    out: TextIO | None = None,
+) -> int:
     logs.setup(settings.log_level, secrets=logs.secrets_of(settings))
-    with cht_or_simulator(settings) as effective:
-        app = create_app(effective)
-        config = uvicorn.Config(
-            app,
-            host=host or settings.host,
-            port=port or settings.port,
-            workers=1,
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=10,
-        )
-        uvicorn.Server(config).run()
+    noise = _SimulatorNoise()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(noise)
+    listen_host = host or settings.host
+    listen_port = port or settings.port
+    bridge_url = f"http://{connect_host(listen_host)}:{listen_port}"
+    stream = out if out is not None else sys.stdout
+    try:
+        with cht_or_simulator(settings, bridge_url=bridge_url) as (effective, mode):
+            app = create_app(effective)
+            config = uvicorn.Config(
+                app,
+                host=listen_host,
+                port=listen_port,
+                workers=1,
+                lifespan="on",
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=10,
+            )
+
+            def started() -> None:
+                if mode is not None:
+                    print(first_run_help(bridge_url, mode, effective), file=stream, flush=True)
+
+            server = _Server(config, on_started=started)
+            server.run()
+            if not server.started:
+                return 1  # uvicorn logged why (e.g. the port is taken)
+    finally:
+        uvicorn_log.removeFilter(noise)
     return 0
