@@ -25,7 +25,6 @@ import json
 import os
 import random
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from smsbridge.testserver import free_port, wait_for
 
 RATES = {"africastalking": 40.0, "twilio": 30.0, "vonage": 20.0, "generic": 10.0}
 CHANNELS = tuple(RATES)
@@ -68,12 +69,6 @@ def serve_carriers(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # -- the bridge side -----------------------------------------------------------------------------
 
 
@@ -98,36 +93,21 @@ def rate_figures(stamps: list[float], rate: float) -> dict[str, Any]:
 async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, Any]:
     from smsbridge import outgoing
     from smsbridge.carriers import CARRIERS
-    from smsbridge.carriers.base import CarrierConfig
-    from smsbridge.carriersim import DEFAULT_CREDENTIALS
+    from smsbridge.carriersim import bridge_env
     from smsbridge.outbound import OutboundPipeline
     from smsbridge.outbox import Outbox, RetryPolicy
+    from smsbridge.runtime import carrier_config
     from smsbridge.settings import Settings
     from smsbridge.store import Store
     from smsbridge.sync import OutboundWorkers
 
-    at_user, at_key = DEFAULT_CREDENTIALS["africastalking"]
-    sid, token = DEFAULT_CREDENTIALS["twilio"]
-    key, secret = DEFAULT_CREDENTIALS["vonage"]
     prefixes = {name: f"+2547{i}" for i, name in enumerate(CHANNELS)}
     env = {
         "SMSBRIDGE_DATABASE": str(workdir / "bench.db"),
         "SMSBRIDGE_CARRIERS": ",".join(CHANNELS),
         "SMSBRIDGE_ROUTES": ";".join(f"{p}={n}" for n, p in prefixes.items()),
         "SMSBRIDGE_RATES": ",".join(f"{n}={rate * args.scale:g}" for n, rate in RATES.items()),
-        "SMSBRIDGE_AFRICASTALKING_API_URL": url,
-        "SMSBRIDGE_AFRICASTALKING_USERNAME": at_user,
-        "SMSBRIDGE_AFRICASTALKING_API_KEY": at_key,
-        "SMSBRIDGE_TWILIO_API_URL": url,
-        "SMSBRIDGE_TWILIO_ACCOUNT_SID": sid,
-        "SMSBRIDGE_TWILIO_AUTH_TOKEN": token,
-        "SMSBRIDGE_TWILIO_FROM_NUMBER": "+15017122661",
-        "SMSBRIDGE_VONAGE_API_URL": url,
-        "SMSBRIDGE_VONAGE_API_KEY": key,
-        "SMSBRIDGE_VONAGE_API_SECRET": secret,
-        "SMSBRIDGE_VONAGE_SENDER": "MEDIC",
-        "SMSBRIDGE_GENERIC_SEND_URL": url + "/send",
-        "SMSBRIDGE_GENERIC_SEND_TOKEN": DEFAULT_CREDENTIALS["generic"][1],
+        **bridge_env(url),
     }
     settings = Settings.from_env(env)
     store = Store(settings.database)
@@ -136,10 +116,7 @@ async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, 
         RetryPolicy(settings.retry_base, settings.retry_cap, settings.max_attempts),
         rng=random.Random(1),
     )
-    configs = {
-        n: CarrierConfig(n, dict(settings.carrier.get(n, {})), settings.public_url)
-        for n in CARRIERS
-    }
+    configs = {n: carrier_config(settings, n) for n in CARRIERS}
 
     # queue the messages as CHT would hand them over (one write job per CHT batch of 25)
     now = time.time()
@@ -211,14 +188,15 @@ def main() -> None:
     port = free_port()
     child = subprocess.Popen([sys.executable, __file__, "--serve-carriers", str(port)])
     url = f"http://127.0.0.1:{port}"
+
+    def carriers_up() -> bool:
+        try:
+            return httpx.get(url + "/_stats", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(url + "/_stats", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_for(carriers_up, "the carrier simulator to start", timeout=20)
         with tempfile.TemporaryDirectory() as tmp:
             bridge = asyncio.run(drain(args, url, Path(tmp)))
         stamps = httpx.get(url + "/_stats", timeout=60).json()

@@ -16,13 +16,10 @@ Other parts add their routes to `routes` in `create_app` and their background wo
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
-from types import ModuleType
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -32,85 +29,38 @@ from starlette.routing import Route
 
 from smsbridge.bodylimit import BodyLimit
 from smsbridge.carriers import CARRIERS
-from smsbridge.carriers.base import CarrierConfig, WebhookRequest
 from smsbridge.chtgate import ChtApi
-from smsbridge.errors import NotFound, SmsBridgeError, Unauthorized
+from smsbridge.errors import MethodNotAllowed, NotFound, SmsBridgeError
 from smsbridge.health import Readiness, healthz, readyz
 from smsbridge.logs import event
 from smsbridge.metrics import Metrics, metrics_endpoint
 from smsbridge.openapi import openapi_endpoint, webhook_carriers
 from smsbridge.outbound_http import ROUTES as OUTBOUND_ROUTES
 from smsbridge.pipeline import accept_inbound
-from smsbridge.runtime import Runtime, build_runtime, carrier_config, enabled_carriers
+from smsbridge.runtime import Runtime, build_runtime, enabled_carriers
 from smsbridge.settings import Settings
 from smsbridge.store import Store
+from smsbridge.webhooks import current_runtime, verified_webhook
 
 log = logging.getLogger("smsbridge.app")
 
 # Carriers whose inbound webhook may arrive by GET (query string) as well as POST.
-GET_INBOUND = frozenset({"vonage", "generic"})
+GET_INBOUND = frozenset(
+    name for name, module in CARRIERS.items() if "GET" in getattr(module, "INBOUND_METHODS", ())
+)
 
 
 # -- routes --------------------------------------------------------------------------------------
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
-    if runtime is None:
-        raise SmsBridgeError("service is starting", code="unavailable")
-    return runtime
-
-
-def check_token(settings: Settings, carrier: str, token: str) -> None:
-    expected = settings.carrier_setting(carrier, "webhook_token")
-    if not expected:
-        raise Unauthorized(f"no SMSBRIDGE_{carrier.upper()}_WEBHOOK_TOKEN configured")
-    if not hmac.compare_digest(token.encode(), expected.encode()):
-        raise Unauthorized("wrong webhook token")
-
-
-async def webhook_request(request: Request, now: float) -> WebhookRequest:
-    """The request as a carrier module sees it (read straight from the ASGI scope: this is
-    the hot path of every webhook)."""
-    body = await request.body()
-    scope = request.scope
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    query = scope.get("query_string", b"").decode("latin-1")
-    path = scope["path"]
-    host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
-    url = f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
-    return WebhookRequest.build(
-        method=request.method,
-        url=url,
-        path=path,
-        headers=headers,
-        query_string=query,
-        body=body,
-        arrived_at=datetime.fromtimestamp(now, UTC),
-    )
-
-
-async def verified_webhook(
-    runtime: Runtime, request: Request, carrier: str, module: ModuleType
-) -> tuple[WebhookRequest, CarrierConfig, float]:
-    """A carrier's webhook after the URL token and the carrier's signature check: the request
-    as the carrier module sees it, that carrier's config, and `now`."""
-    check_token(runtime.settings, carrier, request.path_params["token"])
-    now = runtime.clock()
-    req = await webhook_request(request, now)
-    config = runtime.configs.get(carrier) or carrier_config(runtime.settings, carrier)
-    module.verify(req, config)
-    return req, config, now
-
-
 async def carrier_inbound(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = current_runtime(request)
     carrier = request.path_params["carrier"]
     module = CARRIERS.get(carrier)
     if module is None or carrier not in runtime.enabled:
         raise NotFound(f"unknown carrier {carrier!r}")
     if request.method == "GET" and carrier not in GET_INBOUND:
-        raise SmsBridgeError(f"{carrier} webhooks are POST", code="method_not_allowed")
+        raise MethodNotAllowed(f"{carrier} webhooks are POST")
     req, config, now = await verified_webhook(runtime, request, carrier, module)
     messages = module.parse_inbound(req, config)
     accepted = await accept_inbound(runtime.store, messages, now, runtime.settings.dedup_window)
@@ -119,16 +69,6 @@ async def carrier_inbound(request: Request) -> Response:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None and new:
         metrics.inbound(carrier, new)
-    if log.isEnabledFor(logging.DEBUG):
-        for a in accepted:
-            event(
-                log,
-                "inbound_accepted",
-                logging.DEBUG,
-                carrier=carrier,
-                message=a.uuid,
-                duplicate=a.duplicate,
-            )
     reply = module.inbound_reply(messages, config)
     return Response(reply.body, status_code=reply.status, media_type=reply.media_type)
 
@@ -136,17 +76,9 @@ async def carrier_inbound(request: Request) -> Response:
 # -- errors -----------------------------------------------------------------------------------
 
 
-def _status_of(exc: SmsBridgeError) -> int:
-    if exc.code == "method_not_allowed":
-        return 405
-    if exc.code == "unavailable":
-        return 503
-    return exc.http_status
-
-
 async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, SmsBridgeError):
-        status = _status_of(exc)
+        status = exc.http_status
         if status >= 500:
             event(log, "request_failed", logging.ERROR, path=_safe_path(request), error=exc.code)
         return JSONResponse(exc.to_json(), status_code=status)
@@ -209,7 +141,8 @@ def create_app(
             runtime.outbox.on_retry = app.state.metrics.retry
             if runtime.outbound is not None:
                 runtime.outbound.on_send = app.state.metrics.send_latency
-                runtime.outbound.on_reports = app.state.metrics.delivery_reports
+                runtime.outbound.on_changes = app.state.metrics.outgoing_changes
+                runtime.outbound.on_inbound = app.state.metrics.inbound
             if start_workers:
                 runtime.start()
             event(

@@ -43,7 +43,6 @@ probe) or `reset_auth()`. Credentials never appear in logs or errors.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import time
@@ -62,6 +61,7 @@ from smsbridge.errors import (
     RetryableError,
 )
 from smsbridge.logs import event
+from smsbridge.retryafter import retry_after
 
 if TYPE_CHECKING:
     from smsbridge.settings import Settings
@@ -81,22 +81,6 @@ class Call:
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _json_or_none(response: httpx.Response) -> Any:
@@ -158,7 +142,7 @@ def classify(call: Call, outcome: httpx.Response | Exception) -> PeerError | Non
     if status == 401:
         return AuthFailure(f"{call}: CHT refused the credentials (401)", status=status)
     if status == 429:
-        after = _retry_after(response)
+        after = retry_after(response.headers)
         return RetryableError(
             f"{call}: too many requests (429): {message}",
             code="cht_rate_limited",
@@ -176,7 +160,7 @@ def classify(call: Call, outcome: httpx.Response | Exception) -> PeerError | Non
             f"{call}: CHT server error (500)",
             code="cht_server_error",
             status=status,
-            retry_after=_retry_after(response),
+            retry_after=retry_after(response.headers),
         )
     if status in (501, 505):
         return PermanentError(f"{call}: {status} {message}", code="cht_rejected", status=status)
@@ -185,7 +169,7 @@ def classify(call: Call, outcome: httpx.Response | Exception) -> PeerError | Non
             f"{call}: CHT unavailable ({status})",
             code="cht_unavailable",
             status=status,
-            retry_after=_retry_after(response),
+            retry_after=retry_after(response.headers),
         )
     kind = body.get("error") if isinstance(body, dict) else None
     code = {"not_found": "cht_not_found", "bad_request": "cht_bad_request"}.get(

@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the service (webhooks, workers, CHT sync)")
     serve.add_argument("--host", help="listen address (default: SMSBRIDGE_HOST)")
-    serve.add_argument("--port", type=int, help="listen port (default: SMSBRIDGE_PORT)")
+    serve.add_argument("--port", type=_port, help="listen port (default: SMSBRIDGE_PORT)")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser(
@@ -64,15 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="play a scripted scenario with simulators on loopback")
     demo.add_argument(
-        "--timeout", type=float, default=20.0, help="seconds to wait for each step (20)"
+        "--timeout", type=_seconds, default=20.0, help="seconds to wait for each step (20)"
     )
     demo.set_defaults(func=cmd_demo)
 
     chtsim = sub.add_parser("chtsim", help="run the CHT simulator with a demo deployment")
     chtsim.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")
-    chtsim.add_argument("--port", type=int, default=5988, help="listen port (5988)")
+    chtsim.add_argument("--port", type=_port, default=5988, help="listen port (5988)")
     chtsim.add_argument("--user", default="admin:pass", help="admin name:password (admin:pass)")
-    chtsim.add_argument("--state", type=Path, help="keep the simulator's state in this JSON file")
+    chtsim.add_argument(
+        "--state", type=_state_file, help="keep the simulator's state in this JSON file"
+    )
     chtsim.set_defaults(func=cmd_chtsim)
 
     parse = sub.add_parser(
@@ -102,10 +104,53 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds above 0: {raw!r}")
+    return value
+
+
+def _state_file(raw: str) -> Path:
+    """`chtsim --state FILE`: a new file in an existing directory, or a state file it wrote."""
+    import json
+
+    path = Path(raw)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"directory {str(path.parent)!r} does not exist")
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {raw!r}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a simulator state file")
+    return path
+
+
+def _port(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"not a port number (1-65535): {raw!r}")
+    return value
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from smsbridge.configcheck import check
     from smsbridge.server import serve
     from smsbridge.settings import Settings
 
+    report = check()  # every problem at once, as check-config lists them
+    if not report.ok:
+        raise ConfigError("\n".join(report.problems))
+    for warning in report.warnings:
+        print(f"smsbridge serve: warning: {warning}", file=sys.stderr)
     return serve(Settings.from_env(), host=args.host, port=args.port)
 
 

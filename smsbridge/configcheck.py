@@ -2,16 +2,21 @@
 
 Settings.from_env stops at the first stage that fails (values that do not convert, then checks
 across settings); here the bad values are set aside and the rest checked again, so that one run
-lists everything an operator has to fix. The database location is checked as well.
+lists everything an operator has to fix. The database location is checked as well, and so are
+the carriers: what would fail at start or on every request is a problem (exit 2: `serve` refuses
+to start); what only leaves a carrier half-working (no webhook token, no sending credentials
+for a channel that routing can pick, no URL for delivery reports) is a warning.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from smsbridge.errors import ConfigError
 from smsbridge.settings import Settings, all_settings
@@ -22,6 +27,7 @@ from smsbridge.tables import render_table
 class ConfigReport:
     rows: list[dict[str, str]]  # setting, value (secrets masked), source ("env" | "default")
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -46,9 +52,148 @@ def check(environ: Mapping[str, str] | None = None) -> ConfigReport:
             if not culprits:  # problems across settings: nothing more to set aside
                 break
             bad |= culprits
+    warnings: list[str] = []
     if settings is not None:
         problems += [p for p in _database_problems(settings.database) if p not in problems]
-    return ConfigReport(_rows(env, settings, bad), problems)
+        problems += [p for p in carrier_problems(settings) if p not in problems]
+        warnings = carrier_warnings(settings)
+    problems += _log_level_problems(env.get("SMSBRIDGE_LOG_LEVEL", "INFO"))
+    return ConfigReport(_rows(env, settings, bad), problems, warnings)
+
+
+# -- carriers ------------------------------------------------------------------------------------
+
+# Settings each carrier needs to send (any one of a tuple's names will do).
+SEND_NEEDS: dict[str, tuple[str | tuple[str, ...], ...]] = {
+    "africastalking": ("api_key", "username"),
+    "twilio": ("account_sid", "auth_token", ("from_number", "messaging_service_sid")),
+    "vonage": ("api_key", "api_secret", "sender"),
+    "generic": ("send_url",),
+    "chtgateway": ("accounts",),
+}
+URL_SETTINGS = (
+    ("", "public_url"),
+    ("africastalking", "api_url"),
+    ("twilio", "api_url"),
+    ("vonage", "api_url"),
+    ("generic", "send_url"),
+)
+
+
+def url_ok(raw: str) -> bool:
+    """An http(s) URL with a host (and a port in range, if any)."""
+    try:
+        parts = urlsplit(raw.strip())
+        parts.port  # noqa: B018  (raises ValueError when out of range)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _env(carrier: str, name: str) -> str:
+    return f"SMSBRIDGE_{carrier.upper()}_{name.upper()}"
+
+
+def enabled_in_order(settings: Settings) -> tuple[str, ...]:
+    """The enabled carriers, the default route's first (as the service orders them)."""
+    from smsbridge.carriers import CARRIERS
+
+    if settings.carriers:
+        return settings.carriers
+    return tuple(n for n in CARRIERS if settings.carrier_setting(n, "webhook_token"))
+
+
+def carrier_problems(settings: Settings) -> list[str]:
+    """What would make `serve` fail at start, or fail every request of some kind."""
+    from smsbridge.carriers import vonage
+    from smsbridge.routing import Routes
+
+    found: list[str] = []
+    enabled = enabled_in_order(settings)
+    try:
+        Routes.parse(settings.routes, enabled)
+    except ConfigError as exc:
+        found.append(exc.detail)
+    for carrier, name in URL_SETTINGS:
+        raw = settings.carrier_setting(carrier, name) if carrier else settings.public_url
+        if raw and not url_ok(raw):
+            env = _env(carrier, name) if carrier else "SMSBRIDGE_PUBLIC_URL"
+            found.append(f"{env}: expected an http(s)://host[:port][/path] URL, got {raw!r}")
+    batch = settings.carrier_setting("chtgateway", "batch") or "25"
+    if not (batch.strip().isdigit() and int(batch) > 0):
+        found.append(f"SMSBRIDGE_CHTGATEWAY_BATCH: expected a whole number above 0, got {batch!r}")
+    for item in settings.carrier_setting("chtgateway", "accounts").split(","):
+        user, sep, password = item.strip().partition(":")
+        if item.strip() and (not sep or not user or not password):
+            found.append(
+                "SMSBRIDGE_CHTGATEWAY_ACCOUNTS: expected user:password,... "
+                f"(an account without a user or a password: {user or item.strip()!r})"
+            )
+    method = settings.carrier_setting("vonage", "signature_method") or "md5hash"
+    if method.lower() not in vonage.METHODS:
+        found.append(
+            f"SMSBRIDGE_VONAGE_SIGNATURE_METHOD: expected one of {', '.join(vonage.METHODS)}, "
+            f"got {method!r}"
+        )
+    send_format = settings.carrier_setting("generic", "send_format") or "json"
+    if send_format not in ("json", "form"):
+        found.append(f"SMSBRIDGE_GENERIC_SEND_FORMAT: expected json or form, got {send_format!r}")
+    return found
+
+
+def carrier_warnings(settings: Settings) -> list[str]:
+    """What leaves an enabled carrier half-working."""
+    from smsbridge.routing import Routes, channel_carrier
+
+    found: list[str] = []
+    enabled = enabled_in_order(settings)
+    for carrier in enabled:
+        if carrier != "chtgateway" and not settings.carrier_setting(carrier, "webhook_token"):
+            found.append(
+                f"{_env(carrier, 'webhook_token')} is empty: {carrier} is enabled but every "
+                "webhook to it gets 401"
+            )
+    if "twilio" in enabled and not (
+        settings.carrier_setting("twilio", "auth_token")
+        or settings.carrier_setting("twilio", "signing_key")
+    ):
+        found.append(
+            "SMSBRIDGE_TWILIO_AUTH_TOKEN is empty: Twilio webhooks are not signature-checked"
+        )
+    try:
+        senders = {channel_carrier(c) for c in Routes.parse(settings.routes, enabled).channels}
+    except ConfigError:
+        senders = set()
+    for carrier in [c for c in enabled if c in senders]:
+        missing = [
+            " or ".join(_env(carrier, n) for n in ((need,) if isinstance(need, str) else need))
+            for need in SEND_NEEDS.get(carrier, ())
+            if not any(
+                settings.carrier_setting(carrier, n)
+                for n in ((need,) if isinstance(need, str) else need)
+            )
+        ]
+        if missing:
+            found.append(
+                f"{carrier} sends SMS (SMSBRIDGE_ROUTES) but {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} empty: its SMS will fail"
+            )
+    reported = sorted(c for c in senders & {"twilio", "vonage", "generic"} if c in enabled)
+    if reported and not settings.public_url:
+        found.append(
+            f"SMSBRIDGE_PUBLIC_URL is empty: {', '.join(reported)} cannot be asked for "
+            "delivery reports (SMS stay `sent`, never `delivered`)"
+        )
+    return found
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level_problems(raw: str) -> list[str]:
+    if raw.strip().upper() in LOG_LEVELS:
+        return []
+    return [f"SMSBRIDGE_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {raw!r}"]
 
 
 def _culprit(line: str) -> str:
@@ -62,14 +207,30 @@ def _rows(env: Mapping[str, str], settings: Settings | None, bad: set[str]) -> l
     for setting in all_settings():
         if setting.env in bad or setting.env not in shown:
             raw = env.get(setting.env, setting.default)
-            value = ("****" if raw else "") if setting.secret else raw
+            value = ("****" if raw else "") if setting.secret else _hide_credentials(raw)
             if setting.env in bad:
                 value += "  (invalid)"
         else:
-            value = shown[setting.env]
+            value = _plain(shown[setting.env])
         source = "env" if setting.env in env else "default"
         rows.append({"setting": setting.env, "value": value, "source": source})
     return rows
+
+
+def _hide_credentials(raw: str) -> str:
+    """`scheme://user:****@host...`: a password in a URL that did not pass the checks (the
+    valid ones are masked by Settings.described)."""
+    return re.sub(r"(://[^/@\s]*?:)[^@/\s]*@", r"\1****@", raw)
+
+
+def _plain(value: str) -> str:
+    """A converted value the way an operator writes it (`30`, not `30.0`; `false`, not
+    `False`), so that check-config's output can be pasted back into the environment."""
+    if value in ("True", "False"):
+        return value.lower()
+    if value.endswith(".0") and value[:-2].isdigit():
+        return value[:-2]
+    return value
 
 
 def _database_problems(database: Path) -> list[str]:
@@ -87,13 +248,23 @@ def render(report: ConfigReport, *, as_json: bool = False) -> str:
     """The report as a table followed by the problems, or as one JSON object."""
     if as_json:
         return json.dumps(
-            {"ok": report.ok, "settings": report.rows, "problems": report.problems}, indent=2
+            {
+                "ok": report.ok,
+                "settings": report.rows,
+                "problems": report.problems,
+                "warnings": report.warnings,
+            },
+            indent=2,
         )
     table = render_table(
         ["SETTING", "VALUE", "SOURCE"],
         [[r["setting"], r["value"], r["source"]] for r in report.rows],
     )
+    text = table
+    if report.warnings:
+        listed = "\n".join(f"  - {warning}" for warning in report.warnings)
+        text += f"\n\n{len(report.warnings)} warning(s):\n{listed}"
     if report.ok:
-        return table + "\n\nconfiguration OK"
+        return text + "\n\nconfiguration OK"
     listed = "\n".join(f"  - {problem}" for problem in report.problems)
-    return f"{table}\n\n{len(report.problems)} problem(s):\n{listed}"
+    return f"{text}\n\n{len(report.problems)} problem(s):\n{listed}"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 
 from smsbridge.outgoing import Outgoing, advance_in, get_in
 from smsbridge.sms import DeliveryState, StatusUpdate
-from smsbridge.store import Store
 
 
 def accepted_in(
@@ -36,6 +36,7 @@ def accepted_in(
         "WHERE id = ?",
         (channel, carrier, external_id, now, message.id),
     )
+    message = replace(message, channel=channel, carrier=carrier, external_id=external_id)
     advance_in(conn, message, state, now)
     if external_id is None:
         return
@@ -59,7 +60,7 @@ def tried_in(conn: sqlite3.Connection, ref: str, channel: str, now: float) -> No
     if message is None:
         return
     conn.execute("UPDATE outgoing SET channel = ? WHERE id = ?", (channel, message.id))
-    advance_in(conn, message, DeliveryState.SENDING, now)
+    advance_in(conn, replace(message, channel=channel), DeliveryState.SENDING, now)
 
 
 def delivery_report_in(conn: sqlite3.Connection, update: StatusUpdate, now: float) -> bool:
@@ -96,12 +97,14 @@ def delivery_report_in(conn: sqlite3.Connection, update: StatusUpdate, now: floa
             "UPDATE outgoing SET carrier = ?, external_id = ? WHERE id = ?",
             (update.carrier, update.external_id, message.id),
         )
+        message = replace(message, carrier=update.carrier, external_id=update.external_id)
     advance_in(conn, message, update.state, now, reason=update.reason)
     return True
 
 
-async def record_delivery_reports(store: Store, updates: Sequence[StatusUpdate], now: float) -> int:
-    """The status webhook's step, before its 2xx: all reports stored in one transaction."""
-    if not updates:
-        return 0
-    return await store.write(lambda c: sum(1 for u in updates if delivery_report_in(c, u, now)))
+def delivery_reports_in(
+    conn: sqlite3.Connection, updates: Sequence[StatusUpdate], now: float
+) -> int:
+    """The status webhook's step, before its 2xx: all its reports in one transaction. Returns
+    how many matched."""
+    return sum(1 for u in updates if delivery_report_in(conn, u, now))

@@ -7,7 +7,9 @@
     │   ├── Unauthorized     401 missing or wrong token / credentials
     │   ├── Forbidden        403 bad signature, insufficient privileges
     │   ├── NotFound         404 unknown carrier, message or route
+    │   ├── MethodNotAllowed 405 a webhook by a method its carrier does not use
     │   └── PayloadTooLarge  413 body over the size limit
+    ├── Unavailable          503 the service is starting (or stopping): try again shortly
     ├── FormError            an SMS that is not a valid report; carries a reply for the sender
     └── PeerError            a call to a peer (CHT, a carrier) failed
         ├── RetryableError   try again later (timeouts, 5xx, 429); `retry_after` seconds if known
@@ -65,9 +67,21 @@ class NotFound(RequestError):
     code = "not_found"
 
 
+class MethodNotAllowed(RequestError):
+    http_status = 405
+    code = "method_not_allowed"
+
+
 class PayloadTooLarge(RequestError):
     http_status = 413
     code = "payload_too_large"
+
+
+class Unavailable(SmsBridgeError):
+    """The service cannot take the request right now (starting up, shutting down)."""
+
+    http_status = 503
+    code = "unavailable"
 
 
 class FormError(SmsBridgeError):

@@ -2,7 +2,13 @@
 
 Log ids, states and counts, one line per state change, with `event(logger, "name", key=value)`:
 
-    ts=2026-11-27T23:14:56.123Z level=info logger=smsbridge.pipeline event=inbound.stored id=12
+    ts=2026-11-27T23:14:56.123Z level=info logger=smsbridge.pipeline event=inbound_accepted
+        carrier=twilio message=<our uuid> external_id=SM123 sender=+2547*****678 state=received
+
+A line for a state change says the state entered as `state=`: inbound SMS (pipeline.py)
+received -> submitted | relayed | rejected | dead; outgoing SMS (transitions.py) queued, held,
+sending, sent, delivered, failed (`reason=expired`, a carrier's error, ...). Their ids: our
+`message` id, `doc` (CHT's record), `carrier`/`channel`, the carrier's `external_id`, `attempt`.
 
 Values of keys that name a phone number (`sender`, `to`, `phone`, ...) are masked with
 `phone.mask`; never pass SMS text or a secret to a log call at INFO or above.
@@ -66,6 +72,11 @@ def mask_phone(number: str) -> str:
     return str(mask(number))
 
 
+def mask_phones(text: str) -> str:
+    """`text` (a carrier's error message, ...) with everything like a phone number masked."""
+    return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+
+
 class RedactionFilter(logging.Filter):
     """Rewrites records so that no secret, and at INFO and above no phone number, gets out.
 
@@ -90,7 +101,7 @@ class RedactionFilter(logging.Filter):
         text = _WEBHOOK_TOKEN.sub(lambda m: m["head"] + MASK + m["tail"], text)
         text = _SECRET_QUERY.sub(lambda m: m["key"] + MASK, text)
         if level >= self.phone_level:
-            text = _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+            text = mask_phones(text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -203,9 +214,12 @@ def setup(
     return handler
 
 
+_NEEDS_QUOTES = re.compile(r'[ "=\n\t\\]')
+
+
 def _value(value: Any) -> str:
     text = str(value)
-    if not text or any(c in text for c in ' "=\n\t\\'):
+    if not text or _NEEDS_QUOTES.search(text):
         escaped = text.replace("\\", "\\\\").replace('"', '\\"')
         escaped = escaped.replace("\n", "\\n").replace("\t", "\\t")
         return '"' + escaped + '"'

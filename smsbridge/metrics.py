@@ -4,7 +4,7 @@
 Two kinds of figures:
 
 - events, counted as they happen by the code that makes them happen, through the methods of
-  `Metrics` (`inbound`, `send_latency`, `delivery_reports`, `retry`, `cht_error`;
+  `Metrics` (`inbound`, `send_latency`, `outgoing_changes`, `retry`, `cht_error`;
   `wrap_cht` counts a CHT client's failures);
 - the state of the queue, read from the store at scrape time (`StoreCollector`): tasks waiting
   by kind, the age of the oldest, dead letters, and outgoing SMS by state and channel. These
@@ -31,8 +31,8 @@ from starlette.responses import Response
 from smsbridge.errors import AuthFailure, PeerError, PermanentError, RetryableError
 
 if TYPE_CHECKING:
-    from smsbridge.sms import StatusUpdate
     from smsbridge.store import Store
+    from smsbridge.transitions import Change
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 T = TypeVar("T")
@@ -50,7 +50,8 @@ class Metrics:
         r = self.registry
         self._inbound = Counter(
             "smsbridge_inbound_messages",
-            "Inbound SMS accepted (stored) from carrier webhooks, duplicates not counted.",
+            "Inbound SMS accepted (stored) from carrier webhooks and cht-gateway phones, by "
+            "carrier; duplicates not counted.",
             ["carrier"],
             registry=r,
         )
@@ -63,7 +64,8 @@ class Metrics:
         )
         self._delivery_lag = Histogram(
             "smsbridge_delivery_report_lag_seconds",
-            "Time from an SMS being sent to its delivery report arriving.",
+            "Time from an SMS being sent to its delivery report (a carrier's or a phone's) "
+            "arriving, by channel.",
             ["channel"],
             buckets=_LAG_BUCKETS,
             registry=r,
@@ -108,17 +110,13 @@ class Metrics:
     def delivery_lag(self, channel: str, seconds: float) -> None:
         self._delivery_lag.labels(channel).observe(max(0.0, seconds))
 
-    def delivery_reports(self, updates: Sequence[StatusUpdate], now: float) -> None:
-        """Stored delivery reports: each `delivered` one observes its lag since the SMS was
-        sent (the outbound pipeline calls this once they are committed)."""
-        store = self._store_collector.store if self._store_collector is not None else None
-        delivered = [u for u in updates if u.state == "delivered"]
-        if store is None or not delivered:
-            return
-        from smsbridge import outgoing
-
-        for channel, sent_at in outgoing.sent_times(store, delivered):
-            self.delivery_lag(channel, now - sent_at)
+    def outgoing_changes(self, changes: Sequence[Change]) -> None:
+        """Committed state changes of outgoing SMS (the outbound pipeline's hook): each SMS
+        delivered observes its lag since it was sent, whoever reported it (a carrier's status
+        webhook, a phone's poll, a report that overtook the send response)."""
+        for change in changes:
+            if change.state == "delivered":
+                self.delivery_lag(change.channel or change.carrier or "none", change.delivery_lag)
 
     def retry(self, kind: str) -> None:
         self._retries.labels(kind).inc()

@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from smsbridge import delivery, outgoing, phone, phones
+from smsbridge import delivery, outgoing, phones, transitions
 from smsbridge.carriers import chtgateway
 from smsbridge.carriers.base import CarrierConfig
 from smsbridge.errors import AuthFailure, PermanentError, RetryableError
@@ -48,6 +48,7 @@ from smsbridge.routing import Routes, channel_carrier
 from smsbridge.settings import Settings
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, StatusUpdate
 from smsbridge.store import Store
+from smsbridge.transitions import Change
 
 log = logging.getLogger("smsbridge.outbound")
 
@@ -101,9 +102,11 @@ class OutboundPipeline:
         self.configs = configs
         self.accept_inbound = accept_inbound
         self.on_report: Callable[[], None] = lambda: None  # wakes the CHT sync loop
-        # metrics (OPS): a send's duration by channel; delivery reports once stored
+        # metrics (OPS): a send's duration by channel; the state changes once committed; new
+        # inbound SMS from phones, by carrier
         self.on_send: Callable[[str, float], None] | None = None
-        self.on_reports: Callable[[Sequence[StatusUpdate], float], None] | None = None
+        self.on_changes: Callable[[Sequence[Change]], None] | None = None
+        self.on_inbound: Callable[[str, int], None] | None = None
 
     @classmethod
     def from_settings(
@@ -134,8 +137,10 @@ class OutboundPipeline:
             accept_inbound=accept_inbound,
         )
 
-    async def _write(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
-        result = await self.store.write(job)
+    async def _write(self, job: Callable[[sqlite3.Connection], Any], **log_fields: Any) -> Any:
+        """Run `job`; once committed, log the state changes it made (with `log_fields`), feed
+        them to the metrics and wake the CHT sync loop."""
+        result = await transitions.write(self.store, job, on_changes=self.on_changes, **log_fields)
         self.on_report()
         return result
 
@@ -165,7 +170,6 @@ class OutboundPipeline:
             return
         if now - message.created_at >= self.config.ttl:
             await self._fail(task, message, "expired", now)
-            event(log, "outgoing_expired", logging.WARNING, message=message.ref)
             return
         if message.channel is None and not message.released:
             why = self._loop_verdict(message, now)
@@ -175,15 +179,7 @@ class OutboundPipeline:
                     outgoing.hold_in(conn, message, why, now)
                     Outbox.done_in(conn, task)
 
-                await self._write(hold)
-                event(
-                    log,
-                    "outgoing_held",
-                    logging.WARNING,
-                    message=message.ref,
-                    reason=why,
-                    to=phone.mask(message.to),
-                )
+                await self._write(hold)  # logged as outgoing_held
                 return
         channel = message.channel or self.routes.next_channel(message.to, None)
         if channel is None:
@@ -227,7 +223,9 @@ class OutboundPipeline:
         try:
             result = await module.send(self.http, config, sms)
         except RetryableError as exc:
-            await self._write(lambda c: delivery.tried_in(c, message.ref, channel, now))
+            await self._write(
+                lambda c: delivery.tried_in(c, message.ref, channel, now), attempt=task.attempts
+            )
             due = await self.outbox.retry_later(
                 task, now, exc.detail or exc.code, retry_after=exc.retry_after
             )
@@ -253,8 +251,7 @@ class OutboundPipeline:
             )
             Outbox.done_in(conn, task)
 
-        await self._write(accepted)
-        event(log, "outgoing_sent", logging.DEBUG, message=message.ref, channel=channel)
+        await self._write(accepted, attempt=task.attempts)  # logged as outgoing_sent
 
     async def _next_channel(
         self,
@@ -300,7 +297,7 @@ class OutboundPipeline:
             outgoing.advance_in(conn, current, DeliveryState.FAILED, now, reason=reason)
             Outbox.done_in(conn, task)
 
-        await self._write(job)
+        await self._write(job, attempt=task.attempts)
 
     async def _await_phone(self, task: Task, message: Outgoing, channel: str, now: float) -> None:
         """A phone will pull it. The task comes back when the TTL runs out: if no phone has
@@ -329,11 +326,11 @@ class OutboundPipeline:
     # -- delivery reports ----------------------------------------------------------------------
 
     async def delivery_reports(self, updates: Sequence[StatusUpdate], now: float) -> int:
-        matched = await delivery.record_delivery_reports(self.store, updates, now)
-        self.on_report()
-        if self.on_reports is not None:
-            self.on_reports(updates, now)
-        return matched
+        """A carrier's status webhook, before its 2xx: every report stored in one transaction;
+        returns how many named a message we know."""
+        if not updates:
+            return 0
+        return int(await self._write(lambda c: delivery.delivery_reports_in(c, updates, now)))
 
     # -- cht-gateway phones --------------------------------------------------------------------
 
@@ -343,7 +340,10 @@ class OutboundPipeline:
         """A phone's poll: its received SMS into the inbound pipeline, its status updates
         applied, then the SMS routed to it (up to the batch size and its channel's rate)."""
         if exchange.messages and self.accept_inbound is not None:
-            await self.accept_inbound(exchange.messages, now)
+            accepted = await self.accept_inbound(exchange.messages, now)
+            if self.on_inbound is not None:
+                new = sum(1 for a in accepted or () if not a.duplicate)
+                self.on_inbound(chtgateway.NAME, new)
         if exchange.updates:
             await self._write(
                 lambda c: phones.updates_in(c, self.routes, user, exchange.updates, now)

@@ -10,42 +10,38 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from smsbridge.carriers import CARRIERS, chtgateway
-from smsbridge.errors import BadRequest, NotFound, SmsBridgeError
+from smsbridge.errors import BadRequest, NotFound, Unavailable
 from smsbridge.logs import event
+from smsbridge.outbound import OutboundPipeline
+from smsbridge.runtime import Runtime
+from smsbridge.webhooks import current_runtime, verified_webhook
 
 log = logging.getLogger("smsbridge.outbound")
 
 
-def _runtime(request: Request) -> Any:
-    runtime = getattr(request.app.state, "runtime", None)
-    if runtime is None or getattr(runtime, "outbound", None) is None:
-        raise SmsBridgeError("service is starting", code="unavailable")
-    return runtime
+def _outbound(request: Request) -> tuple[Runtime, OutboundPipeline]:
+    """The running service and its outbound pipeline (503 until both are up)."""
+    runtime = current_runtime(request)
+    if runtime.outbound is None:
+        raise Unavailable("service is starting")
+    return runtime, runtime.outbound
 
 
 async def carrier_status(request: Request) -> Response:
-    from smsbridge.app import check_token, webhook_request
-    from smsbridge.runtime import carrier_config
-
-    runtime = _runtime(request)
+    runtime, outbound = _outbound(request)
     carrier = request.path_params["carrier"]
     module = CARRIERS.get(carrier)
     if module is None or carrier not in runtime.enabled or not hasattr(module, "parse_status"):
         raise NotFound(f"unknown carrier {carrier!r}")
-    check_token(runtime.settings, carrier, request.path_params["token"])
-    now = runtime.clock()
-    req = await webhook_request(request, now)
-    config = runtime.configs.get(carrier) or carrier_config(runtime.settings, carrier)
-    module.verify(req, config)
+    req, config, now = await verified_webhook(runtime, request, carrier, module)
     updates = module.parse_status(req, config)
-    matched = await runtime.outbound.delivery_reports(updates, now)
+    matched = await outbound.delivery_reports(updates, now)
     event(
         log,
         "delivery_report",
@@ -57,14 +53,14 @@ async def carrier_status(request: Request) -> Response:
     return JSONResponse({"ok": True, "received": len(updates)})
 
 
-def _phone(request: Request, runtime: Any) -> str:
+def _phone(request: Request, runtime: Runtime) -> str:
     known = chtgateway.accounts(runtime.settings.carrier.get(chtgateway.NAME, {}))
     return chtgateway.authenticate(request.headers, known)
 
 
 async def gateway_api(request: Request) -> Response:
     """The medic-gateway protocol for phones (GET: the URL check; POST: the exchange)."""
-    runtime = _runtime(request)
+    runtime, outbound = _outbound(request)
     if chtgateway.NAME not in runtime.enabled:
         raise NotFound("cht-gateway phones are not enabled (SMSBRIDGE_CARRIERS)")
     if request.method == "GET":
@@ -79,7 +75,7 @@ async def gateway_api(request: Request) -> Response:
     exchange = chtgateway.parse_exchange(
         content_type, await request.body(), user, datetime.fromtimestamp(now, UTC)
     )
-    messages = await runtime.outbound.phone_exchange(user, exchange, now)
+    messages = await outbound.phone_exchange(user, exchange, now)
     event(
         log,
         "phone_poll",

@@ -22,8 +22,9 @@ from typing import Any
 from smsbridge.loopguard import text_key
 from smsbridge.outbox import Outbox
 from smsbridge.segments import segment
-from smsbridge.sms import RANK, DeliveryState, StatusUpdate
+from smsbridge.sms import RANK, DeliveryState
 from smsbridge.store import Store
+from smsbridge.transitions import Change, note
 
 SEND = "send"  # task kind: send one outgoing SMS (ref = its ref)
 
@@ -57,6 +58,7 @@ class Outgoing:
     phone_ack: bool
     released: bool
     created_at: float
+    sent_at: float | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Outgoing:
@@ -77,7 +79,15 @@ class Outgoing:
             phone_ack=bool(row["phone_ack"]),
             released=bool(row["released"]),
             created_at=row["created_at"],
+            sent_at=row["sent_at"],
         )
+
+    def change(self, state: DeliveryState, now: float, reason: str | None = None) -> Change:
+        """This SMS entering `state` (for the log and the metrics: transitions.py)."""
+        return Change(
+            self.ref, state, now, self.state, self.origin, self.to, self.channel, self.carrier,
+            self.external_id, reason, self.sent_at,
+        )  # fmt: skip
 
 
 def get_in(conn: sqlite3.Connection, ref: str) -> Outgoing | None:
@@ -130,6 +140,7 @@ def insert_in(
     Outbox.enqueue_in(conn, SEND, ref, now)
     if origin == "cht":
         _owe_in(conn, ref, DeliveryState.QUEUED, None, now)
+    note(Change(ref, DeliveryState.QUEUED, now, origin=origin, to=to))
     return True
 
 
@@ -214,6 +225,7 @@ def advance_in(
     if message.origin == "cht":
         for s in entered:
             _owe_in(conn, message.ref, s, reason, now)
+    note(message.change(state, now, reason))
     return True
 
 
@@ -222,6 +234,7 @@ def hold_in(conn: sqlite3.Connection, message: Outgoing, reason: str, now: float
         "UPDATE outgoing SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
         (DeliveryState.HELD.value, reason, now, message.id),
     )
+    note(message.change(DeliveryState.HELD, now, reason))
 
 
 def release_held(store: Store, ref: str, now: float) -> bool:
@@ -237,6 +250,7 @@ def release_held(store: Store, ref: str, now: float) -> bool:
         if cur.rowcount != 1:
             return False
         Outbox.enqueue_in(conn, SEND, ref, now)
+        note(Change(ref, DeliveryState.QUEUED, now, DeliveryState.HELD, reason="released"))
         return True
 
     return store.write_sync(job)
@@ -331,21 +345,6 @@ def by_refs(store: Store, refs: Sequence[str]) -> dict[str, Outgoing]:
         marks = ",".join("?" for _ in chunk)
         for row in store.query(f"SELECT * FROM outgoing WHERE ref IN ({marks})", tuple(chunk)):
             found[row["ref"]] = Outgoing.from_row(row)
-    return found
-
-
-def sent_times(store: Store, updates: Sequence[StatusUpdate]) -> list[tuple[str, float]]:
-    """(channel, sent_at) of the outgoing SMS these reports are about, where known: the
-    delivery-report lag metric is the report's arrival minus sent_at."""
-    found = []
-    for update in updates:
-        rows = store.query(
-            "SELECT channel, sent_at FROM outgoing WHERE (carrier = ? AND external_id = ?) "
-            "OR ref = ? LIMIT 1",
-            (update.carrier, update.external_id, update.ref or ""),
-        )
-        if rows and rows[0]["sent_at"] is not None:
-            found.append((rows[0]["channel"] or update.carrier, float(rows[0]["sent_at"])))
     return found
 
 

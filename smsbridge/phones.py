@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 
 from smsbridge import outgoing
 from smsbridge.carriers import chtgateway
@@ -38,6 +39,7 @@ def updates_in(
             "UPDATE outgoing SET phone_ack = 1, carrier = ?, external_id = ? WHERE id = ?",
             (chtgateway.NAME, update.id, message.id),
         )
+        message = replace(message, carrier=chtgateway.NAME, external_id=update.id)
         if update.state is DeliveryState.FAILED and message.channel:
             following = routes.next_channel(message.to, message.channel)
             if following is not None and message.state not in outgoing.FINAL:

@@ -98,7 +98,36 @@ async def accept_inbound(
     on disk (group commit with concurrent callers). Only then may the carrier hear 2xx."""
     if not messages:
         return []
-    return await store.write(lambda c: accept_in(c, messages, now, dedup_window))
+    accepted = await store.write(lambda c: accept_in(c, messages, now, dedup_window))
+    log_accepted(messages, accepted)
+    return accepted
+
+
+def log_accepted(messages: Sequence[InboundSms], accepted: Sequence[Accepted]) -> None:
+    """One line per SMS, once committed: a new message at INFO (`state=received`), a part of a
+    long SMS at INFO, a carrier's retry of one already stored at DEBUG. No extra reads."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    for sms, a in zip(messages, accepted, strict=True):
+        if a.duplicate:
+            event(
+                log,
+                "inbound_duplicate",
+                logging.DEBUG,
+                carrier=sms.carrier,
+                message=a.uuid,
+                external_id=sms.external_id,
+            )
+        else:
+            event(
+                log,
+                "inbound_part_accepted" if a.uuid.startswith("part-") else "inbound_accepted",
+                carrier=sms.carrier,
+                message=a.uuid,
+                external_id=sms.external_id,
+                sender=sms.sender,  # masked by `event`
+                state="received",
+            )
 
 
 # -- submit: the worker's step -------------------------------------------------------------------
@@ -177,7 +206,13 @@ class InboundPipeline:
 
         joined = await self.store.write(job)
         if joined is not None:
-            event(log, "inbound_parts_joined_incomplete", logging.WARNING, message=joined)
+            event(
+                log,
+                "inbound_parts_joined_incomplete",
+                logging.WARNING,
+                message=joined,
+                state="received",
+            )
 
     async def submit_report(self, task: Task, now: float) -> None:
         """Run one submit task to an outcome: done, retry later, paused, or dead-lettered."""
@@ -230,6 +265,8 @@ class InboundPipeline:
                 "inbound_dead_letter",
                 logging.WARNING,
                 message=message.uuid,
+                state="dead",
+                attempt=task.attempts,
                 error=exc.code,
                 status=exc.status,
             )
@@ -283,9 +320,11 @@ class InboundPipeline:
                 log,
                 "inbound_submitted",
                 message=message.uuid,
+                state="submitted",
                 form=result.code,
                 sender=phone.mask(sender),
                 doc=doc_id,
+                attempt=task.attempts,
             )
             return
         await self._relay(message, sender)
@@ -295,8 +334,10 @@ class InboundPipeline:
             log,
             "inbound_relayed",
             message=message.uuid,
+            state="relayed",
             sender=phone.mask(sender),
             recheck=maybe_sent,
+            attempt=task.attempts,
         )
 
     async def _relay(self, message: Message, sender: str) -> None:
@@ -328,6 +369,7 @@ class InboundPipeline:
             "inbound_retry",
             logging.WARNING,
             message=message_uuid,
+            state="received" if due is not None else "dead",
             attempts=task.attempts,
             **log_fields,
             gave_up=due is None,
@@ -384,7 +426,9 @@ class InboundPipeline:
             "inbound_rejected",
             logging.WARNING,
             message=message.uuid,
+            state="dead" if dead else "rejected",
             reason=reason,
             sender=phone.mask(sender),
             dead_letter=dead,
+            attempt=task.attempts,
         )

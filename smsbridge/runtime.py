@@ -87,11 +87,13 @@ def build_runtime(
     )
     cht_settings = ChtSettingsCache(store, settings)
     gate = ChtGate()
+    configs = {name: carrier_config(settings, name) for name in CARRIERS}
     outbound_workers = build_outbound(
         settings,
         store,
         outbox,
         cht,
+        configs=configs,
         clock=clock,
         gate=gate,
         wake_inbound=lambda: workers.wakeup.set(),
@@ -122,6 +124,6 @@ def build_runtime(
         workers=workers,
         clock=clock,
         enabled=enabled,
-        configs={name: carrier_config(settings, name) for name in enabled if name in CARRIERS},
+        configs={name: configs[name] for name in enabled if name in CARRIERS},
         outbound_workers=outbound_workers,
     )

@@ -18,16 +18,18 @@ import contextlib
 import dataclasses
 import logging
 import shlex
-import sys
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
 import uvicorn
 
 from smsbridge import logs
-from smsbridge.app import create_app, enabled_carriers
+from smsbridge.app import create_app
+from smsbridge.errors import ConfigError
 from smsbridge.logs import event
+from smsbridge.runtime import enabled_carriers
 from smsbridge.settings import Settings
 
 log = logging.getLogger("smsbridge.server")
@@ -143,7 +145,7 @@ def first_run_help(bridge_url: str, mode: SimulatorMode, settings: Settings) -> 
         return "\n".join(lines)
     phone = CHW_PHONES["chw-alice"]
     webhook = f"{bridge_url}/carriers/generic/{DEMO_TOKEN}/inbound"
-    database = shlex.quote(str(settings.database))
+    database = shlex.quote(str(settings.database.resolve()))
     lines += [
         f"  No carrier configured: the generic carrier takes SMS at webhook token {DEMO_TOKEN!r},",
         f"  and sends replies through the built-in carrier simulator ({mode.carrier_url}).",
@@ -178,6 +180,23 @@ class _Server(uvicorn.Server):
             self.on_started()
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The bridge's listening socket, bound before anything starts: a port already taken is a
+    one-line configuration problem (exit 2), not a start-up half-done and torn down."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(SMSBRIDGE_HOST, SMSBRIDGE_PORT or serve --host/--port)"
+        ) from exc
+    return sock
+
+
 class _SimulatorNoise(logging.Filter):
     """Drops uvicorn's start/stop lines from the simulators' threads: they would read like the
     bridge's own ("Uvicorn running on ..." with the simulator's port)."""
@@ -201,6 +220,7 @@ def serve(
     listen_port = port or settings.port
     bridge_url = f"http://{connect_host(listen_host)}:{listen_port}"
     stream = out if out is not None else sys.stdout
+    sock = listening_socket(listen_host, listen_port)
     try:
         with cht_or_simulator(settings, bridge_url=bridge_url) as (effective, mode):
             app = create_app(effective)
@@ -216,13 +236,15 @@ def serve(
             )
 
             def started() -> None:
+                event(log, "listening", url=f"http://{listen_host}:{listen_port}")
                 if mode is not None:
                     print(first_run_help(bridge_url, mode, effective), file=stream, flush=True)
 
             server = _Server(config, on_started=started)
-            server.run()
+            server.run(sockets=[sock])
             if not server.started:
-                return 1  # uvicorn logged why (e.g. the port is taken)
+                return 1  # uvicorn logged why
     finally:
+        sock.close()
         uvicorn_log.removeFilter(noise)
     return 0

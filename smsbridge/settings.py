@@ -78,7 +78,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "carriers",
         "",
-        "Comma-separated carriers to enable: africastalking, twilio, vonage, generic, chtgateway.",
+        "Comma-separated carriers to enable: africastalking, twilio, vonage, generic, chtgateway. "
+        "Empty: every carrier with a webhook token; with none and no SMSBRIDGE_CHT_URL either, "
+        "`serve` enables a demo `generic` carrier (token `demo-token`) on the carrier simulator.",
     ),
     Setting("timezone", "UTC", "The CHT server's timezone; SMS dates are read in it."),
     Setting("locale", "en", "Default locale for parsing and replies when CHT does not set one."),
@@ -243,6 +245,10 @@ class Settings:
                 )
         if self.cht_url:
             parts = urlsplit(self.cht_url)
+            try:
+                parts.port  # noqa: B018  (raises ValueError when out of range)
+            except ValueError:
+                parts = urlsplit("")
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 found.append("SMSBRIDGE_CHT_URL: expected http(s)://[user:pass@]host[:port]")
         if not 0 < self.port < 65536:

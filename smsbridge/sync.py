@@ -14,25 +14,28 @@ A CHT failure backs off (RetryableError) or pauses until the credentials work ag
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import httpx
 
-from smsbridge import outgoing
+from smsbridge import outgoing, transitions
+from smsbridge.carriers import CARRIERS
+from smsbridge.carriers.base import CarrierConfig
+from smsbridge.chtgate import ChtApi, ChtGate
 from smsbridge.errors import AuthFailure, RetryableError
+from smsbridge.inbox import Accepted
 from smsbridge.logs import event
 from smsbridge.outbound import OutboundPipeline
 from smsbridge.outbox import Outbox
-from smsbridge.pipeline import ChtApi, ChtGate
+from smsbridge.pipeline import accept_inbound
 from smsbridge.settings import Settings
 from smsbridge.sms import InboundSms
 from smsbridge.store import Store
-from smsbridge.workers import Wakeup
+from smsbridge.workers import Wakeup, cancel_all, claim_loop, survive
 
 log = logging.getLogger("smsbridge.sync")
 
@@ -75,7 +78,7 @@ class ChtSync:
             outgoing.mark_reported_in(conn, ids, now)
             return outgoing.store_cht_messages_in(conn, messages, now)
 
-        new = await self.store.write(job)
+        new = await transitions.write(self.store, job)  # each new SMS: outgoing_queued
         if new:
             self.on_messages()
         event(log, "cht_sync", logging.DEBUG, updates=len(owed), messages=len(messages), new=new)
@@ -93,7 +96,9 @@ class ChtSync:
 
     async def store_offered(self, messages: list[dict[str, Any]], now: float) -> int:
         """Messages CHT handed back on some other exchange (the inbound relay's)."""
-        new = await self.store.write(lambda c: outgoing.store_cht_messages_in(c, messages, now))
+        new = await transitions.write(
+            self.store, lambda c: outgoing.store_cht_messages_in(c, messages, now)
+        )
         if new:
             self.on_messages()
         return new
@@ -116,19 +121,15 @@ class ChtSync:
                 self.gate.auth_failure(exc.detail or exc.code, now)
         if now >= self.next_sweep:
             self.next_sweep = now + SWEEP_EVERY
-            swept = await self.store.write(lambda c: outgoing.expire_stale_in(c, now, self.ttl))
+            swept = await transitions.write(
+                self.store, lambda c: outgoing.expire_stale_in(c, now, self.ttl)
+            )
             if swept:
                 event(log, "outgoing_swept", logging.WARNING, count=swept)
 
     async def run(self, clock: Callable[[], float]) -> None:
         while True:
-            try:
-                await self.step(clock())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug must not kill the loop
-                event(log, "cht_sync_error", logging.ERROR, error=type(exc).__name__)
-                log.debug("sync error", exc_info=True)
+            await survive(lambda: self.step(clock()), "cht_sync_error", log)
             await self.wakeup.wait(self.interval)
 
 
@@ -159,36 +160,19 @@ class OutboundWorkers:
         if self.sync is not None:
             self._tasks.append(asyncio.create_task(self.sync.run(self.clock), name="cht-sync"))
         for n in range(self.concurrency):
-            self._tasks.append(asyncio.create_task(self._send_loop(), name=f"outbound-{n}"))
+            loop = claim_loop(
+                self.pipeline.run_once, self.clock, self.wakeup, self.idle, "outbound", log
+            )
+            self._tasks.append(asyncio.create_task(loop, name=f"outbound-{n}"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await cancel_all(self._tasks)
         await self.pipeline.http.aclose()
 
     async def store_offered(self, messages: list[dict[str, Any]]) -> None:
         """The inbound relay's hook: messages CHT handed back on its exchange."""
         if self.sync is not None:
             await self.sync.store_offered(messages, self.clock())
-
-    async def _send_loop(self) -> None:
-        while True:
-            try:
-                worked = await self.pipeline.run_once(self.clock())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug must not kill the worker; the lease will expire
-                event(log, "outbound_worker_error", logging.ERROR, error=type(exc).__name__)
-                log.debug("outbound worker error", exc_info=True)
-                worked = False
-            if worked:
-                self.wakeup.set()  # there may be more: let another worker look too
-            else:
-                await self.wakeup.wait(self.idle)
 
 
 def build_outbound(
@@ -197,6 +181,7 @@ def build_outbound(
     outbox: Outbox,
     cht: ChtApi,
     *,
+    configs: Mapping[str, CarrierConfig],
     clock: Callable[[], float],
     gate: ChtGate,
     wake_inbound: Callable[[], None] = lambda: None,
@@ -205,19 +190,12 @@ def build_outbound(
 ) -> OutboundWorkers:
     """The outbound side of the service, ready to `start()`: send workers, the CHT sync loop,
     the pipeline the HTTP endpoints use (`.pipeline`) and the hook for messages CHT hands back
-    on other exchanges (`.store_offered`)."""
-    from smsbridge.carriers import CARRIERS
-    from smsbridge.carriers.base import CarrierConfig
-    from smsbridge.pipeline import accept_inbound
+    on other exchanges (`.store_offered`). `configs`: every carrier's config, by name."""
 
-    configs = {
-        name: CarrierConfig(name, dict(settings.carrier.get(name, {})), settings.public_url)
-        for name in CARRIERS
-    }
-
-    async def accept(messages: Sequence[InboundSms], now: float) -> None:
-        await accept_inbound(store, messages, now, settings.dedup_window)
+    async def accept(messages: Sequence[InboundSms], now: float) -> list[Accepted]:
+        accepted = await accept_inbound(store, messages, now, settings.dedup_window)
         wake_inbound()
+        return accepted
 
     http = httpx.AsyncClient(timeout=settings.send_timeout, follow_redirects=False)
     pipeline = OutboundPipeline.from_settings(

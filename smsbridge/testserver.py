@@ -2,16 +2,18 @@
 
 Used by the tests, the demo and the benchmarks to stand up our simulators (and the bridge
 itself) as real HTTP servers: `with serve_in_thread(app) as url: ...`. `free_port()` is a port
-for a server started some other way (a subprocess).
+for a server started some other way (a subprocess). `wait_for(condition, what)` polls until a
+server (in a thread or another process) has got somewhere by itself.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -58,3 +60,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], what: str = "", timeout: float = 30.0) -> T:
+    """Poll `condition` until it returns something truthy, and return that; AssertionError
+    naming `what` after `timeout` seconds. For what a server reaches by itself (never to wait
+    for a retry: move the clock instead)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.02)

@@ -3,8 +3,8 @@ refresher. They run as asyncio tasks in the app's lifespan; all their state is i
 so killing the process loses nothing (leases expire, tasks are claimed again).
 
 `clock` gives `now` (epoch seconds); tests pass a fake clock and move it instead of sleeping.
-`Wakeup`, `claim_loop` and `cancel_all` are the parts any pool of task workers is made of
-(the outbound send workers too).
+`Wakeup`, `claim_loop`, `survive` and `cancel_all` are the parts any pool of task workers is
+made of (the outbound send workers and the CHT sync loop too).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from smsbridge.chtsettings import ChtSettingsCache
 from smsbridge.errors import AuthFailure
@@ -21,6 +22,8 @@ from smsbridge.logs import event
 from smsbridge.pipeline import InboundPipeline
 
 log = logging.getLogger("smsbridge.workers")
+
+T = TypeVar("T")
 
 
 class Wakeup:
@@ -54,6 +57,19 @@ class Wakeup:
                 self._waiters.remove(waiter)
 
 
+async def survive(
+    step: Callable[[], Awaitable[T]], error_event: str, logger: logging.Logger = log
+) -> T | None:
+    """`await step()` in a loop that must outlive bugs: an exception (cancellation aside) is
+    logged as `error_event` (the traceback at DEBUG) and gives None."""
+    try:
+        return await step()
+    except Exception as exc:
+        event(logger, error_event, logging.ERROR, error=type(exc).__name__)
+        logger.debug("%s", error_event, exc_info=True)
+        return None
+
+
 async def claim_loop(
     run_once: Callable[[float], Awaitable[bool]],
     clock: Callable[[], float],
@@ -67,15 +83,7 @@ async def claim_loop(
     bug is logged (`<name>_worker_error`) and does not kill the worker: the task's lease expires
     and it is claimed again."""
     while True:
-        try:
-            worked = await run_once(clock())
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            event(logger, f"{name}_worker_error", logging.ERROR, error=type(exc).__name__)
-            logger.debug("%s worker error", name, exc_info=True)
-            worked = False
-        if worked:
+        if await survive(lambda: run_once(clock()), f"{name}_worker_error", logger):
             wakeup.set()
         else:
             await wakeup.wait(idle)
@@ -133,10 +141,5 @@ class InboundWorkers:
 
     async def _refresh_loop(self) -> None:
         while True:
-            try:
-                await self.refresh_settings()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                event(log, "cht_settings_error", logging.ERROR, error=type(exc).__name__)
+            await survive(self.refresh_settings, "cht_settings_error")
             await asyncio.sleep(min(self.idle * 5, 1.0))

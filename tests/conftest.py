@@ -16,6 +16,7 @@ import pytest
 from smsbridge.chtsim import ChtSim, running_chtsim
 from smsbridge.chtsim.demo_data import GATEWAY_USER
 from smsbridge.chtsim.sim import SimSwitch
+from smsbridge.fakeclock import FakeClock
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -59,19 +60,6 @@ WEBHOOK_TOKENS = {
     "vonage": "vn-token-0123456789",
     "generic": "gn-token-0123456789",
 }
-
-
-class FakeClock:
-    """`now` for the bridge under test: moved by the test, never by sleeping."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -226,3 +214,66 @@ def cli_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     path = tmp_path / "bridge.db"
     monkeypatch.setenv("SMSBRIDGE_DATABASE", str(path))
     return path
+
+
+# -- a cht-gateway phone, end to end (OPS: the logs and metrics of the phone path) ---------------
+
+PHONE_PATIENT = "+254799000111"  # sends an SMS to the phone's SIM
+PHONE_CHW = "+254712000222"  # gets CHT's reminder through the phone
+PHONE_TEXTS = ("Hello from the clinic queue", "Reminder: clinic visit tomorrow")
+PHONE_LAG = 30.0  # bridge-clock seconds between the phone's SENT and DELIVERED reports
+
+
+@pytest.fixture
+def gateway_phone_bridge(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> Iterator[RunningBridge]:
+    """A bridge (workers on) whose only channel is the phone `phone1`, after the phone forwarded
+    one SMS it got (twice: the repeat is a duplicate) and sent, then delivered, one SMS CHT
+    queued, PHONE_LAG seconds (bridge clock) after sending it. `extra`: `message_id` (CHT's
+    id of that SMS), `lag`, `texts`, `numbers`, `password` (what the logs must not show)."""
+    import time
+
+    from smsbridge import outgoing
+    from smsbridge.fakephone import FakePhone
+    from smsbridge.sms import DeliveryState
+
+    def wait_for(condition: Callable[[], object], what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.02)
+
+    cht, cht_url = chtsim
+    with running_bridge(
+        tmp_path,
+        cht_url=cht_url.replace("http://", "http://admin:pass@"),
+        start_workers=True,
+        SMSBRIDGE_CARRIERS="chtgateway",
+        SMSBRIDGE_CHTGATEWAY_ACCOUNTS="phone1:phone-pass-1",
+        SMSBRIDGE_ROUTES="*=chtgateway",
+        SMSBRIDGE_SYNC_INTERVAL="0.05",
+    ) as bridge:
+        phone = FakePhone(bridge.url + "/api/sms", "phone1", "phone-pass-1")
+        sms_id = phone.receive(PHONE_PATIENT, PHONE_TEXTS[0])
+        phone.receive(PHONE_PATIENT, PHONE_TEXTS[0], sms_id=sms_id)  # forwarded twice
+        message_id = cht.add_outgoing(PHONE_CHW, PHONE_TEXTS[1])
+
+        def routed() -> bool:
+            message = outgoing.get(bridge.store, message_id)
+            return message is not None and message.channel is not None
+
+        wait_for(routed, "the reminder routed to the phone")
+        for _ in range(3):  # handed over and on the air; reported sending; reported sent
+            phone.poll(bridge.http)
+        bridge.clock.advance(PHONE_LAG)
+        phone.poll(bridge.http)  # reported delivered
+        message = outgoing.get(bridge.store, message_id)
+        assert message is not None and message.state is DeliveryState.DELIVERED, message
+        bridge.extra.update(
+            message_id=message_id,
+            lag=PHONE_LAG,
+            texts=PHONE_TEXTS,
+            numbers=(PHONE_PATIENT, PHONE_CHW),
+            password="phone-pass-1",
+        )
+        yield bridge

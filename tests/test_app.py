@@ -140,3 +140,46 @@ def test_body_limit_middleware_refuses_negative_content_length() -> None:
     scope = {"type": "http", "headers": [(b"content-length", b"-5")]}
     asyncio.run(BodyLimit(app, 100)(scope, receive, send))
     assert sent[0]["status"] == 400
+
+
+def test_a_get_webhook_for_a_post_only_carrier_is_405_json(bridge) -> None:  # type: ignore[no-untyped-def]
+    response = bridge.http.get(bridge.inbound_path("africastalking"), params=AT)
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+    assert bridge.messages() == []
+
+
+def test_get_inbound_is_offered_by_the_carriers_that_use_it() -> None:
+    from smsbridge.app import GET_INBOUND
+
+    assert sorted(GET_INBOUND) == ["generic", "vonage"]
+
+
+def test_requests_before_the_service_has_started_are_503_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    import httpx
+
+    from smsbridge.app import create_app
+    from smsbridge.settings import Settings
+
+    settings = Settings.from_env(
+        {
+            "SMSBRIDGE_DATABASE": str(tmp_path / "never.db"),
+            "SMSBRIDGE_CARRIERS": "africastalking,chtgateway",
+            "SMSBRIDGE_AFRICASTALKING_WEBHOOK_TOKEN": "tok",
+        }
+    )
+    app = create_app(settings)  # its lifespan has not run: no runtime yet
+
+    async def statuses() -> list[tuple[int, str]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as http:
+            responses = [
+                await http.post("/carriers/africastalking/tok/inbound", data=AT),
+                await http.post("/carriers/africastalking/tok/status", data={"id": "x"}),
+                await http.get("/api/sms"),
+            ]
+        return [(r.status_code, r.json()["error"]) for r in responses]
+
+    assert asyncio.run(statuses()) == [(503, "unavailable")] * 3

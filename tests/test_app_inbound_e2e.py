@@ -4,28 +4,15 @@ happen when the test says time has passed, never by sleeping."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from smsbridge.chtsim import ChtSim
 from smsbridge.chtsim.demo_data import CHW_PHONES, GATEWAY_USER
+from smsbridge.testserver import wait_for
 
 ALICE = CHW_PHONES["chw-alice"]
-
-
-def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll `check` until it returns something truthy (the workers run in another thread)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def at_webhook(bridge: Any, text: str, external_id: str, sender: str = ALICE) -> httpx.Response:
@@ -46,12 +33,12 @@ def test_webhook_becomes_a_report_with_fields_form_sender_and_reported_date(
 ) -> None:
     bridge = bridge_factory(cht_url=demo_cht_url, start_workers=True)
     assert at_webhook(bridge, "P 12 Jane", "AT-1").status_code == 200
-    [record] = eventually(lambda: [r for r in demo_sim.records() if r.get("form") == "P"])
+    [record] = wait_for(lambda: [r for r in demo_sim.records() if r.get("form") == "P"])
     assert record["from"] == ALICE
     assert record["fields"] == {"last_menstrual_period": 12, "patient_name": "Jane"}
     assert record["reported_date"] == 1699992000000  # AT's `date`, not when CHT got it
     assert record["contact"]["_id"] == "chw-alice"
-    eventually(lambda: bridge.messages()[0]["state"] == "submitted")
+    wait_for(lambda: bridge.messages()[0]["state"] == "submitted")
     # CHT's auto-reply for the report is fetched back by the sync loop (OUTBOUND's side)
 
 
@@ -62,9 +49,9 @@ def test_cht_failing_for_a_while_then_delivered_once(
     demo_sim.faults.fail_next(2, 503, path="/api/v2/records")
     assert at_webhook(bridge, "P 12 Jane", "AT-2").status_code == 200
     for attempt in (1, 2):
-        eventually(lambda a=attempt: demo_sim.request_count("/api/v2/records") == a)
+        wait_for(lambda a=attempt: demo_sim.request_count("/api/v2/records") == a)
         # the retry waits for the bridge's clock: move it past the backoff
-        eventually(
+        wait_for(
             lambda: bridge.store.query(
                 "SELECT not_before FROM tasks WHERE state = 'ready' AND attempts > 0"
             )
@@ -72,7 +59,7 @@ def test_cht_failing_for_a_while_then_delivered_once(
         [(due,)] = bridge.store.query("SELECT not_before FROM tasks WHERE state = 'ready'")
         assert due > bridge.clock()
         bridge.clock.advance(due - bridge.clock() + 0.01)
-    eventually(lambda: bridge.messages()[0]["state"] == "submitted")
+    wait_for(lambda: bridge.messages()[0]["state"] == "submitted")
     assert len([r for r in demo_sim.records() if r.get("form") == "P"]) == 1
     assert demo_sim.request_count("/api/v2/records") == 3
 
@@ -80,7 +67,7 @@ def test_cht_failing_for_a_while_then_delivered_once(
 def test_non_form_text_is_relayed(bridge_factory: Any, demo_sim: ChtSim, demo_cht_url: str) -> None:
     bridge = bridge_factory(cht_url=demo_cht_url, start_workers=True)
     assert at_webhook(bridge, "The clinic has no ORS left", "AT-3").status_code == 200
-    eventually(lambda: bridge.messages()[0]["state"] == "relayed")
+    wait_for(lambda: bridge.messages()[0]["state"] == "relayed")
     [record] = [r for r in demo_sim.records() if r.get("from") == ALICE]
     assert record["sms_message"]["gateway_ref"] == bridge.messages()[0]["uuid"]
 
@@ -91,11 +78,11 @@ def test_readyz_reports_the_pause_after_cht_refuses_our_credentials(
     bridge = bridge_factory(cht_url=demo_cht_url, start_workers=True)
     demo_sim.set_password(GATEWAY_USER[0], "rotated")
     assert at_webhook(bridge, "P 12 Jane", "AT-4").status_code == 200  # still accepted
-    eventually(lambda: bridge.runtime.pipeline.gate.paused_reason())
+    wait_for(lambda: bridge.runtime.pipeline.gate.paused_reason())
     response = bridge.http.get("/readyz")
     assert response.status_code == 503
     assert "paused" in response.json()["checks"]["cht"]["detail"]
     assert bridge.messages()[0]["state"] == "received"  # kept, waiting
     demo_sim.set_password(GATEWAY_USER[0], GATEWAY_USER[1])
     bridge.clock.advance(61)  # the next credentials probe is due
-    eventually(lambda: bridge.messages()[0]["state"] == "submitted")
+    wait_for(lambda: bridge.messages()[0]["state"] == "submitted")

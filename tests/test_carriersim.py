@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from smsbridge.carriersim import DEFAULT_CREDENTIALS, CarrierSim, FakePhone, twilio_signature
-from smsbridge.testserver import serve_in_thread
+from smsbridge.carriersim import DEFAULT_CREDENTIALS, CarrierSim, twilio_signature
+from smsbridge.fakephone import FakePhone
+from smsbridge.testserver import serve_in_thread, wait_for
 
 
 class Receiver:
@@ -36,13 +36,11 @@ class Receiver:
         return JSONResponse({})
 
     def wait(self, n: int, timeout: float = 5.0) -> list[dict[str, str]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def arrived() -> list[dict[str, str]]:
             with self.lock:
-                if len(self.got) >= n:
-                    return [d for _n, d, _h in self.got]
-            threading.Event().wait(0.01)
-        raise AssertionError(f"expected {n} reports, got {len(self.got)}")
+                return [d for _n, d, _h in self.got] if len(self.got) >= n else []
+
+        return wait_for(arrived, f"{n} reports", timeout)
 
 
 @pytest.fixture
@@ -59,6 +57,12 @@ def _at(url: str, to: str, text: str = "hello") -> httpx.Response:
         data={"username": user, "to": to, "message": text, "from": "MEDIC"},
         headers={"apiKey": key, "Accept": "application/json"},
     )
+
+
+def _vonage(url: str, text: str, **extra: str) -> httpx.Response:
+    key, secret = DEFAULT_CREDENTIALS["vonage"]
+    data = {"api_key": key, "api_secret": secret, "from": "MEDIC", "to": "447700900000"}
+    return httpx.post(url + "/sms/json", data={**data, "text": text, **extra})
 
 
 def test_africastalking_send_and_reports(peers: Any) -> None:
@@ -150,19 +154,7 @@ def test_twilio_errors(peers: Any) -> None:
 def test_vonage_send_report_first_and_duplicated(peers: Any) -> None:
     sim, url, receiver, rurl = peers
     sim.configure("vonage", report_first=True, duplicate_reports=True)
-    key, secret = DEFAULT_CREDENTIALS["vonage"]
-    response = httpx.post(
-        url + "/sms/json",
-        data={
-            "api_key": key,
-            "api_secret": secret,
-            "from": "MEDIC",
-            "to": "447700900000",
-            "text": "hi",
-            "client-ref": "ref-1",
-            "callback": rurl + "/vonage",
-        },
-    )
+    response = _vonage(url, "hi", **{"client-ref": "ref-1", "callback": rurl + "/vonage"})
     # the reports were posted (twice each) before the send response came back
     assert len(receiver.got) == 4
     message = response.json()["messages"][0]
@@ -175,18 +167,8 @@ def test_vonage_send_report_first_and_duplicated(peers: Any) -> None:
 
 def test_vonage_throttle_is_status_one(peers: Any) -> None:
     sim, url, _receiver, _rurl = peers
-    key, secret = DEFAULT_CREDENTIALS["vonage"]
     sim.fail_next("vonage", "throttle")
-    response = httpx.post(
-        url + "/sms/json",
-        data={
-            "api_key": key,
-            "api_secret": secret,
-            "from": "MEDIC",
-            "to": "447700900000",
-            "text": "x",
-        },
-    )
+    response = _vonage(url, "x")
     assert response.status_code == 200
     assert response.json()["messages"][0]["status"] == "1"
     assert sim.sent_count("447700900000") == 0

@@ -13,6 +13,7 @@ import pytest
 
 from smsbridge.chtsim import ChtSim
 from smsbridge.chtsim.responses import preferred_type
+from smsbridge.fakeclock import FakeClock
 
 JSON = {"Accept": "application/json"}
 GATEWAY = ("gateway", "gw-pass")
@@ -193,18 +194,10 @@ def test_accept_negotiation_matches_express(accept: str | None, chosen: str | No
 # 6. lockout, start-up, gzip ------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_ten_failed_logins_lock_the_ip_out_for_ten_seconds() -> None:
     from smsbridge.chtsim import running_chtsim
 
-    clock = Clock()
+    clock = FakeClock()
     sim = ChtSim(clock=clock)
     sim.add_user(*GATEWAY, roles=["gateway"])
     with running_chtsim(sim) as url, httpx.Client(base_url=url, headers=JSON) as http:

@@ -56,16 +56,17 @@ def test_an_sms_sent_by_hand_reaches_the_carrier(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import io
-    import time
 
     from smsbridge.demo import stage
+    from smsbridge.testserver import wait_for
 
     with stage(io.StringIO(), timeout=20) as s:
         monkeypatch.setenv("SMSBRIDGE_DATABASE", str(s.database))
         assert main(["send", "--to", "+254733345678", "Meeting at 10"]) == 0
         # the running bridge's send workers pick the task up from the database
-        deadline = time.monotonic() + 20
-        while s.carriers.sent_count("+254733345678", "Meeting at 10") == 0:
-            assert time.monotonic() < deadline, "the SMS never reached the carrier"
-            time.sleep(0.05)
+        wait_for(
+            lambda: s.carriers.sent_count("+254733345678", "Meeting at 10"),
+            "the SMS to reach the carrier",
+            timeout=20,
+        )
     assert s.carriers.sent_count("+254733345678", "Meeting at 10") == 1

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import re
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,6 +149,28 @@ def test_secrets_of_settings_lists_passwords() -> None:
     assert secrets_of(settings) == ["pw456789"]
 
 
+_MASKED = re.compile(r"^\+?\d{1,5}\*+\d{0,3}$")
+
+
+def assert_state_lines(
+    emitted: str, name: str, phone_key: str, *, count: int, exact: bool = True, **fields: str
+) -> list[str]:
+    """`count` (or with `exact=False` at least `count`) lines `event=<name>` at INFO, each with
+    a message id, a state, `fields` and a masked `phone_key`."""
+    found = [line for line in emitted.splitlines() if f" event={name} " in line]
+    assert len(found) == count or (not exact and len(found) > count), (
+        f"{len(found)} {name} lines, expected {count}:\n{emitted}"
+    )
+    for line in found:
+        pairs = dict(p.split("=", 1) for p in line.split(" ") if "=" in p)
+        assert pairs["level"] == "info", line
+        assert pairs["message"] and pairs["state"], line
+        assert _MASKED.match(pairs[phone_key]), line
+        for key, value in fields.items():
+            assert pairs[key] == value, line
+    return found
+
+
 class _Raw(logging.Handler):
     """Records as the code wrote them, before any redaction (INFO and above)."""
 
@@ -179,6 +206,13 @@ def test_the_end_to_end_flow_logs_no_sms_text_phone_number_or_secret() -> None:
     emitted = stream.getvalue()
     written = "\n".join(raw.lines)
     assert "event=inbound_submitted" in emitted, emitted  # the flow was logged
+    # one INFO line per state change, with ids and the number masked
+    assert_state_lines(emitted, "inbound_accepted", "sender", count=2, carrier="africastalking")
+    assert_state_lines(emitted, "outgoing_queued", "to", count=len(texts))
+    for sent in assert_state_lines(emitted, "outgoing_sent", "to", count=len(texts)):
+        assert " carrier=africastalking " in sent and " external_id=" in sent, sent
+    # the scenario waits for the reply and the reminder to be delivered, not the error reply
+    assert_state_lines(emitted, "outgoing_delivered", "to", count=2, exact=False)
     assert len(texts) >= 3
     sms_texts = ["P 12 Jane Atieno", "P twelve", "Reminder: Jane Atieno", *texts]
     secrets = [token, "at-api-key", GATEWAY_USER[1]]
@@ -201,3 +235,92 @@ def test_secrets_of_settings_include_each_phone_password() -> None:
     )
     found = secrets_of(settings)
     assert "first-pass" in found and "second-pass" in found
+
+
+@pytest.fixture
+def info_logs() -> Iterator[tuple[io.StringIO, _Raw]]:
+    """What the service writes at INFO (through the redaction filter), and every record at INFO
+    and above as the code wrote it (before redaction)."""
+    raw = _Raw()
+    root = logging.getLogger()
+    root.addHandler(raw)  # first: sees each record before the redaction filter rewrites it
+    stream = io.StringIO()
+    handler = setup("INFO", stream=stream)
+    try:
+        yield stream, raw
+    finally:
+        root.removeHandler(handler)
+        root.removeHandler(raw)
+
+
+def test_a_gateway_phone_flow_logs_each_state_change_with_ids_and_nothing_else(
+    info_logs: tuple[io.StringIO, _Raw], gateway_phone_bridge: Any
+) -> None:
+    stream, raw = info_logs  # requested first: set up before the phone's flow runs
+    extra = gateway_phone_bridge.extra
+    emitted, written = stream.getvalue(), "\n".join(raw.lines)
+    assert_state_lines(emitted, "inbound_accepted", "sender", count=1, carrier="chtgateway")
+    assert "event=inbound_duplicate" not in emitted  # the phone's repeat: DEBUG only
+    for state in ("queued", "sending", "sent", "delivered"):
+        [line] = assert_state_lines(emitted, f"outgoing_{state}", "to", count=1)
+        assert f" message={extra['message_id']} " in line + " ", line
+        if state != "queued":
+            assert " channel=chtgateway:phone1 " in line + " ", line
+    for needle in [*extra["texts"], *extra["numbers"], extra["password"]]:
+        assert needle not in emitted, f"{needle!r} reached the log output"
+        assert needle not in written, f"{needle!r} was passed to a log call at INFO or above"
+
+
+def test_outgoing_state_changes_are_logged_once_committed_and_never_when_rolled_back(
+    info_logs: tuple[io.StringIO, _Raw], tmp_path: Path
+) -> None:
+    from smsbridge import outgoing, transitions
+    from smsbridge.sms import DeliveryState
+    from smsbridge.store import Store
+
+    stream, raw = info_logs
+    now, number, text = 1_800_000_000.0, "+254712345678", "Your test result is ready"
+
+    def insert_then_fail(conn: sqlite3.Connection) -> None:
+        outgoing.insert_in(conn, "lost", number, text, now)
+        raise RuntimeError("the job fails after the insert")
+
+    def fail(conn: sqlite3.Connection) -> None:
+        message = outgoing.get_in(conn, "m1")
+        assert message is not None
+        reason = "carrier: the 'To' number +254712345678 is unreachable"
+        outgoing.advance_in(conn, message, DeliveryState.FAILED, now + 2, reason=reason)
+
+    def hold(conn: sqlite3.Connection) -> None:
+        message = outgoing.get_in(conn, "m2")
+        assert message is not None
+        outgoing.hold_in(conn, message, "loop: same text 4 times in 1h", now)
+
+    async def flow(store: Store) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            outgoing.insert_in(conn, "m1", number, text, now)
+            outgoing.insert_in(conn, "m2", number, text, now)
+
+        await transitions.write(store, insert)
+        assert "event=outgoing_queued" in stream.getvalue()
+        with pytest.raises(RuntimeError):
+            await transitions.write(store, insert_then_fail)
+        await transitions.write(store, fail, attempt=3)
+        await transitions.write(store, hold)
+        await transitions.write(store, lambda c: outgoing.expire_stale_in(c, now + 10, ttl=5))
+
+    with Store(tmp_path / "bridge.db") as store:
+        asyncio.run(flow(store))
+        assert outgoing.get(store, "lost") is None
+    emitted, written = stream.getvalue(), "\n".join(raw.lines)
+    assert "message=lost" not in emitted  # rolled back: never logged
+    assert_state_lines(emitted, "outgoing_queued", "to", count=2, origin="cht")
+    [failed, expired] = [line for line in emitted.splitlines() if "event=outgoing_failed" in line]
+    assert "level=warning" in failed and " message=m1 " in failed and " attempt=3" in failed
+    assert "reason=" in failed and "+2547*****678" in failed, failed
+    assert "level=warning" in expired and " message=m2 " in expired
+    assert " reason=expired " in expired + " ", expired
+    [held] = [line for line in emitted.splitlines() if "event=outgoing_held" in line]
+    assert "level=warning" in held and " message=m2 " in held
+    for needle in (number, text):
+        assert needle not in emitted and needle not in written

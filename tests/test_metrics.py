@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,12 +23,17 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield s
 
 
-def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text -> {(sample name, sorted labels): value}."""
     out = {}
-    for family in text_string_to_metric_families(metrics.render().decode()):
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return out
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return scrape(metrics.render().decode())
 
 
 def test_each_app_has_its_own_registry() -> None:
@@ -121,6 +127,7 @@ def test_a_live_bridge_exports_the_flow_at_metrics() -> None:
     from smsbridge.demo import scenario, stage
 
     with stage(io.StringIO(), timeout=20) as s:
+        s.cht.faults.fail_next(1, 500, path="/api/v2/records")  # the first report: tried again
         scenario(s)
         response = httpx.get(s.bridge_url + "/metrics")
     assert response.status_code == 200
@@ -137,3 +144,36 @@ def test_a_live_bridge_exports_the_flow_at_metrics() -> None:
     assert got[("smsbridge_delivery_report_lag_seconds_count", channel)] >= 2
     delivered = (("channel", "africastalking"), ("state", "delivered"))
     assert got[("smsbridge_outbound_messages", delivered)] >= 2
+    assert got[("smsbridge_task_retries_total", (("kind", "submit"),))] == 1
+    assert got[("smsbridge_cht_errors_total", (("kind", "retryable"),))] == 1
+
+
+def test_gateway_phone_sms_are_counted_and_its_delivery_reports_timed(
+    gateway_phone_bridge: Any,
+) -> None:
+    bridge = gateway_phone_bridge
+    got = scrape(bridge.http.get("/metrics").text)
+    # the SMS the phone forwarded twice is one inbound SMS
+    assert got[("smsbridge_inbound_messages_total", (("carrier", "chtgateway"),))] == 1
+    channel = (("channel", "chtgateway:phone1"),)
+    assert got[("smsbridge_delivery_report_lag_seconds_count", channel)] == 1
+    assert got[("smsbridge_delivery_report_lag_seconds_sum", channel)] == bridge.extra["lag"]
+    delivered = (("channel", "chtgateway:phone1"), ("state", "delivered"))
+    assert got[("smsbridge_outbound_messages", delivered)] == 1
+
+
+def test_delivery_lag_is_observed_for_delivered_changes_only() -> None:
+    from smsbridge.sms import DeliveryState
+    from smsbridge.transitions import Change
+
+    metrics = Metrics()
+    sent = Change("m1", DeliveryState.SENT, 100.0, DeliveryState.SENDING, channel="twilio")
+    delivered = Change(
+        "m1", DeliveryState.DELIVERED, 160.0, DeliveryState.SENT, channel="twilio", sent_at=100.0
+    )
+    at_once = Change("m2", DeliveryState.DELIVERED, 200.0, DeliveryState.QUEUED, carrier="vonage")
+    metrics.outgoing_changes([sent, delivered, at_once])
+    got = samples(metrics)
+    assert got[("smsbridge_delivery_report_lag_seconds_count", (("channel", "twilio"),))] == 1
+    assert got[("smsbridge_delivery_report_lag_seconds_sum", (("channel", "twilio"),))] == 60.0
+    assert got[("smsbridge_delivery_report_lag_seconds_sum", (("channel", "vonage"),))] == 0.0

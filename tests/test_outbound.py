@@ -15,11 +15,11 @@ import pytest
 
 from smsbridge import delivery, outgoing
 from smsbridge.carriers import CARRIERS, chtgateway
-from smsbridge.carriers.base import CarrierConfig
-from smsbridge.carriersim import DEFAULT_CREDENTIALS, CarrierSim
+from smsbridge.carriersim import CarrierSim, bridge_env
 from smsbridge.outbound import OutboundPipeline
 from smsbridge.outbox import Outbox, RetryPolicy
 from smsbridge.outgoing import SEND
+from smsbridge.runtime import carrier_config
 from smsbridge.settings import Settings
 from smsbridge.sms import DeliveryState, StatusUpdate
 from smsbridge.store import Store
@@ -46,27 +46,6 @@ def sim(carriers: tuple[CarrierSim, str]) -> CarrierSim:
         state.outage = None
         state.reports = False
     return s
-
-
-def carrier_env(url: str) -> dict[str, str]:
-    at_user, at_key = DEFAULT_CREDENTIALS["africastalking"]
-    sid, token = DEFAULT_CREDENTIALS["twilio"]
-    key, secret = DEFAULT_CREDENTIALS["vonage"]
-    return {
-        "SMSBRIDGE_AFRICASTALKING_API_URL": url,
-        "SMSBRIDGE_AFRICASTALKING_USERNAME": at_user,
-        "SMSBRIDGE_AFRICASTALKING_API_KEY": at_key,
-        "SMSBRIDGE_TWILIO_API_URL": url,
-        "SMSBRIDGE_TWILIO_ACCOUNT_SID": sid,
-        "SMSBRIDGE_TWILIO_AUTH_TOKEN": token,
-        "SMSBRIDGE_TWILIO_FROM_NUMBER": "+15017122661",
-        "SMSBRIDGE_VONAGE_API_URL": url,
-        "SMSBRIDGE_VONAGE_API_KEY": key,
-        "SMSBRIDGE_VONAGE_API_SECRET": secret,
-        "SMSBRIDGE_VONAGE_SENDER": "MEDIC",
-        "SMSBRIDGE_GENERIC_SEND_URL": url + "/send",
-        "SMSBRIDGE_GENERIC_SEND_TOKEN": DEFAULT_CREDENTIALS["generic"][1],
-    }
 
 
 @dataclass
@@ -108,16 +87,13 @@ async def world(tmp_path: Path, url: str, **env: str) -> AsyncIterator[World]:
         "SMSBRIDGE_DATABASE": str(tmp_path / "out.db"),
         "SMSBRIDGE_ROUTES": "*=twilio",
         "SMSBRIDGE_SEND_TIMEOUT": "10",
-        **carrier_env(url),
+        **bridge_env(url),
         **env,
     }
     settings = Settings.from_env(values)
     store = Store(settings.database)
     outbox = Outbox(store, RetryPolicy(5, 3600, 5), rng=random.Random(7))
-    configs = {
-        n: CarrierConfig(n, dict(settings.carrier.get(n, {})), settings.public_url)
-        for n in CARRIERS
-    }
+    configs = {n: carrier_config(settings, n) for n in CARRIERS}
     async with httpx.AsyncClient(timeout=settings.send_timeout) as http:
         pipeline = OutboundPipeline.from_settings(
             settings, store, outbox, http=http, carriers=CARRIERS, configs=configs

@@ -4,10 +4,7 @@ simulators; retries are made due by moving the bridge's clock, never by sleeping
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +14,14 @@ import pytest
 
 from smsbridge import outgoing
 from smsbridge.app import create_app
-from smsbridge.carriersim import DEFAULT_CREDENTIALS, CarrierSim, FakePhone
+from smsbridge.carriersim import CarrierSim, bridge_env
 from smsbridge.chtsim import ChtSim
+from smsbridge.fakeclock import FakeClock
+from smsbridge.fakephone import FakePhone
 from smsbridge.settings import Settings
 from smsbridge.sms import DeliveryState
 from smsbridge.store import Store
-from smsbridge.testserver import serve_in_thread
+from smsbridge.testserver import free_port, serve_in_thread, wait_for
 
 TOKENS = {"africastalking": "at-tok", "twilio": "tw-tok", "vonage": "vn-tok", "generic": "gn-tok"}
 DELIVERED_HISTORY = [
@@ -35,41 +34,13 @@ DELIVERED_HISTORY = [
 ]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    """Poll a condition the bridge reaches by itself (no retry is waited for here)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        threading.Event().wait(0.02)
-    raise AssertionError(f"timed out waiting for {what or condition}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class E2E:
     cht: ChtSim
     carriers: CarrierSim
     url: str
     store: Store
-    clock: Clock
+    clock: FakeClock
 
     def states(self, message_id: str) -> list[str]:
         return self.cht.states(message_id)
@@ -81,10 +52,7 @@ class E2E:
 
 @contextmanager
 def e2e(tmp_path: Path, chtsim: tuple[ChtSim, str], **env: str) -> Iterator[E2E]:
-    (cht, cht_url), carriers, clock = chtsim, CarrierSim(), Clock()
-    at_user, at_key = DEFAULT_CREDENTIALS["africastalking"]
-    sid, token = DEFAULT_CREDENTIALS["twilio"]
-    key, secret = DEFAULT_CREDENTIALS["vonage"]
+    (cht, cht_url), carriers, clock = chtsim, CarrierSim(), FakeClock(1_800_000_000.0)
     with ExitStack() as stack:
         sim_url = stack.enter_context(serve_in_thread(carriers.app))
         port = free_port()
@@ -97,19 +65,7 @@ def e2e(tmp_path: Path, chtsim: tuple[ChtSim, str], **env: str) -> Iterator[E2E]
             "SMSBRIDGE_SYNC_INTERVAL": "0.05",
             "SMSBRIDGE_SEND_TIMEOUT": "10",
             "SMSBRIDGE_ROUTES": "*=twilio",
-            "SMSBRIDGE_AFRICASTALKING_API_URL": sim_url,
-            "SMSBRIDGE_AFRICASTALKING_USERNAME": at_user,
-            "SMSBRIDGE_AFRICASTALKING_API_KEY": at_key,
-            "SMSBRIDGE_TWILIO_API_URL": sim_url,
-            "SMSBRIDGE_TWILIO_ACCOUNT_SID": sid,
-            "SMSBRIDGE_TWILIO_AUTH_TOKEN": token,
-            "SMSBRIDGE_TWILIO_FROM_NUMBER": "+15017122661",
-            "SMSBRIDGE_VONAGE_API_URL": sim_url,
-            "SMSBRIDGE_VONAGE_API_KEY": key,
-            "SMSBRIDGE_VONAGE_API_SECRET": secret,
-            "SMSBRIDGE_VONAGE_SENDER": "MEDIC",
-            "SMSBRIDGE_GENERIC_SEND_URL": sim_url + "/send",
-            "SMSBRIDGE_GENERIC_SEND_TOKEN": DEFAULT_CREDENTIALS["generic"][1],
+            **bridge_env(sim_url),
             "SMSBRIDGE_CHTGATEWAY_ACCOUNTS": "phone1:pw1,phone2:pw2",
             **{f"SMSBRIDGE_{c.upper()}_WEBHOOK_TOKEN": t for c, t in TOKENS.items()},
             **env,

@@ -1,9 +1,10 @@
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from smsbridge.testserver import serve_in_thread
+from smsbridge.testserver import serve_in_thread, wait_for
 
 
 async def hello(request):  # type: ignore[no-untyped-def]
@@ -22,3 +23,13 @@ def test_serves_an_app_on_a_free_loopback_port() -> None:
         pass
     else:
         raise AssertionError("server still answering after the block")
+
+
+def test_wait_for_returns_the_first_truthy_value() -> None:
+    answers = iter([None, [], ["ready"]])
+    assert wait_for(lambda: next(answers), "an answer") == ["ready"]
+
+
+def test_wait_for_names_what_it_waited_for_when_it_gives_up() -> None:
+    with pytest.raises(AssertionError, match="the moon"):
+        wait_for(lambda: False, "the moon", timeout=0.05)

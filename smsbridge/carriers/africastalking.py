@@ -25,11 +25,20 @@ from smsbridge.carriers.base import (
     parse_time,
     require,
 )
-from smsbridge.carriers.sending import PERMANENT, RETRYABLE, failure, json_body, request
+from smsbridge.carriers.sending import (
+    PERMANENT,
+    RETRYABLE,
+    failure,
+    json_body,
+    rejected,
+    request,
+    status_update,
+)
 from smsbridge.settings import Setting, declare_carrier_settings
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
 
 NAME = "africastalking"
+INBOUND_METHODS = frozenset({"POST"})  # how the inbound webhook may arrive
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -127,13 +136,7 @@ async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms)
     )
     body = json_body(response)
     if response.status_code >= 300 or not isinstance(body, dict):
-        raise failure(
-            NAME,
-            code=None,
-            detail=f"HTTP {response.status_code}",
-            errors=ERRORS,
-            status=response.status_code,
-        )
+        raise rejected(NAME, response, body, ERRORS)
     recipients = (body.get("SMSMessageData") or {}).get("Recipients") or []
     if not recipients:
         message = str((body.get("SMSMessageData") or {}).get("Message", "no recipients"))
@@ -151,17 +154,5 @@ def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdat
     params = req.params()
     external_id, status = require(params, "id", "status")
     state = STATUS_MAP.get(status.strip())
-    if state is None:
-        return []
-    reason = params.get("failureReason") or None
-    return [
-        StatusUpdate(
-            NAME,
-            external_id.strip(),
-            state,
-            reason=reason or (status if state is DeliveryState.FAILED else None),
-            carrier_status=status,
-            at=req.arrived_at,
-            ref=params.get("ref"),
-        )
-    ]
+    reason, ref = params.get("failureReason"), params.get("ref")
+    return status_update(NAME, req, external_id, status, state, reason=reason, ref=ref)

@@ -6,6 +6,7 @@ its `WebhookReply` back into HTTP.
 
 A carrier module provides (the inbound side):
     NAME                                  its name in URLs and settings
+    INBOUND_METHODS                       the HTTP methods its inbound webhook may use
     verify(req, config) -> None           signature check; raises Forbidden (403) when it fails
     parse_inbound(req, config) -> list[InboundSms]   raises BadRequest (400) on a malformed body
     inbound_reply(messages, config) -> WebhookReply  the 2xx body the carrier expects

@@ -30,16 +30,17 @@ from smsbridge.carriers.base import (
 from smsbridge.carriers.sending import (
     PERMANENT,
     RETRYABLE,
-    failure,
     json_body,
+    rejected,
     request,
-    retry_after,
+    status_update,
     status_url,
 )
 from smsbridge.settings import Setting, declare_carrier_settings
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
 
 NAME = "generic"
+INBOUND_METHODS = frozenset({"GET", "POST"})  # how the inbound webhook may arrive
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -171,32 +172,12 @@ async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms)
     if response.status_code < 300:
         external = body.get("id") if isinstance(body, dict) else None
         return SendResult(NAME, str(external) if external else sms.cht_id, DeliveryState.SENT)
-    code = str(body.get("error")) if isinstance(body, dict) and body.get("error") else None
-    raise failure(
-        NAME,
-        code=code,
-        detail=f"HTTP {response.status_code}",
-        errors=ERRORS,
-        status=response.status_code,
-        after=retry_after(response),
-    )
+    raise rejected(NAME, response, body, ERRORS, code_key="error")
 
 
 def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdate]:
     params = req.params()
     external_id, status = require(params, "id", "status")
     state = STATUS_MAP.get(status.strip().lower())
-    if state is None:
-        return []
-    reason = params.get("reason") or (status if state is DeliveryState.FAILED else None)
-    return [
-        StatusUpdate(
-            NAME,
-            external_id.strip(),
-            state,
-            reason=reason,
-            carrier_status=status,
-            at=req.arrived_at,
-            ref=params.get("ref") or None,
-        )
-    ]
+    reason, ref = params.get("reason"), params.get("ref")
+    return status_update(NAME, req, external_id, status, state, reason=reason, ref=ref)

@@ -1,5 +1,6 @@
-"""What the send side of every carrier module shares: where delivery reports go, and the ONE
-place an HTTP outcome of a send becomes retryable or permanent (DESIGN.md rule 4).
+"""What the send side of every carrier module shares: where delivery reports go, the ONE
+place an HTTP outcome of a send becomes retryable or permanent (DESIGN.md rule 4), and a
+delivery report as our `StatusUpdate`.
 
 Carrier error tables (`ERRORS` in each module) map the carrier's own codes to `RETRYABLE` or
 `PERMANENT`; a code missing from the table falls back on the HTTP status.
@@ -13,8 +14,10 @@ from urllib.parse import quote
 
 import httpx
 
-from smsbridge.carriers.base import CarrierConfig
+from smsbridge.carriers.base import CarrierConfig, WebhookRequest
 from smsbridge.errors import AuthFailure, PeerError, PermanentError, RetryableError
+from smsbridge.retryafter import retry_after
+from smsbridge.sms import DeliveryState, StatusUpdate
 
 RETRYABLE = "retryable"
 PERMANENT = "permanent"
@@ -30,14 +33,6 @@ def status_url(config: CarrierConfig, ref: str | None = None) -> str:
     base = config.public_url.rstrip("/")
     url = f"{base}/carriers/{config.carrier}/{quote(token, safe='')}/status"
     return f"{url}?ref={quote(ref, safe='')}" if ref else url
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("retry-after", "")
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
 
 
 def failure(
@@ -66,6 +61,63 @@ def failure(
     if status is not None and status >= 400:
         return PermanentError(label, status=status)
     return RetryableError(label, status=status, retry_after=after)
+
+
+def rejected(
+    carrier: str,
+    response: httpx.Response,
+    body: Any,
+    errors: Mapping[str, str],
+    *,
+    code_key: str = "",
+    detail_key: str = "",
+) -> PeerError:
+    """The exception for a send the carrier answered with an error (a non-2xx, or a body that
+    is not what a success looks like): the carrier's error code is the `code_key` member of a
+    JSON object body, the detail its `detail_key` member (else `HTTP <status>`); the status and
+    any Retry-After go along."""
+    members = body if isinstance(body, dict) else {}
+    code = str(members[code_key]) if code_key and members.get(code_key) else None
+    detail = members.get(detail_key) if detail_key else None
+    return failure(
+        carrier,
+        code=code,
+        detail=str(detail) if detail else f"HTTP {response.status_code}",
+        errors=errors,
+        status=response.status_code,
+        after=retry_after(response.headers),
+    )
+
+
+def status_update(
+    carrier: str,
+    req: WebhookRequest,
+    external_id: str,
+    status: str,
+    state: DeliveryState | None,
+    *,
+    reason: str | None = None,
+    failure_reason: str | None = None,
+    ref: str | None = None,
+) -> list[StatusUpdate]:
+    """A delivery report as our StatusUpdate (none when the carrier's status table does not map
+    `status`: `state` is None). `reason` goes with any state; a failure without one gives
+    `failure_reason`, else the carrier's status. An empty `ref` is no ref."""
+    if state is None:
+        return []
+    if state is DeliveryState.FAILED:
+        reason = reason or failure_reason or status
+    return [
+        StatusUpdate(
+            carrier,
+            external_id.strip(),
+            state,
+            reason=reason or None,
+            carrier_status=status,
+            at=req.arrived_at,
+            ref=ref or None,
+        )
+    ]
 
 
 async def request(

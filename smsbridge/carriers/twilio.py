@@ -33,10 +33,10 @@ from smsbridge.carriers.base import (
 from smsbridge.carriers.sending import (
     PERMANENT,
     RETRYABLE,
-    failure,
     json_body,
+    rejected,
     request,
-    retry_after,
+    status_update,
     status_url,
 )
 from smsbridge.errors import Forbidden
@@ -44,6 +44,7 @@ from smsbridge.settings import Setting, declare_carrier_settings
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
 
 NAME = "twilio"
+INBOUND_METHODS = frozenset({"POST"})  # how the inbound webhook may arrive
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -260,16 +261,7 @@ async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms)
     if response.status_code < 300 and isinstance(body, dict) and body.get("sid"):
         # accepted (normally "queued" at Twilio): our SENT; the callbacks tell the rest
         return SendResult(NAME, str(body["sid"]), DeliveryState.SENT, str(body.get("status")))
-    code = str(body.get("code")) if isinstance(body, dict) and body.get("code") else None
-    detail = str(body.get("message")) if isinstance(body, dict) else f"HTTP {response.status_code}"
-    raise failure(
-        NAME,
-        code=code,
-        detail=detail,
-        errors=ERRORS,
-        status=response.status_code,
-        after=retry_after(response),
-    )
+    raise rejected(NAME, response, body, ERRORS, code_key="code", detail_key="message")
 
 
 def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdate]:
@@ -278,18 +270,6 @@ def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdat
     status = params.get("MessageStatus") or params.get("SmsStatus") or ""
     require({"MessageSid": sid, "MessageStatus": status}, "MessageSid", "MessageStatus")
     state = STATUS_MAP.get(status.strip().lower())
-    if state is None:
-        return []
-    code = params.get("ErrorCode") or None
-    reason = f"twilio error {code}" if code and state is DeliveryState.FAILED else None
-    return [
-        StatusUpdate(
-            NAME,
-            sid.strip(),
-            state,
-            reason=reason or (status if state is DeliveryState.FAILED else None),
-            carrier_status=status,
-            at=req.arrived_at,
-            ref=params.get("ref"),
-        )
-    ]
+    code, ref = params.get("ErrorCode"), params.get("ref")
+    failure = f"twilio error {code}" if code else None
+    return status_update(NAME, req, sid, status, state, failure_reason=failure, ref=ref)

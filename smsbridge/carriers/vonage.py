@@ -39,7 +39,9 @@ from smsbridge.carriers.sending import (
     RETRYABLE,
     failure,
     json_body,
+    rejected,
     request,
+    status_update,
     status_url,
 )
 from smsbridge.errors import ConfigError, Forbidden
@@ -48,6 +50,7 @@ from smsbridge.settings import Setting, declare_carrier_settings
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
 
 NAME = "vonage"
+INBOUND_METHODS = frozenset({"GET", "POST"})  # how the inbound webhook may arrive
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -192,13 +195,7 @@ async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms)
     )
     body = json_body(response)
     if response.status_code >= 300 or not isinstance(body, dict):
-        raise failure(
-            NAME,
-            code=None,
-            detail=f"HTTP {response.status_code}",
-            errors=ERRORS,
-            status=response.status_code,
-        )
+        raise rejected(NAME, response, body, ERRORS)
     messages = body.get("messages") or [{}]
     # a long text is sent as several parts, each with its own id; the first names the SMS
     for part in messages:
@@ -218,20 +215,6 @@ def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdat
     params = req.params()
     external_id, status = require(params, "messageId", "status")
     state = STATUS_MAP.get(status.strip().lower())
-    if state is None:
-        return []
-    code = params.get("err-code", "0")
-    reason = None
-    if state is DeliveryState.FAILED:
-        reason = f"{status} (err-code {code})"
-    return [
-        StatusUpdate(
-            NAME,
-            external_id.strip(),
-            state,
-            reason=reason,
-            carrier_status=status,
-            at=req.arrived_at,
-            ref=params.get("client-ref") or None,
-        )
-    ]
+    failure = f"{status} (err-code {params.get('err-code', '0')})"
+    ref = params.get("client-ref")
+    return status_update(NAME, req, external_id, status, state, failure_reason=failure, ref=ref)

@@ -1,0 +1,219 @@
+"""The carrier simulator's state and machinery: credentials, each carrier's faults and behaviour
+switches, the SMS it accepted, and the delivery reports it posts to the bridge (in order, before
+or after the send response, once or twice). `CarrierSim.app` serves the send APIs (apis.py).
+
+Faults, injected per carrier (`fail_next`, `outage`): `5xx`, `timeout` (the request hangs, then
+504, nothing sent), `throttle` (the carrier's own 429 / "Throttled"), `invalid_number`; and
+behaviour switches: `report_first` (delivery reports before the send response), `duplicate_reports`,
+`final` (the final delivery status: delivered, failed, expired), `reports` (off: no callbacks).
+Counts for tests: `sent_count(to, text)`, `sends`, `requests`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from smsbridge.carriersim import apis
+
+CARRIERS = ("africastalking", "twilio", "vonage", "generic")
+FAULTS = ("5xx", "timeout", "throttle", "invalid_number")
+
+DEFAULT_CREDENTIALS = {
+    "africastalking": ("sandbox", "at-api-key"),
+    "twilio": ("AC" + "0" * 32, "twilio-auth-token"),
+    "vonage": ("vonage-key", "vonage-secret"),
+    "generic": ("", "generic-token"),
+}
+
+# A delivery report a send queued: (carrier status, post it).
+Report = tuple[str, Callable[[], Awaitable[None]]]
+
+
+def bridge_env(url: str) -> dict[str, str]:
+    """The bridge's settings (SMSBRIDGE_*) that send through the simulator served at `url`, with
+    its default credentials: every carrier module of the four it fakes."""
+    at_user, at_key = DEFAULT_CREDENTIALS["africastalking"]
+    sid, token = DEFAULT_CREDENTIALS["twilio"]
+    key, secret = DEFAULT_CREDENTIALS["vonage"]
+    return {
+        "SMSBRIDGE_AFRICASTALKING_API_URL": url,
+        "SMSBRIDGE_AFRICASTALKING_USERNAME": at_user,
+        "SMSBRIDGE_AFRICASTALKING_API_KEY": at_key,
+        "SMSBRIDGE_TWILIO_API_URL": url,
+        "SMSBRIDGE_TWILIO_ACCOUNT_SID": sid,
+        "SMSBRIDGE_TWILIO_AUTH_TOKEN": token,
+        "SMSBRIDGE_TWILIO_FROM_NUMBER": "+15017122661",
+        "SMSBRIDGE_VONAGE_API_URL": url,
+        "SMSBRIDGE_VONAGE_API_KEY": key,
+        "SMSBRIDGE_VONAGE_API_SECRET": secret,
+        "SMSBRIDGE_VONAGE_SENDER": "MEDIC",
+        "SMSBRIDGE_GENERIC_SEND_URL": url + "/send",
+        "SMSBRIDGE_GENERIC_SEND_TOKEN": DEFAULT_CREDENTIALS["generic"][1],
+    }
+
+
+@dataclass(frozen=True)
+class SentSms:
+    carrier: str
+    message_id: str
+    to: str
+    text: str
+    sender: str
+    ref: str | None  # the sender's own reference, when the API carries one
+    at: float
+
+
+@dataclass
+class CarrierState:
+    faults: deque[str] = field(default_factory=deque)
+    outage: str | None = None
+    report_first: bool = False
+    duplicate_reports: bool = False
+    reports: bool = True
+    final: str = "delivered"  # delivered | failed | expired
+    callback: str | None = None  # DLR URL when the send request names none
+    timeout_seconds: float = 2.0
+
+
+class CarrierSim:
+    """The simulated carriers' state and test controls; `app` serves their HTTP APIs."""
+
+    def __init__(self, *, credentials: dict[str, tuple[str, str]] | None = None) -> None:
+        self.credentials = dict(DEFAULT_CREDENTIALS)
+        self.credentials.update(credentials or {})
+        self.state = {name: CarrierState() for name in CARRIERS}
+        self.sends: list[SentSms] = []
+        self.requests: Counter[str] = Counter()
+        self.reports_posted: list[tuple[str, str, int]] = []  # (carrier, status, http status)
+        self.invalid_numbers: set[str] = set()
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+
+        def serve(
+            api: Callable[[CarrierSim, Request], Awaitable[Response]],
+        ) -> Callable[[Request], Awaitable[Response]]:
+            async def endpoint(request: Request) -> Response:
+                return await api(self, request)
+
+            return endpoint
+
+        self.app = Starlette(
+            routes=[
+                Route("/version1/messaging", serve(apis.africastalking), methods=["POST"]),
+                Route(
+                    "/2010-04-01/Accounts/{sid}/Messages.json",
+                    serve(apis.twilio),
+                    methods=["POST"],
+                ),
+                Route("/sms/json", serve(apis.vonage), methods=["POST"]),
+                Route("/send", serve(apis.generic), methods=["POST"]),
+            ]
+        )
+
+    # -- test controls -------------------------------------------------------------------------
+
+    def fail_next(self, carrier: str, fault: str, times: int = 1) -> None:
+        """The next `times` send requests to `carrier` meet `fault`."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}")
+        self.state[carrier].faults.extend([fault] * times)
+
+    def outage(self, carrier: str, fault: str | None) -> None:
+        """Every send request meets `fault` until `outage(carrier, None)`."""
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}")
+        self.state[carrier].outage = fault
+
+    def configure(self, carrier: str, **options: Any) -> None:
+        """Set `report_first`, `duplicate_reports`, `reports`, `final`, `timeout_seconds`."""
+        for key, value in options.items():
+            if not hasattr(self.state[carrier], key):
+                raise ValueError(f"unknown option {key!r}")
+            setattr(self.state[carrier], key, value)
+
+    def set_callback(self, carrier: str, url: str) -> None:
+        """Where `carrier` posts delivery reports when the send request names no URL (Africa's
+        Talking's dashboard setting)."""
+        self.state[carrier].callback = url
+
+    def sent_count(self, to: str, text: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for s in self.sends if s.to == to and (text is None or s.text == text))
+
+    def sent_by(self, carrier: str) -> list[SentSms]:
+        with self._lock:
+            return [s for s in self.sends if s.carrier == carrier]
+
+    # -- shared mechanics ----------------------------------------------------------------------
+
+    async def take_fault(self, carrier: str) -> str | None:
+        """The fault this send request meets (after the hang of a `timeout`), if any."""
+        state = self.state[carrier]
+        fault = state.faults.popleft() if state.faults else state.outage
+        if fault == "timeout":
+            await asyncio.sleep(state.timeout_seconds)
+        return fault
+
+    def record(self, carrier: str, to: str, text: str, sender: str, ref: str | None) -> SentSms:
+        """An SMS the carrier accepted, with the carrier's id for it."""
+        prefix = {"africastalking": "ATXid_", "twilio": "SM", "vonage": "", "generic": "g-"}
+        if carrier == "vonage":
+            message_id = f"{next(self._seq):016X}"
+        else:
+            message_id = prefix[carrier] + uuid.uuid4().hex
+        sms = SentSms(carrier, message_id, to, text, sender, ref, time.time())
+        with self._lock:
+            self.sends.append(sms)
+        return sms
+
+    def is_invalid(self, to: str) -> bool:
+        digits = to.lstrip("+")
+        return to in self.invalid_numbers or not digits.isdigit() or not 6 <= len(digits) <= 15
+
+    async def _post(self, carrier: str, status: str, url: str, **kwargs: Any) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                response = await client.request(kwargs.pop("method", "POST"), url, **kwargs)
+            code = response.status_code
+        except httpx.HTTPError:
+            code = 0
+        with self._lock:
+            self.reports_posted.append((carrier, status, code))
+
+    def report(self, carrier: str, status: str, url: str, **request: Any) -> Report:
+        """A delivery report to post (`request`: httpx.request's arguments, `method` POST)."""
+        return status, lambda: self._post(carrier, status, url, **request)
+
+    async def _report(self, carrier: str, reports: list[Report]) -> None:
+        """Post each report in order; twice each with duplicate_reports."""
+        state = self.state[carrier]
+        for _status, post in reports:
+            for _ in range(2 if state.duplicate_reports else 1):
+                await post()
+
+    async def respond(self, carrier: str, response: Response, reports: list[Report]) -> Response:
+        """The send response, with its delivery reports posted after it (or before it, with
+        `report_first`; none with `reports` off)."""
+        state = self.state[carrier]
+        if not state.reports or not reports:
+            return response
+        if state.report_first:
+            await self._report(carrier, reports)
+            return response
+        response.background = BackgroundTask(self._report, carrier, reports)
+        return response

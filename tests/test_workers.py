@@ -1,0 +1,50 @@
+"""The parts every pool of background workers is made of (smsbridge/workers.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from smsbridge.workers import Wakeup, claim_loop, survive
+
+
+def test_survive_gives_the_step_s_result() -> None:
+    async def step() -> int:
+        return 42
+
+    assert asyncio.run(survive(step, "test_error")) == 42
+
+
+def test_survive_logs_a_bug_and_gives_none(caplog: pytest.LogCaptureFixture) -> None:
+    async def step() -> int:
+        raise KeyError("secret detail")
+
+    with caplog.at_level(logging.INFO, logger="smsbridge.workers"):
+        assert asyncio.run(survive(step, "test_error")) is None
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage() == "event=test_error error=KeyError"
+
+
+def test_a_worker_outlives_a_bug_and_goes_on_claiming() -> None:
+    outcomes = iter([RuntimeError("bug"), True, False])
+    calls: list[float] = []
+
+    async def run_once(now: float) -> bool:
+        calls.append(now)
+        outcome = next(outcomes, False)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def body() -> None:
+        worker = asyncio.create_task(claim_loop(run_once, lambda: 7.0, Wakeup(), 0.01, "test"))
+        while len(calls) < 3:
+            await asyncio.sleep(0.01)
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+
+    asyncio.run(body())
+    assert calls[:3] == [7.0, 7.0, 7.0]
