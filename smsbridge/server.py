@@ -131,8 +131,8 @@ def first_run_help(bridge_url: str, mode: SimulatorMode, settings: Settings) -> 
     lines = [
         "",
         f"smsbridge is running on {bridge_url} against the built-in CHT simulator",
-        f"  ({mode.cht_url}, demo deployment: forms P, V, D; health workers' phones "
-        f"{', '.join(CHW_PHONES.values())}).",
+        f"  ({mode.cht_url}, demo deployment: forms P, V, D;",
+        f"  health workers' phones {', '.join(CHW_PHONES.values())}).",
         "  Nothing reaches a real CHT: set SMSBRIDGE_CHT_URL for that (README, Settings).",
     ]
     if mode.carrier_url is None:
@@ -156,15 +156,27 @@ def first_run_help(bridge_url: str, mode: SimulatorMode, settings: Settings) -> 
         f"--data-urlencode {shlex.quote('text=' + DEMO_SMS)}",
         "",
         "Then see what became of it:",
-        f"  curl -s {mode.cht_url}/_sim/records      # the report CHT stored",
-        f"  curl -s {mode.cht_url}/_sim/messages     # CHT's reply and its delivery states",
-        f"  SMSBRIDGE_DATABASE={database} smsbridge inbox ls                 # SMS received",
-        f"  SMSBRIDGE_DATABASE={database} smsbridge outbox ls --state delivered  # SMS sent",
+        *_commented(
+            (f"curl -s {mode.cht_url}/_sim/records", "the report CHT stored"),
+            (f"curl -s {mode.cht_url}/_sim/messages", "CHT's reply and its delivery states"),
+            (f"SMSBRIDGE_DATABASE={database} smsbridge inbox ls", "the SMS received"),
+            (
+                f"SMSBRIDGE_DATABASE={database} smsbridge outbox ls --state delivered",
+                "the SMS sent",
+            ),
+        ),
+        "",
         f"CHT's reply goes out at the next exchange with CHT (every {settings.sync_interval:g} s,"
         " SMSBRIDGE_SYNC_INTERVAL).",
         "",
     ]
     return "\n".join(lines)
+
+
+def _commented(*rows: tuple[str, str]) -> list[str]:
+    """`  command   # comment` lines, the comments aligned."""
+    width = max(len(command) for command, _ in rows)
+    return [f"  {command:<{width}}  # {comment}" for command, comment in rows]
 
 
 class _Server(uvicorn.Server):

@@ -230,18 +230,10 @@ def gateway_phone_bridge(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> Iterator
     one SMS it got (twice: the repeat is a duplicate) and sent, then delivered, one SMS CHT
     queued, PHONE_LAG seconds (bridge clock) after sending it. `extra`: `message_id` (CHT's
     id of that SMS), `lag`, `texts`, `numbers`, `password` (what the logs must not show)."""
-    import time
-
     from smsbridge import outgoing
     from smsbridge.fakephone import FakePhone
     from smsbridge.sms import DeliveryState
-
-    def wait_for(condition: Callable[[], object], what: str) -> None:
-        deadline = time.monotonic() + 20
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.02)
+    from smsbridge.testserver import wait_for
 
     cht, cht_url = chtsim
     with running_bridge(
@@ -262,7 +254,7 @@ def gateway_phone_bridge(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> Iterator
             message = outgoing.get(bridge.store, message_id)
             return message is not None and message.channel is not None
 
-        wait_for(routed, "the reminder routed to the phone")
+        wait_for(routed, "the reminder routed to the phone", timeout=20)
         for _ in range(3):  # handed over and on the air; reported sending; reported sent
             phone.poll(bridge.http)
         bridge.clock.advance(PHONE_LAG)
