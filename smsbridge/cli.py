@@ -4,6 +4,7 @@ configuration problems exit 2 with a message on stderr."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     inbox_sub = inbox.add_subparsers(dest="action", metavar="ACTION", required=True)
     inbox_ls = inbox_sub.add_parser("ls", help="list inbound SMS, newest first")
     _listing_options(inbox_ls, states="received, submitted, relayed, rejected, dead")
-    inbox_ls.add_argument("--carrier", dest="channel", help="only from this carrier")
+    inbox_ls.add_argument(
+        "--carrier", dest="channel", metavar="CARRIER", help="only from this carrier"
+    )
     inbox_ls.set_defaults(func=cmd_inbox_ls)
 
     outbox = sub.add_parser("outbox", help="the task queue: list, retry or drop dead letters")
@@ -222,3 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`smsbridge outbox ls --json | head`): stop quietly, with
+        # stdout pointed at /dev/null so that the interpreter's final flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

@@ -298,3 +298,21 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path: Path, args: list[str], sa
     done = run_cli(tmp_path, *args)
     assert done.returncode == 2
     assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path) -> None:
+    """`smsbridge check-config | head -1`: the CLI stops quietly when its stdout is closed (here
+    before it writes anything: it takes longer than that to start)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smsbridge", "check-config", "--json"],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    proc.wait(60)
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
