@@ -2,7 +2,15 @@
 labelled textforms) and mixed case from the forms in the conformance vectors, parses them
 in-process with `parse_sms`, and prints JSON: messages, seconds, msgs_per_s (best of 3 runs).
 
-    python bench/parser.py [--messages N] [--runs R]
+    python bench/parser.py [--messages N] [--runs R] [--reference CMD]
+
+`--reference CMD` also times a reference parser on the same corpus, in the same run: the bench
+writes the corpus to a temporary JSON file -- {"forms": {...}, "messages": [...], "timezone",
+"locale", "settings": {app settings, e.g. default_country_code}, "runs"} -- and runs
+`CMD <corpus-file>`, which must print one JSON object with at least messages, seconds and
+msgs_per_s. The output then carries that object under "reference" and "speedup" (our msgs_per_s /
+the reference's). The reference is any command speaking that contract, e.g. a node harness
+around CHT's own smsparser, kept outside this repository (CHT's code never goes in it).
 """
 
 from __future__ import annotations
@@ -10,7 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -94,26 +105,83 @@ def build_corpus(n: int, seed: int = 1) -> list[str]:
     return corpus
 
 
+COUNTRY_CODE = 254
+REFERENCE_KEYS = ("messages", "seconds", "msgs_per_s")
+
+
+class ReferenceFailed(Exception):
+    """The reference command failed or did not speak the contract."""
+
+
+def run_reference(cmd: str, forms: Forms, corpus: list[str], runs: int) -> dict[str, Any]:
+    """Write the corpus file, run `cmd <file>`, return the JSON object it printed."""
+    doc = {
+        "forms": dict(forms),
+        "messages": corpus,
+        "timezone": "UTC",
+        "locale": None,
+        "settings": {"default_country_code": COUNTRY_CODE},
+        "runs": runs,
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-parser-") as tmp:
+        path = Path(tmp) / "corpus.json"
+        path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+        try:
+            proc = subprocess.run(
+                [*shlex.split(cmd), str(path)], capture_output=True, text=True, check=False
+            )
+        except OSError as exc:
+            raise ReferenceFailed(f"cannot run {cmd!r}: {exc}") from exc
+    if proc.returncode != 0:
+        raise ReferenceFailed(f"{cmd!r} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    try:
+        result = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise ReferenceFailed(f"{cmd!r} did not print one JSON object: {exc}") from exc
+    if not isinstance(result, dict) or any(k not in result for k in REFERENCE_KEYS):
+        raise ReferenceFailed(f"{cmd!r} must print a JSON object with {', '.join(REFERENCE_KEYS)}")
+    if not isinstance(result["msgs_per_s"], int | float) or result["msgs_per_s"] <= 0:
+        raise ReferenceFailed(f"{cmd!r} gave no positive msgs_per_s")
+    if result["messages"] != len(corpus):
+        raise ReferenceFailed(
+            f"{cmd!r} timed {result['messages']} messages, the corpus has {len(corpus)}"
+        )
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=20_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--reference",
+        metavar="CMD",
+        help="also time `CMD <corpus.json>` on the same corpus (see the module docstring)",
+    )
     args = ap.parse_args(argv)
     forms = _forms()
     corpus = build_corpus(args.messages)
-    options = ParseOptions(default_country_code=254)
-    normalize("+254712345678", 254)  # load phone metadata outside the timed runs
+    options = ParseOptions(default_country_code=COUNTRY_CODE)
+    normalize("+254712345678", COUNTRY_CODE)  # load phone metadata outside the timed runs
     best = float("inf")
     for _ in range(args.runs):
         start = time.perf_counter()
         for text in corpus:
             parse_sms(text, forms, options)
         best = min(best, time.perf_counter() - start)
-    result = {
+    result: dict[str, Any] = {
         "messages": len(corpus),
         "seconds": round(best, 4),
         "msgs_per_s": round(len(corpus) / best),
     }
+    if args.reference:
+        try:
+            ref = run_reference(args.reference, forms, corpus, args.runs)
+        except ReferenceFailed as exc:
+            print(f"bench/parser.py: reference: {exc}", file=sys.stderr)
+            return 1
+        result["reference"] = ref
+        result["speedup"] = round((len(corpus) / best) / ref["msgs_per_s"], 2)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

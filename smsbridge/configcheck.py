@@ -147,6 +147,11 @@ def carrier_warnings(settings: Settings) -> list[str]:
 
     found: list[str] = []
     enabled = enabled_in_order(settings)
+    if not enabled and settings.cht_url:
+        found.append(
+            "SMSBRIDGE_CARRIERS is empty and no carrier has a webhook token: no carrier is "
+            "enabled, so no SMS can be received or sent"
+        )
     for carrier in enabled:
         if carrier != "chtgateway" and not settings.carrier_setting(carrier, "webhook_token"):
             found.append(

@@ -236,6 +236,9 @@ def _ready(bridge_url: str) -> bool | None:
 
 
 def run_demo(out: TextIO, *, timeout: float = 20.0) -> int:
+    from smsbridge.server import keep_loopback_off_proxies
+
+    keep_loopback_off_proxies()  # everything here is on 127.0.0.1, whatever HTTP_PROXY says
     started = time.monotonic()
     print("smsbridge demo: starting the simulators and the bridge on 127.0.0.1", file=out)
     try:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import shlex
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import TextIO
 
 import uvicorn
@@ -49,6 +50,20 @@ class SimulatorMode:
 
     cht_url: str
     carrier_url: str | None = None  # set when the generic carrier goes to the carrier simulator
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def keep_loopback_off_proxies(environ: MutableMapping[str, str] | None = None) -> None:
+    """Add the loopback addresses to NO_PROXY/no_proxy: with HTTP(S)_PROXY set (usual on
+    institutional networks) httpx would otherwise send the bridge's calls to the simulators
+    on 127.0.0.1 (or to a CHT on this host) through the proxy, which cannot reach them."""
+    env = os.environ if environ is None else environ
+    for name in ("NO_PROXY", "no_proxy"):
+        current = [h.strip() for h in env.get(name, "").split(",") if h.strip()]
+        if "*" not in current:
+            env[name] = ",".join(current + [h for h in LOOPBACK if h not in current])
 
 
 def connect_host(host: str) -> str:
@@ -225,6 +240,7 @@ def serve(
     out: TextIO | None = None,
 ) -> int:
     logs.setup(settings.log_level, secrets=logs.secrets_of(settings))
+    keep_loopback_off_proxies()
     noise = _SimulatorNoise()
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addFilter(noise)

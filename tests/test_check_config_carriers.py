@@ -106,3 +106,11 @@ def test_serve_refuses_what_would_crash_its_start_up(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "SMSBRIDGE_ROUTES" in done.stderr and "SMSBRIDGE_CHTGATEWAY_BATCH" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_no_carrier_at_all_with_a_real_cht_is_a_warning(tmp_path: Path) -> None:
+    report = check(env_of(tmp_path, SMSBRIDGE_CHT_URL="https://gw:pw@cht.example.org"))
+    assert report.ok
+    assert any("no carrier is enabled" in w for w in report.warnings)
+    # without a CHT URL it is the sandbox of `serve`: nothing to warn about
+    assert check(env_of(tmp_path)).warnings == []

@@ -27,6 +27,7 @@ from smsbridge.settings import Settings
 from smsbridge.testserver import free_port
 
 ALICE = CHW_PHONES["chw-alice"]
+PROXIES = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -96,7 +97,10 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Served]:
     # A short exchange interval so that CHT's reply goes out within the test; every other
     # setting is at its default, as on a fresh machine.
-    server = Served(tmp_path, clean_env(tmp_path, SMSBRIDGE_SYNC_INTERVAL="0.5"))
+    # A proxy in the environment (usual on institutional networks) must not catch the calls
+    # to the simulators on 127.0.0.1: port 9 (discard) on loopback is no proxy at all.
+    env = clean_env(tmp_path, SMSBRIDGE_SYNC_INTERVAL="0.5", **PROXIES)
+    server = Served(tmp_path, env)
     try:
         yield server
     finally:
@@ -316,3 +320,25 @@ def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path) -> None:
     stderr = proc.stderr.read().decode()
     proc.stderr.close()
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+@pytest.mark.slow
+def test_the_demo_works_with_a_proxy_in_the_environment(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, "demo", "--timeout", "10", **PROXIES)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all four steps worked" in done.stdout
+
+
+def test_readme_set_up_shows_the_curl_that_serve_prints() -> None:
+    from smsbridge.server import DEMO_SMS, SimulatorMode, first_run_help
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = re.sub(r"\\\n\s*", "", readme)  # join continued shell lines
+    help_text = first_run_help(
+        "http://127.0.0.1:8080",
+        SimulatorMode("http://127.0.0.1:1", "http://127.0.0.1:2"),
+        Settings.from_env({}),
+    )
+    printed = next(line.strip() for line in help_text.splitlines() if "/inbound" in line)
+    assert printed in readme
+    assert DEMO_SMS in printed and f"/carriers/generic/{DEMO_TOKEN}/inbound" in printed
