@@ -2,7 +2,7 @@
 how long an SMS takes from webhook to report in CHT.
 
     python bench/inbound.py [--seconds 10] [--connections 32] [--rate 200] [--e2e-seconds 10]
-                            [--no-replies] [--skip-e2e]
+                            [--no-replies] [--skip-e2e] [--log-level INFO]
 
 Two phases, each against a fresh `smsbridge serve` subprocess (one uvicorn worker) with its own
 database, on 127.0.0.1 only:
@@ -65,7 +65,9 @@ def wait_http(port: int, path: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing answered on port {port}{path}")
 
 
-def start_bridge(workdir: Path, cht_url: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_bridge(
+    workdir: Path, cht_url: str, log_level: str = "INFO"
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {
         **os.environ,
@@ -73,7 +75,7 @@ def start_bridge(workdir: Path, cht_url: str) -> tuple[subprocess.Popen[bytes], 
         "SMSBRIDGE_CHT_URL": cht_url,
         "SMSBRIDGE_CARRIERS": "generic",
         "SMSBRIDGE_GENERIC_WEBHOOK_TOKEN": TOKEN,
-        "SMSBRIDGE_LOG_LEVEL": "ERROR",
+        "SMSBRIDGE_LOG_LEVEL": log_level,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "smsbridge", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -292,17 +294,24 @@ def main() -> int:
     parser.add_argument("--e2e-seconds", type=float, default=10.0)
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument(
+        "--log-level", default="INFO", help="the bridge's SMSBRIDGE_LOG_LEVEL (INFO, as deployed)"
+    )
+    parser.add_argument(
         "--no-replies",
         action="store_true",
         help="end to end: no CHT auto-replies (the inbound path alone, no outbound work)",
     )
     args = parser.parse_args()
-    result: dict[str, object] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0]}
+    result: dict[str, object] = {
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0],
+        "log_level": args.log_level,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "store").mkdir()
         # phase 1: CHT unreachable (port 9 on loopback): workers back off, webhooks only
-        proc, port = start_bridge(work / "store", "http://gateway:x@127.0.0.1:9")
+        proc, port = start_bridge(work / "store", "http://gateway:x@127.0.0.1:9", args.log_level)
         try:
             cpu = cpu_seconds(proc.pid)
             store = asyncio.run(store_phase(port, args.seconds, args.count, args.connections))
@@ -325,7 +334,9 @@ def main() -> int:
             try:
                 wait_http(sim_port, "/_bench/arrivals")
                 proc, port = start_bridge(
-                    work / "e2e", f"http://gateway:gateway-pass@127.0.0.1:{sim_port}"
+                    work / "e2e",
+                    f"http://gateway:gateway-pass@127.0.0.1:{sim_port}",
+                    args.log_level,
                 )
                 try:
                     time.sleep(1.0)  # let the bridge fetch CHT's settings (forms) first
