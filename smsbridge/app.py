@@ -30,7 +30,7 @@ from starlette.routing import Route
 from smsbridge.bodylimit import BodyLimit
 from smsbridge.carriers import CARRIERS
 from smsbridge.chtgate import ChtApi
-from smsbridge.errors import MethodNotAllowed, NotFound, SmsBridgeError
+from smsbridge.errors import MethodNotAllowed, SmsBridgeError
 from smsbridge.health import Readiness, healthz, readyz
 from smsbridge.logs import event
 from smsbridge.metrics import Metrics, metrics_endpoint
@@ -40,7 +40,7 @@ from smsbridge.pipeline import accept_inbound
 from smsbridge.runtime import Runtime, build_runtime, enabled_carriers
 from smsbridge.settings import Settings
 from smsbridge.store import Store
-from smsbridge.webhooks import current_runtime, verified_webhook
+from smsbridge.webhooks import current_runtime, verified_webhook, webhook_carrier
 
 log = logging.getLogger("smsbridge.app")
 
@@ -56,9 +56,7 @@ GET_INBOUND = frozenset(
 async def carrier_inbound(request: Request) -> Response:
     runtime = current_runtime(request)
     carrier = request.path_params["carrier"]
-    module = CARRIERS.get(carrier)
-    if module is None or carrier not in runtime.enabled:
-        raise NotFound(f"unknown carrier {carrier!r}")
+    module = webhook_carrier(runtime, carrier, "parse_inbound")
     if request.method == "GET" and carrier not in GET_INBOUND:
         raise MethodNotAllowed(f"{carrier} webhooks are POST")
     req, config, now = await verified_webhook(runtime, request, carrier, module)

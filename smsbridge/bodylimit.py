@@ -1,5 +1,6 @@
 """The request-body limit: a body over SMSBRIDGE_MAX_BODY_BYTES is refused with 413 (JSON, like
-every error), by its Content-Length before the app runs or while a chunked body is read."""
+every error), by its Content-Length before the app runs or while a chunked body is read. A query
+string over the same limit is refused too (GET webhooks carry the SMS in it)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from smsbridge.errors import BadRequest, PayloadTooLarge
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413, by Content-Length before reading and
-    by counting while reading (chunked bodies)."""
+    """Refuse request bodies (and query strings) over `max_bytes` with 413, by Content-Length
+    before reading and by counting while reading (chunked bodies)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -22,6 +23,10 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.max_bytes <= 0:
             await self.app(scope, receive, send)
+            return
+        if len(scope.get("query_string", b"")) > self.max_bytes:
+            too_long = PayloadTooLarge(f"query string over {self.max_bytes} bytes")
+            await _send_json(send, 413, too_long.to_json())
             return
         for name, value in scope.get("headers", ()):
             if name == b"content-length":

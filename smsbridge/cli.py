@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     outbox_ls.add_argument("--channel", help="only outgoing SMS routed to this channel")
     outbox_ls.add_argument("--kind", help="only tasks of this kind (submit, send, ...)")
+    outbox_ls.add_argument(
+        "--ref", help="only this outgoing SMS, whatever its state (`send` prints its ref)"
+    )
     outbox_ls.set_defaults(func=cmd_outbox_ls)
     for action, text, metavar in (
         ("retry", "replay dead letters now, by task id", "ID"),

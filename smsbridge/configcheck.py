@@ -63,14 +63,6 @@ def check(environ: Mapping[str, str] | None = None) -> ConfigReport:
 
 # -- carriers ------------------------------------------------------------------------------------
 
-# Settings each carrier needs to send (any one of a tuple's names will do).
-SEND_NEEDS: dict[str, tuple[str | tuple[str, ...], ...]] = {
-    "africastalking": ("api_key", "username"),
-    "twilio": ("account_sid", "auth_token", ("from_number", "messaging_service_sid")),
-    "vonage": ("api_key", "api_secret", "sender"),
-    "generic": ("send_url",),
-    "chtgateway": ("accounts",),
-}
 URL_SETTINGS = (
     ("", "public_url"),
     ("africastalking", "api_url"),
@@ -143,7 +135,10 @@ def carrier_problems(settings: Settings) -> list[str]:
 
 def carrier_warnings(settings: Settings) -> list[str]:
     """What leaves an enabled carrier half-working."""
+    from smsbridge.carriers import CARRIERS
+    from smsbridge.carriers.sending import unset
     from smsbridge.routing import Routes, channel_carrier
+    from smsbridge.runtime import carrier_config
 
     found: list[str] = []
     enabled = enabled_in_order(settings)
@@ -169,15 +164,10 @@ def carrier_warnings(settings: Settings) -> list[str]:
         senders = {channel_carrier(c) for c in Routes.parse(settings.routes, enabled).channels}
     except ConfigError:
         senders = set()
-    for carrier in [c for c in enabled if c in senders]:
-        missing = [
-            " or ".join(_env(carrier, n) for n in ((need,) if isinstance(need, str) else need))
-            for need in SEND_NEEDS.get(carrier, ())
-            if not any(
-                settings.carrier_setting(carrier, n)
-                for n in ((need,) if isinstance(need, str) else need)
-            )
-        ]
+    for carrier in [c for c in enabled if c in CARRIERS and c in senders]:
+        # what each carrier's `send` refuses to go without (its module's SEND_NEEDS)
+        needs = getattr(CARRIERS[carrier], "SEND_NEEDS", ())
+        missing = unset(carrier_config(settings, carrier), needs)
         if missing:
             found.append(
                 f"{carrier} sends SMS (SMSBRIDGE_ROUTES) but {', '.join(missing)} "

@@ -8,7 +8,8 @@
     │   ├── Forbidden        403 bad signature, insufficient privileges
     │   ├── NotFound         404 unknown carrier, message or route
     │   ├── MethodNotAllowed 405 a webhook by a method its carrier does not use
-    │   └── PayloadTooLarge  413 body over the size limit
+    │   ├── PayloadTooLarge  413 body (or query string) over the size limit
+    │   └── UnsupportedMediaType 415 a body that is neither a form nor JSON
     ├── Unavailable          503 the service is starting (or stopping): try again shortly
     ├── FormError            an SMS that is not a valid report; carries a reply for the sender
     └── PeerError            a call to a peer (CHT, a carrier) failed
@@ -75,6 +76,11 @@ class MethodNotAllowed(RequestError):
 class PayloadTooLarge(RequestError):
     http_status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(RequestError):
+    http_status = 415
+    code = "unsupported_media_type"
 
 
 class Unavailable(SmsBridgeError):

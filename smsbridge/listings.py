@@ -49,6 +49,7 @@ class Filters:
     state: str | None = None
     channel: str | None = None  # outbox: the outgoing SMS's channel; inbox: the carrier
     kind: str | None = None
+    ref: str | None = None  # outbox: one outgoing SMS (`smsbridge send` prints it) or its tasks
     older_than: float | None = None  # seconds
     newer_than: float | None = None
     limit: int = 50
@@ -83,12 +84,18 @@ def _phone(number: str | None, reveal: bool) -> str | None:
 # -- inbox ----------------------------------------------------------------------------------------
 
 
+INBOX_STATES = ("received", "submitted", "relayed", "rejected", "dead")
+
+
 def inbox(
     store: Store, filters: Filters, now: float, *, reveal: bool = False
 ) -> list[dict[str, Any]]:
     """Inbound SMS, newest first."""
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
+    if filters.state and filters.state not in INBOX_STATES:
+        known = ", ".join(INBOX_STATES)
+        raise ConfigError(f"--state: unknown state {filters.state!r} (one of {known})")
     if filters.state:
         where.append("state = ?")
         params.append(filters.state)
@@ -157,11 +164,19 @@ def outbox(
 ) -> list[dict[str, Any]]:
     """The task queue, oldest first, each task with the outgoing SMS it is about when there is
     one; or, when `filters.state` is a delivery state, the outgoing SMS in that state (held ones
-    have no task: `outbox release|drop REF`)."""
+    have no task: `outbox release|drop REF`). `filters.ref` alone: that outgoing SMS whatever
+    its state (else the tasks with that ref)."""
     if filters.state in SMS_STATES:
         return _outgoing_rows(store, filters, now, reveal)
+    if filters.ref is not None and filters.state is None:
+        sms = _outgoing_rows(store, filters, now, reveal)
+        if sms:
+            return sms
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
+    if filters.ref is not None:
+        where.append("t.ref = ?")
+        params.append(filters.ref)
     if filters.state in TASK_STATES:
         where.append("t.state = ?")
         params.append(filters.state)
@@ -203,6 +218,7 @@ def _outgoing_rows(
     messages = outgoing.listing(
         store,
         state=filters.state,
+        ref=filters.ref,
         channel=filters.channel,
         created_before=None if filters.older_than is None else now - filters.older_than,
         created_after=None if filters.newer_than is None else now - filters.newer_than,
@@ -289,6 +305,7 @@ def list_command(which: str, args: argparse.Namespace) -> int:
         state=args.state,
         channel=getattr(args, "channel", None),
         kind=getattr(args, "kind", None),
+        ref=getattr(args, "ref", None),
         older_than=args.older_than,
         newer_than=args.newer_than,
         limit=args.limit,

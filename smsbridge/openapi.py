@@ -56,13 +56,18 @@ def _operation(operation_id: str, summary: str, responses: dict[str, Any]) -> di
 
 
 _WEBHOOK_ERRORS = {
-    "400": _error("Malformed body or missing fields; nothing stored."),
+    "400": _error(
+        "Malformed body, missing fields, a sender that is neither a phone number nor an "
+        "alphanumeric sender id, or a body not in its named charset; nothing stored."
+    ),
     "401": _error("Missing or wrong webhook token; nothing stored."),
     "403": _error("Bad signature (Twilio, Vonage); nothing stored."),
-    "404": _error("Unknown or disabled carrier."),
+    "404": _error(
+        "Unknown or disabled carrier, or one without webhooks (cht-gateway phones use /api/sms)."
+    ),
     "405": _error("Method not accepted by this carrier."),
-    "413": _error("Body over SMSBRIDGE_MAX_BODY_BYTES; nothing stored."),
-    "415": _error("Content type not accepted."),
+    "413": _error("Body or query string over SMSBRIDGE_MAX_BODY_BYTES; nothing stored."),
+    "415": _error("A body that is neither a form nor JSON; nothing stored."),
     "503": _error("The database could not take the message; the carrier should retry."),
 }
 
@@ -90,6 +95,8 @@ _CARRIER_FIELDS = (
     "date",
     "linkId",
     "status",
+    "ref",
+    "reason",
     "phoneNumber",
     "failureReason",
     # Twilio

@@ -26,7 +26,7 @@ def queue_command(action: str, targets: Sequence[str]) -> int:
     """`outbox retry|drop|release ...`, one line per target; exit 1 if any was refused.
 
     retry ID      a dead-letter task: due again now, attempts reset
-    drop ID       a dead-letter task: deleted
+    drop ID       a dead-letter task: deleted (a send's SMS is failed "dropped", never sent)
     drop REF      a held SMS (loop guard): failed "held: dropped", never sent
     release REF   a held SMS: queued again, the loop guard will not stop it twice
     """
@@ -51,8 +51,12 @@ def queue_command(action: str, targets: Sequence[str]) -> int:
                 print(f"{target}: not a dead letter ({state})", file=sys.stderr)
                 refused += 1
                 continue
-            ok = box.retry_dead(task.id, now) if action == "retry" else box.drop(task.id)
-            done = "queued again" if action == "retry" else "dropped"
+            if action == "retry":
+                ok, done = box.retry_dead(task.id, now), "queued again"
+            elif task.kind == outgoing.SEND:
+                ok, done = outgoing.drop_dead_send(store, task.id, now), "dropped"
+            else:
+                ok, done = box.drop(task.id), "dropped"
             outcome = done if ok else "changed meanwhile, try again"
             print(f"{target}: {outcome} ({task.kind} {task.ref})", file=_out(ok))
             refused += 0 if ok else 1
@@ -84,5 +88,5 @@ def send_command(to: str, text: str) -> int:
         )
     parts = segment(text).count
     print(f"queued {ref} to {mask_phone(number)} ({parts} segment{'s' if parts != 1 else ''})")
-    print("follow it with: smsbridge outbox ls --kind send")
+    print(f"follow it with: smsbridge outbox ls --ref {ref}")
     return 0

@@ -28,7 +28,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
@@ -292,8 +292,6 @@ class OutboundPipeline:
     async def _fail(self, task: Task, message: Outgoing, reason: str, now: float) -> None:
         def job(conn: sqlite3.Connection) -> None:
             current = outgoing.get_in(conn, message.ref) or message
-            if current.state is DeliveryState.HELD:
-                current = replace(current, state=DeliveryState.QUEUED)  # held ranks as queued
             outgoing.advance_in(conn, current, DeliveryState.FAILED, now, reason=reason)
             Outbox.done_in(conn, task)
 

@@ -15,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from smsbridge.carriers import CARRIERS, chtgateway
-from smsbridge.errors import BadRequest, NotFound, Unavailable
+from smsbridge.carriers import chtgateway
+from smsbridge.errors import BadRequest, NotFound, Unauthorized, Unavailable
 from smsbridge.logs import event
 from smsbridge.outbound import OutboundPipeline
 from smsbridge.runtime import Runtime
-from smsbridge.webhooks import current_runtime, verified_webhook
+from smsbridge.webhooks import current_runtime, verified_webhook, webhook_carrier
 
 log = logging.getLogger("smsbridge.outbound")
 
@@ -36,9 +36,7 @@ def _outbound(request: Request) -> tuple[Runtime, OutboundPipeline]:
 async def carrier_status(request: Request) -> Response:
     runtime, outbound = _outbound(request)
     carrier = request.path_params["carrier"]
-    module = CARRIERS.get(carrier)
-    if module is None or carrier not in runtime.enabled or not hasattr(module, "parse_status"):
-        raise NotFound(f"unknown carrier {carrier!r}")
+    module = webhook_carrier(runtime, carrier, "parse_status")
     req, config, now = await verified_webhook(runtime, request, carrier, module)
     updates = module.parse_status(req, config)
     matched = await outbound.delivery_reports(updates, now)
@@ -54,8 +52,15 @@ async def carrier_status(request: Request) -> Response:
 
 
 def _phone(request: Request, runtime: Runtime) -> str:
+    """The phone's user name; a refused login is logged (a phone with a wrong password never
+    gets its SMS: the operator must hear of it), the password never."""
     known = chtgateway.accounts(runtime.settings.carrier.get(chtgateway.NAME, {}))
-    return chtgateway.authenticate(request.headers, known)
+    try:
+        return chtgateway.authenticate(request.headers, known)
+    except Unauthorized as exc:
+        client = request.client.host if request.client else None
+        event(log, "phone_auth_failed", logging.WARNING, client=client, reason=exc.detail)
+        raise
 
 
 async def gateway_api(request: Request) -> Response:

@@ -310,9 +310,13 @@ class Outbox:
 
     def drop(self, task_id: int) -> bool:
         """Delete a dead letter for good. False if no such dead task."""
-        return self.store.write_sync(
-            lambda c: (
-                c.execute("DELETE FROM tasks WHERE id = ? AND state = 'dead'", (task_id,)).rowcount
-                == 1
-            )
-        )
+        return self.store.write_sync(lambda c: self.drop_in(c, task_id) is not None)
+
+    @staticmethod
+    def drop_in(conn: sqlite3.Connection, task_id: int) -> Task | None:
+        """Delete the dead letter `task_id` inside a running write job (so what it was about can
+        change in the same transaction); the task as it was, or None if no such dead task."""
+        row = conn.execute(
+            "DELETE FROM tasks WHERE id = ? AND state = 'dead' RETURNING *", (task_id,)
+        ).fetchone()
+        return None if row is None else Task.from_row(row)

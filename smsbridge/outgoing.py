@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from smsbridge.loopguard import text_key
@@ -263,14 +263,32 @@ def drop_held(store: Store, ref: str, now: float) -> bool:
         message = get_in(conn, ref)
         if message is None or message.state is not DeliveryState.HELD:
             return False
-        message = _as(message, DeliveryState.QUEUED)  # held ranks with queued
         return advance_in(conn, message, DeliveryState.FAILED, now, reason="held: dropped")
 
     return store.write_sync(job)
 
 
-def _as(message: Outgoing, state: DeliveryState) -> Outgoing:
-    return replace(message, state=state)
+def drop_dead_send(store: Store, task_id: int, now: float) -> bool:
+    """An operator drops the dead send task `task_id`: deleted, and its SMS failed "dropped"
+    in the same transaction (so CHT hears FAILED on the next exchange) — unless the SMS is no
+    longer waiting to be sent (already sent, final, or taken by a phone that reports on it).
+    False if no such dead task."""
+
+    def job(conn: sqlite3.Connection) -> bool:
+        task = Outbox.drop_in(conn, task_id)
+        if task is None:
+            return False
+        message = get_in(conn, task.ref)
+        if message is not None and _unsent(message):
+            advance_in(conn, message, DeliveryState.FAILED, now, reason="dropped")
+        return True
+
+    return store.write_sync(job)
+
+
+def _unsent(message: Outgoing) -> bool:
+    waiting = (DeliveryState.QUEUED, DeliveryState.HELD, DeliveryState.SENDING)
+    return message.state in waiting and not message.phone_ack
 
 
 def held(store: Store, limit: int = 1000) -> list[Outgoing]:
@@ -290,8 +308,7 @@ def expire_stale_in(conn: sqlite3.Connection, now: float, ttl: float) -> int:
         (DeliveryState.HELD.value, now - ttl),
     ).fetchall()
     for row in held_rows:
-        message = _as(Outgoing.from_row(row), DeliveryState.QUEUED)
-        advance_in(conn, message, DeliveryState.FAILED, now, reason="expired")
+        advance_in(conn, Outgoing.from_row(row), DeliveryState.FAILED, now, reason="expired")
     dropped = conn.execute(
         "SELECT * FROM outgoing WHERE state IN (?, ?) AND phone_ack = 0 AND NOT EXISTS ("
         " SELECT 1 FROM tasks WHERE tasks.kind = ? AND tasks.ref = outgoing.ref) LIMIT 500",
@@ -352,6 +369,7 @@ def listing(
     store: Store,
     *,
     state: str | None = None,
+    ref: str | None = None,
     channel: str | None = None,
     created_before: float | None = None,
     created_after: float | None = None,
@@ -361,6 +379,7 @@ def listing(
     where, params = ["1 = 1"], []
     for clause, value in (
         ("state = ?", state),
+        ("ref = ?", ref),
         ("channel = ?", channel),
         ("created_at <= ?", created_before),
         ("created_at >= ?", created_after),

@@ -8,6 +8,7 @@ declares its own in `CARRIER_SETTINGS` below.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -51,6 +52,23 @@ def _bool(raw: str) -> bool:
     raise ValueError(f"expected true/false, got {raw!r}")
 
 
+def _whole(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {raw!r}") from None
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"expected a number (seconds), got {raw!r}")
+    return value
+
+
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip().lower() for item in raw.split(",") if item.strip())
 
@@ -62,6 +80,13 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "CHT server URL; credentials may ride in it "
         "(`https://user:pass@host`). Empty: run against the built-in CHT simulator.",
+    ),
+    Setting(
+        "require_cht",
+        "false",
+        "Refuse to start (`serve` and `check-config` exit 2) while SMSBRIDGE_CHT_URL is empty, "
+        "instead of running against the built-in CHT simulator. The systemd unit sets it: a "
+        "production box must not silently run the sandbox.",
     ),
     Setting("cht_username", "", "CHT user, when not given in the URL."),
     Setting("cht_password", "", "CHT password, when not given in the URL.", secret=True),
@@ -101,7 +126,11 @@ SETTINGS: tuple[Setting, ...] = (
         "false",
         "Reject SMS from numbers CHT does not know, with a reply, instead of accepting them.",
     ),
-    Setting("max_body_bytes", "65536", "Largest webhook body accepted (413 above it)."),
+    Setting(
+        "max_body_bytes",
+        "65536",
+        "Largest webhook body, or query string of a GET webhook, accepted (413 above it).",
+    ),
     Setting(
         "dedup_window",
         "120",
@@ -172,6 +201,7 @@ def all_settings() -> tuple[Setting, ...]:
 @dataclass(frozen=True)
 class Settings:
     cht_url: str
+    require_cht: bool
     cht_username: str
     cht_password: Secret
     cht_timeout: float
@@ -251,6 +281,12 @@ class Settings:
                 parts = urlsplit("")
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 found.append("SMSBRIDGE_CHT_URL: expected http(s)://[user:pass@]host[:port]")
+        elif self.require_cht:
+            found.append(
+                "SMSBRIDGE_CHT_URL: empty, and SMSBRIDGE_REQUIRE_CHT is set: set it to your CHT "
+                "server (https://user:pass@host); without it smsbridge would run against the "
+                "built-in CHT simulator"
+            )
         if not 0 < self.port < 65536:
             found.append("SMSBRIDGE_PORT: must be between 1 and 65535")
         try:
@@ -359,27 +395,28 @@ def _checked(raw: str, module: str, parser: str) -> str:
 _CONVERT: dict[str, Callable[[str], Any]] = {
     "cht_url": lambda raw: raw.strip(),
     "cht_password": Secret,
-    "cht_timeout": _positive(float),
+    "cht_timeout": _positive(_seconds),
     "database": Path,
-    "port": int,
+    "port": _whole,
     "carriers": _list,
     "forms_file": _optional_path,
-    "forms_refresh": _positive(float),
-    "contact_cache_ttl": _positive(float),
+    "forms_refresh": _positive(_seconds),
+    "contact_cache_ttl": _positive(_seconds),
+    "require_cht": _bool,
     "reject_unknown_senders": _bool,
-    "max_body_bytes": _positive(int),
-    "dedup_window": _positive(float),
-    "sync_interval": _positive(float),
-    "message_ttl": _positive(float),
-    "retry_base": _positive(float),
-    "retry_cap": _positive(float),
-    "max_attempts": _positive(int),
-    "lease_seconds": _positive(float),
-    "send_timeout": _positive(float),
+    "max_body_bytes": _positive(_whole),
+    "dedup_window": _positive(_seconds),
+    "sync_interval": _positive(_seconds),
+    "message_ttl": _positive(_seconds),
+    "retry_base": _positive(_seconds),
+    "retry_cap": _positive(_seconds),
+    "max_attempts": _positive(_whole),
+    "lease_seconds": _positive(_seconds),
+    "send_timeout": _positive(_seconds),
     "routes": lambda raw: _checked(raw, "smsbridge.routing", "Routes.parse"),
     "rates": lambda raw: _checked(raw, "smsbridge.ratelimit", "parse_rates"),
-    "loop_limit": _positive(int),
-    "loop_window": _positive(float),
-    "autoreply_burst": _positive(int),
+    "loop_limit": _positive(_whole),
+    "loop_window": _positive(_seconds),
+    "autoreply_burst": _positive(_whole),
     "log_level": lambda raw: raw.strip().upper(),
 }

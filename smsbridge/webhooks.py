@@ -3,6 +3,8 @@ the secret token in its URL, the `WebhookRequest` the module reads, and the modu
 check. Shared by the inbound (app.py) and delivery-report (outbound_http.py) routes.
 
     current_runtime(request) -> Runtime          Unavailable (503) while the service starts
+    webhook_carrier(runtime, carrier, entry) -> module   NotFound (404) unless an enabled
+                                                 carrier with webhooks (`entry`: its parser)
     verified_webhook(runtime, request, carrier, module) -> (WebhookRequest, CarrierConfig, now)
 """
 
@@ -14,8 +16,9 @@ from types import ModuleType
 
 from starlette.requests import Request
 
+from smsbridge.carriers import CARRIERS
 from smsbridge.carriers.base import CarrierConfig, WebhookRequest
-from smsbridge.errors import Unauthorized, Unavailable
+from smsbridge.errors import NotFound, Unauthorized, Unavailable
 from smsbridge.runtime import Runtime
 from smsbridge.settings import Settings
 
@@ -25,6 +28,23 @@ def current_runtime(request: Request) -> Runtime:
     if runtime is None:
         raise Unavailable("service is starting")
     return runtime
+
+
+# Carriers that take no webhooks, and where their traffic goes instead.
+NO_WEBHOOKS = {"chtgateway": "cht-gateway phones use /api/sms, not carrier webhooks"}
+
+
+def webhook_carrier(runtime: Runtime, carrier: str, entry: str) -> ModuleType:
+    """The module of `carrier` when it is enabled and takes this webhook (its module has
+    `entry`: `parse_inbound`, `parse_status`); NotFound otherwise, before the token is looked
+    at: a carrier without webhooks is not a webhook carrier."""
+    module = CARRIERS.get(carrier)
+    if module is None or not hasattr(module, entry):
+        hint = NO_WEBHOOKS.get(carrier)
+        raise NotFound(f"unknown carrier {carrier!r}" + (f": {hint}" if hint else ""))
+    if carrier not in runtime.enabled:
+        raise NotFound(f"unknown carrier {carrier!r}")
+    return module
 
 
 def check_token(settings: Settings, carrier: str, token: str) -> None:

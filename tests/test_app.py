@@ -183,3 +183,33 @@ def test_requests_before_the_service_has_started_are_503_json(tmp_path) -> None:
         return [(r.status_code, r.json()["error"]) for r in responses]
 
     assert asyncio.run(statuses()) == [(503, "unavailable")] * 3
+
+
+def test_a_query_string_over_the_limit_is_413_and_nothing_stored(bridge_factory) -> None:  # type: ignore[no-untyped-def]
+    bridge = bridge_factory(SMSBRIDGE_MAX_BODY_BYTES="1024")
+    url = bridge.inbound_path("generic")
+    response = bridge.http.get(url, params={"from": "+254712345678", "text": "x" * 2000})
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "payload_too_large",
+        "detail": "query string over 1024 bytes",
+    }
+    assert bridge.messages() == []
+    assert bridge.http.get(url, params={"from": "+254712345678", "text": "ok"}).status_code == 200
+
+
+def test_cht_gateway_takes_no_carrier_webhooks(bridge_factory) -> None:  # type: ignore[no-untyped-def]
+    bridge = bridge_factory(
+        SMSBRIDGE_CARRIERS="generic,chtgateway",
+        SMSBRIDGE_CHTGATEWAY_ACCOUNTS="phone1:pw1",
+        SMSBRIDGE_ROUTES="*=generic",
+    )
+    for hook in ("inbound", "status"):
+        response = bridge.http.post(f"/carriers/chtgateway/x/{hook}", data={"a": "1"})
+        assert response.status_code == 404, (hook, response.text)
+        assert response.json() == {
+            "error": "not_found",
+            "detail": "unknown carrier 'chtgateway': cht-gateway phones use /api/sms, "
+            "not carrier webhooks",
+        }
+    assert bridge.messages() == []

@@ -174,6 +174,16 @@ def test_vonage_throttle_is_status_one(peers: Any) -> None:
     assert sim.sent_count("447700900000") == 0
 
 
+@pytest.mark.parametrize("missing", ["from", "to", "text"])
+def test_vonage_names_the_missing_param(peers: Any, missing: str) -> None:
+    _sim, url, _receiver, _rurl = peers
+    key, secret = DEFAULT_CREDENTIALS["vonage"]
+    data = {"api_key": key, "api_secret": secret, "from": "MEDIC", "to": "447700900000"}
+    data = {k: v for k, v in {**data, "text": "hi"}.items() if k != missing}
+    [message] = httpx.post(url + "/sms/json", data=data).json()["messages"]
+    assert (message["status"], message["error-text"]) == ("2", f"Missing {missing} param")
+
+
 def test_generic_send_with_failed_final_report(peers: Any) -> None:
     sim, url, receiver, rurl = peers
     sim.configure("generic", final="failed")

@@ -312,3 +312,35 @@ def test_hundred_incoming_and_hundred_updates(cht: tuple[ChtSim, httpx.Client]) 
     ]
     post(http, {"updates": updates})
     assert all(len(sim.states(mid)) == 1 for mid in ids)
+
+
+def test_a_client_gone_while_sending_its_body_is_a_dropped_request_not_an_error(
+    cht: tuple[ChtSim, httpx.Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+    import logging
+    import socket
+
+    from smsbridge.testserver import wait_for
+
+    _, http = cht
+    caplog.set_level(logging.DEBUG, logger="smsbridge.chtsim")
+    auth = base64.b64encode(":".join(GATEWAY).encode()).decode()
+    head = (
+        "POST /api/sms HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
+        f"Authorization: Basic {auth}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\n\r\n"
+    )
+    with socket.create_connection((http.base_url.host, http.base_url.port)) as sock:
+        sock.sendall(head.encode() + b'{"messages": [')  # then the bridge goes away
+
+    def settled() -> list[logging.LogRecord]:
+        return [
+            r
+            for r in caplog.records
+            if r.levelno >= logging.ERROR or r.getMessage().startswith("request dropped")
+        ]
+
+    wait_for(settled, "the simulator to notice the client went away", timeout=10)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert post(http, {"messages": []}) == {"messages": []}  # and it still serves

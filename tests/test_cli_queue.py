@@ -133,6 +133,16 @@ def test_bad_usage_exits_2(database: Path, capsys: pytest.CaptureFixture[str]) -
     assert "unknown state 'lost'" in capsys.readouterr().err
 
 
+def test_inbox_ls_with_an_unknown_state_exits_2_naming_the_states(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["inbox", "ls", "--state", "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown state 'bogus'" in err
+    assert "received, submitted, relayed, rejected, dead" in err
+    assert main(["inbox", "ls", "--state", "received"]) == 0
+
+
 def test_a_missing_database_exits_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -63,10 +63,20 @@ def test_an_sms_sent_by_hand_reaches_the_carrier(
     with stage(io.StringIO(), timeout=20) as s:
         monkeypatch.setenv("SMSBRIDGE_DATABASE", str(s.database))
         assert main(["send", "--to", "+254733345678", "Meeting at 10"]) == 0
+        [hint] = [line for line in capsys.readouterr().out.splitlines() if "follow it" in line]
+        follow = [*hint.split("smsbridge ", 1)[1].split(), "--json"]
         # the running bridge's send workers pick the task up from the database
         wait_for(
             lambda: s.carriers.sent_count("+254733345678", "Meeting at 10"),
             "the SMS to reach the carrier",
             timeout=20,
         )
+
+        def followed() -> str | None:
+            assert main(follow) == 0
+            rows = json.loads(capsys.readouterr().out)
+            return rows[0]["sms_state"] if rows else None
+
+        # the hint still finds the SMS once it is out (no task left): sent, then delivered
+        wait_for(lambda: followed() == "delivered", "the hint to show it delivered", timeout=20)
     assert s.carriers.sent_count("+254733345678", "Meeting at 10") == 1

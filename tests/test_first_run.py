@@ -233,6 +233,15 @@ def test_serve_with_bad_settings_lists_every_problem_and_exits_2(tmp_path: Path)
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("command", ["serve", "check-config"])
+def test_require_cht_without_a_cht_url_refuses_to_start(tmp_path: Path, command: str) -> None:
+    done = run_cli(tmp_path, command, SMSBRIDGE_REQUIRE_CHT="true")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    said = done.stdout + done.stderr
+    assert "SMSBRIDGE_CHT_URL: empty, and SMSBRIDGE_REQUIRE_CHT is set" in said
+    assert "Traceback" not in said and "cht_simulator_started" not in said
+
+
 def test_serve_on_a_port_in_use_says_so_and_exits_2(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from smsbridge import delivery, outgoing
+from smsbridge import delivery, outgoing, transitions
 from smsbridge.carriers import CARRIERS, chtgateway
 from smsbridge.carriersim import CarrierSim, bridge_env
 from smsbridge.outbound import OutboundPipeline
@@ -181,6 +181,51 @@ def test_permanent_failure_on_last_channel_fails_with_reason(
             assert message.reason is not None and "21211" in message.reason
             assert w.owed("m1")[-1][0] == "FAILED"
             assert w.outbox.dead_letters() == []
+
+    run(body)
+
+
+def test_a_carrier_without_its_sending_credentials_is_never_tried(
+    tmp_path: Path, carriers: tuple[CarrierSim, str], sim: CarrierSim
+) -> None:
+    async def body() -> None:
+        routes = "+254=africastalking|twilio;*=africastalking"
+        env = {"SMSBRIDGE_ROUTES": routes, "SMSBRIDGE_AFRICASTALKING_API_KEY": ""}
+        async with world(tmp_path, carriers[1], **env) as w:
+            before = sim.requests["africastalking"]
+            w.add("m1")  # the route has a next channel: it goes there at once
+            w.add("m2", to="+256712345678")  # AT is the only channel: failed, saying why
+            assert await w.drain(T0) == 3  # m1 twice (AT refused, then twilio), m2 once
+            assert sim.requests["africastalking"] == before  # no request without a key
+            m1, m2 = w.get("m1"), w.get("m2")
+            assert m1.state is DeliveryState.SENT and m1.channel == "twilio"
+            assert m2.state is DeliveryState.FAILED and m2.reason is not None
+            assert "SMSBRIDGE_AFRICASTALKING_API_KEY is empty" in m2.reason
+            assert w.owed("m2") == [("UNSENT", None), ("FAILED", m2.reason)]
+            assert w.outbox.dead_letters() == [] and w.outbox.pending() == []
+
+    run(body)
+
+
+def test_a_held_sms_that_fails_is_logged_as_coming_from_held(
+    tmp_path: Path,
+    carriers: tuple[CarrierSim, str],
+    sim: CarrierSim,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def body() -> None:
+        async with world(tmp_path, carriers[1], SMSBRIDGE_LOOP_LIMIT="1") as w:
+            for ref in ("m1", "m2", "m3"):
+                w.add(ref, content="Same again")
+            await w.drain(T0)
+            assert [h.ref for h in outgoing.held(w.store)] == ["m2", "m3"]
+            caplog.clear()
+            assert outgoing.drop_held(w.store, "m2", T0 + 1)
+            await transitions.write(
+                w.store, lambda c: outgoing.expire_stale_in(c, T0 + 90_000, 86_400)
+            )
+            failed = [r.getMessage() for r in caplog.records if "outgoing_failed" in r.getMessage()]
+            assert len(failed) == 2 and all("previous=held" in line for line in failed), failed
 
     run(body)
 

@@ -143,6 +143,40 @@ def test_expired_message_fails_expired_and_is_never_sent(
         assert world.states(message_id).count("failed") == 1
 
 
+def test_operator_drops_or_retries_a_dead_send(
+    tmp_path: Path,
+    chtsim: tuple[ChtSim, str],
+    cli_database: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from smsbridge.cli import main
+    from smsbridge.outbox import Outbox
+
+    with e2e(tmp_path, chtsim, SMSBRIDGE_MAX_ATTEMPTS="1") as world:
+        assert cli_database == world.store.path  # `smsbridge outbox ...` works on this one
+        world.carriers.outage("twilio", "5xx")
+        dropped = world.cht.add_outgoing("+254712345671", "Never mind")
+        retried = world.cht.add_outgoing("+254712345672", "Try again")
+
+        def dead() -> dict[str, int]:
+            return {t.ref: t.id for t in Outbox(world.store).dead_letters()}
+
+        wait_for(lambda: len(dead()) == 2, what="two dead letters")
+        world.carriers.outage("twilio", None)
+        ids = dead()
+        assert main(["outbox", "drop", str(ids[dropped])]) == 0
+        assert main(["outbox", "retry", str(ids[retried])]) == 0
+        assert "dropped" in capsys.readouterr().out
+        # the dropped one fails at once (no sweep: the bridge's clock stands still) and CHT
+        # hears it on the next exchange; the retried one is sent, once
+        wait_for(lambda: world.states(dropped)[-1] == "failed", what="failed in CHT")
+        assert world.cht.message(dropped)["state_details"] == {"reason": "dropped"}
+        wait_for(lambda: world.states(retried)[-1] == "delivered", what="delivered")
+        assert world.carriers.sent_count("+254712345671") == 0
+        assert world.carriers.sent_count("+254712345672") == 1
+        assert Outbox(world.store).dead_letters() == []
+
+
 def test_loop_is_held(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:
     with e2e(tmp_path, chtsim, SMSBRIDGE_LOOP_LIMIT="3") as world:
         ids = [world.cht.add_outgoing("+254712345678", "Same text") for _ in range(5)]
@@ -181,13 +215,17 @@ def test_through_a_cht_gateway_phone(tmp_path: Path, chtsim: tuple[ChtSim, str])
         assert [tuple(r) for r in rows] == [("chtgateway", "+254799999999", "Hello from a patient")]
 
 
-def test_gateway_api_auth_and_content_type(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:
+def test_gateway_api_auth_and_content_type(
+    tmp_path: Path, chtsim: tuple[ChtSim, str], caplog: pytest.LogCaptureFixture
+) -> None:
     import httpx
 
     with e2e(tmp_path, chtsim) as world:
         api = world.url + "/api/sms"
         assert httpx.get(api, auth=("phone1", "pw1")).json() == {"medic-gateway": True}
         assert httpx.get(api, auth=("phone1", "nope")).status_code == 401
+        [refused] = [r for r in caplog.records if "event=phone_auth_failed" in r.getMessage()]
+        assert refused.levelname == "WARNING" and "nope" not in refused.getMessage()
         assert httpx.get(api).status_code == 401
         bad = httpx.post(
             api,

@@ -39,3 +39,33 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_unknown_carrier_is_a_problem() -> None:
     with pytest.raises(ConfigError, match="unknown carrier 'pigeon'"):
         Settings.from_env({"SMSBRIDGE_CARRIERS": "pigeon"})
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"SMSBRIDGE_PORT": "x"}, "SMSBRIDGE_PORT: expected a whole number, got 'x'"),
+        ({"SMSBRIDGE_MAX_ATTEMPTS": "2.5"}, "SMSBRIDGE_MAX_ATTEMPTS: expected a whole number"),
+        ({"SMSBRIDGE_RETRY_BASE": "soon"}, "expected a number (seconds), got 'soon'"),
+        ({"SMSBRIDGE_CHT_TIMEOUT": "nan"}, "SMSBRIDGE_CHT_TIMEOUT: expected a number (seconds)"),
+        ({"SMSBRIDGE_LEASE_SECONDS": "inf"}, "expected a number (seconds), got 'inf'"),
+    ],
+)
+def test_numbers_that_do_not_read_are_explained_in_plain_words(
+    env: dict[str, str], says: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert says in caught.value.detail
+    assert "invalid literal" not in caught.value.detail
+    assert "could not convert" not in caught.value.detail
+
+
+def test_require_cht_refuses_an_empty_cht_url() -> None:
+    assert Settings.from_env({}).require_cht is False  # the sandbox stays the default
+    with pytest.raises(ConfigError, match="SMSBRIDGE_REQUIRE_CHT"):
+        Settings.from_env({"SMSBRIDGE_REQUIRE_CHT": "true"})
+    settings = Settings.from_env(
+        {"SMSBRIDGE_REQUIRE_CHT": "true", "SMSBRIDGE_CHT_URL": "https://u:p@cht.example.org"}
+    )
+    assert settings.require_cht is True

@@ -47,6 +47,24 @@ def test_the_unit_runs_serve_unprivileged_with_a_state_directory() -> None:
     assert any(v.startswith("-/etc/smsbridge/") for v in service["EnvironmentFile"])
 
 
+def test_the_unit_refuses_to_run_the_sandbox() -> None:
+    service = _unit()["Service"]
+    assert "SMSBRIDGE_REQUIRE_CHT=true" in service["Environment"]
+    env = dict(v.split("=", 1) for v in service["Environment"])
+    from smsbridge.configcheck import check
+
+    refused = check({**env, "SMSBRIDGE_DATABASE": "smsbridge.db"})  # no CHT URL
+    assert not refused.ok and any("SMSBRIDGE_REQUIRE_CHT" in p for p in refused.problems)
+    configured = check(
+        {
+            **env,
+            "SMSBRIDGE_DATABASE": "smsbridge.db",
+            "SMSBRIDGE_CHT_URL": "https://u:p@cht.example.org",
+        }
+    )
+    assert not any("REQUIRE_CHT" in p for p in configured.problems)
+
+
 def test_the_unit_is_hardened() -> None:
     service = _unit()["Service"]
     for key, value in {

@@ -20,7 +20,7 @@ from smsbridge.carriers.base import (
     CarrierConfig,
     WebhookReply,
     WebhookRequest,
-    international,
+    inbound_sms,
     ok_reply,
     parse_time,
     require,
@@ -28,10 +28,12 @@ from smsbridge.carriers.base import (
 from smsbridge.carriers.sending import (
     PERMANENT,
     RETRYABLE,
+    Needs,
     failure,
     json_body,
     rejected,
     request,
+    require_settings,
     status_update,
 )
 from smsbridge.settings import Setting, declare_carrier_settings
@@ -68,15 +70,16 @@ def verify(req: WebhookRequest, config: CarrierConfig) -> None:
 
 def parse_inbound(req: WebhookRequest, config: CarrierConfig) -> list[InboundSms]:
     params = req.params()
-    sender, external_id = require(params, "from", "id")
-    text = params.get("text", "")
+    _, external_id = require(params, "from", "id")
     extra = {k: params[k] for k in ("linkId", "networkCode") if params.get(k)}
     return [
-        InboundSms(
-            carrier=NAME,
+        inbound_sms(
+            NAME,
+            req,
+            params,
+            sender="from",
+            text="text",
             external_id=external_id.strip(),
-            sender=international(sender),
-            text=text,
             received_at=parse_time(params.get("date"), req.arrived_at),
             recipient=params.get("to") or None,
             extra=extra,
@@ -120,9 +123,12 @@ ERRORS: dict[str, str] = {
 # 100 Processed, 101 Sent, 102 Queued: all mean AT accepted it (our SENT).
 ACCEPTED = frozenset({"100", "101", "102"})
 
+SEND_NEEDS: Needs = ("username", "api_key")
+
 
 async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms) -> SendResult:
     """POST /version1/messaging (form); the delivery report URL is set in AT's console."""
+    require_settings(config, SEND_NEEDS)
     form = {"username": config.get("username", "sandbox"), "to": sms.to, "message": sms.content}
     if config.get("sender"):
         form["from"] = config.get("sender")

@@ -11,26 +11,35 @@ A carrier module provides (the inbound side):
     parse_inbound(req, config) -> list[InboundSms]   raises BadRequest (400) on a malformed body
     inbound_reply(messages, config) -> WebhookReply  the 2xx body the carrier expects
 and (the outbound side, OUTBOUND): parse_status, send, STATUS_MAP, ERRORS.
+
+`parse_inbound` builds each message with `inbound_sms` (below): the checks every inbound SMS
+passes — sender and text are strings, the sender is a phone number or an alphanumeric sender
+id — live there, once for all carriers. A carrier without `parse_inbound` takes no webhooks.
+
+Bodies are decoded here, once: a form in its Content-Type's `charset` when it names one, else
+UTF-8, or Latin-1 when it is not UTF-8 (what Kannel sends by default); the query string the
+same way. A body that is neither a form nor JSON is refused (415).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-from smsbridge.errors import BadRequest
+from smsbridge.errors import BadRequest, UnsupportedMediaType
 from smsbridge.sms import InboundSms
 
 
 @dataclass(frozen=True)
 class WebhookRequest:
-    """An HTTP request as a carrier module sees it. `form` is the urlencoded body (or multipart
-    fields), `json` the parsed JSON body (None if the body is not JSON), `query` the query
-    string; all keep repeated keys as lists of pairs."""
+    """An HTTP request as a carrier module sees it. `form` is the urlencoded body, `json` the
+    parsed JSON body (None if the body is not JSON), `query` the query string; all keep
+    repeated keys as lists of pairs."""
 
     method: str
     url: str  # the URL as received (scheme://host/path?query)
@@ -45,7 +54,7 @@ class WebhookRequest:
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+        return media_type(self.headers.get("content-type", ""))[0]
 
     def params(self) -> dict[str, str]:
         """The request's parameters as one flat dict: query, then form, then a JSON object's
@@ -70,32 +79,27 @@ class WebhookRequest:
         body: bytes,
         arrived_at: datetime,
     ) -> WebhookRequest:
-        """Decode the body by content type (urlencoded or JSON); raises BadRequest when the body
-        does not decode."""
+        """Decode the query string and the body by content type (urlencoded or JSON); raises
+        BadRequest when the body does not decode, UnsupportedMediaType for any other type."""
         headers = {k.lower(): v for k, v in headers.items()}
-        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-        query = tuple(parse_qsl(query_string, keep_blank_values=True))
+        ctype, charset = media_type(headers.get("content-type", ""))
+        query = _form_pairs(_query_bytes(query_string), None)
         form: tuple[tuple[str, str], ...] = ()
         parsed_json: Any = None
         if body:
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise BadRequest("body is not UTF-8") from exc
             if ctype == "application/x-www-form-urlencoded":
-                try:
-                    form = tuple(
-                        parse_qsl(
-                            text, keep_blank_values=True, strict_parsing=False, errors="strict"
-                        )
-                    )
-                except (ValueError, UnicodeDecodeError) as exc:
-                    raise BadRequest("malformed form body") from exc
+                form = _form_pairs(body, charset)
             elif ctype == "application/json" or ctype.endswith("+json"):
                 try:
-                    parsed_json = json.loads(text)
+                    parsed_json = json.loads(_text(body, charset))
                 except ValueError as exc:
                     raise BadRequest("malformed JSON body") from exc
+            else:
+                named = repr(ctype) if ctype else "(none)"
+                raise UnsupportedMediaType(
+                    f"unsupported Content-Type {named}: send "
+                    "application/x-www-form-urlencoded or application/json"
+                )
         return cls(
             method=method.upper(),
             url=url,
@@ -145,6 +149,51 @@ class Carrier(Protocol):
     ) -> WebhookReply: ...
 
 
+def media_type(header: str) -> tuple[str, str | None]:
+    """A Content-Type header as (lower-case media type, its `charset` parameter or None)."""
+    kind, *params = header.split(";")
+    charset = None
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').strip():
+            charset = value.strip().strip('"').strip()
+    return kind.strip().lower(), charset
+
+
+def _query_bytes(query_string: str) -> bytes:
+    """The query string as the bytes that arrived (the app hands it over decoded as Latin-1)."""
+    try:
+        return query_string.encode("latin-1")
+    except UnicodeEncodeError:
+        return query_string.encode("utf-8")
+
+
+def _text(data: bytes, charset: str | None) -> str:
+    """`data` in `charset` when the sender named one (BadRequest when it is not valid in it);
+    else UTF-8, or Latin-1 when it is not UTF-8. Nothing is replaced by U+FFFD: a character is
+    either read as sent or the request is refused."""
+    if charset is not None:
+        try:
+            return data.decode(charset)
+        except LookupError as exc:  # unknown, or not a text encoding (`hex`, `rot13`)
+            raise BadRequest(f"unknown charset {charset!r}") from exc
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"body is not valid {charset}") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _form_pairs(data: bytes, charset: str | None) -> tuple[tuple[str, str], ...]:
+    """A urlencoded form (or query string): the %-escapes are undone on bytes, then each name and
+    value is read as text by `_text`."""
+    pairs = parse_qsl(data.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+    return tuple(
+        (_text(k.encode("latin-1"), charset), _text(v.encode("latin-1"), charset)) for k, v in pairs
+    )
+
+
 # -- helpers the modules share -------------------------------------------------------------------
 
 
@@ -154,6 +203,70 @@ def require(params: Mapping[str, str], *names: str) -> list[str]:
     if missing:
         raise BadRequest("missing field(s): " + ", ".join(missing))
     return [params[n] for n in names]
+
+
+# A sender: a phone number (digits with the usual separators, at most 20 digits after an
+# international prefix) or an alphanumeric sender id (at most 11 GSM letters, digits, spaces).
+_PHONE = re.compile(r"\+?[0-9 ().\-]+")
+MAX_PHONE_DIGITS = 20
+MAX_SENDER_ID = 11
+_SENDER_ID_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 "
+    "ÄÖÑÜäöñüàèéùìòÇØøÅåÆæßÉΔΦΓΛΩΠΨΣΘΞ"  # the other letters of the GSM 7-bit alphabet
+)
+
+
+def sender_of(value: str, name: str, *, bare_international: bool = False) -> str:
+    """A carrier's sender field as we store it: a phone number as `+digits` when it is written
+    internationally (`+`, `00`, or always when `bare_international`: Vonage's `msisdn`),
+    otherwise as given, stripped (the pipeline applies CHT's own normalisation); or an
+    alphanumeric sender id as given. BadRequest for anything else: nothing is stored."""
+    raw = value.strip()
+    if _PHONE.fullmatch(raw):
+        digits = "".join(c for c in raw if c.isdigit())
+        international_form = raw.startswith(("+", "00")) or bare_international
+        if raw.startswith("00"):
+            digits = digits[2:]
+        if 0 < len(digits) <= MAX_PHONE_DIGITS:
+            return "+" + digits if international_form else raw
+    elif 0 < len(raw) <= MAX_SENDER_ID and all(c in _SENDER_ID_CHARS for c in raw):
+        return raw
+    raise BadRequest(f"{name} is not a phone number or sender id")
+
+
+def inbound_sms(
+    carrier: str,
+    req: WebhookRequest,
+    params: Mapping[str, str],
+    *,
+    sender: str,
+    text: str,
+    external_id: str | None,
+    received_at: datetime,
+    recipient: str | None = None,
+    extra: dict[str, str] | None = None,
+    bare_international: bool = False,
+) -> InboundSms:
+    """One inbound SMS from `params` (`req.params()`): `sender` and `text` name the fields that
+    hold the sender and the text. Every carrier builds its messages here, so every inbound SMS
+    passes the same checks (BadRequest, nothing stored): a sender is required and must be a
+    phone number or an alphanumeric sender id (`sender_of`), and neither field may be a JSON
+    value other than a string."""
+    if isinstance(req.json, dict):
+        for name in (sender, text):
+            value = req.json.get(name)
+            if value is not None and not isinstance(value, str):
+                raise BadRequest(f"{name} must be a string")
+    (raw_sender,) = require(params, sender)
+    return InboundSms(
+        carrier=carrier,
+        external_id=external_id,
+        sender=sender_of(raw_sender, sender, bare_international=bare_international),
+        text=params.get(text, ""),
+        received_at=received_at,
+        recipient=recipient,
+        extra=extra or {},
+    )
 
 
 def international(number: str) -> str:

@@ -43,6 +43,9 @@ SETTINGS: tuple[Setting, ...] = (
 )
 declare_carrier_settings(NAME, SETTINGS)
 
+# what a phone needs to fetch its SMS: an account to log in with (check-config warns)
+SEND_NEEDS = ("accounts",)
+
 # A phone's `status` -> our state. UNSENT only says the phone has stored the SMS: no change.
 STATUS_MAP: dict[str, DeliveryState | None] = {
     "UNSENT": None,

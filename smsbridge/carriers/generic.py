@@ -23,19 +23,22 @@ from smsbridge.carriers.base import (
     CarrierConfig,
     WebhookReply,
     WebhookRequest,
-    international,
+    inbound_sms,
     parse_time,
     require,
 )
 from smsbridge.carriers.sending import (
     PERMANENT,
     RETRYABLE,
+    Needs,
     json_body,
     rejected,
     request,
+    require_settings,
     status_update,
     status_url,
 )
+from smsbridge.errors import BadRequest
 from smsbridge.settings import Setting, declare_carrier_settings
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
 
@@ -95,15 +98,15 @@ def verify(req: WebhookRequest, config: CarrierConfig) -> None:
 
 def parse_inbound(req: WebhookRequest, config: CarrierConfig) -> list[InboundSms]:
     params = req.params()
-    from_field = config.get("from_field", "from")
-    (sender,) = require(params, from_field)
     external_id = params.get(config.get("id_field", "id"), "").strip() or None
     return [
-        InboundSms(
-            carrier=NAME,
+        inbound_sms(
+            NAME,
+            req,
+            params,
+            sender=config.get("from_field", "from"),
+            text=config.get("text_field", "text"),
             external_id=external_id,
-            sender=international(sender),
-            text=params.get(config.get("text_field", "text"), ""),
             received_at=parse_time(params.get(config.get("date_field", "date")), req.arrived_at),
             recipient=params.get(config.get("to_field", "to")) or None,
         )
@@ -153,8 +156,11 @@ ERRORS: dict[str, str] = {
     "rejected": PERMANENT,
 }
 
+SEND_NEEDS: Needs = ("send_url",)
+
 
 async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms) -> SendResult:
+    require_settings(config, SEND_NEEDS)
     fields = {"to": sms.to, "text": sms.content, "id": sms.cht_id}
     if config.get("sender"):
         fields["from"] = config.get("sender")
@@ -176,8 +182,13 @@ async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms)
 
 
 def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdate]:
+    """A delivery report names the message by the gateway's `id` (as answered to the send) or by
+    our `ref` (the `id` we sent it), or both."""
     params = req.params()
-    external_id, status = require(params, "id", "status")
+    (status,) = require(params, "status")
+    external_id, ref = params.get("id", "").strip(), params.get("ref", "").strip()
+    if not external_id and not ref:
+        raise BadRequest("missing field(s): id or ref")
     state = STATUS_MAP.get(status.strip().lower())
-    reason, ref = params.get("reason"), params.get("ref")
+    reason = params.get("reason")
     return status_update(NAME, req, external_id, status, state, reason=reason, ref=ref)

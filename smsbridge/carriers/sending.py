@@ -1,5 +1,6 @@
 """What the send side of every carrier module shares: where delivery reports go, the ONE
-place an HTTP outcome of a send becomes retryable or permanent (DESIGN.md rule 4), and a
+place an HTTP outcome of a send becomes retryable or permanent (DESIGN.md rule 4), a send
+refused before any request when its settings are missing (each module's SEND_NEEDS), and a
 delivery report as our `StatusUpdate`.
 
 Carrier error tables (`ERRORS` in each module) map the carrier's own codes to `RETRYABLE` or
@@ -120,12 +121,40 @@ def status_update(
     ]
 
 
+# The settings a carrier needs to send: each module's SEND_NEEDS, names of its settings
+# (SMSBRIDGE_<CARRIER>_<NAME>); a tuple of names is "any one of these".
+Needs = tuple[str | tuple[str, ...], ...]
+
+
+def unset(config: CarrierConfig, needs: Needs) -> list[str]:
+    """The needed settings that are empty, as environment names (`A or B` for a choice)."""
+    prefix = f"SMSBRIDGE_{config.carrier.upper()}_"
+    missing = []
+    for need in needs:
+        names = (need,) if isinstance(need, str) else need
+        if not any(config.get(name) for name in names):
+            missing.append(" or ".join(prefix + name.upper() for name in names))
+    return missing
+
+
+def require_settings(config: CarrierConfig, needs: Needs) -> None:
+    """Refuse a send before any request when a setting it needs is empty: a PermanentError
+    (code `config`), so the SMS fails over to the route's next channel, or fails saying why."""
+    missing = unset(config, needs)
+    if missing:
+        raise PermanentError(
+            f"{config.carrier}: cannot send, {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} empty",
+            code="config",
+        )
+
+
 async def request(
     http: httpx.AsyncClient, carrier: str, method: str, url: str, **kwargs: Any
 ) -> httpx.Response:
     """Send one request; a network failure or timeout is a RetryableError."""
     if not url:
-        raise AuthFailure(f"{carrier}: no send URL configured", code="config")
+        raise PermanentError(f"{carrier}: no send URL configured", code="config")
     try:
         return await http.request(method, url, **kwargs)
     except httpx.TimeoutException as exc:

@@ -27,15 +27,17 @@ from smsbridge.carriers.base import (
     CarrierConfig,
     WebhookReply,
     WebhookRequest,
-    international,
+    inbound_sms,
     require,
 )
 from smsbridge.carriers.sending import (
     PERMANENT,
     RETRYABLE,
+    Needs,
     json_body,
     rejected,
     request,
+    require_settings,
     status_update,
     status_url,
 )
@@ -171,18 +173,19 @@ def parse_inbound(req: WebhookRequest, config: CarrierConfig) -> list[InboundSms
     sid = params.get("MessageSid") or params.get("SmsMessageSid") or params.get("SmsSid") or ""
     if not sid.strip():
         require(params, "MessageSid")
-    (sender,) = require(params, "From")
     extra = {
         k: params[k]
         for k in ("AccountSid", "MessagingServiceSid", "NumSegments", "NumMedia", "FromCountry")
         if params.get(k)
     }
     return [
-        InboundSms(
-            carrier=NAME,
+        inbound_sms(
+            NAME,
+            req,
+            params,
+            sender="From",
+            text="Body",
             external_id=sid.strip(),
-            sender=international(sender),
-            text=params.get("Body", ""),
             received_at=req.arrived_at,  # Twilio sends no timestamp: it posts at once
             recipient=params.get("To") or None,
             extra=extra,
@@ -235,9 +238,12 @@ ERRORS: dict[str, str] = {
     "30007": PERMANENT,  # filtered as spam
 }
 
+SEND_NEEDS: Needs = ("account_sid", "auth_token", ("from_number", "messaging_service_sid"))
+
 
 async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms) -> SendResult:
     """POST /2010-04-01/Accounts/{sid}/Messages.json with a StatusCallback naming our ref."""
+    require_settings(config, SEND_NEEDS)
     sid = config.get("account_sid")
     form = {"To": sms.to, "Body": sms.content}
     if config.get("messaging_service_sid"):

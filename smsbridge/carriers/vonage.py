@@ -29,7 +29,7 @@ from smsbridge.carriers.base import (
     CarrierConfig,
     WebhookReply,
     WebhookRequest,
-    international,
+    inbound_sms,
     parse_time,
     require,
 )
@@ -37,10 +37,12 @@ from smsbridge.carriers.sending import (
     AUTH,
     PERMANENT,
     RETRYABLE,
+    Needs,
     failure,
     json_body,
     rejected,
     request,
+    require_settings,
     status_update,
     status_url,
 )
@@ -111,21 +113,24 @@ def verify(req: WebhookRequest, config: CarrierConfig) -> None:
 
 def parse_inbound(req: WebhookRequest, config: CarrierConfig) -> list[InboundSms]:
     params = req.params()
-    sender, external_id = require(params, "msisdn", "messageId")
+    _, external_id = require(params, "msisdn", "messageId")
     extra = {
         k: params[k]
         for k in ("type", "keyword", "concat", "concat-ref", "concat-total", "concat-part")
         if params.get(k)
     }
     return [
-        InboundSms(
-            carrier=NAME,
+        inbound_sms(
+            NAME,
+            req,
+            params,
+            sender="msisdn",
+            text="text",
             external_id=external_id.strip(),
-            sender=international("+" + sender.strip().lstrip("+")),
-            text=params.get("text", ""),
             received_at=parse_time(params.get("message-timestamp"), req.arrived_at),
             recipient=params.get("to") or None,
             extra=extra,
+            bare_international=True,
         )
     ]
 
@@ -169,9 +174,12 @@ ERRORS: dict[str, str] = {
     "33": PERMANENT,  # Number de-activated
 }
 
+SEND_NEEDS: Needs = ("api_key", "api_secret", "sender")
+
 
 async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms) -> SendResult:
     """POST /sms/json (form), one message per request, `client-ref` = our ref."""
+    require_settings(config, SEND_NEEDS)
     form = {
         "api_key": config.get("api_key"),
         "api_secret": config.get("api_secret"),

@@ -207,8 +207,9 @@ async def vonage(sim: CarrierSim, request: Request) -> Response:
     if fault == "throttle":
         return _vonage_error("1", "Throughput Rate Exceeded - please wait [ 1000 ] and retry")
     to, text = params.get("to", ""), params.get("text", "")
-    if not to or not text or not params.get("from"):
-        return _vonage_error("2", "Missing to param")
+    for name in ("from", "to", "text"):
+        if not params.get(name):
+            return _vonage_error("2", f"Missing {name} param")
     if fault == "invalid_number" or sim.is_invalid(to):
         return _vonage_error("3", "Invalid to address")
     sms = sim.record("vonage", to, text, params["from"], params.get("client-ref"))

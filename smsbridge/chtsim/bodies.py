@@ -1,23 +1,32 @@
 """Request bodies the way CHT's body-parser reads them: gzip/deflate request bodies inflated,
-32 MiB at most (413), malformed JSON answered 500 "Server error" (not 400)."""
+32 MiB at most (413), malformed JSON answered 500 "Server error" (not 400). A client that goes
+away while its body is read is a dropped request (499, logged at DEBUG), not a server error."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import logging
 import zlib
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from smsbridge.chtsim.responses import ChtHttpError
 
+log = logging.getLogger("smsbridge.chtsim")
+
 MAX_BODY = 32 * 1024 * 1024
+CLIENT_CLOSED = 499  # nginx's "client closed request": an answer nobody will read
 
 
 async def raw_body(request: Request) -> bytes:
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect as exc:
+        log.debug("request dropped: the client went away while sending %s", request.url.path)
+        raise ChtHttpError(CLIENT_CLOSED, "client closed the request") from exc
     encoding = request.headers.get("content-encoding", "identity").lower()
     try:
         if encoding == "gzip":

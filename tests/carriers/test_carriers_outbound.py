@@ -179,9 +179,33 @@ def test_throttle_carries_retry_after(carriers: tuple[CarrierSim, str], sim: Car
     assert info.value.retry_after == 1.0
 
 
-def test_missing_send_url_is_a_channel_problem() -> None:
-    with pytest.raises(AuthFailure):
-        send("generic", "http://unused.invalid", send_url="")
+@pytest.mark.parametrize(
+    ("carrier", "override", "named"),
+    [
+        ("africastalking", {"api_key": ""}, "SMSBRIDGE_AFRICASTALKING_API_KEY"),
+        ("twilio", {"auth_token": ""}, "SMSBRIDGE_TWILIO_AUTH_TOKEN"),
+        (
+            "twilio",
+            {"from_number": "", "messaging_service_sid": ""},
+            "SMSBRIDGE_TWILIO_FROM_NUMBER or SMSBRIDGE_TWILIO_MESSAGING_SERVICE_SID",
+        ),
+        ("vonage", {"api_secret": ""}, "SMSBRIDGE_VONAGE_API_SECRET"),
+        ("vonage", {"sender": ""}, "SMSBRIDGE_VONAGE_SENDER"),
+        ("generic", {"send_url": ""}, "SMSBRIDGE_GENERIC_SEND_URL"),
+    ],
+)
+def test_missing_send_settings_fail_before_any_request(
+    carrier: str,
+    override: dict[str, str],
+    named: str,
+    carriers: tuple[CarrierSim, str],
+    sim: CarrierSim,
+) -> None:
+    before = sim.requests[carrier]
+    with pytest.raises(PermanentError) as info:
+        send(carrier, carriers[1], **override)
+    assert info.value.code == "config" and named in info.value.detail
+    assert sim.requests[carrier] == before  # refused here: nothing went over the network
 
 
 def _form(**fields: str) -> WebhookRequest:
