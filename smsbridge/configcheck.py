@@ -57,7 +57,6 @@ def check(environ: Mapping[str, str] | None = None) -> ConfigReport:
         problems += [p for p in _database_problems(settings.database) if p not in problems]
         problems += [p for p in carrier_problems(settings) if p not in problems]
         warnings = carrier_warnings(settings)
-    problems += _log_level_problems(env.get("SMSBRIDGE_LOG_LEVEL", "INFO"))
     return ConfigReport(_rows(env, settings, bad), problems, warnings)
 
 
@@ -180,15 +179,6 @@ def carrier_warnings(settings: Settings) -> list[str]:
             "delivery reports (SMS stay `sent`, never `delivered`)"
         )
     return found
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def _log_level_problems(raw: str) -> list[str]:
-    if raw.strip().upper() in LOG_LEVELS:
-        return []
-    return [f"SMSBRIDGE_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {raw!r}"]
 
 
 def _culprit(line: str) -> str:

@@ -8,13 +8,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from smsbridge.jsnum import JS_WS, UNDEFINED, to_string, truthy
-from smsbridge.jsregex import JsSyntaxError, compile_js
-from smsbridge.translate import Tables, translate
+from smsbridge.jsnum import UNDEFINED, WS_RE, js_lower, to_string, truthy
+from smsbridge.jsregex import JsSyntaxError, compile_js, js_literal_ci
+from smsbridge.translate import Tables, effective_locale, translate
 
 _INDEX = re.compile(r"0|[1-9][0-9]*")
 _MAX_INDEX = 2**32 - 2
-_WS = "[" + re.escape(JS_WS) + "]"
 
 
 def js_key_order(keys: list[str]) -> list[str]:
@@ -86,7 +85,7 @@ def _build_labels(keys: tuple[str, ...], fields: dict[str, Any], loc: str,
         for which in ("tiny", "short"):
             text = translate(lab.get(which, UNDEFINED), loc, tables, None)
             if truthy(text):
-                lowered = text.lower() if isinstance(text, str) else text
+                lowered = js_lower(text) if isinstance(text, str) else text
                 compact.append((lowered, _regex(f"^{to_string(text)}[\\s0-9]")))
         if isinstance(tiny, list):
             if labels is UNDEFINED or labels is None:
@@ -96,7 +95,7 @@ def _build_labels(keys: tuple[str, ...], fields: dict[str, Any], loc: str,
                 )
             else:
                 t = translate(lab.get("tiny", UNDEFINED), loc, tables, None)
-                tiny.append((key, t.lower() if isinstance(t, str) else None))
+                tiny.append((key, js_lower(t) if isinstance(t, str) else None))
         if truthy(lab.get("tiny", UNDEFINED)) if isinstance(labels, dict) else False:
             label = to_string(translate(lab["tiny"], loc, tables, None))
             javarosa.append((key, _regex(f"^{label}$")))
@@ -126,7 +125,9 @@ class CompiledForm:
         code = meta.get("code") if isinstance(meta, dict) else None
         strip = None
         if isinstance(code, str):
-            strip = re.compile(f"^{_WS}*{re.escape(code)}(?:{_WS}|[!\\-,:#])*", re.IGNORECASE)
+            strip = re.compile(
+                f"^{WS_RE}*{js_literal_ci(code)}(?:{WS_RE}|[!\\-,:#])*", re.IGNORECASE
+            )
         return cls(
             definition=definition,
             fields=fields,
@@ -151,7 +152,7 @@ class CompiledForm:
         self, locale: str | None, tables: Tables | None, settings_locale: str | None
     ) -> Labels:
         """Labels translated for `locale` (falling back to the settings locale, then en)."""
-        loc = locale or settings_locale or "en"
+        loc = effective_locale(locale, settings_locale)
         hit = self._labels.get((loc, id(tables)))
         if hit is not None and hit[0] is tables:
             return hit[1]

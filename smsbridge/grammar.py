@@ -1,9 +1,15 @@
 """The SMS grammars in `grammars/*.lark`: locating them (installed package or source tree),
 compiling them once with lark (LALR, contextual lexer), and reading their terminals.
 
-Two uses: the fast scanners in `muvuku.py` and `textforms.py` are built from the grammars'
-terminal regexes, and `reference_split` parses with the full lark grammar and a Transformer,
-which the tests hold equal to the fast scanners."""
+The grammars are the definition of each format's structure; the runtime does not run lark on
+every SMS (a full LALR parse per message is too slow for the throughput target). Instead:
+
+- `textforms.py` compiles its scanners from the grammars' terminal regexes (`terminal`), so a
+  token's shape is written once, in the .lark file;
+- `muvuku.py` splits on "!" and "#" with string operations (javarosa's escaped `\\#` with one
+  small regex): these grammars' terminals are just the runs between delimiters;
+- `reference_split` parses with the full lark grammar and a Transformer, and hypothesis tests
+  (tests/test_parser_grammars.py) hold every fast scanner equal to it on arbitrary text."""
 
 from __future__ import annotations
 

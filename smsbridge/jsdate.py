@@ -192,6 +192,8 @@ def _es5(sc: _Scanner, day: list[int], time: list[int], tz: dict) -> tuple | Non
 
 def parse_date_string(s: str, tz_name: str = "UTC") -> float | int:
     """`new Date(s).valueOf()` in V8."""
+    if "\0" in s:  # V8's date scanner reads U+0000 as the end of the input
+        s = s[: s.index("\0")]
     try:
         return _parse(s, tz_name)
     except _Invalid:

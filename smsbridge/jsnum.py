@@ -153,6 +153,8 @@ JS_WS: Final = (
 JS_WS_SET: Final = frozenset(JS_WS)
 # A character class body (without brackets) for use inside Python regexes.
 WS_CLASS: Final = r"\t\n\x0b\x0c\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# One JS whitespace character, as a Python regex.
+WS_RE: Final = f"[{WS_CLASS}]"
 # C3: JS `.` excludes line terminators.
 NOT_LT: Final = r"[^\n\r\u2028\u2029]"
 # C4: zero-width characters.
@@ -283,12 +285,20 @@ def to_string(v: Any) -> str:
     return "[object Object]"
 
 
+def _double(n: int | float) -> float:
+    """The JS number (IEEE double) an integer from JSON is; beyond the double range, ±Infinity."""
+    try:
+        return float(n)
+    except OverflowError:
+        return math.inf if n > 0 else -math.inf
+
+
 def strict_equal(a: Any, b: Any) -> bool:
     """JS `a === b` for primitives (objects compare by identity)."""
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
+        return _double(a) == _double(b)  # JS numbers are doubles: 2**53 + 1 === 2**53
     if isinstance(a, str) and isinstance(b, str):
         return a == b
     if a is None or a is UNDEFINED:
@@ -331,3 +341,27 @@ def to_int32(x: float) -> int:
         return 0
     n = int(x) & 0xFFFFFFFF
     return n - (1 << 32) if n >= (1 << 31) else n
+
+
+# Case pairs (lower, upper) that node's ICU (Unicode 17) maps and this Python's Unicode 14
+# tables do not: `toUpperCase`/`toLowerCase` of form codes and labels must map them too.
+NEW_CASE_PAIRS = [
+    (0x019B, 0xA7DC), (0x0264, 0xA7CB), (0x1C8A, 0x1C89), (0xA7CD, 0xA7CC), (0xA7CF, 0xA7CE),
+    (0xA7D3, 0xA7D2), (0xA7D5, 0xA7D4), (0xA7DB, 0xA7DA),
+    *((cp, cp - 0x20) for cp in range(0x10D70, 0x10D86)),
+    *((cp, cp - 0x1B) for cp in range(0x16EBB, 0x16ED4)),
+]  # fmt: skip
+_TO_UPPER_NEW = {lo: up for lo, up in NEW_CASE_PAIRS if chr(lo).upper() == chr(lo)}
+_TO_LOWER_NEW = {up: lo for lo, up in NEW_CASE_PAIRS if chr(up).lower() == chr(up)}
+
+
+def js_upper(s: str) -> str:
+    """JS `s.toUpperCase()` (Unicode 17 case mappings)."""
+    u = s.upper()
+    return u if u.isascii() else u.translate(_TO_UPPER_NEW)
+
+
+def js_lower(s: str) -> str:
+    """JS `s.toLowerCase()` (Unicode 17 case mappings)."""
+    lowered = s.lower()
+    return lowered if lowered.isascii() else lowered.translate(_TO_LOWER_NEW)

@@ -194,22 +194,15 @@ def outbox(
     if filters.newer_than is not None:
         where.append("t.created_at >= ?")
         params.append(now - filters.newer_than)
-    # The channel is the outgoing SMS's: filtered after the join, so read generously.
-    scan = filters.limit if filters.channel is None else 100_000
+    if filters.channel:  # the channel is the outgoing SMS's: only send tasks have one
+        where.append("t.kind = ? AND t.ref IN (SELECT ref FROM outgoing WHERE channel = ?)")
+        params += [outgoing.SEND, filters.channel]
     rows = store.query(
         f"SELECT t.* FROM tasks t WHERE {' AND '.join(where)} ORDER BY t.id LIMIT ?",
-        (*params, scan),
+        (*params, filters.limit),
     )
     sms_by_ref = outgoing.by_refs(store, [r["ref"] for r in rows])
-    out = []
-    for row in rows:
-        item = _row(row, sms_by_ref.get(row["ref"]), now, reveal)
-        if filters.channel and item["channel"] != filters.channel:
-            continue
-        out.append(item)
-        if len(out) >= filters.limit:
-            break
-    return out
+    return [_row(row, sms_by_ref.get(row["ref"]), now, reveal) for row in rows]
 
 
 def _outgoing_rows(
@@ -237,22 +230,31 @@ def _outgoing_rows(
 
 
 def _row(task: Any, sms: outgoing.Outgoing | None, now: float, reveal: bool) -> dict[str, Any]:
-    """One listing row: a task (may be None: a held or finished SMS) and its outgoing SMS."""
-    dead = task is not None and task["state"] == "dead"
-    created = task["created_at"] if task is not None else (sms.created_at if sms else now)
+    """One listing row: a task (None: a held or finished SMS) and the outgoing SMS it is about
+    (None: a task about something else, e.g. an inbound SMS to submit)."""
     item: dict[str, Any] = {
-        "id": None if task is None else task["id"],
-        "kind": outgoing.SEND if task is None else task["kind"],
-        "ref": sms.ref if task is None and sms is not None else (task["ref"] if task else None),
-        "state": None if task is None else task["state"],
-        "attempts": None if task is None else task["attempts"],
-        "age_seconds": round(now - created, 3),
-        "due_in_seconds": (None if task is None or dead else round(task["not_before"] - now, 3)),
-        "error": (
-            (task["dead_reason"] if dead else task["last_error"])
-            if task is not None
-            else (sms.reason if sms is not None else None)
-        ),
+        "id": None,
+        "kind": outgoing.SEND,
+        "ref": None if sms is None else sms.ref,
+        "state": None,
+        "attempts": None,
+        "age_seconds": 0.0 if sms is None else round(now - sms.created_at, 3),
+        "due_in_seconds": None,
+        "error": None if sms is None else sms.reason,
+    }
+    if task is not None:
+        dead = task["state"] == "dead"
+        item.update(
+            id=task["id"],
+            kind=task["kind"],
+            ref=task["ref"],
+            state=task["state"],
+            attempts=task["attempts"],
+            age_seconds=round(now - task["created_at"], 3),
+            due_in_seconds=None if dead else round(task["not_before"] - now, 3),
+            error=task["dead_reason"] if dead else task["last_error"],
+        )
+    item |= {
         "channel": None if sms is None else sms.channel,
         "sms_state": None if sms is None else str(sms.state),
         "to": None if sms is None else _phone(sms.to, reveal),

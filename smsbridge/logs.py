@@ -61,15 +61,10 @@ _SECRET_QUERY = re.compile(
 
 
 def mask_phone(number: str) -> str:
-    """`phone.mask` (PARSER's), with a stand-in while that module is not importable."""
-    try:
-        from smsbridge.phone import mask
-    except ImportError:  # pragma: no cover - phone.py is part of the package
-        digits = re.sub(r"\D", "", number)
-        keep = 4 if len(digits) > 8 else 2
-        plus = "+" if number.strip().startswith("+") else ""
-        return plus + digits[:keep] + MASK + digits[-3:] if len(digits) > 5 else MASK
-    return str(mask(number))
+    """`phone.mask`, imported on first use (phone.py loads phonenumbers)."""
+    from smsbridge.phone import mask
+
+    return mask(number)
 
 
 def mask_phones(text: str) -> str:

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from smsbridge.settings import Settings
 
 BURST_WINDOW = 60.0
 
@@ -25,12 +29,8 @@ class LoopLimits:
     autoreply_burst: int
 
     @classmethod
-    def from_settings(cls, settings: object) -> LoopLimits:
-        return cls(
-            int(getattr(settings, "loop_limit", 3)),
-            float(getattr(settings, "loop_window", 3600)),
-            int(getattr(settings, "autoreply_burst", 10)),
-        )
+    def from_settings(cls, settings: Settings) -> LoopLimits:
+        return cls(settings.loop_limit, settings.loop_window, settings.autoreply_burst)
 
 
 def text_key(to: str, content: str) -> str:

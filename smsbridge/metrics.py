@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from smsbridge.store import Store
     from smsbridge.transitions import Change
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 T = TypeVar("T")
 
 # Seconds: carrier API calls take 50 ms to a few seconds; delivery reports minutes to hours.
@@ -191,20 +190,14 @@ class StoreCollector(Collector):
         )
         rows = self.store.query(
             "SELECT kind, state = 'dead' AS dead, COUNT(*), MIN(created_at) FROM tasks "
-            "GROUP BY kind, state = 'dead'"
+            "GROUP BY kind, state = 'dead' ORDER BY kind"
         )
-        waiting: dict[str, tuple[int, float | None]] = {}
-        for kind, is_dead, count, first in rows:
+        for kind, is_dead, count, first in rows:  # one row per kind and dead-or-not
             if is_dead:
                 dead.add_metric([kind], count)
             else:
-                n, earliest = waiting.get(kind, (0, None))
-                if earliest is None or (first is not None and first < earliest):
-                    earliest = first
-                waiting[kind] = (n + count, earliest)
-        for kind, (count, earliest) in sorted(waiting.items()):
-            depth.add_metric([kind], count)
-            oldest.add_metric([kind], max(0.0, now - earliest) if earliest is not None else 0.0)
+                depth.add_metric([kind], count)
+                oldest.add_metric([kind], max(0.0, now - first) if first is not None else 0.0)
         yield depth
         yield oldest
         yield dead
@@ -232,4 +225,4 @@ async def metrics_endpoint(request: Request) -> Response:
     must not hold up the event loop (webhooks are answered there)."""
     metrics: Metrics = request.app.state.metrics
     body = await asyncio.to_thread(metrics.render)
-    return Response(body, media_type=CONTENT_TYPE)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

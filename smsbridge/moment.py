@@ -10,20 +10,19 @@ import time
 from typing import Any
 
 from smsbridge.jsdate import parse_date_string
-from smsbridge.jsnum import JS_WS, UNDEFINED, to_string
+from smsbridge.jsnum import NOT_LT, UNDEFINED, WS_RE, to_string
 from smsbridge.jstime import NAN, local_ms, make_day, time_clip, utc_ms
 
-_W = "[" + re.escape(JS_WS) + "]"
 _EXT_ISO = re.compile(
-    rf"^{_W}*((?:[+-][0-9]{{6}}|[0-9]{{4}})-(?:[0-9][0-9]-[0-9][0-9]|W[0-9][0-9]-[0-9]"
+    rf"^{WS_RE}*((?:[+-][0-9]{{6}}|[0-9]{{4}})-(?:[0-9][0-9]-[0-9][0-9]|W[0-9][0-9]-[0-9]"
     rf"|W[0-9][0-9]|[0-9][0-9][0-9]|[0-9][0-9]))"
     rf"((T| )([0-9][0-9](?::[0-9][0-9](?::[0-9][0-9](?:[.,][0-9]+)?)?)?)"
-    rf"([+-][0-9][0-9](?::?[0-9][0-9])?|{_W}*Z)?)?\Z"
+    rf"([+-][0-9][0-9](?::?[0-9][0-9])?|{WS_RE}*Z)?)?\Z"
 )
 _BASIC_ISO = re.compile(
-    rf"^{_W}*((?:[+-][0-9]{{6}}|[0-9]{{4}})(?:[0-9]{{4}}|W[0-9]{{3}}|W[0-9]{{2}}|[0-9]{{3}}|[0-9]{{2}}|))"
+    rf"^{WS_RE}*((?:[+-][0-9]{{6}}|[0-9]{{4}})(?:[0-9]{{4}}|W[0-9]{{3}}|W[0-9]{{2}}|[0-9]{{3}}|[0-9]{{2}}|))"
     rf"((T| )([0-9][0-9](?:[0-9][0-9](?:[0-9][0-9](?:[.,][0-9]+)?)?)?)"
-    rf"([+-][0-9][0-9](?::?[0-9][0-9])?|{_W}*Z)?)?\Z"
+    rf"([+-][0-9][0-9](?::?[0-9][0-9])?|{WS_RE}*Z)?)?\Z"
 )
 # (moment format as tokens, regex selecting it, time allowed). Format chosen by unanchored search.
 _ISO_DATES: list[tuple[list[str], re.Pattern[str], bool]] = [
@@ -75,7 +74,7 @@ _LITERAL_RX = {
     "-": re.compile("-"),
     "W": re.compile("W"),
     ":": re.compile(":"),
-    ".": re.compile(r"[^\n\r\u2028\u2029]"),
+    ".": re.compile(NOT_LT),
     ",": re.compile(","),
     "T": re.compile("T"),
     " ": re.compile(" "),
@@ -213,6 +212,7 @@ _RFC2822 = re.compile(
     r"[ECMP][SD]T)|([Zz])|([+-][0-9]{4}))\Z",
     re.ASCII,
 )
+_WEEKDAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
 _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 _OBS = {"UT": 0, "GMT": 0, "EDT": -240, "EST": -300, "CDT": -300, "CST": -360, "MDT": -360,
         "MST": -420, "PDT": -420, "PST": -480}  # fmt: skip
@@ -220,9 +220,9 @@ _OBS = {"UT": 0, "GMT": 0, "EDT": -240, "EST": -300, "CDT": -300, "CST": -360, "
 
 def _moment_rfc2822(s: str) -> float | int | None:
     s = re.sub(r"\([^()]*\)|[\n\t]", " ", s)
-    s = re.sub(rf"({_W}{_W}+)", " ", s)
-    s = re.sub(rf"^{_W}{_W}*", "", s)
-    s = re.sub(rf"{_W}{_W}*\Z", "", s)
+    s = re.sub(rf"({WS_RE}{WS_RE}+)", " ", s)
+    s = re.sub(rf"^{WS_RE}{WS_RE}*", "", s)
+    s = re.sub(rf"{WS_RE}{WS_RE}*\Z", "", s)
     m = _RFC2822.match(s)
     if not m:
         return None
@@ -241,6 +241,15 @@ def _moment_rfc2822(s: str) -> float | int | None:
         hm = abs(hm)
         tzm = sign * ((hm // 100) * 60 + hm % 100)
     month = _MONTHS.index(m.group(3).lower()) + 1
+    day, hour, minute = int(m.group(2)), int(m.group(5)), int(m.group(6))
+    # moment's checkOverflow on [y, M, D, h, m(, s)]: hour 24 always overflows (no ms part)
+    if not 1 <= day <= _days_in_month(year, month - 1) or hour > 23 or minute > 59:
+        return NAN
+    if m.group(7) and int(m.group(7)) > 59:
+        return NAN
+    # a weekday that is not the date's sets moment's weekdayMismatch flag: invalid
+    if m.group(1) and _WEEKDAYS.index(m.group(1)) != _weekday_utc(year, month - 1, day):
+        return NAN
     t = utc_ms(year, month, int(m.group(2)), int(m.group(5)), int(m.group(6)),
                int(m.group(7) or 0))  # fmt: skip
     return time_clip(t - tzm * 60_000)
@@ -276,7 +285,7 @@ def moment_ms(raw: Any, tz: str = "UTC") -> float | int:
     return parse_date_string(raw, tz)
 
 
-_PARSE_INT = re.compile("^[" + re.escape(JS_WS) + "]*([+-]?[0-9]+)")
+_PARSE_INT = re.compile(f"^{WS_RE}*([+-]?[0-9]+)")
 
 
 def _parse_int(v: Any) -> float:

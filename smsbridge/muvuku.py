@@ -9,13 +9,11 @@ from typing import Any
 
 from smsbridge.formdef import CompiledForm, LabelCrash
 from smsbridge.jscrash import JsCrash
-from smsbridge.jsnum import JS_WS, UNDEFINED, js_set, truthy
+from smsbridge.jsnum import JS_WS, NOT_LT, UNDEFINED, WS_RE, js_set, truthy
 from smsbridge.translate import Tables
 
 # isMuvukuFormat: /^\s*([A-Za-z]?\d)!.+!.+/ (JS \s, \d and .)
-MUVUKU_SHAPE = re.compile(
-    "^[" + re.escape(JS_WS) + r"]*([A-Za-z]?[0-9])![^\n\r\u2028\u2029]+![^\n\r\u2028\u2029]+"
-)
+MUVUKU_SHAPE = re.compile(f"^{WS_RE}*([A-Za-z]?[0-9])!{NOT_LT}+!{NOT_LT}+")
 _JAVAROSA_HASH = re.compile(r"([^\\])#")
 
 

@@ -88,32 +88,12 @@ _CARRIER_REPLY = {
 # signature checks. Which are required depends on the carrier, so none is required here.
 _CARRIER_FIELDS = (
     # Africa's Talking and generic: inbound; AT delivery reports
-    "from",
-    "to",
-    "text",
-    "id",
-    "date",
-    "linkId",
-    "status",
-    "ref",
-    "reason",
-    "phoneNumber",
-    "failureReason",
+    *("from", "to", "text", "id", "date", "linkId", "status", "ref", "reason"),
+    *("phoneNumber", "failureReason"),
     # Twilio
-    "MessageSid",
-    "AccountSid",
-    "From",
-    "To",
-    "Body",
-    "MessageStatus",
-    "ErrorCode",
+    *("MessageSid", "AccountSid", "From", "To", "Body", "MessageStatus", "ErrorCode"),
     # Vonage
-    "msisdn",
-    "messageId",
-    "message-timestamp",
-    "type",
-    "err-code",
-    "client-ref",
+    *("msisdn", "messageId", "message-timestamp", "type", "err-code", "client-ref"),
 )
 _CARRIER_FORM = {
     "type": "object",
@@ -153,8 +133,13 @@ def _webhook(kind: str, summary: str, description: str) -> dict[str, Any]:
     }
     get = {
         "tags": ["carriers"],
-        "summary": summary + " (GET, Vonage)",
-        "description": "Vonage may deliver by GET with the fields in the query string.",
+        "summary": summary + " (GET)",
+        "description": "The same, with the fields in the query string"
+        + (
+            ": Vonage and the generic carrier (Kannel's get-url); the other carriers get 405."
+            if kind == "inbound"
+            else " (a generic gateway's callback may be a GET)."
+        ),
         "parameters": [
             {
                 "name": "params",
@@ -258,7 +243,7 @@ def document(carriers: Sequence[str] = ()) -> dict[str, Any]:
                     "name": "carrier",
                     "in": "path",
                     "required": True,
-                    "description": "The carrier's name: africastalking, twilio, vonage, generic.",
+                    "description": "The carrier's name: " + ", ".join(webhook_carriers(CARRIERS)),
                     "schema": carrier_schema,
                 },
                 "token": {

@@ -148,8 +148,7 @@ class OutboundPipeline:
 
     async def run_once(self, now: float) -> bool:
         """Claim one due send task and run it; False when there is nothing to do."""
-        lease = self.config.lease
-        task = await self.store.write(lambda c: Outbox.claim_in(c, [SEND], now, lease, order="due"))
+        task = await self.outbox.claim([SEND], now, self.config.lease, order="due")
         if task is None:
             return False
         await self.send_sms(task, now)
@@ -221,23 +220,16 @@ class OutboundPipeline:
         )
         started = time.perf_counter()
         try:
-            result = await module.send(self.http, config, sms)
+            # Finish well inside the lease: once it expires another worker may claim the task
+            # and send the SMS again while this request is still in flight.
+            async with asyncio.timeout(self.config.lease * 0.8):
+                result = await module.send(self.http, config, sms)
+        except TimeoutError:
+            exc = RetryableError(f"{carrier}: the send outlasted its lease", code="timeout")
+            await self._retry_send(task, message, channel, exc, now)
+            return
         except RetryableError as exc:
-            await self._write(
-                lambda c: delivery.tried_in(c, message.ref, channel, now), attempt=task.attempts
-            )
-            due = await self.outbox.retry_later(
-                task, now, exc.detail or exc.code, retry_after=exc.retry_after
-            )
-            event(
-                log,
-                "outgoing_retry",
-                logging.WARNING,
-                message=message.ref,
-                channel=channel,
-                error=exc.code,
-                gave_up=due is None,
-            )
+            await self._retry_send(task, message, channel, exc, now)
             return
         except (PermanentError, AuthFailure) as exc:
             await self._next_channel(task, message, channel, exc, now)
@@ -252,6 +244,26 @@ class OutboundPipeline:
             Outbox.done_in(conn, task)
 
         await self._write(accepted, attempt=task.attempts)  # logged as outgoing_sent
+
+    async def _retry_send(
+        self, task: Task, message: Outgoing, channel: str, exc: RetryableError, now: float
+    ) -> None:
+        """The send failed for now: the SMS is `sending` (it may have left); try again later."""
+        await self._write(
+            lambda c: delivery.tried_in(c, message.ref, channel, now), attempt=task.attempts
+        )
+        due = await self.outbox.retry_later(
+            task, now, exc.detail or exc.code, retry_after=exc.retry_after
+        )
+        event(
+            log,
+            "outgoing_retry",
+            logging.WARNING,
+            message=message.ref,
+            channel=channel,
+            error=exc.code,
+            gave_up=due is None,
+        )
 
     async def _next_channel(
         self,

@@ -89,6 +89,18 @@ class Outbox:
         return int(cur.lastrowid or 0)
 
     @staticmethod
+    def enqueue_or_expedite_in(conn: sqlite3.Connection, kind: str, ref: str, now: float) -> None:
+        """Make the work (kind, ref) due now: its waiting task if it has one (so it never has
+        two), else a new task."""
+        cur = conn.execute(
+            "UPDATE tasks SET not_before = ?, updated_at = ? "
+            "WHERE kind = ? AND ref = ? AND state = 'ready'",
+            (now, now, kind, ref),
+        )
+        if cur.rowcount == 0:
+            Outbox.enqueue_in(conn, kind, ref, now)
+
+    @staticmethod
     def claim_in(
         conn: sqlite3.Connection,
         kinds: Sequence[str],
@@ -150,23 +162,29 @@ class Outbox:
             lambda c: self.enqueue_in(c, kind, ref, now, not_before=not_before)
         )
 
-    async def claim(self, kinds: Sequence[str], now: float, lease: float) -> Task | None:
-        """The lowest-id task of `kinds` that is due (or whose lease expired), leased to the
-        caller until `now + lease`; None when there is nothing to do. (A cheap read first:
-        idle workers polling an empty queue cost no write.)"""
+    async def claim(
+        self, kinds: Sequence[str], now: float, lease: float, *, order: str = "arrival"
+    ) -> Task | None:
+        """The next task of `kinds` that is due (or whose lease expired; `order`: see
+        `claim_in`), leased to the caller until `now + lease`; None when there is nothing to
+        do. (A cheap read first: idle workers polling an empty queue cost no write.)"""
         if not self.has_due(kinds, now):
             return None
-        return await self.store.write(lambda c: self.claim_in(c, kinds, now, lease))
+        return await self.store.write(lambda c: self.claim_in(c, kinds, now, lease, order=order))
 
     def has_due(self, kinds: Sequence[str], now: float) -> bool:
-        marks = ",".join("?" for _ in kinds)
-        rows = self.store.query(
-            f"SELECT 1 FROM tasks WHERE kind IN ({marks}) AND ("
-            f" (state = 'ready' AND not_before <= ?) OR (state = 'leased' AND lease_until <= ?))"
-            f" LIMIT 1",
-            (*kinds, now, now),
+        """Is a task of `kinds` due, or leased past its lease? One index seek per kind and
+        state (a backlog of tasks due later is not scanned)."""
+        return any(
+            self.store.query(
+                "SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_due "
+                " WHERE state = 'ready' AND kind = ? AND not_before <= ?) "
+                "OR EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_arrival "
+                " WHERE state = 'leased' AND kind = ? AND lease_until <= ?)",
+                (kind, now, kind, now),
+            )[0][0]
+            for kind in kinds
         )
-        return bool(rows)
 
     async def done(self, task: Task) -> bool:
         """The task succeeded: remove it. False if the lease was lost (someone else has it)."""

@@ -178,13 +178,6 @@ def reply_in(
     return ref
 
 
-def queue_reply_in(
-    conn: sqlite3.Connection, to: str, content: str, source: str, now: float
-) -> None:
-    """The inbound pipeline's reply hook (same as `reply_in`, no result)."""
-    reply_in(conn, to, content, source, now)
-
-
 # -- moving forward ------------------------------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, TextIO
 
@@ -50,14 +51,16 @@ def parse_one(
             doc["locale"] = options.locale
         meta = form_def.get("meta")
         form_code = meta.get("code") if isinstance(meta, Mapping) else None
+        if not isinstance(form_code, str):
+            form_code = None
         try:
             fmt, parsed = parse_with_format(form_def, doc, options)
         except JsCrash as exc:
-            err = crash_error(exc, form_code if isinstance(form_code, str) else code)
+            err = crash_error(exc, form_code or code)
             return _error(code, err.code, err.detail)
         return {
             "code": code,
-            "form": form_code if isinstance(form_code, str) else None,
+            "form": form_code,
             "format": fmt,
             "fields": to_stored(parsed),
         }
@@ -73,15 +76,12 @@ def _line_options(base: ParseOptions, obj: Mapping[str, Any]) -> ParseOptions:
     opts = base
     settings = obj.get("settings")
     if isinstance(settings, Mapping):
-        opts = replace(
-            opts,
-            settings_locale=settings.get("locale") or None,
-            default_country_code=settings.get("default_country_code"),
-            phone_validation=settings.get("phone_validation"),
+        opts = ParseOptions.from_settings(
+            settings, locale=base.locale, timezone=base.timezone, translations=base.translations
         )
     if isinstance(obj.get("translations"), Mapping):
         opts = replace(opts, translations=obj["translations"])
-    if isinstance(obj.get("locale"), str):
+    if isinstance(obj.get("locale"), str | int | float):  # a number or boolean is a JS key
         opts = replace(opts, locale=obj["locale"])
     return opts
 
@@ -108,17 +108,38 @@ def parse_line(line: str, forms: Mapping[str, Any] | None, options: ParseOptions
 def run_jsonl(
     lines: Iterable[str], out: TextIO, forms: Forms | None, options: ParseOptions
 ) -> None:
-    with _reader_may_leave(out):
-        for line in lines:
-            result = parse_line(line, forms, options)
-            out.write(json.dumps(result, ensure_ascii=False) + "\n")
-            out.flush()
+    _write_each(out, lines, lambda line: parse_line(line, forms, options), "line")
 
 
 def run_messages(messages: Iterable[str], out: TextIO, forms: Forms, options: ParseOptions) -> None:
+    _write_each(out, messages, lambda message: parse_one(message, forms, options), "message")
+
+
+def _write_each(
+    out: TextIO, items: Iterable[str], parse_item: Callable[[str], dict[str, Any]], what: str
+) -> None:
+    """One output line per item, flushed at once (a JSON-lines peer waits for each answer)."""
     with _reader_may_leave(out):
-        for message in messages:
-            out.write(json.dumps(parse_one(message, forms, options), ensure_ascii=False) + "\n")
+        for item in items:
+            try:
+                result = parse_item(item)
+            except Exception as exc:  # one bad item never stops the others
+                detail = f"{what} could not be parsed ({type(exc).__name__})"
+                result = _error(None, "internal", detail)
+            out.write(dump_line(result))
+            out.flush()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def dump_line(result: Mapping[str, Any]) -> str:
+    """One output line. Lone UTF-16 surrogates (legal in JSON input, kept by CHT) cannot be
+    written as UTF-8, so a line holding one is written with `\\uXXXX` escapes (same JSON value)."""
+    text = json.dumps(result, ensure_ascii=False)
+    if _SURROGATE.search(text):
+        text = json.dumps(result, ensure_ascii=True)
+    return text + "\n"
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from smsbridge.jsnum import (
     JsFunction,
     js_get,
     js_set,
+    js_upper,
     number_to_string,
     standardise,
     strip_zero_width,
@@ -49,6 +50,7 @@ __all__ = [
     "ParseOptions",
     "Report",
     "crash_error",
+    "find_form",
     "get_form_code",
     "is_compact",
     "is_muvuku_format",
@@ -81,12 +83,12 @@ def get_form_code(message: Any) -> str | None:
         return None
     pieces = message.split("!")
     if len(pieces) >= 3:
-        return pieces[1].upper()
+        return js_upper(pieces[1])
     s = message.lstrip(JS_WS)
     end = 0
     while end < len(s) and s[end] not in _CODE_DELIMS:
         end += 1
-    return s[:end].upper() if end else None
+    return js_upper(s[:end]) if end else None
 
 
 def is_muvuku_format(message: Any) -> bool:
@@ -186,10 +188,8 @@ def parse_with_format(form_def: Any, doc: Any, options: ParseOptions | None = No
                 _deep_set(result, path, value)
     if form.aggregate_key is not None:
         parts: dict[str, Any] = {"bsYear": UNDEFINED, "bsMonth": 1, "bsDay": 1}
-        for key in form.keys:
-            field = form.fields[key]
-            ftype = field.get("type") if isinstance(field, dict) else None
-            if ftype in parts:
+        for key, ftype in zip(form.keys, form.types, strict=True):
+            if isinstance(ftype, str) and ftype in parts:  # a type may be any JSON value
                 parts[ftype] = standardise(js_get(data, key))
         if truthy(parts["bsYear"]):
             result[form.aggregate_key] = bs_to_epoch(
@@ -273,6 +273,19 @@ def _reply(crash: JsCrash, code: str | None) -> str:
     return f"Message for form {code} could not be read: {crash.detail}"
 
 
+def find_form(message: str, forms: Mapping[str, Any]) -> tuple[str | None, Any, str]:
+    """createByForm's form lookup (spec 3, 14.4): `get_form_code`, then, when no form has that
+    code, one retry with zero-width characters removed from it. Returns the code, its
+    definition (None when there is none) and the message with the code so cleaned."""
+    code = get_form_code(message)
+    form_def = forms.get(code) if code else None
+    if code and form_def is None:
+        clean = strip_zero_width(code)
+        if clean in forms:
+            return clean, forms[clean], message.replace(code, clean, 1)
+    return code, form_def, message
+
+
 def parse_sms(
     text: str, forms: Mapping[str, Any], options: ParseOptions | None = None
 ) -> Report | FormError:
@@ -285,13 +298,7 @@ def parse_sms(
             or (text[0] in JS_WS_SET and text.strip(JS_WS) == "")
         ):
             return FormError("Message appears empty.", code="sys.empty")
-        code = get_form_code(text)
-        form_def = forms.get(code) if code else None
-        if code and form_def is None:
-            clean = strip_zero_width(code)
-            if clean in forms:
-                text = text.replace(code, clean, 1)
-                code, form_def = clean, forms[clean]
+        code, form_def, text = find_form(text, forms)
         if not code or not isinstance(form_def, dict):
             return FormError(f"Form '{code or ''}' not found.", code="sys.form_not_found")
         doc = {"message": text, "locale": opts.locale}

@@ -47,7 +47,8 @@ def updates_in(
                     "UPDATE outgoing SET channel = ?, phone_ack = 0, updated_at = ? WHERE id = ?",
                     (following, now, message.id),
                 )
-                Outbox.enqueue_in(conn, SEND, message.ref, now)
+                # its send task waits for the TTL (outbound._await_phone): due now instead
+                Outbox.enqueue_or_expedite_in(conn, SEND, message.ref, now)
                 continue
         if update.state is not None:
             outgoing.advance_in(conn, message, update.state, now, reason=update.reason)

@@ -133,8 +133,9 @@ def log_accepted(messages: Sequence[InboundSms], accepted: Sequence[Accepted]) -
 # -- submit: the worker's step -------------------------------------------------------------------
 
 
-ReplyHook = Callable[[sqlite3.Connection, str, str, str, float], None]
-"""(conn, to, text, message uuid, now): queue an outgoing SMS inside the current write job."""
+ReplyHook = Callable[[sqlite3.Connection, str, str, str, float], object]
+"""(conn, to, text, message uuid, now): queue an outgoing SMS inside the current write job
+(its result is ignored; `outgoing.reply_in` is the service's)."""
 OutgoingHook = Callable[[list[dict[str, Any]]], Awaitable[None]]
 """Called with the outgoing messages CHT handed back on a relay exchange."""
 
@@ -239,8 +240,12 @@ class InboundPipeline:
             )
         except AuthFailure as exc:
             self.gate.auth_failure(exc.detail or exc.code, now)
+            # A 401 created nothing, but an earlier attempt may have: keep what we know.
             await self.outbox.release(
-                task, now, now + self.gate.auth_probe_interval, memo=task.memo or NOT_SENT
+                task,
+                now,
+                now + self.gate.auth_probe_interval,
+                memo=MAYBE_SENT if maybe_sent else NOT_SENT,
             )
         except RetryableError as exc:
             reached = attempt.posted_record and _maybe_reached_peer(exc)
@@ -259,7 +264,12 @@ class InboundPipeline:
                 self.gate.back_off(due)  # everyone waits: keeps arrival order, spares CHT
         except PermanentError as exc:
             reason = f"CHT rejected the message: {exc.code}: {exc.detail}"
-            await self.store.write(lambda c: self._dead_in(c, task, message.uuid, reason, now))
+            # a refusal created nothing, but an earlier attempt may have: an operator's replay
+            # must know it (Outbox.retry_dead keeps the memo)
+            memo = MAYBE_SENT if maybe_sent else NOT_SENT
+            await self.store.write(
+                lambda c: self._dead_in(c, task, message.uuid, reason, now, memo)
+            )
             event(
                 log,
                 "inbound_dead_letter",
@@ -389,10 +399,15 @@ class InboundPipeline:
 
     @staticmethod
     def _dead_in(
-        conn: sqlite3.Connection, task: Task, message_uuid: str, reason: str, now: float
+        conn: sqlite3.Connection,
+        task: Task,
+        message_uuid: str,
+        reason: str,
+        now: float,
+        memo: str,
     ) -> None:
         mark_dead_in(conn, message_uuid, reason)
-        Outbox.give_up_in(conn, task, reason, now)
+        Outbox.give_up_in(conn, task, reason, now, memo)
 
     async def _reject(
         self,

@@ -107,7 +107,7 @@ def build_runtime(
         settings,
         cht_settings,
         gate=gate,
-        reply_hook=outgoing.queue_reply_in,
+        reply_hook=outgoing.reply_in,
         outgoing_hook=outbound_workers.store_offered,
     )
     workers = InboundWorkers(

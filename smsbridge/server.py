@@ -22,7 +22,7 @@ import shlex
 import socket
 import sys
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import uvicorn
 
@@ -32,6 +32,9 @@ from smsbridge.errors import ConfigError
 from smsbridge.logs import event
 from smsbridge.runtime import enabled_carriers
 from smsbridge.settings import Settings
+
+if TYPE_CHECKING:
+    from smsbridge.carriersim import CarrierSim
 
 log = logging.getLogger("smsbridge.server")
 
@@ -121,13 +124,10 @@ def cht_or_simulator(
 
 
 def with_demo_carrier(
-    settings: Settings, carrier_url: str, carriers: object, bridge_url: str
+    settings: Settings, carrier_url: str, carriers: CarrierSim, bridge_url: str
 ) -> Settings:
     """`settings` with the generic carrier enabled: webhook token DEMO_TOKEN, sends to the
     carrier simulator at `carrier_url`, delivery reports back to `bridge_url`."""
-    from smsbridge.carriersim import CarrierSim
-
-    assert isinstance(carriers, CarrierSim)
     _, send_token = carriers.credentials["generic"]
     generic = dict(settings.carrier.get("generic", {}))
     generic.update(webhook_token=DEMO_TOKEN, send_url=f"{carrier_url}/send", send_token=send_token)

@@ -363,6 +363,16 @@ def _mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return level
+
+
 def _optional_path(raw: str) -> Path | None:
     return Path(raw) if raw.strip() else None
 
@@ -418,5 +428,5 @@ _CONVERT: dict[str, Callable[[str], Any]] = {
     "loop_limit": _positive(_whole),
     "loop_window": _positive(_seconds),
     "autoreply_burst": _positive(_whole),
-    "log_level": lambda raw: raw.strip().upper(),
+    "log_level": _log_level,
 }

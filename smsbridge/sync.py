@@ -63,7 +63,6 @@ class ChtSync:
         self.gate = gate or ChtGate()
         self.on_messages = on_messages
         self.wakeup = Wakeup()
-        self.exchanges = 0
         self.retry_at = 0.0
         self.next_sweep = 0.0
 
@@ -71,7 +70,6 @@ class ChtSync:
         """One POST /api/sms. True when another should follow at once."""
         owed = outgoing.owed_reports(self.store, MAX_UPDATES)
         messages = await self.cht.exchange_sms([], [update for _id, update in owed])
-        self.exchanges += 1
         ids = [row_id for row_id, _update in owed]
 
         def job(conn: sqlite3.Connection) -> int:
@@ -102,9 +100,6 @@ class ChtSync:
         if new:
             self.on_messages()
         return new
-
-    def reports_waiting(self) -> bool:
-        return bool(outgoing.owed_reports(self.store, 1))
 
     async def step(self, now: float) -> None:
         """What the loop does each time it wakes: sync if due (and CHT is not paused), and

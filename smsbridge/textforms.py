@@ -12,21 +12,30 @@ from smsbridge.formdef import CompiledForm, LabelCrash
 from smsbridge.grammar import terminal
 from smsbridge.jscrash import JsCrash
 from smsbridge.jsdate import parse_date_string
-from smsbridge.jsnum import JS_WS, NOT_LT, UNDEFINED, js_get, js_set, normalize_number, truthy
+from smsbridge.jsnum import (
+    JS_WS,
+    NOT_LT,
+    UNDEFINED,
+    WS_RE,
+    js_get,
+    js_lower,
+    js_set,
+    normalize_number,
+    truthy,
+)
 from smsbridge.translate import Tables
 
 _TOKENS = re.compile(f"{terminal('compact', 'QUOTED')}|{terminal('compact', 'WORD')}")
 _GREEDY_TOKENS = re.compile(f"{terminal('compact', 'GREEDY_QUOTED')}|{terminal('compact', 'WORD')}")
 _BOUNDARY = re.compile(terminal("textforms", "BOUNDARY"))
-_WS = "[" + re.escape(JS_WS) + "]"
 _SEP = terminal("textforms", "SEP")
 # Spec 9.2: WS* KEY SEP* DATE? SEP* NUM? SEP* OTHER? WS* end -- searched, not anchored.
-_PAIR = re.compile(
-    f"{_WS}*({terminal('textforms', 'KEY')})"
+_TAIL_SRC = (
     f"{_SEP}*({terminal('textforms', 'DATE')})?"
     f"{_SEP}*({terminal('textforms', 'NUM')})?"
-    f"{_SEP}*({NOT_LT}+?)?{_WS}*\\Z"
+    f"{_SEP}*({NOT_LT}+?)?{WS_RE}*\\Z"
 )
+_PAIR = re.compile(f"{WS_RE}*({terminal('textforms', 'KEY')}){_TAIL_SRC}")
 
 
 def is_compact(
@@ -43,7 +52,7 @@ def is_compact(
         return False
     if form.has_null_field:
         raise JsCrash("form_definition", "A field of this form has no definition.")
-    lowered = msg.lower()
+    lowered = js_lower(msg)
     for label, rx in form.labels(locale, tables, settings_locale).compact:
         if lowered == label:
             return False
@@ -54,11 +63,7 @@ def is_compact(
     return True
 
 
-_TAIL = re.compile(
-    f"{_SEP}*({terminal('textforms', 'DATE')})?"
-    f"{_SEP}*({terminal('textforms', 'NUM')})?"
-    f"{_SEP}*({NOT_LT}+?)?{_WS}*\\Z"
-)
+_TAIL = re.compile(_TAIL_SRC)  # _PAIR after its KEY group
 _KEY_RUN = re.compile(terminal("textforms", "KEY"))
 _LINE_TERMINATORS = "\n\r\u2028\u2029"
 # What SEP*, DATE and NUM can consume: a line break can only sit among these.
@@ -102,6 +107,8 @@ def parse_compact(form: CompiledForm, msg: str) -> dict[str, Any]:
         raise JsCrash("empty_compact", "The message has nothing after the form code.")
     if len(values) > len(keys):
         values = _GREEDY_TOKENS.findall(msg)
+        if not values:  # CHT: the greedy pass's `match` is null too -> TypeError (spec 8.3)
+            raise JsCrash("empty_compact", "The message has nothing CHT can read after the code.")
     out: dict[str, Any] = {}
     last = len(keys) - 1
     for i, key in enumerate(keys):
@@ -121,7 +128,7 @@ def segments(msg: str) -> list[str]:
 
 
 def _set_result(results: dict[str, Any], key: str, value: Any, pair: list[Any] | None) -> None:
-    key = key.lower()
+    key = js_lower(key)
     current = js_get(results, key)
     if current is UNDEFINED:
         js_set(results, key, "".join(pair) if pair is not None else value)
@@ -135,7 +142,7 @@ def _set_result(results: dict[str, Any], key: str, value: Any, pair: list[Any] |
 def parse_labelled(msg: str, tz: str) -> dict[str, Any]:
     """The textforms parser: lowercased label -> value (spec 9.2-9.4)."""
     results: dict[str, Any] = {}
-    for segment in _BOUNDARY.split(msg):
+    for segment in segments(msg):
         groups = match_pair(segment)
         if groups is None:
             continue

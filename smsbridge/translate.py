@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from smsbridge.jsnum import UNDEFINED, to_number, to_string, truthy
+from smsbridge.jsnum import NOT_LT, UNDEFINED, to_number, to_string, truthy
 
 Tables = Mapping[str, Mapping[str, Any]]
 
@@ -26,7 +26,7 @@ _INHERITED = {
         )
     },
 }  # fmt: skip
-_INTERPOLATE = re.compile(r"\{\{([^\n\r\u2028\u2029]+?)\}\}")
+_INTERPOLATE = re.compile(rf"\{{\{{({NOT_LT}+?)\}}\}}")
 _STRING = re.compile(r"""\s*(?:'((?:[^'\\\n]|\\.)*)'|"((?:[^"\\\n]|\\.)*)")\s*\Z""", re.S)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
 
@@ -101,10 +101,11 @@ def _find(value: Mapping[str, Any], locale: str) -> Any:
     return value.get(locale, UNDEFINED)
 
 
-def resolve_object(value: Any, locale: str) -> Any:
-    """CHT `getMessage(value, locale) || value`."""
+def _get_message(value: Any, locale: str) -> Any:
+    """CHT's `a || b || ...` chain: the first truthy candidate, else the last one's value."""
     if isinstance(value, list):
         value = {str(i): v for i, v in enumerate(value)}
+    result: Any = UNDEFINED
     for candidate in (
         lambda: _find(value, locale),
         lambda: value.get("default", UNDEFINED),
@@ -115,7 +116,15 @@ def resolve_object(value: Any, locale: str) -> Any:
         result = candidate()
         if truthy(result):
             return result
-    return value
+    return result
+
+
+def resolve_object(value: Any, locale: str) -> Any:
+    """CHT `getMessage(value, locale) || value`."""
+    if locale == "test":  # CHT's pseudo-locale: the English text wrapped in dashes
+        return "-" + to_string(_get_message(value, "en")) + "-"
+    result = _get_message(value, locale)
+    return result if truthy(result) else value
 
 
 def _first_translation(value: Mapping[str, Any]) -> Any:
@@ -137,11 +146,21 @@ def _lookup(tables: Tables | None, locale: str, key: str) -> Any:
     return UNDEFINED
 
 
+def effective_locale(locale: Any, settings_locale: Any) -> str:
+    """CHT `locale || settings.locale || 'en'`, used as a property key: a number or `true`
+    selects the `"5"` / `"true"` entry. (An object locale is taken by CHT as a template
+    context; here it is skipped like other falsy values.)"""
+    for v in (locale, settings_locale):
+        if isinstance(v, str | int | float) and truthy(v):  # bool is an int
+            return v if isinstance(v, str) else to_string(v)
+    return "en"
+
+
 def translate(
     key: Any, locale: str | None, tables: Tables | None, settings_locale: str | None
 ) -> Any:
     """CHT `config.translate(key, locale)`."""
-    loc = locale or settings_locale or "en"
+    loc = effective_locale(locale, settings_locale)
     if isinstance(key, Mapping | list):
         return resolve_object(key, loc)
     if key is UNDEFINED or key is None:

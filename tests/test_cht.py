@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -148,6 +149,14 @@ def test_monitoring_needs_no_credentials(cht: tuple[ChtSim, str]) -> None:
     assert "last_hundred" in body["messaging"]["outgoing"]
 
 
+def test_monitoring_fault_mode_reaches_the_client(cht: tuple[ChtSim, str]) -> None:
+    sim, url = cht
+    sim.faults.monitoring_broken = True
+    body = run(call(url, "monitoring", creds=None))
+    assert body["version"]["app"] == ""
+    assert body["sentinel"]["backlog"] == -1
+
+
 def test_check_auth_passes_for_the_gateway_user(cht: tuple[ChtSim, str]) -> None:
     assert run(call(cht[1], "check_auth")) is None
 
@@ -172,6 +181,33 @@ def test_from_settings_takes_credentials_from_the_url(cht: tuple[ChtSim, str]) -
             await client.check_auth()
 
     run(go())
+
+
+def test_credentials_never_reach_the_logs(
+    cht: tuple[ChtSim, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    sim, url = cht
+    sim.faults.fail_next(1, 503, path="/api/sms", method="POST")
+    settings = Settings.from_env(
+        {"SMSBRIDGE_CHT_URL": url.replace("http://", "http://gateway:gw-secret-pass@")}
+    )
+
+    async def go() -> None:
+        async with ChtClient.from_settings(settings) as client:
+            await client.check_auth()
+            with pytest.raises(RetryableError):
+                await client.exchange_sms([], [])
+        async with ChtClient(url, ("gateway", "a-wrong-secret")) as client:
+            with pytest.raises(AuthFailure):
+                await client.exchange_sms([], [])
+
+    with caplog.at_level(logging.DEBUG):
+        run(go())
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "cht.failed" in logged and "cht.auth_failed" in logged  # the calls were logged
+    assert "gw-secret-pass" not in logged
+    assert "a-wrong-secret" not in logged
+    assert base64.b64encode(b"gateway:gw-secret-pass").decode() not in logged
 
 
 def test_from_settings_without_url_is_a_config_error() -> None:

@@ -278,6 +278,17 @@ def test_outgoing_only_for_medic_gateway(
     assert len(sim.records()) == 1
 
 
+def test_set_outgoing_service_switches_offering(cht: tuple[ChtSim, httpx.Client]) -> None:
+    sim, http = cht
+    mid = sim.add_outgoing("+254712345678", "hi")
+    sim.set_outgoing_service("africas-talking")
+    assert post(http, {})["messages"] == []
+    sim.set_outgoing_service(None)
+    assert post(http, {})["messages"] == []
+    sim.set_outgoing_service("medic-gateway")
+    assert [m["id"] for m in post(http, {})["messages"]] == [mid]
+
+
 # 13. write conflicts ----------------------------------------------------------------------
 
 

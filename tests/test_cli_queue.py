@@ -194,3 +194,35 @@ def test_a_held_sms_can_be_dropped_by_ref(
     main(["outbox", "ls", "--json", "--state", "failed"])
     (row,) = json.loads(capsys.readouterr().out)
     assert row["ref"] == ref and row["error"] == "held: dropped" and row["id"] is None
+
+
+def test_outbox_ls_filters_by_channel_kind_state_and_age(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from smsbridge import outgoing
+
+    with Store(database) as store:
+
+        def job(conn: Any) -> None:
+            for ref, channel in (("cht-a", "twilio"), ("cht-b", "africastalking")):
+                outgoing.insert_in(conn, ref, "+254700000333", "Visit tomorrow", NOW - 600)
+                conn.execute("UPDATE outgoing SET channel = ? WHERE ref = ?", (channel, ref))
+
+        store.write_sync(job)
+
+    def listed(*args: str) -> list[tuple[Any, ...]]:
+        assert main(["outbox", "ls", "--json", *args]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        return [(r["kind"], r["ref"], r["state"], r["channel"]) for r in rows]
+
+    assert listed("--channel", "twilio") == [("send", "cht-a", "ready", "twilio")]
+    assert [ref for _, ref, _, _ in listed("--kind", "send")] == ["cht-a", "cht-b"]
+    assert [state for *_, state, _ in listed("--kind", "submit")] == ["dead", "ready"]
+    assert [state for *_, state, _ in listed("--state", "waiting", "--kind", "submit")] == ["ready"]
+    assert listed("--older-than", "1h") == [
+        ("submit", listed("--state", "dead")[0][1], "dead", None)
+    ]
+    assert listed("--newer-than", "15m", "--channel", "africastalking") == [
+        ("send", "cht-b", "ready", "africastalking")
+    ]
+    assert listed("--newer-than", "5m", "--kind", "send") == []

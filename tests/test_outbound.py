@@ -128,6 +128,29 @@ def test_cht_message_is_sent_once_and_each_state_owed_once(
     run(body)
 
 
+def test_a_send_slower_than_its_lease_is_cut_short_and_not_sent_twice_at_once(
+    tmp_path: Path, carriers: tuple[CarrierSim, str], sim: CarrierSim
+) -> None:
+    async def body() -> None:
+        async with world(tmp_path, carriers[1], SMSBRIDGE_LEASE_SECONDS="0.5") as w:
+            w.add("m1")
+            sim.configure("twilio", timeout_seconds=1.0)
+            sim.fail_next("twilio", "slow")  # the carrier takes 1 s, then sends it
+            first = asyncio.create_task(w.pipeline.run_once(T0))
+            await asyncio.sleep(0.6)  # meanwhile the lease (0.5 s) has run out
+            # another worker: the first one gave the task back (retry later), nothing to claim
+            assert await w.pipeline.run_once(T0 + 1) is False
+            assert await first is True
+            await asyncio.sleep(0.6)  # the slow request has ended at the carrier
+            assert sim.sent_count(KE) <= 1
+            assert w.get("m1").state is DeliveryState.SENDING  # its answer was not heard
+
+    try:
+        run(body)
+    finally:
+        sim.configure("twilio", timeout_seconds=2.0)
+
+
 def test_carrier_outage_is_retried_with_backoff_and_sent_once(
     tmp_path: Path, carriers: tuple[CarrierSim, str], sim: CarrierSim
 ) -> None:
@@ -394,6 +417,11 @@ def test_gateway_phone_gets_its_messages_and_reports_states(
             await w.pipeline.phone_exchange("phone1", chtgateway.Exchange([], ups), T0 + 1)
             assert w.get("m0").state is DeliveryState.DELIVERED
             assert [s for s, _ in w.owed("m0")] == ["UNSENT", "PENDING", "SENT", "DELIVERED"]
+            # m1's send task (waiting for the TTL) is due now; no second task for one SMS
+            [(m1_tasks,)] = w.store.query(
+                "SELECT COUNT(*) FROM tasks WHERE kind = ? AND ref = 'm1'", (SEND,)
+            )
+            assert m1_tasks == 1
             # the phone failed m1: handed to the route's next channel
             await w.drain(T0 + 1)
             assert w.get("m1").state is DeliveryState.SENT and w.get("m1").channel == "twilio"

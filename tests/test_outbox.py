@@ -150,3 +150,24 @@ def test_an_expired_lease_is_taken_before_newer_ready_tasks(outbox: Outbox) -> N
     again = run(outbox.claim(["submit"], 131.0, 30))
     assert first is not None and again is not None
     assert again.ref == "a" and again.attempts == 2
+
+
+def test_has_due_sees_a_due_task_or_an_expired_lease_of_any_of_its_kinds(outbox: Outbox) -> None:
+    run(outbox.enqueue("send", "later", 100.0, not_before=500.0))
+    run(outbox.enqueue("submit", "a", 100.0))
+    assert run(outbox.claim(["submit"], 100.0, 30)) is not None  # leased until 130
+    assert not outbox.has_due(["submit", "send"], 120.0)
+    assert outbox.has_due(["submit"], 130.0)  # its worker died
+    assert not outbox.has_due(["send"], 499.0)
+    assert outbox.has_due(["submit", "send"], 500.0) and outbox.has_due(["send"], 500.0)
+
+
+def test_enqueue_or_expedite_makes_the_waiting_task_due_instead_of_adding_one(
+    outbox: Outbox,
+) -> None:
+    run(outbox.enqueue("send", "m1", 100.0, not_before=900.0))
+    outbox.store.write_sync(lambda c: Outbox.enqueue_or_expedite_in(c, "send", "m1", 200.0))
+    [task] = outbox.pending(["send"])
+    assert task.ref == "m1" and task.not_before == 200.0
+    outbox.store.write_sync(lambda c: Outbox.enqueue_or_expedite_in(c, "send", "m2", 200.0))
+    assert [t.ref for t in outbox.pending(["send"])] == ["m1", "m2"]

@@ -129,6 +129,32 @@ def test_form_definitions_are_read_as_js_objects() -> None:
     assert parse({"fields": 5}, {"message": "x y"}) == {}
 
 
+def test_a_non_string_field_type_does_not_break_bs_aggregation() -> None:
+    # CHT switches on `field.type`: a type that is a list or an object matches no case
+    form = {
+        "meta": {"code": "X"},
+        "fields": {
+            "a": {"type": ["weird"]},
+            "y": {"type": "bsYear"},
+            "d": {"type": "bsAggreDate"},
+        },
+    }
+    expected = {"a": "1", "y": "2070", "d": bs_to_epoch("2070", 1, 1, "UTC")}
+    assert parse(form, {"message": "X 1 2070"}) == expected
+    report = parse_sms("X 1 2070", {"X": form})
+    assert not isinstance(report, FormError)
+    assert report.fields == {"a": "1", "y": "2070", "d": 1365897600000}  # 2070-01-01 BS
+
+
+def test_a_form_code_with_zero_width_characters_finds_its_form() -> None:
+    # createByForm retries the lookup once with zero-width characters removed (spec 14.4)
+    form = {"meta": {"code": "AB"}, "fields": {"n": {"type": "integer"}}}
+    report = parse_sms("A\u200bB\ufeff 7", {"AB": form})
+    assert not isinstance(report, FormError)
+    assert (report.code, report.fields) == ("AB", {"n": 7})
+    assert isinstance(parse_sms("A\u200bC 7", {"AB": form}), FormError)
+
+
 def test_a_list_that_is_not_a_list_is_a_form_error() -> None:
     form = {"meta": {"code": "M"}, "fields": {"a": {"type": "integer", "list": "abc"}}}
     result = parse_sms("M 1", {"M": form})

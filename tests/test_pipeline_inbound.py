@@ -254,6 +254,35 @@ def test_a_crashed_attempt_is_picked_up_after_its_lease_without_a_second_report(
     play(scenario)
 
 
+def test_a_401_after_a_crashed_attempt_still_rechecks_instead_of_posting_again(
+    play: Play, demo_sim: ChtSim
+) -> None:
+    async def scenario(h: Harness) -> None:
+        message_id = await h.receive("P 12 Jane")
+        # a worker creates the record, then dies before recording it (its memo is lost)
+        task = await h.runtime.outbox.claim([SUBMIT], h.now, 60)
+        assert task is not None
+        await h.runtime.cht.create_record(
+            {
+                "_meta": {"form": "P", "from": ALICE, "gateway_ref": message_id},
+                "last_menstrual_period": 12,
+                "patient_name": "Jane",
+            }
+        )
+        user, password = GATEWAY_USER
+        demo_sim.set_password(user, "changed-by-admin")
+        h.now += 61  # the lease expired; the retry meets a 401 and is put back
+        await h.run()
+        assert h.runtime.pipeline.gate.paused_reason() is not None
+        demo_sim.set_password(user, password)
+        h.now += 61
+        await h.run()
+        assert h.state(message_id) == "relayed"  # re-checked through /api/sms
+        assert len(h.records_from()) == 1
+
+    play(scenario)
+
+
 def test_401_pauses_cht_work_and_reports_it_until_credentials_work(
     play: Play, demo_sim: ChtSim
 ) -> None:
@@ -348,6 +377,34 @@ def test_form_definitions_cached_in_sqlite_survive_a_restart_during_an_outage(
         assert h.state(message_id) == "submitted"
 
     play(after_restart)
+
+
+def test_replaying_a_dead_recheck_after_a_crash_does_not_post_the_record_again(
+    play: Play, demo_sim: ChtSim
+) -> None:
+    async def scenario(h: Harness) -> None:
+        message_id = await h.receive("P 12 Jane")
+        # a worker creates the record, then dies before recording it
+        task = await h.runtime.outbox.claim([SUBMIT], h.now, 60)
+        assert task is not None
+        await h.runtime.cht.create_record(
+            {
+                "_meta": {"form": "P", "from": ALICE, "gateway_ref": message_id},
+                "last_menstrual_period": 12,
+                "patient_name": "Jane",
+            }
+        )
+        h.now += 61
+        demo_sim.faults.fail_next(1, 400, path="/api/sms")  # the re-check is refused
+        await h.run()
+        assert h.state(message_id) == "dead"
+        [dead] = h.runtime.outbox.dead_letters()
+        assert h.runtime.outbox.retry_dead(dead.id, h.now)  # an operator replays it
+        await h.run()
+        assert h.state(message_id) == "relayed"  # re-checked again, not posted again
+        assert len(h.records_from()) == 1
+
+    play(scenario)
 
 
 def test_a_record_cht_refuses_outright_is_dead_lettered_with_the_reason(

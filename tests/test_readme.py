@@ -60,3 +60,10 @@ def test_every_cli_command_is_in_the_reference() -> None:
 def test_the_set_up_commands_are_the_two_documented_ones() -> None:
     assert "pip install . && smsbridge serve" in README
     assert "pip install -e '.[test]' && pytest" in README
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    commands = [line.strip() for line in ci.splitlines() if line.strip().startswith("pip ")]
+    assert commands == ["pip install -e '.[test]' && pytest"], commands
+    assert f"```sh\n{commands[0]}\n```" in README

@@ -69,3 +69,13 @@ def test_require_cht_refuses_an_empty_cht_url() -> None:
         {"SMSBRIDGE_REQUIRE_CHT": "true", "SMSBRIDGE_CHT_URL": "https://u:p@cht.example.org"}
     )
     assert settings.require_cht is True
+
+
+def test_an_unknown_log_level_is_a_problem_of_the_settings() -> None:
+    # logging would raise on it later, at start-up, with a traceback instead of a problem line
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"SMSBRIDGE_LOG_LEVEL": "loud"})
+    assert caught.value.detail == (
+        "SMSBRIDGE_LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR, got 'loud'"
+    )
+    assert Settings.from_env({"SMSBRIDGE_LOG_LEVEL": " warning "}).log_level == "WARNING"

@@ -3,9 +3,10 @@ switches, the SMS it accepted, and the delivery reports it posts to the bridge (
 or after the send response, once or twice). `CarrierSim.app` serves the send APIs (apis.py).
 
 Faults, injected per carrier (`fail_next`, `outage`): `5xx`, `timeout` (the request hangs, then
-504, nothing sent), `throttle` (the carrier's own 429 / "Throttled"), `invalid_number`; and
-behaviour switches: `report_first` (delivery reports before the send response), `duplicate_reports`,
-`final` (the final delivery status: delivered, failed, expired), `reports` (off: no callbacks).
+504, nothing sent), `slow` (the request hangs, then the SMS is sent as usual), `throttle` (the
+carrier's own 429 / "Throttled"), `invalid_number`; and behaviour switches: `report_first`
+(delivery reports before the send response), `duplicate_reports`, `final` (the final delivery
+status: delivered, failed, expired), `reports` (off: no callbacks).
 Counts for tests: `sent_count(to, text)`, `sends`, `requests`.
 """
 
@@ -31,7 +32,7 @@ from starlette.routing import Route
 from smsbridge.carriersim import apis
 
 CARRIERS = ("africastalking", "twilio", "vonage", "generic")
-FAULTS = ("5xx", "timeout", "throttle", "invalid_number")
+FAULTS = ("5xx", "timeout", "slow", "throttle", "invalid_number")
 
 DEFAULT_CREDENTIALS = {
     "africastalking": ("sandbox", "at-api-key"),
@@ -162,12 +163,12 @@ class CarrierSim:
     # -- shared mechanics ----------------------------------------------------------------------
 
     async def take_fault(self, carrier: str) -> str | None:
-        """The fault this send request meets (after the hang of a `timeout`), if any."""
+        """The fault this send request meets (after the hang of a `timeout` or `slow`), if any."""
         state = self.state[carrier]
         fault = state.faults.popleft() if state.faults else state.outage
-        if fault == "timeout":
+        if fault in ("timeout", "slow"):
             await asyncio.sleep(state.timeout_seconds)
-        return fault
+        return None if fault == "slow" else fault
 
     def record(self, carrier: str, to: str, text: str, sender: str, ref: str | None) -> SentSms:
         """An SMS the carrier accepted, with the carrier's id for it."""

@@ -22,8 +22,6 @@ from smsbridge.jsnum import truthy as js_truthy
 from smsbridge.moment import moment_ms
 from smsbridge.translate import translate as translate_key
 
-ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\ufeff]")
-
 __all__ = ["RecordError", "create_by_form", "create_record_by_json", "translate"]
 
 
@@ -82,15 +80,11 @@ def create_by_form(
         raise RecordError("Missing required field: message")
     message = body["message"]
     forms = settings.get("forms") or {}
-    code = parser.get_form_code(message) if isinstance(message, str) else None
-    form_def = forms.get(code) if code else None
     doc = dict(body)
-    if code and form_def is None:
-        clean = ZERO_WIDTH.sub("", code)
-        if clean in forms:
-            form_def = forms[clean]
-            doc["message"] = message.replace(code, clean, 1)
-            code = clean
+    code: str | None = None
+    form_def: Any = None
+    if isinstance(message, str):
+        code, form_def, doc["message"] = parser.find_form(message, forms)
     undefined = UNDEFINED
     sms_message = {
         "type": "sms_message",
