@@ -65,10 +65,11 @@ def _class_ci(cls: str) -> str:
     excluded = {c for c in _JS_ONLY_SELF if c not in cls}
     if "-" not in cls:  # no range: what is not written in the class is not in it
         excluded.update(p for c in _JS_ONLY_SELF if c in cls for p in _PY_PARTNERS[c])
-        excluded.difference_update(cls)
+        ascii_cls = "".join(ch for ch in cls if ch.isascii())
+        excluded.difference_update(cls, ascii_cls.lower(), ascii_cls.upper())
     extra = "".join(_NEW_PARTNER[c] for c in cls if c in _NEW_PARTNER)
     if extra:
-        cls = cls[:-1] + extra + "]"
+        cls = f"(?:{cls}|[{extra}])"
     if not excluded:
         return cls
     return f"(?:(?-i:(?![{''.join(sorted(excluded))}])){cls})"

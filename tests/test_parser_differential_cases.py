@@ -199,6 +199,12 @@ C, T, J = "compact", "textforms", "javarosa"
         ("R ẞ 5", "R", "ß", "R", C, {"name": N}),
         ("R ſ 5", "R", "\\w", "R", C, {"name": N}),
         ("R ſ 5", "R", "[s]", "R", C, {"name": N}),
+        ("K x", "S", "[a-z]", "K", T, {}),
+        ("S K 5", "S", "[a-z]", "S", T, {}),
+        ("R i 5", "R", "[İ]", "R", C, {"name": N}),
+        ("i x", "S", "[IİK]", "I", T, {}),
+        ("ſ ß 5", "ſ", "[Ɤ-]", "S", C, {"name": N}),
+        ("J1!R!k#5", "R", "[k]", "R", J, {"name": 5}),
         # javarosa labels
         ("J1!R!ſ#", "R", "s", "R", J, {}),
         ("J1!R!S#5", "R", "s", "R", J, {"name": 5}),
