@@ -331,6 +331,20 @@ def owed_reports(store: Store, limit: int = 100) -> list[tuple[int, dict[str, st
     return out
 
 
+def superseded(owed: Sequence[tuple[int, dict[str, str]]]) -> list[int]:
+    """After an exchange that CHT may have processed, the reports that need not be sent again:
+    every one but the newest of each message. CHT applies an exchange's updates in order and has
+    no forward-only guard, so resending [sent, delivered] to a task already `delivered` would
+    add `sent` and `delivered` to its history again; resending only `delivered` is a no-op there
+    (same state). If the exchange was in fact never processed, CHT still ends in the right
+    state, without the skipped intermediate entries: a shorter history, never a repeated one."""
+    newest: dict[str, int] = {}
+    for row_id, update in owed:
+        newest[update["id"]] = row_id
+    keep = set(newest.values())
+    return [row_id for row_id, _update in owed if row_id not in keep]
+
+
 def mark_reported_in(conn: sqlite3.Connection, ids: Sequence[int], now: float) -> None:
     conn.executemany(
         "UPDATE outgoing_reports SET reported_at = ? WHERE id = ?", [(now, i) for i in ids]

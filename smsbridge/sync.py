@@ -42,6 +42,9 @@ log = logging.getLogger("smsbridge.sync")
 CHT_BATCH = 25  # CHT returns at most 25 messages per exchange
 MAX_UPDATES = 100  # status updates per exchange
 MAX_ROUNDS = 200  # exchanges per sync before yielding to the interval
+# Failures that prove CHT did not process the exchange. After any other failure (timeout,
+# dropped connection, a 5xx) CHT may have applied every update: see `outgoing.superseded`.
+NOT_PROCESSED = frozenset({"cht_unreachable", "cht_starting", "cht_rate_limited"})
 SWEEP_EVERY = 60.0  # seconds between sweeps for expired held and dropped messages
 
 
@@ -69,7 +72,14 @@ class ChtSync:
     async def exchange(self, now: float) -> bool:
         """One POST /api/sms. True when another should follow at once."""
         owed = outgoing.owed_reports(self.store, MAX_UPDATES)
-        messages = await self.cht.exchange_sms([], [update for _id, update in owed])
+        try:
+            messages = await self.cht.exchange_sms([], [update for _id, update in owed])
+        except RetryableError as exc:
+            if exc.code not in NOT_PROCESSED and owed:
+                await self.store.write(
+                    lambda c: outgoing.mark_reported_in(c, outgoing.superseded(owed), now)
+                )
+            raise
         ids = [row_id for row_id, _update in owed]
 
         def job(conn: sqlite3.Connection) -> int:
