@@ -22,7 +22,7 @@ from typing import Any
 from smsbridge.loopguard import text_key
 from smsbridge.outbox import Outbox
 from smsbridge.segments import segment
-from smsbridge.sms import RANK, DeliveryState
+from smsbridge.sms import RANK, DeliveryState, well_formed
 from smsbridge.store import Store
 from smsbridge.transitions import Change, note
 
@@ -155,10 +155,11 @@ def store_cht_messages_in(
         ref, to, content = message.get("id"), message.get("to"), message.get("content")
         if not ref or not to or content is None:
             continue
-        if insert_in(conn, str(ref), str(to), str(content), now):
+        ref, to, content = (well_formed(str(value)) for value in (ref, to, content))
+        if insert_in(conn, ref, to, content, now):
             new += 1
             continue
-        known = get_in(conn, str(ref))
+        known = get_in(conn, ref)
         if known is not None and known.origin == "cht":
             conn.execute(
                 "UPDATE outgoing_reports SET reported_at = NULL WHERE id = ("

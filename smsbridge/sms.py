@@ -29,6 +29,18 @@ RANK: dict[DeliveryState, int] = {
 }
 
 
+def well_formed(text: str) -> str:
+    """`text` with every lone UTF-16 surrogate (half of a character, e.g. from a concatenated
+    SMS split in the middle of an emoji, or `"\\ud800"` in a JSON body) replaced by U+FFFD.
+    Valid pairs are joined. A lone surrogate cannot be stored or encoded as UTF-8, and it is
+    not a character: replacing it keeps the rest of the message instead of refusing it all."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 @dataclass(frozen=True)
 class InboundSms:
     """One SMS as a carrier or phone handed it to us. `sender` is E.164 when it could be
@@ -41,6 +53,15 @@ class InboundSms:
     received_at: datetime
     recipient: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("external_id", "sender", "text", "recipient"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, well_formed(value))
+        object.__setattr__(
+            self, "extra", {well_formed(k): well_formed(v) for k, v in self.extra.items()}
+        )
 
 
 @dataclass(frozen=True)

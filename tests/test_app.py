@@ -213,3 +213,25 @@ def test_cht_gateway_takes_no_carrier_webhooks(bridge_factory) -> None:  # type:
             "not carrier webhooks",
         }
     assert bridge.messages() == []
+
+
+def test_a_lone_surrogate_in_a_json_body_is_stored_not_a_500(bridge) -> None:  # type: ignore[no-untyped-def]
+    """Half of an emoji (a concatenated SMS split mid-character, or a `\\ud83d` escape) can
+    neither be encoded nor stored: it becomes U+FFFD and the rest of the message is kept."""
+    body = '{"from": "+254712345678", "text": "P 12 Jane \\ud83d", "id": "half-1"}'
+    response = bridge.http.post(
+        bridge.inbound_path("generic"),
+        content=body.encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    [message] = bridge.messages()
+    assert message["text"] == "P 12 Jane \ufffd"
+
+
+def test_well_formed_joins_pairs_and_replaces_only_lone_halves() -> None:
+    from smsbridge.sms import well_formed
+
+    assert well_formed("ok \U0001f600") == "ok \U0001f600"
+    assert well_formed("\ud83d\ude00") == "\U0001f600"  # a pair kept apart by a JSON decoder
+    assert well_formed("a\ud800b\udc00") == "a\ufffdb\ufffd"

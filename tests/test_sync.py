@@ -67,3 +67,12 @@ def test_superseded_keeps_the_newest_report_of_each_message() -> None:
         (3, {"id": "a", "status": "DELIVERED"}),
     ]
     assert outgoing.superseded(owed) == [1]
+
+
+def test_a_cht_message_with_half_a_character_is_stored(tmp_path: Path) -> None:
+    with Store(tmp_path / "half.db") as store:
+        offered = [{"id": "m-half", "to": "+254712345678", "content": "Karibu \ud83d"}]
+        new = store.write_sync(lambda c: outgoing.store_cht_messages_in(c, offered, NOW))
+        message = outgoing.get(store, "m-half")
+    assert new == 1 and message is not None
+    assert message.content == "Karibu \ufffd"
