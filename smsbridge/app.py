@@ -37,7 +37,7 @@ from smsbridge.metrics import Metrics, metrics_endpoint
 from smsbridge.openapi import openapi_endpoint, webhook_carriers
 from smsbridge.outbound_http import ROUTES as OUTBOUND_ROUTES
 from smsbridge.pipeline import accept_inbound
-from smsbridge.runtime import Runtime, build_runtime, enabled_carriers
+from smsbridge.runtime import Runtime, build_runtime
 from smsbridge.settings import Settings
 from smsbridge.store import Store
 from smsbridge.webhooks import current_runtime, verified_webhook, webhook_carrier
@@ -175,7 +175,7 @@ def create_app(
     )
     app.state.runtime = None
     app.state.metrics = Metrics(clock=clock)
-    app.state.openapi_carriers = webhook_carriers(enabled_carriers(settings))
+    app.state.openapi_carriers = webhook_carriers(settings.enabled_carriers)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -85,22 +85,13 @@ def _env(carrier: str, name: str) -> str:
     return f"SMSBRIDGE_{carrier.upper()}_{name.upper()}"
 
 
-def enabled_in_order(settings: Settings) -> tuple[str, ...]:
-    """The enabled carriers, the default route's first (as the service orders them)."""
-    from smsbridge.carriers import CARRIERS
-
-    if settings.carriers:
-        return settings.carriers
-    return tuple(n for n in CARRIERS if settings.carrier_setting(n, "webhook_token"))
-
-
 def carrier_problems(settings: Settings) -> list[str]:
     """What would make `serve` fail at start, or fail every request of some kind."""
     from smsbridge.carriers import vonage
     from smsbridge.routing import Routes
 
     found: list[str] = []
-    enabled = enabled_in_order(settings)
+    enabled = settings.enabled_carriers
     try:
         Routes.parse(settings.routes, enabled)
     except ConfigError as exc:
@@ -140,7 +131,7 @@ def carrier_warnings(settings: Settings) -> list[str]:
     from smsbridge.runtime import carrier_config
 
     found: list[str] = []
-    enabled = enabled_in_order(settings)
+    enabled = settings.enabled_carriers
     if not enabled and settings.cht_url:
         found.append(
             "SMSBRIDGE_CARRIERS is empty and no carrier has a webhook token: no carrier is "

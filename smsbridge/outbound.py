@@ -120,16 +120,11 @@ class OutboundPipeline:
         configs: Mapping[str, CarrierConfig],
         accept_inbound: AcceptInbound | None = None,
     ) -> OutboundPipeline:
-        # the default route is the first enabled carrier (SMSBRIDGE_CARRIERS, else those with a
-        # webhook token, as the app enables them)
-        enabled = settings.carriers or tuple(
-            n for n in carriers if settings.carrier_setting(n, "webhook_token")
-        )
         return cls(
             store,
             outbox,
             config=OutboundConfig.from_settings(settings),
-            routes=Routes.parse(settings.routes, enabled),
+            routes=Routes.parse(settings.routes, settings.enabled_carriers),
             limiter=RateLimiter(parse_rates(settings.rates)),
             http=http,
             carriers=carriers,

@@ -56,13 +56,6 @@ class Runtime:
             await self.outbound_workers.stop()
 
 
-def enabled_carriers(settings: Settings) -> frozenset[str]:
-    """SMSBRIDGE_CARRIERS, or when empty every carrier that has a webhook token set."""
-    if settings.carriers:
-        return frozenset(settings.carriers)
-    return frozenset(name for name in CARRIERS if settings.carrier_setting(name, "webhook_token"))
-
-
 def carrier_config(settings: Settings, carrier: str) -> CarrierConfig:
     return CarrierConfig(
         carrier=carrier,
@@ -113,7 +106,7 @@ def build_runtime(
     workers = InboundWorkers(
         pipeline, cht_settings, clock=clock, concurrency=concurrency, idle=idle
     )
-    enabled = enabled_carriers(settings)
+    enabled = frozenset(settings.enabled_carriers)
     return Runtime(
         settings=settings,
         store=store,

@@ -30,7 +30,6 @@ from smsbridge import logs
 from smsbridge.app import create_app
 from smsbridge.errors import ConfigError
 from smsbridge.logs import event
-from smsbridge.runtime import enabled_carriers
 from smsbridge.settings import Settings
 
 if TYPE_CHECKING:
@@ -105,7 +104,7 @@ def cht_or_simulator(
         )
         effective = dataclasses.replace(settings, cht_url=f"http://{user}:{password}@{host_port}")
         mode = SimulatorMode(cht_url=url)
-        if not enabled_carriers(settings):
+        if not settings.enabled_carriers:
             from smsbridge.carriersim import CarrierSim
 
             carriers = CarrierSim()
@@ -152,7 +151,7 @@ def first_run_help(bridge_url: str, mode: SimulatorMode, settings: Settings) -> 
     ]
     if mode.carrier_url is None:
         lines += [
-            f"  Carriers enabled: {', '.join(sorted(enabled_carriers(settings)))} "
+            f"  Carriers enabled: {', '.join(sorted(settings.enabled_carriers))} "
             "(post SMS to their webhook URLs, README: Receiving SMS).",
             f"  See the reports CHT stored:  curl -s {mode.cht_url}/_sim/records",
             "",

@@ -320,6 +320,16 @@ class Settings:
             return self.cht_username, self.cht_password
         return None
 
+    @property
+    def enabled_carriers(self) -> tuple[str, ...]:
+        """SMSBRIDGE_CARRIERS in its order, or when that is empty every carrier whose webhook
+        token is set, in the order carriers are registered. The first is the default route."""
+        if self.carriers:
+            return self.carriers
+        from smsbridge.carriers import CARRIERS
+
+        return tuple(name for name in CARRIERS if self.carrier_setting(name, "webhook_token"))
+
     def carrier_setting(self, carrier: str, name: str) -> str:
         return self.carrier.get(carrier, {}).get(name, "")
 
