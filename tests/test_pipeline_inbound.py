@@ -65,6 +65,21 @@ class Harness:
         )
         return rows[0][0]
 
+    async def crash_after_creating_the_record(self) -> str:
+        """ "P 12 Jane" arrives; a worker claims its task and creates the record in CHT, then
+        dies before recording that it did (the task stays leased, its memo lost)."""
+        message_id = await self.receive("P 12 Jane")
+        task = await self.runtime.outbox.claim([SUBMIT], self.now, 60)
+        assert task is not None
+        await self.runtime.cht.create_record(
+            {
+                "_meta": {"form": "P", "from": ALICE, "gateway_ref": message_id},
+                "last_menstrual_period": 12,
+                "patient_name": "Jane",
+            }
+        )
+        return message_id
+
     def records_from(self, sender: str = ALICE) -> list[dict[str, Any]]:
         return [r for r in self.sim.records() if r.get("from") == sender]
 
@@ -234,17 +249,7 @@ def test_a_record_that_did_not_reach_cht_is_posted_again_as_a_record(
 
 def test_a_crashed_attempt_is_picked_up_after_its_lease_without_a_second_report(play: Play) -> None:
     async def scenario(h: Harness) -> None:
-        message_id = await h.receive("P 12 Jane")
-        # a worker claims the task and creates the record, then dies before recording it
-        task = await h.runtime.outbox.claim([SUBMIT], h.now, 60)
-        assert task is not None
-        await h.runtime.cht.create_record(
-            {
-                "_meta": {"form": "P", "from": ALICE, "gateway_ref": message_id},
-                "last_menstrual_period": 12,
-                "patient_name": "Jane",
-            }
-        )
+        message_id = await h.crash_after_creating_the_record()
         assert await h.run() == 0  # still leased
         h.now += 61
         assert await h.run() == 1
@@ -258,17 +263,7 @@ def test_a_401_after_a_crashed_attempt_still_rechecks_instead_of_posting_again(
     play: Play, demo_sim: ChtSim
 ) -> None:
     async def scenario(h: Harness) -> None:
-        message_id = await h.receive("P 12 Jane")
-        # a worker creates the record, then dies before recording it (its memo is lost)
-        task = await h.runtime.outbox.claim([SUBMIT], h.now, 60)
-        assert task is not None
-        await h.runtime.cht.create_record(
-            {
-                "_meta": {"form": "P", "from": ALICE, "gateway_ref": message_id},
-                "last_menstrual_period": 12,
-                "patient_name": "Jane",
-            }
-        )
+        message_id = await h.crash_after_creating_the_record()
         user, password = GATEWAY_USER
         demo_sim.set_password(user, "changed-by-admin")
         h.now += 61  # the lease expired; the retry meets a 401 and is put back
@@ -383,17 +378,7 @@ def test_replaying_a_dead_recheck_after_a_crash_does_not_post_the_record_again(
     play: Play, demo_sim: ChtSim
 ) -> None:
     async def scenario(h: Harness) -> None:
-        message_id = await h.receive("P 12 Jane")
-        # a worker creates the record, then dies before recording it
-        task = await h.runtime.outbox.claim([SUBMIT], h.now, 60)
-        assert task is not None
-        await h.runtime.cht.create_record(
-            {
-                "_meta": {"form": "P", "from": ALICE, "gateway_ref": message_id},
-                "last_menstrual_period": 12,
-                "patient_name": "Jane",
-            }
-        )
+        message_id = await h.crash_after_creating_the_record()
         h.now += 61
         demo_sim.faults.fail_next(1, 400, path="/api/sms")  # the re-check is refused
         await h.run()
