@@ -24,6 +24,7 @@ from smsbridge.carriers.base import (
     ok_reply,
     parse_time,
     require,
+    webhook_token_setting,
 )
 from smsbridge.carriers.sending import (
     PERMANENT,
@@ -43,13 +44,7 @@ NAME = "africastalking"
 INBOUND_METHODS = frozenset({"POST"})  # how the inbound webhook may arrive
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "webhook_token",
-        "",
-        "Secret path segment of Africa's Talking's callback URLs "
-        "(`/carriers/africastalking/<token>/inbound`).",
-        secret=True,
-    ),
+    webhook_token_setting(NAME, "Africa's Talking's callback"),
     Setting("username", "sandbox", "Africa's Talking username (`sandbox` for the sandbox)."),
     Setting("api_key", "", "Africa's Talking API key (sends SMS).", secret=True),
     Setting(

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from smsbridge.errors import BadRequest, UnsupportedMediaType
+from smsbridge.settings import Setting
 from smsbridge.sms import InboundSms
 
 
@@ -195,6 +196,17 @@ def _form_pairs(data: bytes, charset: str | None) -> tuple[tuple[str, str], ...]
 
 
 # -- helpers the modules share -------------------------------------------------------------------
+
+
+def webhook_token_setting(carrier: str, who: str) -> Setting:
+    """The `webhook_token` setting every webhook carrier declares: the secret path segment of
+    its URLs, compared in constant time (`who` names the carrier in the text)."""
+    return Setting(
+        "webhook_token",
+        "",
+        f"Secret path segment of {who} URLs (`/carriers/{carrier}/<token>/inbound`).",
+        secret=True,
+    )
 
 
 def require(params: Mapping[str, str], *names: str) -> list[str]:

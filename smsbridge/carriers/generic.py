@@ -26,6 +26,7 @@ from smsbridge.carriers.base import (
     inbound_sms,
     parse_time,
     require,
+    webhook_token_setting,
 )
 from smsbridge.carriers.sending import (
     PERMANENT,
@@ -46,12 +47,7 @@ NAME = "generic"
 INBOUND_METHODS = frozenset({"GET", "POST"})  # how the inbound webhook may arrive
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "webhook_token",
-        "",
-        "Secret path segment of the generic carrier's URLs (`/carriers/generic/<token>/inbound`).",
-        secret=True,
-    ),
+    webhook_token_setting(NAME, "the generic carrier's"),
     Setting("from_field", "from", "Generic carrier: name of the sender field."),
     Setting("to_field", "to", "Generic carrier: name of the recipient field."),
     Setting("text_field", "text", "Generic carrier: name of the message text field."),

@@ -29,6 +29,7 @@ from smsbridge.carriers.base import (
     WebhookRequest,
     inbound_sms,
     require,
+    webhook_token_setting,
 )
 from smsbridge.carriers.sending import (
     PERMANENT,
@@ -49,12 +50,7 @@ NAME = "twilio"
 INBOUND_METHODS = frozenset({"POST"})  # how the inbound webhook may arrive
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "webhook_token",
-        "",
-        "Secret path segment of Twilio's webhook URLs (`/carriers/twilio/<token>/inbound`).",
-        secret=True,
-    ),
+    webhook_token_setting(NAME, "Twilio's webhook"),
     Setting(
         "auth_token",
         "",

@@ -32,6 +32,7 @@ from smsbridge.carriers.base import (
     inbound_sms,
     parse_time,
     require,
+    webhook_token_setting,
 )
 from smsbridge.carriers.sending import (
     AUTH,
@@ -55,12 +56,7 @@ NAME = "vonage"
 INBOUND_METHODS = frozenset({"GET", "POST"})  # how the inbound webhook may arrive
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "webhook_token",
-        "",
-        "Secret path segment of Vonage's webhook URLs (`/carriers/vonage/<token>/inbound`).",
-        secret=True,
-    ),
+    webhook_token_setting(NAME, "Vonage's webhook"),
     Setting(
         "signature_secret",
         "",
