@@ -21,6 +21,17 @@ CHW_PHONES = {
     "chw-carol": "+254733345678",
 }
 
+
+def _patient_id() -> dict[str, Any]:
+    """The first field of the follow-up forms (`V`, `D`): which registered patient."""
+    return {
+        "labels": {"tiny": {"en": "ID"}, "short": {"en": "Patient ID"}},
+        "position": 0,
+        "type": "string",
+        "required": True,
+    }
+
+
 FORMS: dict[str, Any] = {
     "P": {
         "meta": {"code": "P", "label": {"en": "Pregnancy registration"}},
@@ -44,12 +55,7 @@ FORMS: dict[str, Any] = {
     "V": {
         "meta": {"code": "V", "label": {"en": "ANC visit"}},
         "fields": {
-            "patient_id": {
-                "labels": {"tiny": {"en": "ID"}, "short": {"en": "Patient ID"}},
-                "position": 0,
-                "type": "string",
-                "required": True,
-            },
+            "patient_id": _patient_id(),
             "visit_number": {
                 "labels": {"tiny": {"en": "VN"}, "short": {"en": "Visit number"}},
                 "position": 1,
@@ -67,12 +73,7 @@ FORMS: dict[str, Any] = {
     "D": {
         "meta": {"code": "D", "label": {"en": "Delivery"}},
         "fields": {
-            "patient_id": {
-                "labels": {"tiny": {"en": "ID"}, "short": {"en": "Patient ID"}},
-                "position": 0,
-                "type": "string",
-                "required": True,
-            },
+            "patient_id": _patient_id(),
             "delivery_date": {
                 "labels": {"tiny": {"en": "DD"}, "short": {"en": "Delivery date"}},
                 "position": 1,
