@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-from smsbridge.testserver import free_port
+from smsbridge.loopback import free_port
 
 TOKEN = "bench-token-0123456789abcdef"
 

@@ -1,8 +1,8 @@
 """Outbound drain: N queued SMS (default 100,000) leave at each channel's configured rate.
 
 Honest by construction:
-- real time, not a simulated clock: the bridge's own send workers (smsbridge.sync.OutboundWorkers,
-  the production loop) claim, book rate slots, commit and call the carriers' send APIs over HTTP;
+- real time, not a simulated clock: the bridge's own send workers (the production loop of
+  smsbridge/workers.py) claim, book rate slots, commit and call the carriers' send APIs over HTTP;
 - the carriers are the carrier simulator in a SEPARATE process (so its CPU is not counted as the
   bridge's), which timestamps every SMS it accepts: the rates are measured on the carrier's side;
 - each channel has its own rate (default 40, 30, 20 and 10 segments/s: 100 SMS/s in all, 100,000
@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from smsbridge.testserver import free_port, wait_for
+from smsbridge.loopback import free_port, wait_for
 
 RATES = {"africastalking": 40.0, "twilio": 30.0, "vonage": 20.0, "generic": 10.0}
 CHANNELS = tuple(RATES)
@@ -91,15 +91,15 @@ def rate_figures(stamps: list[float], rate: float) -> dict[str, Any]:
 
 
 async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, Any]:
-    from smsbridge import outgoing
     from smsbridge.carriers import CARRIERS
     from smsbridge.carriersim import bridge_env
-    from smsbridge.outbound import OutboundPipeline
-    from smsbridge.outbox import Outbox, RetryPolicy
-    from smsbridge.runtime import carrier_config
+    from smsbridge.outbound import messages as outgoing
+    from smsbridge.outbound.chtsync import OutboundWorkers
+    from smsbridge.outbound.send import OutboundPipeline
+    from smsbridge.service import carrier_config
     from smsbridge.settings import Settings
     from smsbridge.store import Store
-    from smsbridge.sync import OutboundWorkers
+    from smsbridge.tasks import Outbox, RetryPolicy
 
     prefixes = {name: f"+2547{i}" for i, name in enumerate(CHANNELS)}
     env = {

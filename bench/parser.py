@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smsbridge.forms import Forms
-from smsbridge.parser import ParseOptions, parse_sms
 from smsbridge.phone import normalize
+from smsbridge.smsparser.forms import Forms
+from smsbridge.smsparser.parser import ParseOptions, parse_sms
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors" / "smsparser.json"

@@ -1,5 +1,5 @@
 """`python -m smsbridge` runs the CLI."""
 
-from smsbridge.cli import main
+from smsbridge.cli.main import main
 
 raise SystemExit(main())

@@ -2,7 +2,7 @@
 
 Log ids, states and counts, one line per state change, with `event(logger, "name", key=value)`:
 
-    ts=2026-11-27T23:14:56.123Z level=info logger=smsbridge.pipeline event=inbound_accepted
+    ts=2026-11-27T23:14:56.123Z level=info logger=smsbridge.inbound.submit event=inbound_accepted
         carrier=twilio message=<our uuid> external_id=SM123 sender=+2547*****678 state=received
 
 A line for a state change says the state entered as `state=`: inbound SMS (pipeline.py)

@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, TextIO
 import uvicorn
 
 from smsbridge import logs
-from smsbridge.app import create_app
 from smsbridge.errors import ConfigError
 from smsbridge.logs import event
 from smsbridge.settings import Settings
+from smsbridge.web.app import create_app
 
 if TYPE_CHECKING:
     from smsbridge.carriersim import CarrierSim
 
-log = logging.getLogger("smsbridge.server")
+log = logging.getLogger(__name__)
 
 DEMO_TOKEN = "demo-token"
 """The generic carrier's webhook token in simulator mode (nothing real is reachable then)."""
@@ -43,7 +43,7 @@ DEMO_TOKEN = "demo-token"
 DEMO_SMS = "P 12 Jane Atieno"
 """A pregnancy registration (form P of the simulator's demo deployment)."""
 
-SIMULATOR_THREAD = "uvicorn-test-server"  # smsbridge.testserver's thread name
+SIMULATOR_THREAD = "uvicorn-test-server"  # smsbridge.loopback's thread name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +86,7 @@ def cht_or_simulator(
         return
     from smsbridge.chtsim import ChtSim
     from smsbridge.chtsim.demo_data import GATEWAY_USER
-    from smsbridge.testserver import serve_in_thread
+    from smsbridge.loopback import serve_in_thread
 
     user, password = GATEWAY_USER
     sim = ChtSim()

@@ -16,12 +16,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from smsbridge.chtsettings import ChtSettingsCache
+from smsbridge.cht.appsettings import ChtSettingsCache
 from smsbridge.errors import AuthFailure
+from smsbridge.inbound.submit import InboundPipeline
 from smsbridge.logs import event
-from smsbridge.pipeline import InboundPipeline
 
-log = logging.getLogger("smsbridge.workers")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ import pytest
 from smsbridge.chtsim import ChtSim, running_chtsim
 from smsbridge.chtsim.demo_data import GATEWAY_USER
 from smsbridge.chtsim.sim import SimSwitch
-from smsbridge.fakeclock import FakeClock
+from tests.fakeclock import FakeClock
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -108,10 +108,10 @@ def running_bridge(
     """The bridge app under uvicorn with its own store. Workers are off unless asked for."""
     import httpx
 
-    from smsbridge.app import create_app
+    from smsbridge.loopback import serve_in_thread
     from smsbridge.settings import Settings
     from smsbridge.store import Store
-    from smsbridge.testserver import serve_in_thread
+    from smsbridge.web.app import create_app
 
     settings = Settings.from_env(bridge_env(tmp_path, cht_url, **env))
     clock = clock or FakeClock()
@@ -163,7 +163,7 @@ def bridge(_shared_bridge: RunningBridge) -> RunningBridge:
 
 @pytest.fixture(scope="session")
 def _chtsim_server() -> Iterator[tuple[SimSwitch, str]]:
-    from smsbridge.testserver import serve_in_thread
+    from smsbridge.loopback import serve_in_thread
 
     switch = SimSwitch()
     with serve_in_thread(switch) as url:
@@ -230,10 +230,10 @@ def gateway_phone_bridge(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> Iterator
     one SMS it got (twice: the repeat is a duplicate) and sent, then delivered, one SMS CHT
     queued, PHONE_LAG seconds (bridge clock) after sending it. `extra`: `message_id` (CHT's
     id of that SMS), `lag`, `texts`, `numbers`, `password` (what the logs must not show)."""
-    from smsbridge import outgoing
-    from smsbridge.fakephone import FakePhone
+    from smsbridge.carriersim.phone import FakePhone
+    from smsbridge.loopback import wait_for
+    from smsbridge.outbound import messages as outgoing
     from smsbridge.sms import DeliveryState
-    from smsbridge.testserver import wait_for
 
     cht, cht_url = chtsim
     with running_bridge(

@@ -21,7 +21,7 @@ import pytest
 
 from smsbridge.chtsim import ChtSim
 from smsbridge.chtsim.demo_data import CHW_PHONES
-from smsbridge.testserver import free_port
+from smsbridge.loopback import free_port
 
 TOKEN = "crash-test-token-0123456789"
 SENDERS = list(CHW_PHONES.values())

@@ -187,7 +187,7 @@ class _Raw(logging.Handler):
 
 def test_the_end_to_end_flow_logs_no_sms_text_phone_number_or_secret() -> None:
     from smsbridge.chtsim.demo_data import CHW_PHONES, GATEWAY_USER
-    from smsbridge.demo import scenario, stage
+    from smsbridge.cli.demo import scenario, stage
 
     raw = _Raw()
     root = logging.getLogger()
@@ -274,7 +274,8 @@ def test_a_gateway_phone_flow_logs_each_state_change_with_ids_and_nothing_else(
 def test_outgoing_state_changes_are_logged_once_committed_and_never_when_rolled_back(
     info_logs: tuple[io.StringIO, _Raw], tmp_path: Path
 ) -> None:
-    from smsbridge import outgoing, transitions
+    from smsbridge.outbound import messages as outgoing
+    from smsbridge.outbound import transitions
     from smsbridge.sms import DeliveryState
     from smsbridge.store import Store
 

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GRAMMARS = sorted(p.name for p in (ROOT / "grammars").glob("*.lark"))
 
 PROBE = """
-import json, smsbridge, smsbridge.grammar as g
-from smsbridge.parser import parse_sms
+import json, smsbridge, smsbridge.smsparser.grammar as g
+from smsbridge.smsparser.parser import parse_sms
 forms = {"ANCR": {"meta": {"code": "ANCR"}, "fields": {
     "name": {"type": "string", "labels": {"tiny": "N"}},
     "lmp": {"type": "integer", "labels": {"tiny": "L"}}}}}

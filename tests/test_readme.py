@@ -7,7 +7,7 @@ import argparse
 import re
 from pathlib import Path
 
-from smsbridge.cli import build_parser
+from smsbridge.cli.main import build_parser
 from smsbridge.docs import README_END, README_START, settings_table, stale
 from smsbridge.settings import Setting, all_settings
 

@@ -51,7 +51,7 @@ def test_the_unit_refuses_to_run_the_sandbox() -> None:
     service = _unit()["Service"]
     assert "SMSBRIDGE_REQUIRE_CHT=true" in service["Environment"]
     env = dict(v.split("=", 1) for v in service["Environment"])
-    from smsbridge.configcheck import check
+    from smsbridge.cli.check_config import check
 
     refused = check({**env, "SMSBRIDGE_DATABASE": "smsbridge.db"})  # no CHT URL
     assert not refused.ok and any("SMSBRIDGE_REQUIRE_CHT" in p for p in refused.problems)

@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from smsbridge.chtsim.responses import ChtHttpError
 
-log = logging.getLogger("smsbridge.chtsim")
+log = logging.getLogger(__name__)
 
 MAX_BODY = 32 * 1024 * 1024
 CLIENT_CLOSED = 499  # nginx's "client closed request": an answer nobody will read

@@ -1,5 +1,5 @@
 """CHT's records service: `createByForm` (a raw SMS) and `createRecordByJSON` (a pre-parsed
-form), smsparser.md §14–15. Parsing itself is the PARSER's CHT-level `smsbridge.parser`.
+form), smsparser.md §14–15. Parsing itself is the PARSER's CHT-level `smsbridge.smsparser.parser`.
 
 Both return the data_record CHT would save (before transitions), in stored form: undefined
 keys dropped, NaN as null. Request-level problems raise `RecordError(public message)`, which the
@@ -13,14 +13,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from smsbridge import parser
 from smsbridge.chtsim.contacts import normalize_phone
-from smsbridge.fields import ParseOptions
-from smsbridge.formdef import js_key_order
-from smsbridge.jsnum import UNDEFINED, js_trim, to_number
-from smsbridge.jsnum import truthy as js_truthy
-from smsbridge.moment import moment_ms
-from smsbridge.translate import translate as translate_key
+from smsbridge.smsparser import parser
+from smsbridge.smsparser.fields import ParseOptions
+from smsbridge.smsparser.formdef import js_key_order
+from smsbridge.smsparser.js.moment import moment_ms
+from smsbridge.smsparser.js.numbers import UNDEFINED, js_trim, to_number
+from smsbridge.smsparser.js.numbers import truthy as js_truthy
+from smsbridge.smsparser.translate import translate as translate_key
 
 __all__ = ["RecordError", "create_by_form", "create_record_by_json", "translate"]
 

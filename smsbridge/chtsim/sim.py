@@ -250,7 +250,7 @@ def _messages_of(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
 @contextmanager
 def running_chtsim(sim: ChtSim | None = None) -> Iterator[str]:
     """Serve `sim` (a fresh one by default) on 127.0.0.1:<free port>; yields its base URL."""
-    from smsbridge.testserver import serve_in_thread
+    from smsbridge.loopback import serve_in_thread
 
     sim = sim if sim is not None else ChtSim()
     with serve_in_thread(sim.app) as url:

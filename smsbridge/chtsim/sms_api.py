@@ -18,7 +18,7 @@ from smsbridge.chtsim.messaging import WriteConflict, apply_updates, select_outg
 from smsbridge.chtsim.records import create_by_form
 from smsbridge.chtsim.responses import ChtHttpError, json_response
 from smsbridge.chtsim.transitions import run_transitions
-from smsbridge.jsnum import truthy
+from smsbridge.smsparser.js.numbers import truthy
 
 if TYPE_CHECKING:
     from smsbridge.chtsim.sim import ChtSim

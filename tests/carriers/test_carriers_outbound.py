@@ -16,8 +16,8 @@ from smsbridge.carriers import africastalking, generic, twilio, vonage
 from smsbridge.carriers.base import CarrierConfig, WebhookRequest
 from smsbridge.carriersim import DEFAULT_CREDENTIALS, CarrierSim
 from smsbridge.errors import AuthFailure, PermanentError, RetryableError
+from smsbridge.loopback import serve_in_thread
 from smsbridge.sms import DeliveryState, OutboundSms, SendResult, StatusUpdate
-from smsbridge.testserver import serve_in_thread
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 MODULES: dict[str, ModuleType] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from smsbridge import outgoing
+from smsbridge.outbound import messages as outgoing
 from smsbridge.sms import DeliveryState
 
 

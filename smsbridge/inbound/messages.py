@@ -1,0 +1,273 @@
+"""Inbound SMS as stored facts: accepting them (each with its submit task, duplicates
+recognised, long SMS joined from their parts) inside a store write job, reading them back,
+recording their outcome, and their shape in CHT's APIs.
+
+A message's `uuid` is our id for it: the gateway id CHT sees on a relay (`gateway_message`) and
+the `_meta.gateway_ref` of a record (`record_body`). States: received -> submitted | relayed |
+rejected | dead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from smsbridge.sms import InboundSms
+from smsbridge.store import Store
+from smsbridge.tasks import Outbox
+
+if TYPE_CHECKING:
+    from smsbridge.smsparser.parser import Report
+
+SUBMIT = "submit"  # task kind: submit one inbound message to CHT
+
+
+@dataclass(frozen=True)
+class Accepted:
+    uuid: str
+    duplicate: bool
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def content_hash(sender: str, text: str) -> str:
+    return hashlib.sha256(f"{sender}\x00{text}".encode()).hexdigest()[:32]
+
+
+def accept_in(
+    conn: sqlite3.Connection, messages: Sequence[InboundSms], now: float, dedup_window: float
+) -> list[Accepted]:
+    """Inside a write job: store each new message and its submit task; recognise duplicates
+    (same carrier + external id; or, without an id, same carrier + sender + text within
+    `dedup_window` seconds). A part of a long SMS is kept until its message is complete."""
+    out: list[Accepted] = []
+    now_ms = int(now * 1000)
+    for sms in messages:
+        if part_of(sms) is not None:
+            out.append(accept_part_in(conn, sms, now))
+            continue
+        digest = None
+        if sms.external_id:
+            row = conn.execute(
+                "SELECT uuid FROM messages WHERE carrier = ? AND external_id = ?",
+                (sms.carrier, sms.external_id),
+            ).fetchone()
+        else:
+            digest = content_hash(sms.sender, sms.text)
+            row = conn.execute(
+                "SELECT uuid FROM messages WHERE carrier = ? AND sender = ? AND content_hash = ? "
+                "AND external_id IS NULL AND accepted_at >= ? ORDER BY id DESC LIMIT 1",
+                (sms.carrier, sms.sender, digest, now_ms - int(dedup_window * 1000)),
+            ).fetchone()
+        if row is not None:
+            out.append(Accepted(row[0], duplicate=True))
+            continue
+        message_id = insert_message_in(
+            conn, sms.carrier, sms.external_id, sms.sender, sms.recipient, sms.text,
+            _ms(sms.received_at), now, digest,
+        )  # fmt: skip
+        out.append(Accepted(message_id, duplicate=False))
+    return out
+
+
+def insert_message_in(
+    conn: sqlite3.Connection,
+    carrier: str,
+    external_id: str | None,
+    sender: str,
+    recipient: str | None,
+    text: str,
+    received_at_ms: int,
+    now: float,
+    digest: str | None = None,
+) -> str:
+    """Store one new message and its submit task; returns the message's uuid."""
+    message_id = str(uuid.uuid4())
+    conn.execute(
+        "INSERT INTO messages(uuid, carrier, external_id, sender, recipient, text, "
+        "received_at, accepted_at, content_hash, state) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')",
+        (message_id, carrier, external_id, sender, recipient, text, received_at_ms,
+         int(now * 1000), digest),
+    )  # fmt: skip
+    Outbox.enqueue_in(conn, SUBMIT, message_id, now)
+    return message_id
+
+
+# -- long SMS in parts ---------------------------------------------------------------------------
+# Some carriers (Vonage) deliver a long SMS as separate parts, each with its own id, naming the
+# long message in `extra`: `concat-ref` (shared by the parts), `concat-total`, `concat-part`
+# (1-based). Each part is stored (and acknowledged) on arrival; when the last one is in, the
+# parts are joined in order into ONE message with its submit task. If a part never comes, an
+# `assemble` task joins what did arrive after PART_WAIT seconds.
+
+ASSEMBLE = "assemble"  # task kind: join a long SMS whose parts stopped arriving
+PART_WAIT = 600.0
+
+
+def part_of(sms: InboundSms) -> tuple[str, int, int] | None:
+    """(ref, part, total) when `sms` is one part of a long SMS of 2+ parts."""
+    ref = sms.extra.get("concat-ref")
+    try:
+        total = int(sms.extra.get("concat-total", "1"))
+        part = int(sms.extra.get("concat-part", "1"))
+    except ValueError:
+        return None
+    if not ref or total < 2 or not 1 <= part <= total:
+        return None
+    return ref, part, total
+
+
+def accept_part_in(conn: sqlite3.Connection, sms: InboundSms, now: float) -> Accepted:
+    parsed = part_of(sms)
+    assert parsed is not None
+    ref, part, total = parsed
+    if sms.external_id:
+        row = conn.execute(
+            "SELECT id, message_uuid FROM inbound_parts WHERE carrier = ? AND external_id = ?",
+            (sms.carrier, sms.external_id),
+        ).fetchone()
+        if row is not None:
+            return Accepted(row["message_uuid"] or f"part-{row['id']}", duplicate=True)
+    row = conn.execute(
+        "SELECT id FROM inbound_parts WHERE carrier = ? AND sender = ? AND ref = ? AND part = ? "
+        "AND message_uuid IS NULL",
+        (sms.carrier, sms.sender, ref, part),
+    ).fetchone()
+    if row is not None:  # the same part again under another id
+        return Accepted(f"part-{row['id']}", duplicate=True)
+    cur = conn.execute(
+        "INSERT INTO inbound_parts(carrier, sender, recipient, ref, part, total, external_id, "
+        "text, received_at, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (sms.carrier, sms.sender, sms.recipient, ref, part, total, sms.external_id, sms.text,
+         _ms(sms.received_at), int(now * 1000)),
+    )  # fmt: skip
+    part_id = int(cur.lastrowid or 0)
+    pending = _pending_parts(conn, sms.carrier, sms.sender, ref)
+    if len(pending) >= total:
+        return Accepted(_join_in(conn, pending, now), duplicate=False)
+    if len(pending) == 1:  # the first part of this long SMS: a deadline for the rest
+        Outbox.enqueue_in(conn, ASSEMBLE, str(part_id), now, not_before=now + PART_WAIT)
+    return Accepted(f"part-{part_id}", duplicate=False)
+
+
+def _pending_parts(
+    conn: sqlite3.Connection, carrier: str, sender: str, ref: str, from_id: int = 0
+) -> list[sqlite3.Row]:
+    return conn.execute(
+        "SELECT * FROM inbound_parts WHERE carrier = ? AND sender = ? AND ref = ? "
+        "AND message_uuid IS NULL AND id >= ? ORDER BY part, id",
+        (carrier, sender, ref, from_id),
+    ).fetchall()
+
+
+def _join_in(conn: sqlite3.Connection, parts: list[sqlite3.Row], now: float) -> str:
+    first = parts[0]
+    message_id = insert_message_in(
+        conn,
+        first["carrier"],
+        "parts:" + ",".join(str(p["external_id"] or p["id"]) for p in parts),
+        first["sender"],
+        first["recipient"],
+        "".join(p["text"] for p in parts),
+        min(p["received_at"] for p in parts),
+        now,
+    )
+    conn.executemany(
+        "UPDATE inbound_parts SET message_uuid = ? WHERE id = ?",
+        [(message_id, p["id"]) for p in parts],
+    )
+    return message_id
+
+
+def assemble_in(conn: sqlite3.Connection, first_part_id: int, now: float) -> str | None:
+    """The `assemble` task's step: join whatever parts of that long SMS arrived (None when it
+    was already joined)."""
+    first = conn.execute("SELECT * FROM inbound_parts WHERE id = ?", (first_part_id,)).fetchone()
+    if first is None or first["message_uuid"] is not None:
+        return None
+    parts = _pending_parts(conn, first["carrier"], first["sender"], first["ref"], first_part_id)
+    return _join_in(conn, parts, now) if parts else None
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    uuid: str
+    carrier: str
+    external_id: str | None
+    sender: str
+    text: str
+    received_at: int  # ms
+    accepted_at: int
+    state: str
+    form: str | None
+    cht_doc_id: str | None
+    reason: str | None
+    reply: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Message:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+def record_body(message: Message, sender: str, report: Report, locale: str) -> dict[str, Any]:
+    """The report as the JSON body of CHT's POST /api/v2/records: its fields, and in `_meta` the
+    time the SMS arrived, the raw text and our id as `gateway_ref`."""
+    body: dict[str, Any] = dict(report.fields)
+    body["_meta"] = {
+        "form": report.code,
+        "from": sender,
+        "reported_date": message.received_at,
+        "locale": locale,
+        "message": message.text,
+        "gateway_ref": message.uuid,
+    }
+    return body
+
+
+def gateway_message(message: Message, sender: str) -> dict[str, Any]:
+    """The SMS as a gateway message in CHT's POST /api/sms, under our id (CHT drops ids it has
+    seen, and those of records whose `_meta.gateway_ref` it is)."""
+    return {
+        "id": message.uuid,
+        "from": sender,
+        "content": message.text,
+        "sms_sent": message.received_at,
+        "sms_received": message.received_at,
+    }
+
+
+def get_message(store: Store, message_uuid: str) -> Message | None:
+    rows = store.query("SELECT * FROM messages WHERE uuid = ?", (message_uuid,))
+    return Message.from_row(rows[0]) if rows else None
+
+
+def set_outcome_in(
+    conn: sqlite3.Connection,
+    message_uuid: str,
+    state: str,
+    *,
+    form: str | None,
+    doc_id: str | None,
+) -> None:
+    """Inside a write job: the message reached CHT (`submitted` as record `doc_id`, or
+    `relayed`)."""
+    conn.execute(
+        "UPDATE messages SET state = ?, form = ?, cht_doc_id = ? WHERE uuid = ?",
+        (state, form, doc_id, message_uuid),
+    )
+
+
+def mark_dead_in(conn: sqlite3.Connection, message_uuid: str, reason: str) -> None:
+    """Inside a write job: the message will not reach CHT without an operator (`reason`)."""
+    conn.execute(
+        "UPDATE messages SET state = 'dead', reason = ? WHERE uuid = ?", (reason, message_uuid)
+    )

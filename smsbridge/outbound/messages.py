@@ -1,0 +1,402 @@
+"""Outgoing SMS as facts: stored under CHT's id, moved forward through their states, with the
+status reports owed to CHT (carriers' results and delivery reports: delivery.py).
+
+Every function named `*_in` runs inside a store write job (one transaction); the async wrappers
+go through the writer and return after the commit.
+
+States only move forward (`sms.RANK`): a late "sent" never overwrites "delivered", a repeated
+report changes nothing. Each state a message enters is owed to CHT exactly once (a row in
+`outgoing_reports`, unique per message and status); a jump (queued -> delivered, when the
+delivery report overtakes the send response) owes the states in between too, so CHT's history
+reads pending, sent, delivered.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from smsbridge.outbound.loopguard import text_key
+from smsbridge.outbound.transitions import Change, note
+from smsbridge.segments import segment
+from smsbridge.sms import RANK, DeliveryState, well_formed
+from smsbridge.store import Store
+from smsbridge.tasks import Outbox
+
+SEND = "send"  # task kind: send one outgoing SMS (ref = its ref)
+
+# Our state -> the status word of the medic-gateway protocol (what CHT hears).
+GATEWAY_STATUS: dict[DeliveryState, str] = {
+    DeliveryState.QUEUED: "UNSENT",
+    DeliveryState.SENDING: "PENDING",
+    DeliveryState.SENT: "SENT",
+    DeliveryState.DELIVERED: "DELIVERED",
+    DeliveryState.FAILED: "FAILED",
+}
+_PATH = (DeliveryState.SENDING, DeliveryState.SENT, DeliveryState.DELIVERED)
+FINAL = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED})
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    id: int
+    ref: str
+    origin: str
+    to: str
+    content: str
+    text_key: str
+    segments: int
+    automatic: bool
+    state: DeliveryState
+    reason: str | None
+    channel: str | None
+    carrier: str | None
+    external_id: str | None
+    phone_ack: bool
+    released: bool
+    created_at: float
+    sent_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Outgoing:
+        return cls(
+            id=row["id"],
+            ref=row["ref"],
+            origin=row["origin"],
+            to=row["to_number"],
+            content=row["content"],
+            text_key=row["text_key"],
+            segments=row["segments"],
+            automatic=bool(row["automatic"]),
+            state=DeliveryState(row["state"]),
+            reason=row["reason"],
+            channel=row["channel"],
+            carrier=row["carrier"],
+            external_id=row["external_id"],
+            phone_ack=bool(row["phone_ack"]),
+            released=bool(row["released"]),
+            created_at=row["created_at"],
+            sent_at=row["sent_at"],
+        )
+
+    def change(self, state: DeliveryState, now: float, reason: str | None = None) -> Change:
+        """This SMS entering `state` (for the log and the metrics: transitions.py)."""
+        return Change(
+            self.ref, state, now, self.state, self.origin, self.to, self.channel, self.carrier,
+            self.external_id, reason, self.sent_at,
+        )  # fmt: skip
+
+
+def get_in(conn: sqlite3.Connection, ref: str) -> Outgoing | None:
+    row = conn.execute("SELECT * FROM outgoing WHERE ref = ?", (ref,)).fetchone()
+    return None if row is None else Outgoing.from_row(row)
+
+
+def get(store: Store, ref: str) -> Outgoing | None:
+    return store.read(lambda c: get_in(c, ref))
+
+
+# -- new messages --------------------------------------------------------------------------------
+
+
+def insert_in(
+    conn: sqlite3.Connection,
+    ref: str,
+    to: str,
+    content: str,
+    now: float,
+    *,
+    origin: str = "cht",
+    automatic: bool = True,
+    source: str | None = None,
+) -> bool:
+    """Store one outgoing SMS and its send task; False (and nothing new) if `ref` is known.
+    A CHT message owes CHT its acknowledgement (UNSENT) on the next exchange."""
+    seg = segment(content)
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO outgoing(ref, origin, to_number, content, text_key, segments, "
+        "encoding, automatic, state, source, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            ref,
+            origin,
+            to,
+            content,
+            text_key(to, content),
+            seg.count,
+            seg.encoding.value,
+            int(automatic),
+            DeliveryState.QUEUED.value,
+            source,
+            now,
+            now,
+        ),
+    )
+    if cur.rowcount != 1:
+        return False
+    Outbox.enqueue_in(conn, SEND, ref, now)
+    if origin == "cht":
+        _owe_in(conn, ref, DeliveryState.QUEUED, None, now)
+    note(Change(ref, DeliveryState.QUEUED, now, origin=origin, to=to))
+    return True
+
+
+def store_cht_messages_in(
+    conn: sqlite3.Connection, messages: Sequence[dict[str, Any]], now: float
+) -> int:
+    """CHT's outgoing messages `{id, to, content}` -> rows; returns how many were new. One CHT
+    offers again is not stored twice: CHT only re-offers a message whose status it never
+    heard, so its latest status is owed again (CHT ignores a repeated status)."""
+    new = 0
+    for message in messages:
+        ref, to, content = message.get("id"), message.get("to"), message.get("content")
+        if not ref or not to or content is None:
+            continue
+        ref, to, content = (well_formed(str(value)) for value in (ref, to, content))
+        if insert_in(conn, ref, to, content, now):
+            new += 1
+            continue
+        known = get_in(conn, ref)
+        if known is not None and known.origin == "cht":
+            conn.execute(
+                "UPDATE outgoing_reports SET reported_at = NULL WHERE id = ("
+                " SELECT id FROM outgoing_reports WHERE ref = ? ORDER BY id DESC LIMIT 1)",
+                (known.ref,),
+            )
+    return new
+
+
+def reply_in(
+    conn: sqlite3.Connection, to: str, content: str, source: str | None, now: float
+) -> str:
+    """The bridge's own automatic reply (e.g. to a malformed form): queued like CHT's, but
+    reported to nobody. Returns its ref. Usable as the inbound pipeline's reply hook."""
+    ref = f"bridge-{uuid.uuid4()}"
+    insert_in(conn, ref, to, content, now, origin="bridge", automatic=True, source=source)
+    return ref
+
+
+# -- moving forward ------------------------------------------------------------------------------
+
+
+def _owe_in(
+    conn: sqlite3.Connection, ref: str, state: DeliveryState, reason: str | None, now: float
+) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO outgoing_reports(ref, status, reason, created_at) "
+        "VALUES (?, ?, ?, ?)",
+        (ref, GATEWAY_STATUS[state], reason if state is DeliveryState.FAILED else None, now),
+    )
+
+
+def advance_in(
+    conn: sqlite3.Connection,
+    message: Outgoing,
+    state: DeliveryState,
+    now: float,
+    *,
+    reason: str | None = None,
+) -> bool:
+    """Move `message` to `state` if that is forward; owe CHT each state entered. False when the
+    report changes nothing (a repeat, a late lower state, anything after a final state)."""
+    current = message.state
+    if current in FINAL or RANK[state] <= RANK[current]:
+        return False
+    entered: list[DeliveryState]
+    if state is DeliveryState.FAILED:
+        entered = [state]  # failing says nothing about the states it skipped
+    else:
+        entered = [s for s in _PATH if RANK[current] < RANK[s] <= RANK[state]]
+    sent_now = state in (DeliveryState.SENT, DeliveryState.DELIVERED)
+    conn.execute(
+        "UPDATE outgoing SET state = ?, reason = COALESCE(?, reason), updated_at = ?, "
+        "sent_at = CASE WHEN ? AND sent_at IS NULL THEN ? ELSE sent_at END WHERE id = ?",
+        (state.value, reason, now, int(sent_now), now, message.id),
+    )
+    if message.origin == "cht":
+        for s in entered:
+            _owe_in(conn, message.ref, s, reason, now)
+    note(message.change(state, now, reason))
+    return True
+
+
+def hold_in(conn: sqlite3.Connection, message: Outgoing, reason: str, now: float) -> None:
+    conn.execute(
+        "UPDATE outgoing SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
+        (DeliveryState.HELD.value, reason, now, message.id),
+    )
+    note(message.change(DeliveryState.HELD, now, reason))
+
+
+def release_held(store: Store, ref: str, now: float) -> bool:
+    """An operator lets a held SMS go: back to queued (the loop guard will not stop it again)
+    with a fresh send task. False if it is not held."""
+
+    def job(conn: sqlite3.Connection) -> bool:
+        cur = conn.execute(
+            "UPDATE outgoing SET state = ?, released = 1, reason = NULL, updated_at = ? "
+            "WHERE ref = ? AND state = ?",
+            (DeliveryState.QUEUED.value, now, ref, DeliveryState.HELD.value),
+        )
+        if cur.rowcount != 1:
+            return False
+        Outbox.enqueue_in(conn, SEND, ref, now)
+        note(Change(ref, DeliveryState.QUEUED, now, DeliveryState.HELD, reason="released"))
+        return True
+
+    return store.write_sync(job)
+
+
+def drop_held(store: Store, ref: str, now: float) -> bool:
+    """An operator drops a held SMS: failed, reason `held: <why>`, never sent."""
+
+    def job(conn: sqlite3.Connection) -> bool:
+        message = get_in(conn, ref)
+        if message is None or message.state is not DeliveryState.HELD:
+            return False
+        return advance_in(conn, message, DeliveryState.FAILED, now, reason="held: dropped")
+
+    return store.write_sync(job)
+
+
+def drop_dead_send(store: Store, task_id: int, now: float) -> bool:
+    """An operator drops the dead send task `task_id`: deleted, and its SMS failed "dropped"
+    in the same transaction (so CHT hears FAILED on the next exchange) — unless the SMS is no
+    longer waiting to be sent (already sent, final, or taken by a phone that reports on it).
+    False if no such dead task."""
+
+    def job(conn: sqlite3.Connection) -> bool:
+        task = Outbox.drop_in(conn, task_id)
+        if task is None:
+            return False
+        message = get_in(conn, task.ref)
+        if message is not None and _unsent(message):
+            advance_in(conn, message, DeliveryState.FAILED, now, reason="dropped")
+        return True
+
+    return store.write_sync(job)
+
+
+def _unsent(message: Outgoing) -> bool:
+    waiting = (DeliveryState.QUEUED, DeliveryState.HELD, DeliveryState.SENDING)
+    return message.state in waiting and not message.phone_ack
+
+
+def held(store: Store, limit: int = 1000) -> list[Outgoing]:
+    rows = store.query(
+        "SELECT * FROM outgoing WHERE state = ? ORDER BY id LIMIT ?",
+        (DeliveryState.HELD.value, limit),
+    )
+    return [Outgoing.from_row(r) for r in rows]
+
+
+def expire_stale_in(conn: sqlite3.Connection, now: float, ttl: float) -> int:
+    """The sweep: held SMS older than `ttl` fail "expired" (never sent); an SMS whose send task
+    is gone altogether (an operator dropped its dead letter) fails "dropped" — except one a
+    phone has taken, which the phone reports on."""
+    held_rows = conn.execute(
+        "SELECT * FROM outgoing WHERE state = ? AND created_at <= ? LIMIT 500",
+        (DeliveryState.HELD.value, now - ttl),
+    ).fetchall()
+    for row in held_rows:
+        advance_in(conn, Outgoing.from_row(row), DeliveryState.FAILED, now, reason="expired")
+    dropped = conn.execute(
+        "SELECT * FROM outgoing WHERE state IN (?, ?) AND phone_ack = 0 AND NOT EXISTS ("
+        " SELECT 1 FROM tasks WHERE tasks.kind = ? AND tasks.ref = outgoing.ref) LIMIT 500",
+        (DeliveryState.QUEUED.value, DeliveryState.SENDING.value, SEND),
+    ).fetchall()
+    for row in dropped:
+        advance_in(conn, Outgoing.from_row(row), DeliveryState.FAILED, now, reason="dropped")
+    return len(held_rows) + len(dropped)
+
+
+# -- reports owed to CHT -------------------------------------------------------------------------
+
+
+def owed_reports(store: Store, limit: int = 100) -> list[tuple[int, dict[str, str]]]:
+    """Status updates not yet heard by CHT, oldest first: (row id, {id, status[, reason]})."""
+    rows = store.query(
+        "SELECT id, ref, status, reason FROM outgoing_reports WHERE reported_at IS NULL "
+        "ORDER BY id LIMIT ?",
+        (limit,),
+    )
+    out = []
+    for row in rows:
+        update = {"id": row["ref"], "status": row["status"]}
+        if row["reason"]:
+            update["reason"] = row["reason"]
+        out.append((row["id"], update))
+    return out
+
+
+def superseded(owed: Sequence[tuple[int, dict[str, str]]]) -> list[int]:
+    """After an exchange that CHT may have processed, the reports that need not be sent again:
+    every one but the newest of each message. CHT applies an exchange's updates in order and has
+    no forward-only guard, so resending [sent, delivered] to a task already `delivered` would
+    add `sent` and `delivered` to its history again; resending only `delivered` is a no-op there
+    (same state). If the exchange was in fact never processed, CHT still ends in the right
+    state, without the skipped intermediate entries: a shorter history, never a repeated one."""
+    newest: dict[str, int] = {}
+    for row_id, update in owed:
+        newest[update["id"]] = row_id
+    keep = set(newest.values())
+    return [row_id for row_id, _update in owed if row_id not in keep]
+
+
+def mark_reported_in(conn: sqlite3.Connection, ids: Sequence[int], now: float) -> None:
+    conn.executemany(
+        "UPDATE outgoing_reports SET reported_at = ? WHERE id = ?", [(now, i) for i in ids]
+    )
+
+
+# -- for operators: metrics and listings (OPS) ---------------------------------------------------
+
+
+def counts(store: Store) -> dict[tuple[str, str | None], int]:
+    """(state, channel) -> number of outgoing SMS, for `/metrics`."""
+    rows = store.query("SELECT state, channel, COUNT(*) FROM outgoing GROUP BY state, channel")
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def by_refs(store: Store, refs: Sequence[str]) -> dict[str, Outgoing]:
+    """ref -> the outgoing SMS, for the refs that are outgoing SMS (`outbox ls`)."""
+    found: dict[str, Outgoing] = {}
+    unique = list(dict.fromkeys(refs))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        marks = ",".join("?" for _ in chunk)
+        for row in store.query(f"SELECT * FROM outgoing WHERE ref IN ({marks})", tuple(chunk)):
+            found[row["ref"]] = Outgoing.from_row(row)
+    return found
+
+
+def listing(
+    store: Store,
+    *,
+    state: str | None = None,
+    ref: str | None = None,
+    channel: str | None = None,
+    created_before: float | None = None,
+    created_after: float | None = None,
+    limit: int = 50,
+) -> list[Outgoing]:
+    """Outgoing SMS, oldest first, filtered (`smsbridge outbox ls --state held`, ...)."""
+    where, params = ["1 = 1"], []
+    for clause, value in (
+        ("state = ?", state),
+        ("ref = ?", ref),
+        ("channel = ?", channel),
+        ("created_at <= ?", created_before),
+        ("created_at >= ?", created_after),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    rows = store.query(
+        f"SELECT * FROM outgoing WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+        (*params, limit),
+    )
+    return [Outgoing.from_row(row) for row in rows]

@@ -1,0 +1,82 @@
+"""cht-gateway phones, the bridge's side: apply a phone's status updates and choose the SMS to
+hand it in a poll response (carriers/chtgateway.py speaks the protocol; outbound.py calls these
+inside one write job each).
+
+A message routed to `chtgateway` goes to the first phone that polls and is then that phone's
+(`chtgateway:<user>`); one routed to `chtgateway:<user>` only to that phone. Like CHT, it is
+offered again until the phone reports a status for it. A phone's FAILED hands it to the route's
+next channel when there is one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import replace
+
+from smsbridge.carriers import chtgateway
+from smsbridge.outbound import messages as outgoing
+from smsbridge.outbound.messages import SEND, Outgoing
+from smsbridge.outbound.ratelimit import RateLimiter
+from smsbridge.outbound.routing import Routes
+from smsbridge.sms import DeliveryState
+from smsbridge.tasks import Outbox
+
+
+def updates_in(
+    conn: sqlite3.Connection,
+    routes: Routes,
+    user: str,
+    updates: Sequence[chtgateway.PhoneUpdate],
+    now: float,
+) -> None:
+    mine = chtgateway.channel_names(user)
+    for update in updates:
+        message = outgoing.get_in(conn, update.id)
+        if message is None or message.channel not in mine:
+            continue  # not ours, or no longer routed to this phone (failed over)
+        conn.execute(
+            "UPDATE outgoing SET phone_ack = 1, carrier = ?, external_id = ? WHERE id = ?",
+            (chtgateway.NAME, update.id, message.id),
+        )
+        message = replace(message, carrier=chtgateway.NAME, external_id=update.id)
+        if update.state is DeliveryState.FAILED and message.channel:
+            following = routes.next_channel(message.to, message.channel)
+            if following is not None and message.state not in outgoing.FINAL:
+                conn.execute(
+                    "UPDATE outgoing SET channel = ?, phone_ack = 0, updated_at = ? WHERE id = ?",
+                    (following, now, message.id),
+                )
+                # its send task waits for the TTL (outbound._await_phone): due now instead
+                Outbox.enqueue_or_expedite_in(conn, SEND, message.ref, now)
+                continue
+        if update.state is not None:
+            outgoing.advance_in(conn, message, update.state, now, reason=update.reason)
+
+
+def hand_out_in(
+    conn: sqlite3.Connection,
+    limiter: RateLimiter,
+    user: str,
+    now: float,
+    *,
+    ttl: float,
+    batch: int,
+) -> list[tuple[str, str, str]]:
+    """(id, to, content) of the SMS for this phone now: queued, routed to it or to any phone,
+    not yet confirmed by a phone, younger than the TTL; at most `batch`, within its rate."""
+    own, shared = chtgateway.channel_names(user)
+    rows = conn.execute(
+        "SELECT * FROM outgoing WHERE state = ? AND channel IN (?, ?) AND phone_ack = 0 "
+        "AND created_at > ? ORDER BY id LIMIT ?",
+        (DeliveryState.QUEUED.value, own, shared, now - ttl, batch),
+    ).fetchall()
+    out = []
+    for row in rows:
+        message = Outgoing.from_row(row)
+        if not limiter.try_take(own, message.segments, now):
+            break
+        if message.channel == shared:  # the first phone to take it keeps it
+            conn.execute("UPDATE outgoing SET channel = ? WHERE id = ?", (own, message.id))
+        out.append((message.ref, message.to, message.content))
+    return out

@@ -1,0 +1,187 @@
+"""The durable task queue: claims with leases, backoff, dead letters. Time is passed in."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smsbridge.store import Store
+from smsbridge.tasks import Outbox, RetryPolicy, Task
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    with Store(tmp_path / "o.db") as store:
+        yield Outbox(store, RetryPolicy(base=10, cap=100, max_attempts=3), random.Random(1))
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_claims_take_the_oldest_due_task_first(outbox: Outbox) -> None:
+    first = run(outbox.enqueue("submit", "a", 100.0))
+    run(outbox.enqueue("submit", "b", 101.0))
+    task = run(outbox.claim(["submit"], 200.0, 30))
+    assert task is not None and task.id == first and task.ref == "a" and task.attempts == 1
+
+
+def test_a_task_is_not_claimed_before_it_is_due(outbox: Outbox) -> None:
+    run(outbox.enqueue("submit", "a", 100.0, not_before=150.0))
+    assert run(outbox.claim(["submit"], 149.0, 30)) is None
+    assert run(outbox.claim(["submit"], 150.0, 30)) is not None
+
+
+def test_claims_filter_by_kind(outbox: Outbox) -> None:
+    run(outbox.enqueue("send", "a", 100.0))
+    assert run(outbox.claim(["submit"], 100.0, 30)) is None
+    assert run(outbox.claim(["send", "submit"], 100.0, 30)) is not None
+
+
+def test_a_leased_task_is_not_claimed_twice_until_its_lease_expires(outbox: Outbox) -> None:
+    run(outbox.enqueue("submit", "a", 100.0))
+    first = run(outbox.claim(["submit"], 100.0, 30))
+    assert run(outbox.claim(["submit"], 129.9, 30)) is None
+    again = run(outbox.claim(["submit"], 130.0, 30))  # the first worker crashed
+    assert first is not None and again is not None
+    assert again.id == first.id and again.attempts == 2
+    # the first worker's late "done" no longer counts: the task is someone else's now
+    assert run(outbox.done(first)) is False
+    assert run(outbox.done(again)) is True
+    assert outbox.pending() == []
+
+
+def test_retry_later_backs_off_exponentially_with_jitter_and_cap(outbox: Outbox) -> None:
+    policy = RetryPolicy(base=10, cap=100, max_attempts=20)
+    rng = random.Random(7)
+    for attempts, full in [(1, 10), (2, 20), (3, 40), (4, 80), (5, 100), (9, 100)]:
+        delay = policy.delay(attempts, rng)
+        assert full / 2 <= delay <= full
+
+
+def test_retry_later_reschedules_and_counts_attempts(outbox: Outbox) -> None:
+    run(outbox.enqueue("submit", "a", 0.0))
+    task = run(outbox.claim(["submit"], 0.0, 30))
+    due = run(outbox.retry_later(task, 0.0, "timeout", memo="not_sent"))
+    assert due is not None and 5.0 <= due <= 10.0
+    assert run(outbox.claim(["submit"], due - 0.01, 30)) is None
+    again = run(outbox.claim(["submit"], due, 30))
+    assert again is not None and again.attempts == 2
+    assert again.last_error == "timeout" and again.memo == "not_sent"
+
+
+def test_retry_after_from_the_peer_is_honoured(outbox: Outbox) -> None:
+    run(outbox.enqueue("submit", "a", 0.0))
+    task = run(outbox.claim(["submit"], 0.0, 30))
+    due = run(outbox.retry_later(task, 0.0, "429", retry_after=500))
+    assert due == 500.0
+
+
+def test_after_max_attempts_the_task_is_a_dead_letter(outbox: Outbox) -> None:
+    run(outbox.enqueue("submit", "a", 0.0))
+    now = 0.0
+    for _ in range(2):
+        task = run(outbox.claim(["submit"], now, 30))
+        now = run(outbox.retry_later(task, now, "boom"))
+    task = run(outbox.claim(["submit"], now, 30))
+    assert run(outbox.retry_later(task, now, "boom")) is None
+    [dead] = outbox.dead_letters()
+    assert dead.state == "dead" and "after 3 attempts" in (dead.dead_reason or "")
+    assert run(outbox.claim(["submit"], now + 10_000, 30)) is None
+
+
+def test_give_up_then_operator_retry_and_drop(outbox: Outbox) -> None:
+    run(outbox.enqueue("submit", "a", 0.0))
+    run(outbox.enqueue("submit", "b", 0.0))
+    a = run(outbox.claim(["submit"], 0.0, 30))
+    b = run(outbox.claim(["submit"], 0.0, 30))
+    assert run(outbox.give_up(a, "cht rejected it"))
+    assert run(outbox.give_up(b, "parser crash"))
+    assert [t.dead_reason for t in outbox.dead_letters()] == ["cht rejected it", "parser crash"]
+    assert outbox.retry_dead(a.id, 50.0) is True
+    again = run(outbox.claim(["submit"], 50.0, 30))
+    assert again is not None and again.id == a.id and again.attempts == 1
+    assert outbox.drop(b.id) is True
+    assert outbox.drop(b.id) is False
+    assert outbox.retry_dead(12345, 50.0) is False
+    assert outbox.dead_letters() == []
+
+
+def test_release_puts_a_task_back_without_counting_the_attempt(outbox: Outbox) -> None:
+    run(outbox.enqueue("submit", "a", 0.0))
+    task = run(outbox.claim(["submit"], 0.0, 30))
+    run(outbox.release(task, 0.0, 60.0, memo="not_sent"))
+    assert run(outbox.claim(["submit"], 59.0, 30)) is None
+    again = run(outbox.claim(["submit"], 60.0, 30))
+    assert again is not None and again.attempts == 1
+
+
+def test_tasks_survive_reopening_the_database(tmp_path: Path) -> None:
+    with Store(tmp_path / "x.db") as store:
+        run(Outbox(store).enqueue("submit", "a", 0.0))
+    with Store(tmp_path / "x.db") as store:
+        task = run(Outbox(store).claim(["submit"], 1.0, 30))
+        assert task is not None and task.ref == "a"
+
+
+@pytest.mark.parametrize(("order", "index"), [("arrival", "tasks_arrival"), ("due", "tasks_due")])
+def test_claims_walk_an_index_not_a_sort(outbox: Outbox, order: str, index: str) -> None:
+    """A backlog of many thousand tasks (CHT down for hours) must not make each claim sort
+    every ready task: the statements `claim_in` really runs are answered from an index."""
+    for ref in ("a", "b"):
+        run(outbox.enqueue("submit", ref, 100.0))
+    statements: list[str] = []
+
+    def claim(conn: sqlite3.Connection) -> Task | None:
+        conn.set_trace_callback(statements.append)
+        try:
+            return Outbox.claim_in(conn, ["submit"], 200.0, 30, order=order)
+        finally:
+            conn.set_trace_callback(None)
+
+    task = outbox.store.write_sync(claim)
+    assert task is not None and task.ref == "a"
+    plans = {
+        sql: " ".join(str(tuple(row)) for row in outbox.store.query("EXPLAIN QUERY PLAN " + sql))
+        for sql in statements
+        if sql.lstrip().upper().startswith("SELECT")
+    }
+    assert plans
+    for sql, plan in plans.items():
+        assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, (sql, plan)
+    assert any(index in plan for plan in plans.values())
+
+
+def test_an_expired_lease_is_taken_before_newer_ready_tasks(outbox: Outbox) -> None:
+    run(outbox.enqueue("submit", "a", 100.0))
+    first = run(outbox.claim(["submit"], 100.0, 30))  # its worker dies
+    run(outbox.enqueue("submit", "b", 101.0))
+    again = run(outbox.claim(["submit"], 131.0, 30))
+    assert first is not None and again is not None
+    assert again.ref == "a" and again.attempts == 2
+
+
+def test_has_due_sees_a_due_task_or_an_expired_lease_of_any_of_its_kinds(outbox: Outbox) -> None:
+    run(outbox.enqueue("send", "later", 100.0, not_before=500.0))
+    run(outbox.enqueue("submit", "a", 100.0))
+    assert run(outbox.claim(["submit"], 100.0, 30)) is not None  # leased until 130
+    assert not outbox.has_due(["submit", "send"], 120.0)
+    assert outbox.has_due(["submit"], 130.0)  # its worker died
+    assert not outbox.has_due(["send"], 499.0)
+    assert outbox.has_due(["submit", "send"], 500.0) and outbox.has_due(["send"], 500.0)
+
+
+def test_enqueue_or_expedite_makes_the_waiting_task_due_instead_of_adding_one(
+    outbox: Outbox,
+) -> None:
+    run(outbox.enqueue("send", "m1", 100.0, not_before=900.0))
+    outbox.store.write_sync(lambda c: Outbox.enqueue_or_expedite_in(c, "send", "m1", 200.0))
+    [task] = outbox.pending(["send"])
+    assert task.ref == "m1" and task.not_before == 200.0
+    outbox.store.write_sync(lambda c: Outbox.enqueue_or_expedite_in(c, "send", "m2", 200.0))
+    assert [t.ref for t in outbox.pending(["send"])] == ["m1", "m2"]
