@@ -99,7 +99,7 @@ async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, 
     from smsbridge.service import carrier_config
     from smsbridge.settings import Settings
     from smsbridge.store import Store
-    from smsbridge.tasks import Outbox, RetryPolicy
+    from smsbridge.tasks import TaskQueue, RetryPolicy
 
     prefixes = {name: f"+2547{i}" for i, name in enumerate(CHANNELS)}
     env = {
@@ -111,7 +111,7 @@ async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, 
     }
     settings = Settings.from_env(env)
     store = Store(settings.database)
-    outbox = Outbox(
+    outbox = TaskQueue(
         store,
         RetryPolicy(settings.retry_base, settings.retry_cap, settings.max_attempts),
         rng=random.Random(1),

@@ -21,7 +21,7 @@ from smsbridge.outbound.chtsync import OutboundWorkers, build_outbound
 from smsbridge.outbound.send import OutboundPipeline
 from smsbridge.settings import Settings
 from smsbridge.store import Store
-from smsbridge.tasks import Outbox, RetryPolicy
+from smsbridge.tasks import TaskQueue, RetryPolicy
 from smsbridge.workers import InboundWorkers
 
 
@@ -31,7 +31,7 @@ class Runtime:
 
     settings: Settings
     store: Store
-    outbox: Outbox
+    outbox: TaskQueue
     cht: ChtApi
     cht_settings: ChtSettingsCache
     pipeline: InboundPipeline
@@ -73,7 +73,7 @@ def build_runtime(
     idle: float = 0.2,
     rng: random.Random | None = None,
 ) -> Runtime:
-    outbox = Outbox(
+    outbox = TaskQueue(
         store,
         RetryPolicy(settings.retry_base, settings.retry_cap, settings.max_attempts),
         rng=rng,

@@ -61,7 +61,7 @@ class RetryPolicy:
 _CLAIM_ORDERS = {"arrival": ("tasks_arrival", "id"), "due": ("tasks_due", "not_before, id")}
 
 
-class Outbox:
+class TaskQueue:
     def __init__(
         self, store: Store, policy: RetryPolicy | None = None, rng: random.Random | None = None
     ) -> None:
@@ -98,7 +98,7 @@ class Outbox:
             (now, now, kind, ref),
         )
         if cur.rowcount == 0:
-            Outbox.enqueue_in(conn, kind, ref, now)
+            TaskQueue.enqueue_in(conn, kind, ref, now)
 
     @staticmethod
     def claim_in(
@@ -136,7 +136,7 @@ class Outbox:
             row = min(
                 ready, key=lambda r: (r["not_before"], r["id"]) if order == "due" else r["id"]
             )
-        return Outbox.lease_in(conn, row, now, lease)
+        return TaskQueue.lease_in(conn, row, now, lease)
 
     @staticmethod
     def lease_in(conn: sqlite3.Connection, row: sqlite3.Row, now: float, lease: float) -> Task:

@@ -11,39 +11,39 @@ from pathlib import Path
 import pytest
 
 from smsbridge.store import Store
-from smsbridge.tasks import Outbox, RetryPolicy, Task
+from smsbridge.tasks import TaskQueue, RetryPolicy, Task
 
 
 @pytest.fixture
-def outbox(tmp_path: Path) -> Iterator[Outbox]:
+def outbox(tmp_path: Path) -> Iterator[TaskQueue]:
     with Store(tmp_path / "o.db") as store:
-        yield Outbox(store, RetryPolicy(base=10, cap=100, max_attempts=3), random.Random(1))
+        yield TaskQueue(store, RetryPolicy(base=10, cap=100, max_attempts=3), random.Random(1))
 
 
 def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
-def test_claims_take_the_oldest_due_task_first(outbox: Outbox) -> None:
+def test_claims_take_the_oldest_due_task_first(outbox: TaskQueue) -> None:
     first = run(outbox.enqueue("submit", "a", 100.0))
     run(outbox.enqueue("submit", "b", 101.0))
     task = run(outbox.claim(["submit"], 200.0, 30))
     assert task is not None and task.id == first and task.ref == "a" and task.attempts == 1
 
 
-def test_a_task_is_not_claimed_before_it_is_due(outbox: Outbox) -> None:
+def test_a_task_is_not_claimed_before_it_is_due(outbox: TaskQueue) -> None:
     run(outbox.enqueue("submit", "a", 100.0, not_before=150.0))
     assert run(outbox.claim(["submit"], 149.0, 30)) is None
     assert run(outbox.claim(["submit"], 150.0, 30)) is not None
 
 
-def test_claims_filter_by_kind(outbox: Outbox) -> None:
+def test_claims_filter_by_kind(outbox: TaskQueue) -> None:
     run(outbox.enqueue("send", "a", 100.0))
     assert run(outbox.claim(["submit"], 100.0, 30)) is None
     assert run(outbox.claim(["send", "submit"], 100.0, 30)) is not None
 
 
-def test_a_leased_task_is_not_claimed_twice_until_its_lease_expires(outbox: Outbox) -> None:
+def test_a_leased_task_is_not_claimed_twice_until_its_lease_expires(outbox: TaskQueue) -> None:
     run(outbox.enqueue("submit", "a", 100.0))
     first = run(outbox.claim(["submit"], 100.0, 30))
     assert run(outbox.claim(["submit"], 129.9, 30)) is None
@@ -56,7 +56,7 @@ def test_a_leased_task_is_not_claimed_twice_until_its_lease_expires(outbox: Outb
     assert outbox.pending() == []
 
 
-def test_retry_later_backs_off_exponentially_with_jitter_and_cap(outbox: Outbox) -> None:
+def test_retry_later_backs_off_exponentially_with_jitter_and_cap(outbox: TaskQueue) -> None:
     policy = RetryPolicy(base=10, cap=100, max_attempts=20)
     rng = random.Random(7)
     for attempts, full in [(1, 10), (2, 20), (3, 40), (4, 80), (5, 100), (9, 100)]:
@@ -64,7 +64,7 @@ def test_retry_later_backs_off_exponentially_with_jitter_and_cap(outbox: Outbox)
         assert full / 2 <= delay <= full
 
 
-def test_retry_later_reschedules_and_counts_attempts(outbox: Outbox) -> None:
+def test_retry_later_reschedules_and_counts_attempts(outbox: TaskQueue) -> None:
     run(outbox.enqueue("submit", "a", 0.0))
     task = run(outbox.claim(["submit"], 0.0, 30))
     due = run(outbox.retry_later(task, 0.0, "timeout", memo="not_sent"))
@@ -75,14 +75,14 @@ def test_retry_later_reschedules_and_counts_attempts(outbox: Outbox) -> None:
     assert again.last_error == "timeout" and again.memo == "not_sent"
 
 
-def test_retry_after_from_the_peer_is_honoured(outbox: Outbox) -> None:
+def test_retry_after_from_the_peer_is_honoured(outbox: TaskQueue) -> None:
     run(outbox.enqueue("submit", "a", 0.0))
     task = run(outbox.claim(["submit"], 0.0, 30))
     due = run(outbox.retry_later(task, 0.0, "429", retry_after=500))
     assert due == 500.0
 
 
-def test_after_max_attempts_the_task_is_a_dead_letter(outbox: Outbox) -> None:
+def test_after_max_attempts_the_task_is_a_dead_letter(outbox: TaskQueue) -> None:
     run(outbox.enqueue("submit", "a", 0.0))
     now = 0.0
     for _ in range(2):
@@ -95,7 +95,7 @@ def test_after_max_attempts_the_task_is_a_dead_letter(outbox: Outbox) -> None:
     assert run(outbox.claim(["submit"], now + 10_000, 30)) is None
 
 
-def test_give_up_then_operator_retry_and_drop(outbox: Outbox) -> None:
+def test_give_up_then_operator_retry_and_drop(outbox: TaskQueue) -> None:
     run(outbox.enqueue("submit", "a", 0.0))
     run(outbox.enqueue("submit", "b", 0.0))
     a = run(outbox.claim(["submit"], 0.0, 30))
@@ -112,7 +112,7 @@ def test_give_up_then_operator_retry_and_drop(outbox: Outbox) -> None:
     assert outbox.dead_letters() == []
 
 
-def test_release_puts_a_task_back_without_counting_the_attempt(outbox: Outbox) -> None:
+def test_release_puts_a_task_back_without_counting_the_attempt(outbox: TaskQueue) -> None:
     run(outbox.enqueue("submit", "a", 0.0))
     task = run(outbox.claim(["submit"], 0.0, 30))
     run(outbox.release(task, 0.0, 60.0, memo="not_sent"))
@@ -123,14 +123,14 @@ def test_release_puts_a_task_back_without_counting_the_attempt(outbox: Outbox) -
 
 def test_tasks_survive_reopening_the_database(tmp_path: Path) -> None:
     with Store(tmp_path / "x.db") as store:
-        run(Outbox(store).enqueue("submit", "a", 0.0))
+        run(TaskQueue(store).enqueue("submit", "a", 0.0))
     with Store(tmp_path / "x.db") as store:
-        task = run(Outbox(store).claim(["submit"], 1.0, 30))
+        task = run(TaskQueue(store).claim(["submit"], 1.0, 30))
         assert task is not None and task.ref == "a"
 
 
 @pytest.mark.parametrize(("order", "index"), [("arrival", "tasks_arrival"), ("due", "tasks_due")])
-def test_claims_walk_an_index_not_a_sort(outbox: Outbox, order: str, index: str) -> None:
+def test_claims_walk_an_index_not_a_sort(outbox: TaskQueue, order: str, index: str) -> None:
     """A backlog of many thousand tasks (CHT down for hours) must not make each claim sort
     every ready task: the statements `claim_in` really runs are answered from an index."""
     for ref in ("a", "b"):
@@ -140,7 +140,7 @@ def test_claims_walk_an_index_not_a_sort(outbox: Outbox, order: str, index: str)
     def claim(conn: sqlite3.Connection) -> Task | None:
         conn.set_trace_callback(statements.append)
         try:
-            return Outbox.claim_in(conn, ["submit"], 200.0, 30, order=order)
+            return TaskQueue.claim_in(conn, ["submit"], 200.0, 30, order=order)
         finally:
             conn.set_trace_callback(None)
 
@@ -157,7 +157,7 @@ def test_claims_walk_an_index_not_a_sort(outbox: Outbox, order: str, index: str)
     assert any(index in plan for plan in plans.values())
 
 
-def test_an_expired_lease_is_taken_before_newer_ready_tasks(outbox: Outbox) -> None:
+def test_an_expired_lease_is_taken_before_newer_ready_tasks(outbox: TaskQueue) -> None:
     run(outbox.enqueue("submit", "a", 100.0))
     first = run(outbox.claim(["submit"], 100.0, 30))  # its worker dies
     run(outbox.enqueue("submit", "b", 101.0))
@@ -166,7 +166,7 @@ def test_an_expired_lease_is_taken_before_newer_ready_tasks(outbox: Outbox) -> N
     assert again.ref == "a" and again.attempts == 2
 
 
-def test_has_due_sees_a_due_task_or_an_expired_lease_of_any_of_its_kinds(outbox: Outbox) -> None:
+def test_has_due_sees_a_due_task_or_an_expired_lease_of_any_of_its_kinds(outbox: TaskQueue) -> None:
     run(outbox.enqueue("send", "later", 100.0, not_before=500.0))
     run(outbox.enqueue("submit", "a", 100.0))
     assert run(outbox.claim(["submit"], 100.0, 30)) is not None  # leased until 130
@@ -177,11 +177,11 @@ def test_has_due_sees_a_due_task_or_an_expired_lease_of_any_of_its_kinds(outbox:
 
 
 def test_enqueue_or_expedite_makes_the_waiting_task_due_instead_of_adding_one(
-    outbox: Outbox,
+    outbox: TaskQueue,
 ) -> None:
     run(outbox.enqueue("send", "m1", 100.0, not_before=900.0))
-    outbox.store.write_sync(lambda c: Outbox.enqueue_or_expedite_in(c, "send", "m1", 200.0))
+    outbox.store.write_sync(lambda c: TaskQueue.enqueue_or_expedite_in(c, "send", "m1", 200.0))
     [task] = outbox.pending(["send"])
     assert task.ref == "m1" and task.not_before == 200.0
-    outbox.store.write_sync(lambda c: Outbox.enqueue_or_expedite_in(c, "send", "m2", 200.0))
+    outbox.store.write_sync(lambda c: TaskQueue.enqueue_or_expedite_in(c, "send", "m2", 200.0))
     assert [t.ref for t in outbox.pending(["send"])] == ["m1", "m2"]

@@ -17,7 +17,7 @@ from smsbridge.cli.listings import open_store
 from smsbridge.errors import ConfigError
 from smsbridge.logs import mask_phone
 from smsbridge.settings import Settings
-from smsbridge.tasks import Outbox
+from smsbridge.tasks import TaskQueue
 
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 
@@ -35,7 +35,7 @@ def queue_command(action: str, targets: Sequence[str]) -> int:
     settings = Settings.from_env()
     refused = 0
     with open_store(settings.database) as store:
-        box = Outbox(store)
+        box = TaskQueue(store)
         for target in targets:
             now = time.time()
             if action == "release" or (action == "drop" and not target.isdigit()):

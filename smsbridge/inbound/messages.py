@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from smsbridge.sms import InboundSms
 from smsbridge.store import Store
-from smsbridge.tasks import Outbox
+from smsbridge.tasks import TaskQueue
 
 if TYPE_CHECKING:
     from smsbridge.smsparser.parser import Report
@@ -97,7 +97,7 @@ def insert_message_in(
         (message_id, carrier, external_id, sender, recipient, text, received_at_ms,
          int(now * 1000), digest),
     )  # fmt: skip
-    Outbox.enqueue_in(conn, SUBMIT, message_id, now)
+    TaskQueue.enqueue_in(conn, SUBMIT, message_id, now)
     return message_id
 
 
@@ -154,7 +154,7 @@ def accept_part_in(conn: sqlite3.Connection, sms: InboundSms, now: float) -> Acc
     if len(pending) >= total:
         return Accepted(_join_in(conn, pending, now), duplicate=False)
     if len(pending) == 1:  # the first part of this long SMS: a deadline for the rest
-        Outbox.enqueue_in(conn, ASSEMBLE, str(part_id), now, not_before=now + PART_WAIT)
+        TaskQueue.enqueue_in(conn, ASSEMBLE, str(part_id), now, not_before=now + PART_WAIT)
     return Accepted(f"part-{part_id}", duplicate=False)
 
 

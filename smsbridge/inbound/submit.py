@@ -54,7 +54,7 @@ from smsbridge.settings import Settings
 from smsbridge.sms import InboundSms
 from smsbridge.smsparser.parser import ParseOptions, Report, parse_sms
 from smsbridge.store import Store
-from smsbridge.tasks import Outbox, Task
+from smsbridge.tasks import TaskQueue, Task
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class InboundPipeline:
     def __init__(
         self,
         store: Store,
-        outbox: Outbox,
+        outbox: TaskQueue,
         cht: ChtApi,
         settings: Settings,
         cht_settings: ChtSettingsCache,
@@ -202,7 +202,7 @@ class InboundPipeline:
 
         def job(conn: sqlite3.Connection) -> str | None:
             joined = assemble_in(conn, int(task.ref), now)
-            Outbox.done_in(conn, task)
+            TaskQueue.done_in(conn, task)
             return joined
 
         joined = await self.store.write(job)
@@ -265,7 +265,7 @@ class InboundPipeline:
         except PermanentError as exc:
             reason = f"CHT rejected the message: {exc.code}: {exc.detail}"
             # a refusal created nothing, but an earlier attempt may have: an operator's replay
-            # must know it (Outbox.retry_dead keeps the memo)
+            # must know it (TaskQueue.retry_dead keeps the memo)
             memo = MAYBE_SENT if maybe_sent else NOT_SENT
             await self.store.write(
                 lambda c: self._dead_in(c, task, message.uuid, reason, now, memo)
@@ -393,7 +393,7 @@ class InboundPipeline:
     ) -> None:
         def job(conn: sqlite3.Connection) -> None:
             set_outcome_in(conn, message_uuid, state, form=form, doc_id=doc_id)
-            Outbox.done_in(conn, task)
+            TaskQueue.done_in(conn, task)
 
         await self.store.write(job)
 
@@ -407,7 +407,7 @@ class InboundPipeline:
         memo: str,
     ) -> None:
         mark_dead_in(conn, message_uuid, reason)
-        Outbox.give_up_in(conn, task, reason, now, memo)
+        TaskQueue.give_up_in(conn, task, reason, now, memo)
 
     async def _reject(
         self,
@@ -431,9 +431,9 @@ class InboundPipeline:
             if self.reply_hook is not None and message.reply is None:  # once, not per replay
                 self.reply_hook(conn, sender, reply, message.uuid, now)
             if dead:
-                Outbox.give_up_in(conn, task, reason, now)
+                TaskQueue.give_up_in(conn, task, reason, now)
             else:
-                Outbox.done_in(conn, task)
+                TaskQueue.done_in(conn, task)
 
         await self.store.write(job)
         event(

@@ -35,7 +35,7 @@ from smsbridge.outbound.send import OutboundPipeline
 from smsbridge.settings import Settings
 from smsbridge.sms import InboundSms
 from smsbridge.store import Store
-from smsbridge.tasks import Outbox
+from smsbridge.tasks import TaskQueue
 from smsbridge.workers import Wakeup, cancel_all, claim_loop, survive
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class OutboundWorkers:
 def build_outbound(
     settings: Settings,
     store: Store,
-    outbox: Outbox,
+    outbox: TaskQueue,
     cht: ChtApi,
     *,
     configs: Mapping[str, CarrierConfig],

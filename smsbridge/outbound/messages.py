@@ -24,7 +24,7 @@ from smsbridge.outbound.transitions import Change, note
 from smsbridge.segments import segment
 from smsbridge.sms import RANK, DeliveryState, well_formed
 from smsbridge.store import Store
-from smsbridge.tasks import Outbox
+from smsbridge.tasks import TaskQueue
 
 SEND = "send"  # task kind: send one outgoing SMS (ref = its ref)
 
@@ -137,7 +137,7 @@ def insert_in(
     )
     if cur.rowcount != 1:
         return False
-    Outbox.enqueue_in(conn, SEND, ref, now)
+    TaskQueue.enqueue_in(conn, SEND, ref, now)
     if origin == "cht":
         _owe_in(conn, ref, DeliveryState.QUEUED, None, now)
     note(Change(ref, DeliveryState.QUEUED, now, origin=origin, to=to))
@@ -243,7 +243,7 @@ def release_held(store: Store, ref: str, now: float) -> bool:
         )
         if cur.rowcount != 1:
             return False
-        Outbox.enqueue_in(conn, SEND, ref, now)
+        TaskQueue.enqueue_in(conn, SEND, ref, now)
         note(Change(ref, DeliveryState.QUEUED, now, DeliveryState.HELD, reason="released"))
         return True
 
@@ -269,7 +269,7 @@ def drop_dead_send(store: Store, task_id: int, now: float) -> bool:
     False if no such dead task."""
 
     def job(conn: sqlite3.Connection) -> bool:
-        task = Outbox.drop_in(conn, task_id)
+        task = TaskQueue.drop_in(conn, task_id)
         if task is None:
             return False
         message = get_in(conn, task.ref)

@@ -20,7 +20,7 @@ from smsbridge.outbound.messages import SEND, Outgoing
 from smsbridge.outbound.ratelimit import RateLimiter
 from smsbridge.outbound.routing import Routes
 from smsbridge.sms import DeliveryState
-from smsbridge.tasks import Outbox
+from smsbridge.tasks import TaskQueue
 
 
 def updates_in(
@@ -48,7 +48,7 @@ def updates_in(
                     (following, now, message.id),
                 )
                 # its send task waits for the TTL (outbound._await_phone): due now instead
-                Outbox.enqueue_or_expedite_in(conn, SEND, message.ref, now)
+                TaskQueue.enqueue_or_expedite_in(conn, SEND, message.ref, now)
                 continue
         if update.state is not None:
             outgoing.advance_in(conn, message, update.state, now, reason=update.reason)

@@ -49,7 +49,7 @@ from smsbridge.outbound.transitions import Change
 from smsbridge.settings import Settings
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, StatusUpdate
 from smsbridge.store import Store
-from smsbridge.tasks import Outbox, Task
+from smsbridge.tasks import TaskQueue, Task
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class OutboundPipeline:
     def __init__(
         self,
         store: Store,
-        outbox: Outbox,
+        outbox: TaskQueue,
         *,
         config: OutboundConfig,
         routes: Routes,
@@ -114,7 +114,7 @@ class OutboundPipeline:
         cls,
         settings: Settings,
         store: Store,
-        outbox: Outbox,
+        outbox: TaskQueue,
         *,
         http: httpx.AsyncClient,
         carriers: Mapping[str, ModuleType],
@@ -172,7 +172,7 @@ class OutboundPipeline:
 
                 def hold(conn: sqlite3.Connection) -> None:
                     outgoing.hold_in(conn, message, why, now)
-                    Outbox.done_in(conn, task)
+                    TaskQueue.done_in(conn, task)
 
                 await self._write(hold)  # logged as outgoing_held
                 return
@@ -237,7 +237,7 @@ class OutboundPipeline:
             delivery.accepted_in(
                 conn, message.ref, channel, result.carrier, result.external_id, result.state, now
             )
-            Outbox.done_in(conn, task)
+            TaskQueue.done_in(conn, task)
 
         await self._write(accepted, attempt=task.attempts)  # logged as outgoing_sent
 
@@ -301,7 +301,7 @@ class OutboundPipeline:
         def job(conn: sqlite3.Connection) -> None:
             current = outgoing.get_in(conn, message.ref) or message
             outgoing.advance_in(conn, current, DeliveryState.FAILED, now, reason=reason)
-            Outbox.done_in(conn, task)
+            TaskQueue.done_in(conn, task)
 
         await self._write(job, attempt=task.attempts)
 

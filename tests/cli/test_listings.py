@@ -17,7 +17,7 @@ from smsbridge.cli.main import main
 from smsbridge.inbound.submit import accept_inbound
 from smsbridge.sms import InboundSms
 from smsbridge.store import Store
-from smsbridge.tasks import Outbox
+from smsbridge.tasks import TaskQueue
 
 NOW = time.time()
 
@@ -41,7 +41,7 @@ def database(cli_database: Path) -> Iterator[Path]:
                 NOW - 60,
                 120,
             )
-            box = Outbox(store)
+            box = TaskQueue(store)
             task = await box.claim(["submit"], NOW - 30, lease=60)
             assert task is not None
             await box.give_up(task, "CHT rejected the message: bad form", now=NOW - 30)

@@ -150,7 +150,7 @@ def test_operator_drops_or_retries_a_dead_send(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from smsbridge.cli.main import main
-    from smsbridge.tasks import Outbox
+    from smsbridge.tasks import TaskQueue
 
     with e2e(tmp_path, chtsim, SMSBRIDGE_MAX_ATTEMPTS="1") as world:
         assert cli_database == world.store.path  # `smsbridge outbox ...` works on this one
@@ -159,7 +159,7 @@ def test_operator_drops_or_retries_a_dead_send(
         retried = world.cht.add_outgoing("+254712345672", "Try again")
 
         def dead() -> dict[str, int]:
-            return {t.ref: t.id for t in Outbox(world.store).dead_letters()}
+            return {t.ref: t.id for t in TaskQueue(world.store).dead_letters()}
 
         wait_for(lambda: len(dead()) == 2, what="two dead letters")
         world.carriers.outage("twilio", None)
@@ -174,7 +174,7 @@ def test_operator_drops_or_retries_a_dead_send(
         wait_for(lambda: world.states(retried)[-1] == "delivered", what="delivered")
         assert world.carriers.sent_count("+254712345671") == 0
         assert world.carriers.sent_count("+254712345672") == 1
-        assert Outbox(world.store).dead_letters() == []
+        assert TaskQueue(world.store).dead_letters() == []
 
 
 def test_loop_is_held(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:

@@ -24,7 +24,7 @@ from smsbridge.service import carrier_config
 from smsbridge.settings import Settings
 from smsbridge.sms import DeliveryState, StatusUpdate
 from smsbridge.store import Store
-from smsbridge.tasks import Outbox, RetryPolicy
+from smsbridge.tasks import TaskQueue, RetryPolicy
 
 T0 = 1_700_000_000.0
 KE = "+254712345678"
@@ -52,7 +52,7 @@ def sim(carriers: tuple[CarrierSim, str]) -> CarrierSim:
 @dataclass
 class World:
     store: Store
-    outbox: Outbox
+    outbox: TaskQueue
     pipeline: OutboundPipeline
 
     def add(self, ref: str, to: str = KE, content: str = "Visit tomorrow", now: float = T0) -> None:
@@ -93,7 +93,7 @@ async def world(tmp_path: Path, url: str, **env: str) -> AsyncIterator[World]:
     }
     settings = Settings.from_env(values)
     store = Store(settings.database)
-    outbox = Outbox(store, RetryPolicy(5, 3600, 5), rng=random.Random(7))
+    outbox = TaskQueue(store, RetryPolicy(5, 3600, 5), rng=random.Random(7))
     configs = {n: carrier_config(settings, n) for n in CARRIERS}
     async with httpx.AsyncClient(timeout=settings.send_timeout) as http:
         pipeline = OutboundPipeline.from_settings(
@@ -480,7 +480,7 @@ def test_send_claims_walk_the_due_index_and_expired_leases_come_back(tmp_path: P
             store.write_sync(lambda c, r=ref: outgoing.insert_in(c, r, KE, "x " + r, T0))
 
         def claim(now: float) -> Any:
-            return store.write_sync(lambda c: Outbox.claim_in(c, [SEND], now, 60, order="due"))
+            return store.write_sync(lambda c: TaskQueue.claim_in(c, [SEND], now, 60, order="due"))
 
         first, second = claim(T0), claim(T0)
         assert first is not None and second is not None

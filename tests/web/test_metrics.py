@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from smsbridge.chtsim import ChtSim
 from smsbridge.errors import AuthFailure, PermanentError, RetryableError
 from smsbridge.store import Store
-from smsbridge.tasks import Outbox
+from smsbridge.tasks import TaskQueue
 from smsbridge.web.metrics import Metrics
 
 
@@ -73,7 +73,7 @@ def test_queue_depth_and_oldest_age_come_from_the_store(store: Store) -> None:
 async def _queue_depth_and_oldest_age(store: Store) -> None:
     now = 1_000_000.0
     metrics = Metrics(store, clock=lambda: now + 90)
-    outbox = Outbox(store)
+    outbox = TaskQueue(store)
     await outbox.enqueue("submit", "a", now)
     await outbox.enqueue("submit", "b", now + 30)
     await outbox.enqueue("send", "c", now + 60)
