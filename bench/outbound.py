@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,6 @@ from smsbridge.loopback import free_port, wait_for
 
 RATES = {"africastalking": 40.0, "twilio": 30.0, "vonage": 20.0, "generic": 10.0}
 CHANNELS = tuple(RATES)
-HOLD = 1.0
 
 
 # -- the carrier process -------------------------------------------------------------------------
@@ -91,15 +89,12 @@ def rate_figures(stamps: list[float], rate: float) -> dict[str, Any]:
 
 
 async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, Any]:
-    from smsbridge.carriers import CARRIERS
+    from smsbridge.carriers import load_settings
     from smsbridge.carriersim import bridge_env
     from smsbridge.outbound import messages as outgoing
-    from smsbridge.outbound.chtsync import OutboundWorkers
-    from smsbridge.outbound.send import OutboundPipeline
-    from smsbridge.service import carrier_config
-    from smsbridge.settings import Settings
+    from smsbridge.service import build_service
     from smsbridge.store import Store
-    from smsbridge.tasks import TaskQueue, RetryPolicy
+    from smsbridge.workers import Wakeup, WorkerPool
 
     prefixes = {name: f"+2547{i}" for i, name in enumerate(CHANNELS)}
     env = {
@@ -109,14 +104,10 @@ async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, 
         "SMSBRIDGE_RATES": ",".join(f"{n}={rate * args.scale:g}" for n, rate in RATES.items()),
         **bridge_env(url),
     }
-    settings = Settings.from_env(env)
+    settings = load_settings(env)
     store = Store(settings.database)
-    outbox = TaskQueue(
-        store,
-        RetryPolicy(settings.retry_base, settings.retry_cap, settings.max_attempts),
-        rng=random.Random(1),
-    )
-    configs = {n: carrier_config(settings, n) for n in CARRIERS}
+    # the production wiring; only its send workers run (no CHT: the SMS are queued below)
+    service = build_service(settings, store, cht=None, clock=time.time, rng=random.Random(1))  # type: ignore[arg-type]
 
     # queue the messages as CHT would hand them over (one write job per CHT batch of 25)
     now = time.time()
@@ -142,25 +133,20 @@ async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, 
             batch = []
     store.write_sync(lambda c: None)  # all queued and committed
 
-    async with httpx.AsyncClient(timeout=30) as http:  # as build_outbound makes it
-        pipeline = OutboundPipeline.from_settings(
-            settings, store, outbox, http=http, carriers=CARRIERS, configs=configs
-        )
-        pipeline.config = replace(pipeline.config, hold=HOLD)  # as build_outbound sets it
-        workers = OutboundWorkers(
-            pipeline, None, clock=time.time, concurrency=args.workers, idle=0.05
-        )
-        usage0 = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
-        workers.start()
-        while True:
-            await asyncio.sleep(0.5)
-            left = store.query("SELECT COUNT(*) FROM tasks WHERE kind = 'send'")[0][0]
-            if left == 0:
-                break
-        elapsed = time.perf_counter() - started
-        usage1 = resource.getrusage(resource.RUSAGE_SELF)
-        await workers.stop()
+    workers = WorkerPool(time.time, idle=0.05)
+    workers.claimers("outbound", service.outbound.run_once, Wakeup(), args.workers)
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    workers.start()
+    while True:
+        await asyncio.sleep(0.5)
+        left = store.query("SELECT COUNT(*) FROM tasks WHERE kind = 'send'")[0][0]
+        if left == 0:
+            break
+    elapsed = time.perf_counter() - started
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    await workers.stop()
+    await service.stop()
     sent = store.query("SELECT COUNT(*) FROM outgoing WHERE state = 'sent'")[0][0]
     commits = store.batches
     store.close()

@@ -17,7 +17,7 @@
         ├── PermanentError   do not retry this request (4xx); the task gives up
         └── AuthFailure      the peer refused our credentials; stop calling it until fixed
 
-Workers decide what to do by exception type alone (DESIGN.md, rule 4).
+Workers decide what to do by exception type alone (docs/architecture.md, rule 4).
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ class SmsBridgeError(Exception):
 
 class ConfigError(SmsBridgeError):
     code = "config"
+
+
+class UsageError(ConfigError):
+    """A command line the CLI cannot act on (the CLI exits 2, saying "usage error")."""
+
+    code = "usage"
 
 
 class RequestError(SmsBridgeError):

@@ -1,4 +1,4 @@
-"""Logging set-up and redaction. Health data stays out of logs (DESIGN.md, rule 6).
+"""Logging set-up and redaction. Health data stays out of logs (docs/architecture.md, rule 6).
 
 Log ids, states and counts, one line per state change, with `event(logger, "name", key=value)`:
 
@@ -153,18 +153,15 @@ def _is_structured(message: str) -> bool:
 def secrets_of(settings: Settings) -> list[str]:
     """Every secret value in `settings`: the CHT password (separate or in the URL) and every
     carrier setting declared secret (tokens, API keys)."""
-    from smsbridge.settings import all_settings
-
     found: list[str] = []
     credentials = settings.cht_credentials
     if credentials is not None:
-        found.append(_reveal(credentials[1]))
-    declared = {s.name: s for s in all_settings()}
-    for carrier, values in settings.carrier.items():
-        for name, value in values.items():
-            setting = declared.get(f"{carrier}_{name}")
-            if setting is not None and setting.secret and value:
-                found += _parts(_reveal(value))
+        found.append(credentials[1].reveal())
+    for carrier, declared in (settings.carrier_settings or {}).items():
+        for setting in declared:
+            value = settings.carrier_setting(carrier, setting.name)
+            if setting.secret and value:
+                found += _parts(value)
     return [s for s in found if s]
 
 
@@ -178,11 +175,6 @@ def _parts(value: str) -> list[str]:
         if sep and password:
             parts.append(password)
     return list(dict.fromkeys(p for p in parts if p))
-
-
-def _reveal(value: str) -> str:
-    reveal = getattr(value, "reveal", None)
-    return str(reveal()) if callable(reveal) else str.__str__(value)
 
 
 def setup(
@@ -230,12 +222,20 @@ def _masked(value: str) -> str:
     return value if MASK in value or not any(c.isdigit() for c in value) else mask_phone(value)
 
 
-def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log one structured line, `event=name key=value ...`. Values of phone keys are masked."""
+def event(
+    logger: logging.Logger,
+    name: str,
+    level: int = logging.INFO,
+    *,
+    exc_info: bool = False,
+    **fields: Any,
+) -> None:
+    """Log one structured line, `event=name key=value ...`. Values of phone keys are masked;
+    `exc_info` adds the current exception's traceback (redacted by `RedactionFilter`)."""
     if logger.isEnabledFor(level):
         parts = [f"event={name}"]
         for key, value in fields.items():
             if key in PHONE_KEYS and value is not None and level >= logging.INFO:
                 value = _masked(str(value))
             parts.append(f"{key.rstrip('_')}={_value(value)}")
-        logger.log(level, " ".join(parts))
+        logger.log(level, " ".join(parts), exc_info=exc_info)

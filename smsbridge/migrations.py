@@ -1,13 +1,15 @@
-"""The database schema: `MIGRATIONS`, run in order by `migrate` when the store opens.
+"""The database schema: `MIGRATIONS`, run in order by `run_migrations` when the service opens
+the store.
 
 New tables or columns are a NEW migration appended at the end; one that has shipped is never
-edited (DESIGN.md rule 10). `PRAGMA user_version` records how many have run.
+edited (docs/architecture.md, rule 10). `PRAGMA user_version` records how many have run.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 import sqlite_utils
 
@@ -154,16 +156,58 @@ def _m004_tasks_arrival_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX tasks_arrival ON tasks(state, kind, id)")
 
 
+def _m005_task_ids_never_reused(db: sqlite_utils.Database) -> None:
+    """Task ids are never handed out twice (AUTOINCREMENT): a dead-letter id an operator noted
+    in a ticket can never later retry or drop a different message."""
+    db.execute(
+        """CREATE TABLE tasks_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            not_before REAL NOT NULL,
+            lease_until REAL,
+            last_error TEXT,
+            memo TEXT,
+            dead_reason TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        "INSERT INTO tasks_new (id, kind, ref, state, attempts, not_before, lease_until, "
+        "last_error, memo, dead_reason, created_at, updated_at) SELECT id, kind, ref, state, "
+        "attempts, not_before, lease_until, last_error, memo, dead_reason, created_at, "
+        "updated_at FROM tasks"
+    )
+    db.execute("DROP TABLE tasks")
+    db.execute("ALTER TABLE tasks_new RENAME TO tasks")
+    db.execute("CREATE INDEX tasks_due ON tasks(state, kind, not_before)")
+    db.execute("CREATE INDEX tasks_ref ON tasks(kind, ref)")
+    db.execute("CREATE INDEX tasks_arrival ON tasks(state, kind, id)")
+
+
 MIGRATIONS: list[Migration] = [
     _m001_inbound,
     _m002_outbound,
     _m003_inbound_parts,
     _m004_tasks_arrival_index,
+    _m005_task_ids_never_reused,
     # Append new migrations here (never edit one above).
 ]
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def schema_version(path: Path) -> int:
+    """The schema version of the database file at `path`, read without changing it."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def run_migrations(conn: sqlite3.Connection) -> int:
     """Run the migrations this database has not seen yet; returns the schema version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     db = sqlite_utils.Database(conn)

@@ -1,4 +1,4 @@
-"""Phone numbers the way CHT's `@medic/phone-number` normalises them (spec 11.8), and masking
+"""Phone numbers the way CHT's `@medic/phone-number` normalises them, and masking
 for logs. The only module that imports `phonenumbers`."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The one Retry-After parser (RFC 9110 §10.2.3) for every peer, CHT and the carriers: the header
 holds either delay-seconds or an HTTP date. Imports neither Starlette nor the store, so carrier
-modules may use it (DESIGN.md rule 3).
+modules may use it (docs/architecture.md, rule 3).
 
     retry_after(headers, now=None) -> seconds to wait (>= 0), or None when absent or unreadable
 """

@@ -1,122 +1,205 @@
-"""The running service's parts and how they are wired together: the store's outbox, the CHT
-settings cache, the inbound pipeline and workers, the outbound side (sync.py) and the carriers'
-configs. `create_app`'s lifespan builds one `Runtime` and keeps it on `app.state`.
+"""All the wiring of the running service, in one place: `build_service` makes the task queue,
+the CHT gate and settings cache, the inbound and outbound pipelines, the CHT sync and the
+worker pool from `Settings`, and hands each its collaborators and hooks through its constructor.
+Nothing is patched onto an object after it is built (docs/architecture.md, rule 13).
 
-    build_runtime(settings, store, cht, clock) -> Runtime
+    build_service(settings, store, cht, clock=..., observer=...) -> Service
+
+The web app's lifespan (web/app.py) builds one `Service`, starts it, and keeps it on
+`app.state.service`; the routes call `service.accept` and the pipelines through it.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import httpx
 
 from smsbridge.carriers import CARRIERS
 from smsbridge.carriers.base import CarrierConfig
 from smsbridge.cht.appsettings import ChtSettingsCache
 from smsbridge.cht.breaker import ChtApi, ChtGate
-from smsbridge.inbound.submit import InboundPipeline
+from smsbridge.inbound.messages import Accepted
+from smsbridge.inbound.submit import InboundPipeline, accept_inbound
 from smsbridge.outbound import messages as outgoing
-from smsbridge.outbound.chtsync import OutboundWorkers, build_outbound
-from smsbridge.outbound.send import OutboundPipeline
+from smsbridge.outbound.chtsync import ChtSync
+from smsbridge.outbound.ratelimit import RateLimiter, parse_rates
+from smsbridge.outbound.routing import Routes
+from smsbridge.outbound.send import OutboundConfig, OutboundPipeline
 from smsbridge.settings import Settings
+from smsbridge.sms import InboundSms
 from smsbridge.store import Store
-from smsbridge.tasks import TaskQueue, RetryPolicy
-from smsbridge.workers import InboundWorkers
+from smsbridge.tasks import RetryPolicy, TaskQueue
+from smsbridge.workers import Wakeup, WorkerPool
+
+if TYPE_CHECKING:
+    from smsbridge.outbound.transitions import Change
+
+HOLD = 1.0
+"""With the real clock, a send worker waits for a rate slot up to this many seconds away rather
+than putting the task back (two fewer commits per SMS on a busy channel)."""
+
+SETTINGS_REFRESH_POLL = 1.0
+"""Seconds between checks whether CHT's settings are due for a refresh."""
+
+
+class Observer(Protocol):
+    """What the service tells the metrics (web/metrics.py's `Metrics` is one)."""
+
+    def inbound(self, carrier: str, count: int = 1) -> None: ...
+
+    def send_latency(self, channel: str, seconds: float) -> None: ...
+
+    def outgoing_changes(self, changes: Sequence[Change]) -> None: ...
+
+    def retry(self, kind: str) -> None: ...
+
+
+class Unobserved:
+    """An observer that counts nothing (the CLI, tests that do not read metrics)."""
+
+    def inbound(self, carrier: str, count: int = 1) -> None:
+        pass
+
+    def send_latency(self, channel: str, seconds: float) -> None:
+        pass
+
+    def outgoing_changes(self, changes: Sequence[Change]) -> None:
+        pass
+
+    def retry(self, kind: str) -> None:
+        pass
 
 
 @dataclass
-class Runtime:
-    """Everything the running service holds: built in the lifespan, kept on `app.state`."""
+class Service:
+    """Everything the running service holds. `accept` is the one way inbound SMS come in
+    (carrier webhooks and cht-gateway phones): stored with their tasks before it returns."""
 
     settings: Settings
     store: Store
-    outbox: TaskQueue
+    tasks: TaskQueue
     cht: ChtApi
     cht_settings: ChtSettingsCache
-    pipeline: InboundPipeline
-    workers: InboundWorkers
+    gate: ChtGate
+    inbound: InboundPipeline
+    outbound: OutboundPipeline
+    sync: ChtSync
+    pool: WorkerPool
+    inbound_wakeup: Wakeup
     clock: Callable[[], float]
     enabled: frozenset[str]
-    configs: dict[str, CarrierConfig] = field(default_factory=dict)
-    outbound_workers: OutboundWorkers | None = None  # send workers + CHT sync (sync.py)
-
-    @property
-    def outbound(self) -> OutboundPipeline | None:
-        return None if self.outbound_workers is None else self.outbound_workers.pipeline
+    configs: dict[str, CarrierConfig]
+    accept: Callable[[Sequence[InboundSms], float], Awaitable[list[Accepted]]]
+    http: httpx.AsyncClient
 
     def start(self) -> None:
-        self.workers.start()
-        if self.outbound_workers is not None:
-            self.outbound_workers.start()
+        self.pool.start()
 
     async def stop(self) -> None:
-        await self.workers.stop()
-        if self.outbound_workers is not None:
-            await self.outbound_workers.stop()
+        await self.pool.stop()
+        await self.http.aclose()
 
 
-def carrier_config(settings: Settings, carrier: str) -> CarrierConfig:
-    return CarrierConfig(
-        carrier=carrier,
-        values=dict(settings.carrier.get(carrier, {})),
-        public_url=settings.public_url,
-    )
-
-
-def build_runtime(
+def build_service(
     settings: Settings,
     store: Store,
     cht: ChtApi,
+    *,
     clock: Callable[[], float],
+    observer: Observer | None = None,
     concurrency: int = 4,
     idle: float = 0.2,
     rng: random.Random | None = None,
-) -> Runtime:
-    outbox = TaskQueue(
+    hold: float = HOLD,
+) -> Service:
+    """The service, ready to `start()`. `hold`: see HOLD (0 with a test clock that only moves
+    when the test moves it)."""
+    seen: Observer = observer or Unobserved()
+    tasks = TaskQueue(
         store,
         RetryPolicy(settings.retry_base, settings.retry_cap, settings.max_attempts),
         rng=rng,
+        on_retry=seen.retry,
     )
-    cht_settings = ChtSettingsCache(store, settings)
     gate = ChtGate()
-    configs = {name: carrier_config(settings, name) for name in CARRIERS}
-    outbound_workers = build_outbound(
-        settings,
+    cht_settings = ChtSettingsCache(store, settings)
+    inbound_wakeup, send_wakeup, sync_wakeup = Wakeup(), Wakeup(), Wakeup()
+
+    async def accept(messages: Sequence[InboundSms], now: float) -> list[Accepted]:
+        accepted = await accept_inbound(store, messages, now, settings.dedup_window)
+        inbound_wakeup.set()
+        for sms, result in zip(messages, accepted, strict=True):
+            if not result.duplicate:
+                seen.inbound(sms.carrier)
+        return accepted
+
+    enabled = frozenset(name for name in settings.enabled_carriers if name in CARRIERS)
+    configs = {name: CarrierConfig.from_settings(settings, name) for name in CARRIERS}
+    http = httpx.AsyncClient(timeout=settings.send_timeout, follow_redirects=False)
+    outbound = OutboundPipeline(
         store,
-        outbox,
-        cht,
+        tasks,
+        config=OutboundConfig.from_settings(settings, hold=hold),
+        routes=Routes.parse(settings.routes, settings.enabled_carriers),
+        limiter=RateLimiter(parse_rates(settings.rates)),
+        http=http,
+        carriers=CARRIERS,
         configs=configs,
-        clock=clock,
-        gate=gate,
-        wake_inbound=lambda: workers.wakeup.set(),
-        concurrency=concurrency,
-        idle=idle,
+        accept_inbound=accept,
+        on_report=sync_wakeup.set,
+        on_send=seen.send_latency,
+        on_changes=seen.outgoing_changes,
     )
-    pipeline = InboundPipeline(
+    sync = ChtSync(
         store,
-        outbox,
+        cht,
+        interval=settings.sync_interval,
+        ttl=settings.message_ttl,
+        gate=gate,
+        on_messages=send_wakeup.set,
+    )
+
+    async def store_offered(messages: list[dict[str, object]]) -> None:
+        await sync.store_offered(messages, clock())
+
+    inbound = InboundPipeline(
+        store,
+        tasks,
         cht,
         settings,
         cht_settings,
         gate=gate,
         reply_hook=outgoing.reply_in,
-        outgoing_hook=outbound_workers.store_offered,
+        outgoing_hook=store_offered,
     )
-    workers = InboundWorkers(
-        pipeline, cht_settings, clock=clock, concurrency=concurrency, idle=idle
+    pool = WorkerPool(clock, idle=idle)
+    pool.every(
+        "cht_settings",
+        lambda now: cht_settings.refresh_if_due(cht, gate, now),
+        lambda: min(idle * 5, SETTINGS_REFRESH_POLL),
     )
-    enabled = frozenset(settings.enabled_carriers)
-    return Runtime(
+    pool.claimers("inbound", inbound.run_once, inbound_wakeup, concurrency)
+    pool.every("cht_sync", sync.step, lambda: settings.sync_interval, sync_wakeup)
+    pool.claimers("outbound", outbound.run_once, send_wakeup, concurrency)
+    return Service(
         settings=settings,
         store=store,
-        outbox=outbox,
+        tasks=tasks,
         cht=cht,
         cht_settings=cht_settings,
-        pipeline=pipeline,
-        workers=workers,
+        gate=gate,
+        inbound=inbound,
+        outbound=outbound,
+        sync=sync,
+        pool=pool,
+        inbound_wakeup=inbound_wakeup,
         clock=clock,
         enabled=enabled,
-        configs={name: configs[name] for name in enabled if name in CARRIERS},
-        outbound_workers=outbound_workers,
+        configs={name: configs[name] for name in enabled},
+        accept=accept,
+        http=http,
     )

@@ -1,46 +1,125 @@
 """Settings, read once from the environment (`Settings.from_env`) and passed down.
 
-Every setting is declared once in `SETTINGS` (name, default, meaning). README's settings table,
-`smsbridge check-config` and `systemd/smsbridge.env.example` all come from, or are checked
-against, this one list. Carrier settings are `SMSBRIDGE_<CARRIER>_<NAME>`; each carrier module
-declares its own in `CARRIER_SETTINGS` below.
+Every setting is declared once, in `SETTINGS`: its name, default, meaning, how its text is
+read (`cast`) and whether it is a secret. That one list drives the conversion in `from_env`,
+what `check-config` prints and README's settings table and `systemd/smsbridge.env.example`
+(`scripts/docs.py`); the `Settings` dataclass must name the same fields in the same order
+(checked when this module is imported). Carrier settings are `SMSBRIDGE_<CARRIER>_<NAME>`: each
+carrier declares its own (`Carrier.settings`) and `from_env` receives the carriers as data, so
+this module imports no carrier.
+
+`from_env` raises `SettingsError`, a ConfigError carrying every `Problem` (env name, message),
+so callers that must tell the operator which setting is wrong need not parse text.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hmac
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from itertools import zip_longest
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 from smsbridge.errors import ConfigError
 
+MASK = "****"
 
-class Secret(str):
-    """A string that never shows itself in repr/str formatting of containers or logs."""
 
-    def __repr__(self) -> str:
-        return "Secret('****')" if self else "Secret('')"
+class Secret:
+    """A secret value (a password). It never shows itself: `str()`, `repr()`, f-strings and
+    `%` formatting give `****`; `reveal()` is the one way to the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str = "") -> None:
+        self._value = value
 
     def reveal(self) -> str:
-        return str.__str__(self)
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __str__(self) -> str:
+        return MASK if self._value else ""
+
+    def __repr__(self) -> str:
+        return f"Secret({str(self)!r})"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One environment variable: `SMSBRIDGE_<name upper>`."""
+    """One environment variable, `SMSBRIDGE_<name upper>`: its default (as written in the
+    environment), its meaning, how its text is read (`cast` raises ValueError on a bad value,
+    in plain words) and whether it is a secret (masked in `check-config` and logs)."""
 
     name: str
     default: str
     doc: str
+    cast: Callable[[str], Any] = str
     secret: bool = False
 
     @property
     def env(self) -> str:
         return "SMSBRIDGE_" + self.name.upper()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with one setting."""
+
+    env: str  # the environment variable, e.g. SMSBRIDGE_PORT
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.env}: {self.message}"
+
+
+class SettingsError(ConfigError):
+    """The settings do not build: every problem, one per line of `detail`, and as data."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = tuple(problems)
+
+
+class CarrierSettings(Protocol):
+    """What settings needs of a carrier (smsbridge/carriers/base.py's `Carrier`): its name and
+    the settings it declares, without the `<carrier>_` prefix."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def settings(self) -> tuple[Setting, ...]: ...
+
+
+NO_CARRIERS: Mapping[str, CarrierSettings] = MappingProxyType({})
+
+
+# -- casts: text of the environment -> value ------------------------------------------------------
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
 
 
 def _bool(raw: str) -> bool:
@@ -69,17 +148,103 @@ def _seconds(raw: str) -> float:
     return value
 
 
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(raw: str) -> Any:
+        value = kind(raw)
+        if value < 0:
+            raise ValueError(f"must not be negative, got {raw!r}")
+        return value
+
+    return convert
+
+
+_whole_count = _positive(_whole)
+_duration = _positive(_seconds)
+
+
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip().lower() for item in raw.split(",") if item.strip())
 
 
-# name, default, meaning. Order is the order of README's table.
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw) if raw.strip() else None
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return level
+
+
+DEFAULT_ROUTE = "*"
+
+
+def route_rules(spec: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """SMSBRIDGE_ROUTES (`prefix=channel|failover;...`) as (prefix, channels) pairs, in the
+    order written; ValueError on bad syntax. smsbridge/outbound/routing.py builds its `Routes`
+    from these pairs."""
+    rules: dict[str, tuple[str, ...]] = {}
+    for raw in spec.split(";"):
+        rule = raw.strip()
+        if not rule:
+            continue
+        prefix, sep, targets = rule.partition("=")
+        prefix = prefix.strip()
+        channels = tuple(c.strip().lower() for c in targets.split("|") if c.strip())
+        if not sep or not prefix or not channels:
+            raise ValueError(f"expected prefix=channel[|failover], got {rule!r}")
+        if prefix != DEFAULT_ROUTE and not (prefix.lstrip("+").isdigit()):
+            raise ValueError(f"prefix must be digits (with +) or *: {prefix!r}")
+        if prefix in rules:
+            raise ValueError(f"prefix {prefix!r} given twice")
+        rules[prefix] = channels
+    return tuple(rules.items())
+
+
+def rate_table(spec: str) -> dict[str, tuple[float, float]]:
+    """SMSBRIDGE_RATES (`channel=segments[/seconds],...`) as {channel: (segments, seconds)};
+    ValueError on bad syntax. smsbridge/outbound/ratelimit.py builds its `Rate`s from it."""
+    rates: dict[str, tuple[float, float]] = {}
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        channel, sep, value = item.partition("=")
+        amount, _, period = value.partition("/")
+        try:
+            segments, seconds = float(amount), float(period) if period.strip() else 1.0
+        except ValueError:
+            segments = seconds = 0.0
+        if not sep or not channel.strip() or segments <= 0 or seconds <= 0:
+            raise ValueError(f"expected channel=segments[/seconds], got {item!r}")
+        rates[channel.strip().lower()] = (segments, seconds)
+    return rates
+
+
+def _checked(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """A cast that keeps the text as given (stripped) once `parse` accepts it."""
+
+    def convert(raw: str) -> str:
+        parse(raw)
+        return raw.strip()
+
+    return convert
+
+
+# -- the settings ---------------------------------------------------------------------------------
+
+# Order is the order of README's table and of the `Settings` fields.
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "cht_url",
         "",
         "CHT server URL; credentials may ride in it "
         "(`https://user:pass@host`). Empty: run against the built-in CHT simulator.",
+        _text,
     ),
     Setting(
         "require_cht",
@@ -87,13 +252,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Refuse to start (`serve` and `check-config` exit 2) while SMSBRIDGE_CHT_URL is empty, "
         "instead of running against the built-in CHT simulator. The systemd unit sets it: a "
         "production box must not silently run the sandbox.",
+        _bool,
     ),
     Setting("cht_username", "", "CHT user, when not given in the URL."),
-    Setting("cht_password", "", "CHT password, when not given in the URL.", secret=True),
-    Setting("cht_timeout", "30", "Seconds before a CHT request times out."),
-    Setting("database", "smsbridge.db", "Path of the SQLite database file."),
+    Setting("cht_password", "", "CHT password, when not given in the URL.", Secret, secret=True),
+    Setting("cht_timeout", "30", "Seconds before a CHT request times out.", _duration),
+    Setting("database", "smsbridge.db", "Path of the SQLite database file.", Path),
     Setting("host", "127.0.0.1", "Address `smsbridge serve` listens on."),
-    Setting("port", "8080", "Port `smsbridge serve` listens on."),
+    Setting("port", "8080", "Port `smsbridge serve` listens on.", _whole),
     Setting(
         "public_url",
         "",
@@ -106,6 +272,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Comma-separated carriers to enable: africastalking, twilio, vonage, generic, chtgateway. "
         "Empty: every carrier with a webhook token; with none and no SMSBRIDGE_CHT_URL either, "
         "`serve` enables a demo `generic` carrier (token `demo-token`) on the carrier simulator.",
+        _list,
     ),
     Setting("timezone", "UTC", "The CHT server's timezone; SMS dates are read in it."),
     Setting("locale", "en", "Default locale for parsing and replies when CHT does not set one."),
@@ -114,92 +281,103 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "A local JSON file of form definitions (a `forms` object or an "
         "app_settings export), used instead of CHT's settings.",
+        _optional_path,
     ),
     Setting(
         "forms_refresh",
         "300",
         "Seconds between refreshes of form definitions and settings from CHT.",
+        _duration,
     ),
-    Setting("contact_cache_ttl", "600", "Seconds a contacts-by-phone answer is cached."),
+    Setting("contact_cache_ttl", "600", "Seconds a contacts-by-phone answer is cached.", _duration),
     Setting(
         "reject_unknown_senders",
         "false",
         "Reject SMS from numbers CHT does not know, with a reply, instead of accepting them.",
+        _bool,
     ),
     Setting(
         "max_body_bytes",
         "65536",
         "Largest webhook body, or query string of a GET webhook, accepted (413 above it).",
+        _whole_count,
     ),
     Setting(
         "dedup_window",
         "120",
         "Seconds in which an SMS without a carrier id, from the same "
         "sender with the same text, counts as a duplicate.",
+        _duration,
     ),
-    Setting("sync_interval", "30", "Seconds between exchanges with CHT's /api/sms."),
+    Setting("sync_interval", "30", "Seconds between exchanges with CHT's /api/sms.", _duration),
     Setting(
         "message_ttl",
         "86400",
         "Seconds after which an unsent outgoing SMS fails as `expired` instead of being sent late.",
+        _duration,
     ),
-    Setting("retry_base", "5", "Seconds of the first retry delay (doubles each attempt)."),
-    Setting("retry_cap", "3600", "Largest retry delay, in seconds."),
-    Setting("max_attempts", "12", "Attempts before a task gives up into the dead-letter list."),
-    Setting("lease_seconds", "60", "How long a worker's claim on a task lasts."),
+    Setting(
+        "retry_base", "5", "Seconds of the first retry delay (doubles each attempt).", _duration
+    ),
+    Setting("retry_cap", "3600", "Largest retry delay, in seconds.", _duration),
+    Setting(
+        "max_attempts",
+        "12",
+        "Attempts before a task gives up into the dead-letter list.",
+        _whole_count,
+    ),
+    Setting("lease_seconds", "60", "How long a worker's claim on a task lasts.", _duration),
     Setting(
         "routes",
         "",
         "Outgoing routing: `prefix=channel|failover;...;*=channel`, "
         "e.g. `+254=africastalking|twilio;*=twilio`. Empty: the first enabled carrier.",
+        _checked(route_rules),
     ),
     Setting(
         "send_timeout",
         "30",
         "Seconds before a carrier's send request times out "
         "(then retried: a timeout is a transient failure).",
+        _duration,
     ),
     Setting(
         "rates",
         "",
         "Send rates per channel in SMS segments: `channel=segments[/seconds]`, "
         "comma-separated, e.g. `twilio=1,chtgateway=30/1800`. Unlisted channels: no limit.",
+        _checked(rate_table),
     ),
     Setting(
         "loop_limit",
         "3",
         "Identical SMS to one number allowed within `loop_window`; more are held.",
+        _whole_count,
     ),
-    Setting("loop_window", "3600", "Seconds of the loop-guard window."),
+    Setting("loop_window", "3600", "Seconds of the loop-guard window.", _duration),
     Setting(
         "autoreply_burst",
         "10",
         "Inbound SMS from one number within a minute after which automatic replies to it stop.",
+        _whole_count,
     ),
-    Setting("log_level", "INFO", "Log level: DEBUG, INFO, WARNING, ERROR."),
+    Setting("log_level", "INFO", "Log level: DEBUG, INFO, WARNING, ERROR.", _log_level),
 )
 
-# Carrier-specific settings: carrier -> settings, each read as SMSBRIDGE_<CARRIER>_<NAME>.
-CARRIER_SETTINGS: dict[str, tuple[Setting, ...]] = {}
+
+def carrier_settings(carrier: CarrierSettings) -> tuple[Setting, ...]:
+    """A carrier's settings under their full names (`twilio_auth_token`)."""
+    return tuple(dataclasses.replace(s, name=f"{carrier.name}_{s.name}") for s in carrier.settings)
 
 
-def declare_carrier_settings(carrier: str, settings: tuple[Setting, ...]) -> None:
-    """Called by a carrier module at import time to declare its SMSBRIDGE_<CARRIER>_* settings."""
-    CARRIER_SETTINGS[carrier] = tuple(
-        Setting(f"{carrier}_{s.name}", s.default, s.doc, s.secret) for s in settings
-    )
-
-
-def all_settings() -> tuple[Setting, ...]:
-    """Every setting, carriers' included (importing the carrier modules declares theirs)."""
-    import smsbridge.carriers  # noqa: F401  (declares carrier settings)
-
-    extra = tuple(s for group in CARRIER_SETTINGS.values() for s in group)
-    return SETTINGS + extra
+def all_settings(carriers: Mapping[str, CarrierSettings] = NO_CARRIERS) -> tuple[Setting, ...]:
+    """Every setting: the bridge's, then each of `carriers`' in their order."""
+    return SETTINGS + tuple(s for c in carriers.values() for s in carrier_settings(c))
 
 
 @dataclass(frozen=True)
 class Settings:
+    # One field per entry of SETTINGS, in its order (checked below), then the carriers'.
     cht_url: str
     require_cht: bool
     cht_username: str
@@ -231,48 +409,61 @@ class Settings:
     loop_window: float
     autoreply_burst: int
     log_level: str
-    # SMSBRIDGE_<CARRIER>_<NAME> values, keyed by carrier then by lower-case name.
+    # SMSBRIDGE_<CARRIER>_<NAME> values, keyed by carrier (in the order the carriers were
+    # given to `from_env`) then by lower-case name; the declarations they were read by.
     carrier: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # None: built without the carriers (SMSBRIDGE_CARRIERS's names unchecked).
+    carrier_settings: Mapping[str, tuple[Setting, ...]] | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build the settings from `environ` (default: os.environ). Every problem is collected
-        and raised together as one ConfigError, one problem per line."""
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        carriers: Mapping[str, CarrierSettings] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Build the settings from `environ` (default: os.environ) and the settings `carriers`
+        declare (smsbridge/carriers/__init__.py's CARRIERS, or `load_settings` there). Without
+        `carriers` no carrier setting is read and SMSBRIDGE_CARRIERS's names are not checked:
+        enough for what needs only the bridge's own settings (the database, for one). Every
+        problem is collected and raised together as one SettingsError."""
         env = os.environ if environ is None else environ
-        problems: list[str] = []
+        problems: list[Problem] = []
         values: dict[str, Any] = {}
         for setting in SETTINGS:
             raw = env.get(setting.env, setting.default)
             try:
-                values[setting.name] = _CONVERT.get(setting.name, str)(raw)
+                values[setting.name] = setting.cast(raw)
             except (ValueError, TypeError) as exc:
-                problems.append(f"{setting.env}: {exc}")
-        carrier_values: dict[str, dict[str, str]] = {}
-        for carrier, group in _carrier_groups().items():
-            prefix = f"{carrier}_"
-            carrier_values[carrier] = {
-                s.name[len(prefix) :]: env.get(s.env, s.default) for s in group
+                problems.append(Problem(setting.env, str(exc)))
+        if carriers is not None:
+            declared = {c.name: carrier_settings(c) for c in carriers.values()}
+            values["carrier"] = {
+                name: {s.name[len(name) + 1 :]: env.get(s.env, s.default) for s in group}
+                for name, group in declared.items()
             }
-        values["carrier"] = carrier_values
+            values["carrier_settings"] = {c.name: c.settings for c in carriers.values()}
         values.update(overrides)
         if problems:
-            raise ConfigError("\n".join(problems))
+            raise SettingsError(problems)
         settings = cls(**values)
         problems = settings.problems()
         if problems:
-            raise ConfigError("\n".join(problems))
+            raise SettingsError(problems)
         return settings
 
-    def problems(self) -> list[str]:
-        """Everything wrong with these settings, one line each (empty when all is well)."""
-        found: list[str] = []
-        known = set(_carrier_groups())
-        for name in self.carriers:
-            if name not in known:
-                found.append(
-                    f"SMSBRIDGE_CARRIERS: unknown carrier {name!r} "
-                    f"(known: {', '.join(sorted(known))})"
+    def problems(self) -> list[Problem]:
+        """What is wrong across settings that each converted (empty when all is well)."""
+        found: list[Problem] = []
+        known = self.carrier_settings
+        unknown = [n for n in self.carriers if known is not None and n not in known]
+        for name in unknown:
+            found.append(
+                Problem(
+                    "SMSBRIDGE_CARRIERS",
+                    f"unknown carrier {name!r} (known: {', '.join(sorted(known or ()))})",
                 )
+            )
         if self.cht_url:
             parts = urlsplit(self.cht_url)
             try:
@@ -280,23 +471,26 @@ class Settings:
             except ValueError:
                 parts = urlsplit("")
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                found.append("SMSBRIDGE_CHT_URL: expected http(s)://[user:pass@]host[:port]")
+                found.append(
+                    Problem("SMSBRIDGE_CHT_URL", "expected http(s)://[user:pass@]host[:port]")
+                )
         elif self.require_cht:
             found.append(
-                "SMSBRIDGE_CHT_URL: empty, and SMSBRIDGE_REQUIRE_CHT is set: set it to your CHT "
-                "server (https://user:pass@host); without it smsbridge would run against the "
-                "built-in CHT simulator"
+                Problem(
+                    "SMSBRIDGE_CHT_URL",
+                    "empty, and SMSBRIDGE_REQUIRE_CHT is set: set it to your CHT server "
+                    "(https://user:pass@host); without it smsbridge would run against the "
+                    "built-in CHT simulator",
+                )
             )
         if not 0 < self.port < 65536:
-            found.append("SMSBRIDGE_PORT: must be between 1 and 65535")
+            found.append(Problem("SMSBRIDGE_PORT", "must be between 1 and 65535"))
         try:
-            from zoneinfo import ZoneInfo
-
             ZoneInfo(self.timezone)
         except Exception:
-            found.append(f"SMSBRIDGE_TIMEZONE: unknown timezone {self.timezone!r}")
+            found.append(Problem("SMSBRIDGE_TIMEZONE", f"unknown timezone {self.timezone!r}"))
         if self.forms_file is not None and not self.forms_file.is_file():
-            found.append(f"SMSBRIDGE_FORMS_FILE: no such file {str(self.forms_file)!r}")
+            found.append(Problem("SMSBRIDGE_FORMS_FILE", f"no such file {str(self.forms_file)!r}"))
         return found
 
     # -- CHT connection ----------------------------------------------------------------------
@@ -323,12 +517,10 @@ class Settings:
     @property
     def enabled_carriers(self) -> tuple[str, ...]:
         """SMSBRIDGE_CARRIERS in its order, or when that is empty every carrier whose webhook
-        token is set, in the order carriers are registered. The first is the default route."""
+        token is set, in the order the carriers were given. The first is the default route."""
         if self.carriers:
             return self.carriers
-        from smsbridge.carriers import CARRIERS
-
-        return tuple(name for name in CARRIERS if self.carrier_setting(name, "webhook_token"))
+        return tuple(name for name in self.carrier if self.carrier_setting(name, "webhook_token"))
 
     def carrier_setting(self, carrier: str, name: str) -> str:
         return self.carrier.get(carrier, {}).get(name, "")
@@ -336,28 +528,38 @@ class Settings:
     def described(self) -> list[tuple[str, str]]:
         """(env name, value) for every setting, secrets masked: what check-config prints."""
         rows: list[tuple[str, str]] = []
-        by_name = {f.name: getattr(self, f.name) for f in fields(self)}
         for setting in SETTINGS:
-            value = by_name[setting.name]
+            value = getattr(self, setting.name)
             if setting.name == "cht_url" and value:
                 value = _mask_url(value)
             rows.append((setting.env, _show(value, setting.secret)))
-        for carrier, group in _carrier_groups().items():
+        for carrier, group in (self.carrier_settings or {}).items():
             for s in group:
-                value = self.carrier_setting(carrier, s.name[len(carrier) + 1 :])
-                rows.append((s.env, _show(value, s.secret)))
+                value = self.carrier_setting(carrier, s.name)
+                env = f"SMSBRIDGE_{carrier}_{s.name}".upper()
+                rows.append((env, _show(value, s.secret)))
         return rows
 
 
-def _carrier_groups() -> dict[str, tuple[Setting, ...]]:
-    import smsbridge.carriers  # noqa: F401  (declares carrier settings)
+def field_mismatches(cls: type, settings: Iterable[Setting]) -> list[str]:
+    """How the fields of `cls` differ from `settings` in name or order (empty when they match;
+    the two trailing carrier fields aside)."""
+    names = [f.name for f in fields(cls)]
+    declared = [s.name for s in settings] + ["carrier", "carrier_settings"]
+    if names == declared:
+        return []
+    pairs = enumerate(zip_longest(names, declared, fillvalue="(nothing)"))
+    return [f"field {i}: {have!r}, SETTINGS: {want!r}" for i, (have, want) in pairs if have != want]
 
-    return CARRIER_SETTINGS
+
+_MISMATCHES = field_mismatches(Settings, SETTINGS)
+if _MISMATCHES:  # a setting added to one list and not the other: fail at import, not later
+    raise TypeError("Settings and SETTINGS differ: " + "; ".join(_MISMATCHES))
 
 
 def _show(value: object, secret: bool) -> str:
     if secret:
-        return "****" if value else ""
+        return MASK if value else ""
     if isinstance(value, tuple):
         return ",".join(value)
     if value is None:
@@ -369,74 +571,5 @@ def _mask_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:****@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{parts.username}:{MASK}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def _log_level(raw: str) -> str:
-    level = raw.strip().upper()
-    if level not in LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
-    return level
-
-
-def _optional_path(raw: str) -> Path | None:
-    return Path(raw) if raw.strip() else None
-
-
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def convert(raw: str) -> Any:
-        value = kind(raw)
-        if value < 0:
-            raise ValueError(f"must not be negative, got {raw!r}")
-        return value
-
-    return convert
-
-
-def _checked(raw: str, module: str, parser: str) -> str:
-    """Keep `raw` as given after checking its syntax with `module.parser` (outgoing routes and
-    rates are parsed where they are used)."""
-    import importlib
-
-    target: Any = importlib.import_module(module)
-    for part in parser.split("."):
-        target = getattr(target, part)
-    try:
-        target(raw)
-    except ConfigError as exc:
-        raise ValueError(exc.detail.split(": ", 1)[-1]) from exc
-    return raw.strip()
-
-
-_CONVERT: dict[str, Callable[[str], Any]] = {
-    "cht_url": lambda raw: raw.strip(),
-    "cht_password": Secret,
-    "cht_timeout": _positive(_seconds),
-    "database": Path,
-    "port": _whole,
-    "carriers": _list,
-    "forms_file": _optional_path,
-    "forms_refresh": _positive(_seconds),
-    "contact_cache_ttl": _positive(_seconds),
-    "require_cht": _bool,
-    "reject_unknown_senders": _bool,
-    "max_body_bytes": _positive(_whole),
-    "dedup_window": _positive(_seconds),
-    "sync_interval": _positive(_seconds),
-    "message_ttl": _positive(_seconds),
-    "retry_base": _positive(_seconds),
-    "retry_cap": _positive(_seconds),
-    "max_attempts": _positive(_whole),
-    "lease_seconds": _positive(_seconds),
-    "send_timeout": _positive(_seconds),
-    "routes": lambda raw: _checked(raw, "smsbridge.outbound.routing", "Routes.parse"),
-    "rates": lambda raw: _checked(raw, "smsbridge.outbound.ratelimit", "parse_rates"),
-    "loop_limit": _positive(_whole),
-    "loop_window": _positive(_seconds),
-    "autoreply_burst": _positive(_whole),
-    "log_level": _log_level,
-}

@@ -5,13 +5,18 @@ writer drains whatever jobs are waiting, runs them in one transaction (each insi
 SAVEPOINT, so one failing job does not spoil the others), commits once (`synchronous=FULL`: on
 disk, not just in the OS cache) and only then resolves each job's future. Concurrent webhook
 requests therefore share one fsync, and none of them hears "done" before its rows are durable
-(DESIGN.md rule 1).
+(docs/architecture.md, rule 1).
 
     await store.write(fn)       from async code (webhooks, workers)
     store.write_sync(fn)        from sync code (CLI, tests)
     store.read(fn)              a read on this thread's own connection (WAL: never blocks writes)
 
-Opening a store brings its schema up to date (migrations.py).
+Opening a store for the service brings its schema up to date (migrations.py); the CLI's
+commands open it with `migrate=False` and refuse a schema of another version instead of changing
+it behind the operator's back. A new database file is created readable by its owner only (0600:
+it holds health data); SQLite gives its -wal and -shm files the same mode.
+
+`backup(path, dest)` writes a consistent copy of a live database into one self-contained file.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -26,10 +32,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from smsbridge.migrations import migrate
+from smsbridge.errors import ConfigError
+from smsbridge.migrations import MIGRATIONS, run_migrations
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], T]
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file only its owner can read and write, unless it exists (or
+    is SQLite's in-memory name)."""
+    if str(path) == ":memory:" or path.exists():
+        return
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _connect(path: Path | str) -> sqlite3.Connection:
@@ -38,6 +53,51 @@ def _connect(path: Path | str) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def _expect_current(conn: sqlite3.Connection, path: Path) -> int:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    latest = len(MIGRATIONS)
+    if version < latest:
+        conn.close()
+        raise ConfigError(
+            f"SMSBRIDGE_DATABASE: {str(path)!r} has schema version {version}, this smsbridge "
+            f"needs {latest}: run `smsbridge migrate` (or start `smsbridge serve`) to upgrade it"
+        )
+    if version > latest:
+        conn.close()
+        raise ConfigError(
+            f"SMSBRIDGE_DATABASE: {str(path)!r} has schema version {version}, newer than this "
+            f"smsbridge knows ({latest}): use the smsbridge release that wrote it"
+        )
+    return version
+
+
+def backup(source: Path | str, dest: Path | str) -> int:
+    """Copy the live database `source` into `dest`, consistently (SQLite's online backup, in
+    one read transaction: writers go on meanwhile) and self-contained (no -wal file needed:
+    the copy is switched to a rollback journal). `dest` is written 0600 beside its final name
+    and renamed into place, so a crash never leaves a half copy under that name. Returns the
+    copy's size in bytes."""
+    final = Path(dest)
+    partial = final.with_name(final.name + ".partial")
+    partial.unlink(missing_ok=True)
+    _create_private(partial)
+    src = _connect(source)
+    try:
+        copy = sqlite3.connect(str(partial), isolation_level=None)
+        try:
+            src.backup(copy)
+            copy.execute("PRAGMA journal_mode = DELETE")
+            (check,) = copy.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise RuntimeError(f"the copy failed its integrity check: {check}")
+        finally:
+            copy.close()
+    finally:
+        src.close()
+    os.replace(partial, final)
+    return final.stat().st_size
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -102,14 +162,20 @@ def _settle_in_loop(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 class Store:
     """The SQLite database: one writer thread with group commit, one reader per thread."""
 
-    def __init__(self, path: Path | str, *, max_batch: int = 512) -> None:
+    def __init__(self, path: Path | str, *, max_batch: int = 512, migrate: bool = True) -> None:
+        """Open (creating, 0600) the database at `path`. `migrate=False`: leave the schema as
+        it is, and raise ConfigError unless it is the version this code expects."""
         self.path = Path(path)
+        _create_private(self.path)
         self._writer = _connect(self.path)
         mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal" and str(self.path) != ":memory:":
             raise RuntimeError(f"could not switch {self.path} to WAL (got {mode})")
         self._writer.execute("PRAGMA synchronous = FULL")
-        self.version = migrate(self._writer)
+        if migrate:
+            self.version = run_migrations(self._writer)
+        else:
+            self.version = _expect_current(self._writer, self.path)
         self._max_batch = max_batch
         self._jobs: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
         self._local = threading.local()

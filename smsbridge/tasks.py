@@ -1,17 +1,21 @@
-"""The durable task queue: every side effect is a task (DESIGN.md rule 2).
+"""The durable task queue (table `tasks`): every side effect is a task.
 
 A task is a row in `tasks`: `kind` says what to do, `ref` what to do it to. Workers `claim` the
 lowest-id due task of their kinds (arrival order) with a lease that expires, so a crashed
-worker's task is picked up again; then `done`, `retry_later` (exponential backoff with jitter,
+worker's task is picked up again; then `done`, `retry` (exponential backoff with jitter,
 capped; after `max_attempts` the task gives up), `release` (put back without counting an attempt)
 or `give_up` (the dead-letter list, with the reason). Operators list dead letters and retry or
 drop them by id (`smsbridge outbox ls/retry/drop`).
 
-Time is an argument everywhere (`now`, epoch seconds; DESIGN.md rule 7).
+Time is an argument everywhere (`now`, epoch seconds).
 
-Async methods (`claim`, `done`, ...) go through the store's writer and return after the commit.
-`enqueue_in(conn, ...)` adds a task inside a write job that is already running, so a fact and its
-task land in ONE transaction. The dead-letter operations are synchronous, for the CLI.
+This module is the only one that writes or counts `tasks` rows. The functions named `*_in`
+(`enqueue_in`, `claim_in`, `done_in`, `retry_in`, `release_in`, `give_up_in`, `drop_in`, ...)
+run inside a store write job that is already running, so a worker step's whole outcome — its
+task and its record (a message dead, a channel chosen, an attempt noted) — lands in ONE
+transaction. `TaskQueue` holds the retry policy (`TaskQueue.retry_in` decides inside a job) and
+offers each primitive as its own write job for steps whose outcome touches only the task; its
+dead-letter operations are synchronous, for the CLI.
 """
 
 from __future__ import annotations
@@ -61,105 +65,235 @@ class RetryPolicy:
 _CLAIM_ORDERS = {"arrival": ("tasks_arrival", "id"), "due": ("tasks_due", "not_before, id")}
 
 
+# -- in a write job: every change to `tasks` (inside a running store write job) ---------------
+# A worker step's outcome is ONE write job: these functions and the record modules' `*_in`
+# functions together (e.g. `give_up_in` + inbound.messages.mark_dead_in), never two commits.
+
+
+def enqueue_in(
+    conn: sqlite3.Connection, kind: str, ref: str, now: float, *, not_before: float | None = None
+) -> int:
+    cur = conn.execute(
+        "INSERT INTO tasks(kind, ref, state, attempts, not_before, created_at, updated_at) "
+        "VALUES (?, ?, 'ready', 0, ?, ?, ?)",
+        (kind, ref, now if not_before is None else not_before, now, now),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def enqueue_or_expedite_in(conn: sqlite3.Connection, kind: str, ref: str, now: float) -> None:
+    """Make the work (kind, ref) due now: its waiting task if it has one (so it never has
+    two), else a new task."""
+    cur = conn.execute(
+        "UPDATE tasks SET not_before = ?, updated_at = ? "
+        "WHERE kind = ? AND ref = ? AND state = 'ready'",
+        (now, now, kind, ref),
+    )
+    if cur.rowcount == 0:
+        enqueue_in(conn, kind, ref, now)
+
+
+def claim_in(
+    conn: sqlite3.Connection,
+    kinds: Sequence[str],
+    now: float,
+    lease: float,
+    *,
+    order: str = "arrival",
+) -> Task | None:
+    """Lease the next task of `kinds`: one whose lease expired (its worker died) first,
+    else a due ready one — the lowest id for `order="arrival"` (inbound submits drain in
+    the order they arrived), or the earliest `not_before` for `order="due"` (sends). Each
+    kind is read from its index (`tasks_arrival` / `tasks_due`), so a backlog of 100,000
+    costs O(log n) per claim, not a sort."""
+    marks = ",".join("?" for _ in kinds)
+    row = conn.execute(
+        f"SELECT * FROM tasks WHERE state = 'leased' AND kind IN ({marks}) "
+        f"AND lease_until <= ? ORDER BY id LIMIT 1",
+        (*kinds, now),
+    ).fetchone()
+    if row is None:
+        index, sort = _CLAIM_ORDERS[order]
+        heads = [
+            conn.execute(
+                f"SELECT * FROM tasks INDEXED BY {index} WHERE state = 'ready' AND kind = ? "
+                f"AND not_before <= ? ORDER BY {sort} LIMIT 1",
+                (kind, now),
+            ).fetchone()
+            for kind in kinds
+        ]
+        ready = [head for head in heads if head is not None]
+        if not ready:
+            return None
+        row = min(ready, key=lambda r: (r["not_before"], r["id"]) if order == "due" else r["id"])
+    return lease_in(conn, row, now, lease)
+
+
+def lease_in(conn: sqlite3.Connection, row: sqlite3.Row, now: float, lease: float) -> Task:
+    """Lease the task in `row` (as read) to the caller until `now + lease`, counting an
+    attempt. The memo is handed to this attempt and cleared in the row: if this attempt dies
+    without recording an outcome, the next one sees no memo (and attempts > 1)."""
+    conn.execute(
+        "UPDATE tasks SET state = 'leased', attempts = attempts + 1, lease_until = ?, "
+        "memo = NULL, updated_at = ? WHERE id = ?",
+        (now + lease, now, row["id"]),
+    )
+    old = Task.from_row(row)
+    return replace(
+        old, state="leased", attempts=old.attempts + 1, lease_until=now + lease, updated_at=now
+    )
+
+
+def done_in(conn: sqlite3.Connection, task: Task) -> bool:
+    """The task succeeded: remove it. False if the lease was lost (someone else has it)."""
+    cur = conn.execute(
+        "DELETE FROM tasks WHERE id = ? AND state = 'leased' AND attempts = ?",
+        (task.id, task.attempts),
+    )
+    return cur.rowcount == 1
+
+
+def retry_in(
+    conn: sqlite3.Connection,
+    task: Task,
+    now: float,
+    error: str,
+    policy: RetryPolicy,
+    rng: random.Random,
+    *,
+    retry_after: float | None = None,
+    memo: str | None = None,
+) -> float | None:
+    """The attempt failed for now: after `policy.max_attempts` the task gives up into the
+    dead-letter list (returns None; the caller records what that means for its record in the
+    same job), else it is due again after the policy's backoff (at least `retry_after`, the
+    peer's wish) and this returns when."""
+    if task.attempts >= policy.max_attempts:
+        give_up_in(conn, task, f"gave up after {task.attempts} attempts: {error}", now, memo)
+        return None
+    due = now + max(policy.delay(task.attempts, rng), retry_after or 0.0)
+    reschedule_in(conn, task, now, due, error, memo)
+    return due
+
+
+def reschedule_in(
+    conn: sqlite3.Connection,
+    task: Task,
+    now: float,
+    due: float,
+    error: str | None,
+    memo: str | None = None,
+    *,
+    count_attempt: bool = True,
+) -> bool:
+    """Put the task back, due at `due`, with the attempt's `error` and `memo`. Without
+    `count_attempt`, the attempt does not count towards giving up (`release_in`). False if the
+    lease was lost."""
+    cur = conn.execute(
+        "UPDATE tasks SET state = 'ready', not_before = ?, lease_until = NULL, "
+        "last_error = ?, memo = ?, attempts = attempts - ?, updated_at = ? "
+        "WHERE id = ? AND state = 'leased' AND attempts = ?",
+        (due, error, memo, int(not count_attempt), now, task.id, task.attempts),
+    )
+    return cur.rowcount == 1
+
+
+def release_in(
+    conn: sqlite3.Connection, task: Task, now: float, not_before: float, *, memo: str | None = None
+) -> bool:
+    """Put the task back, due at `not_before`, without counting this attempt (the peer was
+    never really tried, e.g. CHT work is paused, or the next channel is to be tried)."""
+    return reschedule_in(conn, task, now, not_before, task.last_error, memo, count_attempt=False)
+
+
+def give_up_in(
+    conn: sqlite3.Connection,
+    task: Task,
+    reason: str,
+    now: float | None = None,
+    memo: str | None = None,
+) -> bool:
+    """Move the task to the dead-letter list with `reason` (`memo` kept for a later retry)."""
+    cur = conn.execute(
+        "UPDATE tasks SET state = 'dead', dead_reason = ?, lease_until = NULL, memo = ?, "
+        "updated_at = COALESCE(?, updated_at) "
+        "WHERE id = ? AND state = 'leased' AND attempts = ?",
+        (reason, memo, now, task.id, task.attempts),
+    )
+    return cur.rowcount == 1
+
+
+def retry_dead_in(conn: sqlite3.Connection, task_id: int, now: float) -> bool:
+    """Give a dead letter a fresh start: due now, attempts reset, its memo kept (so a step
+    that might have reached its peer still knows it). False if no such dead task."""
+    cur = conn.execute(
+        "UPDATE tasks SET state = 'ready', not_before = ?, attempts = 0, "
+        "lease_until = NULL, dead_reason = NULL, updated_at = ? "
+        "WHERE id = ? AND state = 'dead'",
+        (now, now, task_id),
+    )
+    return cur.rowcount == 1
+
+
+def drop_in(conn: sqlite3.Connection, task_id: int) -> Task | None:
+    """Delete the dead letter `task_id` (so what it was about can change in the same
+    transaction); the task as it was, or None if no such dead task."""
+    row = conn.execute(
+        "DELETE FROM tasks WHERE id = ? AND state = 'dead' RETURNING *", (task_id,)
+    ).fetchone()
+    return None if row is None else Task.from_row(row)
+
+
+def has_task_sql(kind_param: str, ref_column: str) -> str:
+    """An SQL condition, for another table's query: a task of kind `kind_param` (a
+    placeholder) exists for `ref_column` (e.g. `outgoing.ref`). Walks the `tasks_ref` index."""
+    return (
+        f"EXISTS (SELECT 1 FROM tasks WHERE tasks.kind = {kind_param} AND tasks.ref = {ref_column})"
+    )
+
+
+# -- reads for operators (metrics) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backlog:
+    kind: str
+    dead: bool  # the dead-letter list, else waiting or running
+    count: int
+    oldest: float | None  # created_at of the oldest
+
+
+def backlog(store: Store) -> list[Backlog]:
+    """Per kind, the tasks waiting or running and those in the dead-letter list (`/metrics`)."""
+    rows = store.query(
+        "SELECT kind, state = 'dead' AS dead, COUNT(*), MIN(created_at) FROM tasks "
+        "GROUP BY kind, state = 'dead' ORDER BY kind"
+    )
+    return [Backlog(r[0], bool(r[1]), r[2], r[3]) for r in rows]
+
+
 class TaskQueue:
     def __init__(
-        self, store: Store, policy: RetryPolicy | None = None, rng: random.Random | None = None
+        self,
+        store: Store,
+        policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        *,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_retry`: called with the task's kind after each retry is committed (metrics)."""
         self.store = store
         self.policy = policy or RetryPolicy()
         self.rng = rng or random.Random()
-        self.on_retry: Callable[[str], None] | None = None  # metrics: called with the task kind
+        self.on_retry = on_retry
 
-    # -- in-transaction primitives (inside a running store write job) -----------------------
-
-    @staticmethod
-    def enqueue_in(
-        conn: sqlite3.Connection,
-        kind: str,
-        ref: str,
-        now: float,
-        *,
-        not_before: float | None = None,
-    ) -> int:
-        cur = conn.execute(
-            "INSERT INTO tasks(kind, ref, state, attempts, not_before, created_at, updated_at) "
-            "VALUES (?, ?, 'ready', 0, ?, ?, ?)",
-            (kind, ref, now if not_before is None else not_before, now, now),
-        )
-        return int(cur.lastrowid or 0)
-
-    @staticmethod
-    def enqueue_or_expedite_in(conn: sqlite3.Connection, kind: str, ref: str, now: float) -> None:
-        """Make the work (kind, ref) due now: its waiting task if it has one (so it never has
-        two), else a new task."""
-        cur = conn.execute(
-            "UPDATE tasks SET not_before = ?, updated_at = ? "
-            "WHERE kind = ? AND ref = ? AND state = 'ready'",
-            (now, now, kind, ref),
-        )
-        if cur.rowcount == 0:
-            TaskQueue.enqueue_in(conn, kind, ref, now)
-
-    @staticmethod
-    def claim_in(
-        conn: sqlite3.Connection,
-        kinds: Sequence[str],
-        now: float,
-        lease: float,
-        *,
-        order: str = "arrival",
-    ) -> Task | None:
-        """Lease the next task of `kinds`: one whose lease expired (its worker died) first,
-        else a due ready one — the lowest id for `order="arrival"` (inbound submits drain in
-        the order they arrived), or the earliest `not_before` for `order="due"` (sends). Each
-        kind is read from its index (`tasks_arrival` / `tasks_due`), so a backlog of 100,000
-        costs O(log n) per claim, not a sort."""
-        marks = ",".join("?" for _ in kinds)
-        row = conn.execute(
-            f"SELECT * FROM tasks WHERE state = 'leased' AND kind IN ({marks}) "
-            f"AND lease_until <= ? ORDER BY id LIMIT 1",
-            (*kinds, now),
-        ).fetchone()
-        if row is None:
-            index, sort = _CLAIM_ORDERS[order]
-            heads = [
-                conn.execute(
-                    f"SELECT * FROM tasks INDEXED BY {index} WHERE state = 'ready' AND kind = ? "
-                    f"AND not_before <= ? ORDER BY {sort} LIMIT 1",
-                    (kind, now),
-                ).fetchone()
-                for kind in kinds
-            ]
-            ready = [head for head in heads if head is not None]
-            if not ready:
-                return None
-            row = min(
-                ready, key=lambda r: (r["not_before"], r["id"]) if order == "due" else r["id"]
-            )
-        return TaskQueue.lease_in(conn, row, now, lease)
-
-    @staticmethod
-    def lease_in(conn: sqlite3.Connection, row: sqlite3.Row, now: float, lease: float) -> Task:
-        """Lease the task in `row` (as read) to the caller until `now + lease`, counting an
-        attempt. The memo is handed to this attempt and cleared in the row: if this attempt dies
-        without recording an outcome, the next one sees no memo (and attempts > 1)."""
-        conn.execute(
-            "UPDATE tasks SET state = 'leased', attempts = attempts + 1, lease_until = ?, "
-            "memo = NULL, updated_at = ? WHERE id = ?",
-            (now + lease, now, row["id"]),
-        )
-        old = Task.from_row(row)
-        return replace(
-            old, state="leased", attempts=old.attempts + 1, lease_until=now + lease, updated_at=now
-        )
-
-    # -- the worker's side -----------------------------------------------------------------
+    # -- the worker's side: one-step outcomes, each its own write job --------------------------
 
     async def enqueue(
         self, kind: str, ref: str, now: float, *, not_before: float | None = None
     ) -> int:
         return await self.store.write(
-            lambda c: self.enqueue_in(c, kind, ref, now, not_before=not_before)
+            lambda c: enqueue_in(c, kind, ref, now, not_before=not_before)
         )
 
     async def claim(
@@ -170,7 +304,7 @@ class TaskQueue:
         do. (A cheap read first: idle workers polling an empty queue cost no write.)"""
         if not self.has_due(kinds, now):
             return None
-        return await self.store.write(lambda c: self.claim_in(c, kinds, now, lease, order=order))
+        return await self.store.write(lambda c: claim_in(c, kinds, now, lease, order=order))
 
     def has_due(self, kinds: Sequence[str], now: float) -> bool:
         """Is a task of `kinds` due, or leased past its lease? One index seek per kind and
@@ -188,21 +322,29 @@ class TaskQueue:
 
     async def done(self, task: Task) -> bool:
         """The task succeeded: remove it. False if the lease was lost (someone else has it)."""
-        return await self.store.write(lambda c: self.done_in(c, task))
+        return await self.store.write(lambda c: done_in(c, task))
 
-    @staticmethod
-    def done_in(conn: sqlite3.Connection, task: Task) -> bool:
-        cur = conn.execute(
-            "DELETE FROM tasks WHERE id = ? AND state = 'leased' AND attempts = ?",
-            (task.id, task.attempts),
+    def retry_in(
+        self,
+        conn: sqlite3.Connection,
+        task: Task,
+        now: float,
+        error: str,
+        *,
+        retry_after: float | None = None,
+        memo: str | None = None,
+    ) -> float | None:
+        """`retry_in` (the module function) with this queue's policy and random source, inside
+        the caller's write job; call `retried` once that job is committed."""
+        return retry_in(
+            conn, task, now, error, self.policy, self.rng, retry_after=retry_after, memo=memo
         )
-        return cur.rowcount == 1
 
-    def next_attempt(self, task: Task, now: float, retry_after: float | None = None) -> float:
-        delay = self.policy.delay(task.attempts, self.rng)
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return now + delay
+    def retried(self, task: Task, due: float | None) -> None:
+        """After the commit of a job that ran `retry_in`: tell `on_retry` when the task was
+        rescheduled (not when it gave up)."""
+        if due is not None and self.on_retry is not None:
+            self.on_retry(task.kind)
 
     async def retry_later(
         self,
@@ -214,15 +356,12 @@ class TaskQueue:
         memo: str | None = None,
     ) -> float | None:
         """Schedule another attempt with backoff; returns when it is due, or None if this was
-        the last allowed attempt and the task gave up into the dead-letter list instead."""
-        if task.attempts >= self.policy.max_attempts:
-            reason = f"gave up after {task.attempts} attempts: {error}"
-            await self.give_up(task, reason, now=now, memo=memo)
-            return None
-        due = self.next_attempt(task, now, retry_after)
-        await self.store.write(lambda c: self._reschedule(c, task, now, due, error, memo, 0))
-        if self.on_retry is not None:
-            self.on_retry(task.kind)
+        the last allowed attempt and the task gave up into the dead-letter list instead. (For
+        a step whose failure changes nothing else; otherwise `retry_in` in the step's job.)"""
+        due = await self.store.write(
+            lambda c: self.retry_in(c, task, now, error, retry_after=retry_after, memo=memo)
+        )
+        self.retried(task, due)
         return due
 
     async def release(
@@ -230,49 +369,13 @@ class TaskQueue:
     ) -> None:
         """Put the task back, due at `not_before`, without counting this attempt (the peer was
         never really tried, e.g. CHT work is paused)."""
-        await self.store.write(
-            lambda c: self._reschedule(c, task, now, not_before, task.last_error, memo, 1)
-        )
-
-    @staticmethod
-    def _reschedule(
-        conn: sqlite3.Connection,
-        task: Task,
-        now: float,
-        due: float,
-        error: str | None,
-        memo: str | None,
-        uncount: int,
-    ) -> bool:
-        cur = conn.execute(
-            "UPDATE tasks SET state = 'ready', not_before = ?, lease_until = NULL, "
-            "last_error = ?, memo = ?, attempts = attempts - ?, updated_at = ? "
-            "WHERE id = ? AND state = 'leased' AND attempts = ?",
-            (due, error, memo, uncount, now, task.id, task.attempts),
-        )
-        return cur.rowcount == 1
+        await self.store.write(lambda c: release_in(c, task, now, not_before, memo=memo))
 
     async def give_up(
         self, task: Task, reason: str, *, now: float | None = None, memo: str | None = None
     ) -> bool:
         """Move the task to the dead-letter list with `reason` (`memo` kept for a later retry)."""
-        return await self.store.write(lambda c: self.give_up_in(c, task, reason, now, memo))
-
-    @staticmethod
-    def give_up_in(
-        conn: sqlite3.Connection,
-        task: Task,
-        reason: str,
-        now: float | None = None,
-        memo: str | None = None,
-    ) -> bool:
-        cur = conn.execute(
-            "UPDATE tasks SET state = 'dead', dead_reason = ?, lease_until = NULL, memo = ?, "
-            "updated_at = COALESCE(?, updated_at) "
-            "WHERE id = ? AND state = 'leased' AND attempts = ?",
-            (reason, memo, now, task.id, task.attempts),
-        )
-        return cur.rowcount == 1
+        return await self.store.write(lambda c: give_up_in(c, task, reason, now, memo))
 
     # -- the operator's side (synchronous: the CLI) ----------------------------------------
 
@@ -312,29 +415,9 @@ class TaskQueue:
         return {(r[0], r[1]): r[2] for r in rows}
 
     def retry_dead(self, task_id: int, now: float) -> bool:
-        """Give a dead letter a fresh start: due now, attempts reset, its memo kept (so a step
-        that might have reached its peer still knows it). False if no such dead task."""
-
-        def job(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "UPDATE tasks SET state = 'ready', not_before = ?, attempts = 0, "
-                "lease_until = NULL, dead_reason = NULL, updated_at = ? "
-                "WHERE id = ? AND state = 'dead'",
-                (now, now, task_id),
-            )
-            return cur.rowcount == 1
-
-        return self.store.write_sync(job)
+        """Give a dead letter a fresh start (`retry_dead_in`). False if no such dead task."""
+        return self.store.write_sync(lambda c: retry_dead_in(c, task_id, now))
 
     def drop(self, task_id: int) -> bool:
         """Delete a dead letter for good. False if no such dead task."""
-        return self.store.write_sync(lambda c: self.drop_in(c, task_id) is not None)
-
-    @staticmethod
-    def drop_in(conn: sqlite3.Connection, task_id: int) -> Task | None:
-        """Delete the dead letter `task_id` inside a running write job (so what it was about can
-        change in the same transaction); the task as it was, or None if no such dead task."""
-        row = conn.execute(
-            "DELETE FROM tasks WHERE id = ? AND state = 'dead' RETURNING *", (task_id,)
-        ).fetchone()
-        return None if row is None else Task.from_row(row)
+        return self.store.write_sync(lambda c: drop_in(c, task_id) is not None)

@@ -1,10 +1,9 @@
-"""The background loops of `smsbridge serve`: inbound submit workers and the CHT settings
-refresher. They run as asyncio tasks in the app's lifespan; all their state is in the database,
-so killing the process loses nothing (leases expire, tasks are claimed again).
+"""The background loops of `smsbridge serve`: claim loops for the inbound and send workers,
+and periodic loops (the CHT sync, the CHT settings refresher), all in one `WorkerPool` of
+asyncio tasks in the app's lifespan. All their state is in the database, so killing the process
+loses nothing (leases expire, tasks are claimed again).
 
 `clock` gives `now` (epoch seconds); tests pass a fake clock and move it instead of sleeping.
-`Wakeup`, `claim_loop`, `survive` and `cancel_all` are the parts any pool of task workers is
-made of (the outbound send workers and the CHT sync loop too).
 """
 
 from __future__ import annotations
@@ -13,12 +12,9 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
-from smsbridge.cht.appsettings import ChtSettingsCache
-from smsbridge.errors import AuthFailure
-from smsbridge.inbound.submit import InboundPipeline
 from smsbridge.logs import event
 
 log = logging.getLogger(__name__)
@@ -61,12 +57,12 @@ async def survive(
     step: Callable[[], Awaitable[T]], error_event: str, logger: logging.Logger = log
 ) -> T | None:
     """`await step()` in a loop that must outlive bugs: an exception (cancellation aside) is
-    logged as `error_event` (the traceback at DEBUG) and gives None."""
+    logged at ERROR as `error_event` with its traceback (redacted like every log line) and
+    gives None."""
     try:
         return await step()
     except Exception as exc:
-        event(logger, error_event, logging.ERROR, error=type(exc).__name__)
-        logger.debug("%s", error_event, exc_info=True)
+        event(logger, error_event, logging.ERROR, exc_info=True, error=type(exc).__name__)
         return None
 
 
@@ -99,47 +95,47 @@ async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     tasks.clear()
 
 
-class InboundWorkers:
-    """`concurrency` loops claiming submit tasks, plus the settings refresher."""
+class WorkerPool:
+    """The service's background loops as asyncio tasks: claim loops (`claimers`: run a step that
+    claims one task, again and again) and periodic loops (`every`: a step, then wait for a
+    wake-up or the interval). Built in service.py; started and stopped with the app."""
 
-    def __init__(
-        self,
-        pipeline: InboundPipeline,
-        cht_settings: ChtSettingsCache,
-        *,
-        clock: Callable[[], float],
-        concurrency: int = 4,
-        idle: float = 0.2,
-    ) -> None:
-        self.pipeline = pipeline
-        self.cht_settings = cht_settings
+    def __init__(self, clock: Callable[[], float], *, idle: float = 0.2) -> None:
         self.clock = clock
-        self.concurrency = concurrency
         self.idle = idle
-        self.wakeup = Wakeup()
+        self._loops: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
+    def claimers(
+        self, name: str, run_once: Callable[[float], Awaitable[bool]], wakeup: Wakeup, count: int
+    ) -> None:
+        """`count` loops of `run_once(now)`; `wakeup` rouses an idle one when work arrives."""
+        for n in range(count):
+            self._loops.append(
+                (f"{name}-{n}", lambda: claim_loop(run_once, self.clock, wakeup, self.idle, name))
+            )
+
+    def every(
+        self,
+        name: str,
+        step: Callable[[float], Awaitable[object]],
+        interval: Callable[[], float],
+        wakeup: Wakeup | None = None,
+    ) -> None:
+        """One loop: `step(now)`, then wait `interval()` seconds or until `wakeup` is set. A bug
+        in `step` is logged (`<name>_error`) and the loop goes on."""
+        waker = wakeup or Wakeup()
+
+        async def loop() -> None:
+            while True:
+                await survive(lambda: step(self.clock()), f"{name}_error")
+                await waker.wait(interval())
+
+        self._loops.append((name, loop))
+
     def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self._refresh_loop(), name="cht-settings"))
-        for n in range(self.concurrency):
-            loop = claim_loop(self.pipeline.run_once, self.clock, self.wakeup, self.idle, "inbound")
-            self._tasks.append(asyncio.create_task(loop, name=f"inbound-{n}"))
+        for name, loop in self._loops:
+            self._tasks.append(asyncio.create_task(loop(), name=name))
 
     async def stop(self) -> None:
         await cancel_all(self._tasks)
-
-    async def refresh_settings(self) -> None:
-        """Fetch CHT's settings now if due (and not paused for a 401)."""
-        now = self.clock()
-        gate = self.pipeline.gate
-        if gate.auth_failed is not None or not self.cht_settings.due(now):
-            return
-        try:
-            await self.cht_settings.refresh(self.pipeline.cht, now)
-        except AuthFailure as exc:
-            gate.auth_failure(exc.detail or exc.code, now)
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await survive(self.refresh_settings, "cht_settings_error")
-            await asyncio.sleep(min(self.idle * 5, 1.0))

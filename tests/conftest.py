@@ -79,8 +79,8 @@ class RunningBridge:
         return [dict(r) for r in self.store.query("SELECT * FROM messages ORDER BY id")]
 
     @property
-    def runtime(self) -> Any:
-        return self.app.state.runtime
+    def service(self) -> Any:
+        return self.app.state.service
 
 
 def bridge_env(tmp_path: Path, cht_url: str, **env: str) -> dict[str, str]:
@@ -108,12 +108,12 @@ def running_bridge(
     """The bridge app under uvicorn with its own store. Workers are off unless asked for."""
     import httpx
 
+    from smsbridge.carriers import load_settings
     from smsbridge.loopback import serve_in_thread
-    from smsbridge.settings import Settings
     from smsbridge.store import Store
     from smsbridge.web.app import create_app
 
-    settings = Settings.from_env(bridge_env(tmp_path, cht_url, **env))
+    settings = load_settings(bridge_env(tmp_path, cht_url, **env))
     clock = clock or FakeClock()
     store = Store(settings.database)
     app = create_app(settings, clock=clock, store=store, start_workers=start_workers, idle=0.02)

@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 
 from smsbridge.chtsim import ChtSim
 from smsbridge.chtsim.demo_data import CHW_PHONES
-from smsbridge.loopback import free_port
+from smsbridge.loopback import free_port, wait_for
 
 TOKEN = "crash-test-token-0123456789"
 SENDERS = list(CHW_PHONES.values())
@@ -65,16 +64,15 @@ class Bridge:
             stdout=self.log,
             stderr=self.log,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "bridge exited at start-up"
+
+        def healthy() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, "bridge exited at start-up"
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
+                return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("bridge did not start")
+                return False
+
+        wait_for(healthy, "the bridge to start", timeout=30)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -140,12 +138,7 @@ def test_every_acknowledged_message_reaches_cht_exactly_once_across_sigkill(
             texts = Counter((r.get("sms_message") or {}).get("message") for r in demo_sim.records())
             return texts
 
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            got = arrived()
-            if all(got[t] >= 1 for t in expected):
-                break
-            time.sleep(0.2)
+        wait_for(lambda: all(arrived()[t] >= 1 for t in expected), "every message in CHT", 90)
         got = arrived()
         missing = [t for t in expected if got[t] == 0]
         assert not missing, f"{len(missing)} acknowledged messages never reached CHT"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from smsbridge.carriers import load_settings
 from smsbridge.logs import RedactionFilter, event, secrets_of, setup
-from smsbridge.settings import Settings
 
 _TOUCHED = ("", "smsbridge", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx")
 
@@ -141,11 +141,9 @@ def test_uvicorn_records_pass_through_the_same_filter(captured: io.StringIO) -> 
 
 
 def test_secrets_of_settings_lists_passwords() -> None:
-    settings = Settings.from_env({"SMSBRIDGE_CHT_URL": "http://gw:urlpw123@cht:5988"})
+    settings = load_settings({"SMSBRIDGE_CHT_URL": "http://gw:urlpw123@cht:5988"})
     assert "urlpw123" in secrets_of(settings)
-    settings = Settings.from_env(
-        {"SMSBRIDGE_CHT_USERNAME": "gw", "SMSBRIDGE_CHT_PASSWORD": "pw456789"}
-    )
+    settings = load_settings({"SMSBRIDGE_CHT_USERNAME": "gw", "SMSBRIDGE_CHT_PASSWORD": "pw456789"})
     assert secrets_of(settings) == ["pw456789"]
 
 
@@ -227,7 +225,7 @@ def test_the_end_to_end_flow_logs_no_sms_text_phone_number_or_secret() -> None:
 
 
 def test_secrets_of_settings_include_each_phone_password() -> None:
-    settings = Settings.from_env(
+    settings = load_settings(
         {
             "SMSBRIDGE_CARRIERS": "chtgateway",
             "SMSBRIDGE_CHTGATEWAY_ACCOUNTS": "phone1:first-pass,phone2:second-pass",

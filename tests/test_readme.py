@@ -4,14 +4,27 @@ command documented."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+from smsbridge.carriers import every_setting
 from smsbridge.cli.main import build_parser
-from smsbridge.docs import README_END, README_START, settings_table, stale
-from smsbridge.settings import Setting, all_settings
+from smsbridge.settings import Setting
 
 ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("docs_script", ROOT / "scripts" / "docs.py")
+assert _spec is not None and _spec.loader is not None
+docs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(docs)
+README_START, README_END, settings_table, stale = (
+    docs.README_START,
+    docs.README_END,
+    docs.settings_table,
+    docs.stale,
+)
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
@@ -22,20 +35,41 @@ def _settings_block() -> str:
 def test_every_setting_is_in_the_readme_table_with_its_default() -> None:
     block = _settings_block()
     rows = dict(re.findall(r"^\| `(SMSBRIDGE_\w+)` \| (.*?) \|", block, flags=re.M))
-    missing = [s.env for s in all_settings() if s.env not in rows]
-    assert not missing, f"missing from README (run `python -m smsbridge.docs --write`): {missing}"
-    for s in all_settings():
+    missing = [s.env for s in every_setting() if s.env not in rows]
+    assert not missing, f"missing from README (run `python scripts/docs.py --write`): {missing}"
+    for s in every_setting():
         shown = f"`{s.default}`" if s.default else "(empty)"
         assert rows[s.env] == shown.replace("|", "\\|"), s.env
 
 
 def test_readme_and_env_example_are_generated_from_the_settings() -> None:
-    assert stale(ROOT) == [], "run `python -m smsbridge.docs --write`"
+    assert stale(ROOT) == [], "run `python scripts/docs.py --write`"
+
+
+def test_the_documented_command_checks_the_generated_files() -> None:
+    done = subprocess.run(
+        [sys.executable, "scripts/docs.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        "| `SMSBRIDGE_TWILIO_AUTH_TOKEN` |"
+        in subprocess.run(
+            [sys.executable, "scripts/docs.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )
 
 
 def test_the_table_check_can_fail() -> None:
     extra = Setting("made_up_for_test", "1", "Nothing.")
-    assert "SMSBRIDGE_MADE_UP_FOR_TEST" in settings_table((*all_settings(), extra))
+    assert "SMSBRIDGE_MADE_UP_FOR_TEST" in settings_table((*every_setting(), extra))
     assert "SMSBRIDGE_MADE_UP_FOR_TEST" not in _settings_block()
 
 

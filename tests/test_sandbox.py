@@ -13,17 +13,17 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from smsbridge.carriers import load_settings
 from smsbridge.chtsim.demo_data import CHW_PHONES
-from smsbridge.loopback import free_port
-from smsbridge.server import DEMO_TOKEN, cht_or_simulator
+from smsbridge.loopback import free_port, wait_for
+from smsbridge.sandbox import DEMO_TOKEN, cht_or_simulator
 from smsbridge.settings import Settings
 
 ALICE = CHW_PHONES["chw-alice"]
@@ -35,16 +35,6 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSBRIDGE_")}
     env.update(extra)
     return env
-
-
-def wait_for(probe: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Served:
@@ -178,7 +168,7 @@ def test_serve_with_nothing_configured_prints_a_curl_that_works(
 
 
 def _settings(**env: str) -> Settings:
-    return Settings.from_env(env)
+    return load_settings(env)
 
 
 def test_a_configured_carrier_turns_the_demo_carrier_off() -> None:
@@ -339,14 +329,14 @@ def test_the_demo_works_with_a_proxy_in_the_environment(tmp_path: Path) -> None:
 
 
 def test_readme_set_up_shows_the_curl_that_serve_prints() -> None:
-    from smsbridge.server import DEMO_SMS, SimulatorMode, first_run_help
+    from smsbridge.sandbox import DEMO_SMS, SimulatorMode, first_run_help
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     readme = re.sub(r"\\\n\s*", "", readme)  # join continued shell lines
     help_text = first_run_help(
         "http://127.0.0.1:8080",
         SimulatorMode("http://127.0.0.1:1", "http://127.0.0.1:2"),
-        Settings.from_env({}),
+        load_settings({}),
     )
     printed = next(line.strip() for line in help_text.splitlines() if "/inbound" in line)
     assert printed in readme

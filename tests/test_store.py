@@ -80,3 +80,43 @@ def test_closed_store_refuses_writes(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(RuntimeError):
         store.write_sync(lambda c: None)
+
+
+def test_task_ids_are_never_reused(tmp_path: Path) -> None:
+    """A dead letter's id, once dropped, never names another task (an operator's ticket keeps
+    pointing at the task it was written about)."""
+    with Store(tmp_path / "a.db") as store:
+
+        def add(c: sqlite3.Connection) -> int:
+            cur = c.execute(
+                "INSERT INTO tasks(kind, ref, state, not_before, created_at, updated_at) "
+                "VALUES ('send', 'x', 'dead', 0, 0, 0)"
+            )
+            return int(cur.lastrowid or 0)
+
+        first = store.write_sync(add)
+        store.write_sync(lambda c: c.execute("DELETE FROM tasks WHERE id = ?", (first,)))
+        assert store.write_sync(add) > first
+
+
+def test_the_task_id_migration_keeps_every_task(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    db = sqlite_utils.Database(conn)
+    for migration in MIGRATIONS[:4]:
+        migration(db)
+    conn.execute("PRAGMA user_version = 4")
+    conn.execute(
+        "INSERT INTO tasks(id, kind, ref, state, attempts, not_before, memo, created_at, "
+        "updated_at) VALUES (7, 'send', 'r7', 'dead', 3, 5, 'slot', 1, 2)"
+    )
+    conn.close()
+    with Store(tmp_path / "old.db") as store:
+        (row,) = store.query("SELECT id, ref, state, attempts, memo FROM tasks")
+        assert tuple(row) == (7, "r7", "dead", 3, "slot")
+        plan = store.query(
+            "EXPLAIN QUERY PLAN SELECT * FROM tasks INDEXED BY tasks_arrival "
+            "WHERE state = 'ready' AND kind = 'send' ORDER BY id LIMIT 1"
+        )
+        assert plan  # the claim indexes are back

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smsbridge.settings import all_settings
+from smsbridge.carriers import every_setting
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "smsbridge.service"
@@ -103,5 +103,5 @@ def test_the_env_example_lists_every_setting_at_its_default() -> None:
     listed = dict(
         re.findall(r"^#?(SMSBRIDGE_\w+)=(.*)$", ENV_EXAMPLE.read_text(encoding="utf-8"), re.M)
     )
-    expected = {s.env: s.default for s in all_settings()}
+    expected = {s.env: s.default for s in every_setting()}
     assert listed == expected

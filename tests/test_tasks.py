@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from smsbridge import tasks
 from smsbridge.store import Store
-from smsbridge.tasks import TaskQueue, RetryPolicy, Task
+from smsbridge.tasks import RetryPolicy, Task, TaskQueue
 
 
 @pytest.fixture
@@ -140,7 +141,7 @@ def test_claims_walk_an_index_not_a_sort(outbox: TaskQueue, order: str, index: s
     def claim(conn: sqlite3.Connection) -> Task | None:
         conn.set_trace_callback(statements.append)
         try:
-            return TaskQueue.claim_in(conn, ["submit"], 200.0, 30, order=order)
+            return tasks.claim_in(conn, ["submit"], 200.0, 30, order=order)
         finally:
             conn.set_trace_callback(None)
 
@@ -180,8 +181,8 @@ def test_enqueue_or_expedite_makes_the_waiting_task_due_instead_of_adding_one(
     outbox: TaskQueue,
 ) -> None:
     run(outbox.enqueue("send", "m1", 100.0, not_before=900.0))
-    outbox.store.write_sync(lambda c: TaskQueue.enqueue_or_expedite_in(c, "send", "m1", 200.0))
+    outbox.store.write_sync(lambda c: tasks.enqueue_or_expedite_in(c, "send", "m1", 200.0))
     [task] = outbox.pending(["send"])
     assert task.ref == "m1" and task.not_before == 200.0
-    outbox.store.write_sync(lambda c: TaskQueue.enqueue_or_expedite_in(c, "send", "m2", 200.0))
+    outbox.store.write_sync(lambda c: tasks.enqueue_or_expedite_in(c, "send", "m2", 200.0))
     assert [t.ref for t in outbox.pending(["send"])] == ["m1", "m2"]

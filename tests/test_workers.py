@@ -30,9 +30,12 @@ def test_survive_logs_a_bug_and_gives_none(caplog: pytest.LogCaptureFixture) -> 
 def test_a_worker_outlives_a_bug_and_goes_on_claiming() -> None:
     outcomes = iter([RuntimeError("bug"), True, False])
     calls: list[float] = []
+    third_call = asyncio.Event()
 
     async def run_once(now: float) -> bool:
         calls.append(now)
+        if len(calls) == 3:
+            third_call.set()
         outcome = next(outcomes, False)
         if isinstance(outcome, Exception):
             raise outcome
@@ -40,8 +43,7 @@ def test_a_worker_outlives_a_bug_and_goes_on_claiming() -> None:
 
     async def body() -> None:
         worker = asyncio.create_task(claim_loop(run_once, lambda: 7.0, Wakeup(), 0.01, "test"))
-        while len(calls) < 3:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(third_call.wait(), 10)
         worker.cancel()
         with pytest.raises(asyncio.CancelledError):
             await worker

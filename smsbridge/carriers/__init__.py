@@ -1,19 +1,37 @@
-"""Carrier modules: one per carrier, each speaking only its wire format (DESIGN.md, rule 3).
+"""The carriers: one module per carrier, each speaking only its wire format and exposing one
+`Carrier` object (smsbridge/carriers/base.py). `CARRIERS` maps a carrier's name to it, in the
+order that makes the default route (the first enabled carrier with a webhook token).
 
-`CARRIERS` maps a carrier name to its module. Importing this package declares every carrier's
-settings (SMSBRIDGE_<CARRIER>_*).
+`load_settings` reads the settings with every carrier's: what the CLI, the service and the
+tests build a real `Settings` with.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+from collections.abc import Mapping
+from typing import Any
 
 from smsbridge.carriers import africastalking, chtgateway, generic, twilio, vonage
+from smsbridge.carriers.base import Carrier
+from smsbridge.settings import Setting, Settings, all_settings
 
-CARRIERS: dict[str, ModuleType] = {
-    africastalking.NAME: africastalking,
-    twilio.NAME: twilio,
-    vonage.NAME: vonage,
-    generic.NAME: generic,
-    chtgateway.NAME: chtgateway,  # pull: phones poll /api/sms (no send, no webhooks)
+CARRIERS: dict[str, Carrier] = {
+    c.name: c
+    for c in (
+        africastalking.CARRIER,
+        twilio.CARRIER,
+        vonage.CARRIER,
+        generic.CARRIER,
+        chtgateway.CARRIER,  # pull: phones poll /api/sms (no send, no webhooks)
+    )
 }
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """`Settings.from_env` with every carrier's settings (environ: default os.environ)."""
+    return Settings.from_env(environ, carriers=CARRIERS, **overrides)
+
+
+def every_setting() -> tuple[Setting, ...]:
+    """Every setting, the carriers' included: README's table, the env example, check-config."""
+    return all_settings(CARRIERS)

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 import httpx
 
 from smsbridge.carriers.base import (
+    BaseCarrier,
     CarrierConfig,
+    Needs,
     WebhookReply,
     WebhookRequest,
     inbound_sms,
@@ -29,7 +31,6 @@ from smsbridge.carriers.base import (
 from smsbridge.carriers.sending import (
     PERMANENT,
     RETRYABLE,
-    Needs,
     failure,
     json_body,
     rejected,
@@ -37,7 +38,7 @@ from smsbridge.carriers.sending import (
     require_settings,
     status_update,
 )
-from smsbridge.settings import Setting, declare_carrier_settings
+from smsbridge.settings import Setting
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
 
 NAME = "africastalking"
@@ -56,7 +57,6 @@ SETTINGS: tuple[Setting, ...] = (
         "Africa's Talking API base URL (sandbox: `https://api.sandbox.africastalking.com`).",
     ),
 )
-declare_carrier_settings(NAME, SETTINGS)
 
 
 def verify(req: WebhookRequest, config: CarrierConfig) -> None:
@@ -157,3 +157,25 @@ def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdat
     state = STATUS_MAP.get(status.strip())
     reason, ref = params.get("failureReason"), params.get("ref")
     return status_update(NAME, req, external_id, status, state, reason=reason, ref=ref)
+
+
+class AfricasTalking(BaseCarrier):
+    """Africa's Talking (this module's functions, as a `Carrier`). Its delivery-report URL is
+    set in AT's console, not named in each send."""
+
+    name = NAME
+    settings = SETTINGS
+    inbound_methods = INBOUND_METHODS
+    takes_status = True
+    sends = True
+    status_map = STATUS_MAP
+    send_needs = SEND_NEEDS
+    url_settings = ("api_url",)
+    verify = staticmethod(verify)
+    parse_inbound = staticmethod(parse_inbound)
+    inbound_reply = staticmethod(inbound_reply)
+    parse_status = staticmethod(parse_status)
+    send = staticmethod(send)
+
+
+CARRIER = AfricasTalking()

@@ -1,20 +1,15 @@
-"""What every carrier module shares: the plain request/response values and the Carrier protocol.
+"""What every carrier shares: the plain request/response values, the `Carrier` protocol and
+`BaseCarrier`, its defaults.
 
-A carrier module speaks only its wire format (DESIGN.md rule 3). It imports neither Starlette nor
-the store: the app turns an HTTP request into a `WebhookRequest`, calls the module, and turns
-its `WebhookReply` back into HTTP.
-
-A carrier module provides (the inbound side):
-    NAME                                  its name in URLs and settings
-    INBOUND_METHODS                       the HTTP methods its inbound webhook may use
-    verify(req, config) -> None           signature check; raises Forbidden (403) when it fails
-    parse_inbound(req, config) -> list[InboundSms]   raises BadRequest (400) on a malformed body
-    inbound_reply(messages, config) -> WebhookReply  the 2xx body the carrier expects
-and (the outbound side, OUTBOUND): parse_status, send, STATUS_MAP, ERRORS.
+A carrier speaks only its wire format. Its module imports neither Starlette nor the store: the
+app turns an HTTP request into a `WebhookRequest`, calls the carrier, and turns its
+`WebhookReply` back into HTTP. Each carrier module exposes one `Carrier` object, `CARRIER`;
+smsbridge/carriers/__init__.py maps names to them (`CARRIERS`). What a carrier can do is data
+on the object (`inbound_methods`, `takes_status`, `sends`), never a probe for an attribute.
 
 `parse_inbound` builds each message with `inbound_sms` (below): the checks every inbound SMS
 passes — sender and text are strings, the sender is a phone number or an alphanumeric sender
-id — live there, once for all carriers. A carrier without `parse_inbound` takes no webhooks.
+id — live there, once for all carriers.
 
 Bodies are decoded here, once: a form in its Content-Type's `charset` when it names one, else
 UTF-8, or Latin-1 when it is not UTF-8 (what Kannel sends by default); the query string the
@@ -28,12 +23,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
-from urllib.parse import parse_qsl
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
 
-from smsbridge.errors import BadRequest, UnsupportedMediaType
-from smsbridge.settings import Setting
-from smsbridge.sms import InboundSms
+from smsbridge.errors import BadRequest, NotFound, PermanentError, UnsupportedMediaType
+from smsbridge.settings import Setting, Settings
+from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -124,9 +122,17 @@ class CarrierConfig:
     values: Mapping[str, str] = field(default_factory=dict)
     public_url: str = ""
 
+    @classmethod
+    def from_settings(cls, settings: Settings, carrier: str) -> CarrierConfig:
+        return cls(carrier, dict(settings.carrier.get(carrier, {})), settings.public_url)
+
     def get(self, name: str, default: str = "") -> str:
         value = self.values.get(name, "")
         return value if value else default
+
+    def env(self, name: str) -> str:
+        """The environment variable of one of this carrier's settings."""
+        return f"SMSBRIDGE_{self.carrier}_{name}".upper()
 
 
 @dataclass(frozen=True)
@@ -136,18 +142,141 @@ class WebhookReply:
     media_type: str = "text/plain"
 
 
+# The settings a carrier needs to send (`send_needs`), names of its settings
+# (SMSBRIDGE_<CARRIER>_<NAME>); a tuple of names is "any one of these".
+Needs = tuple[str | tuple[str, ...], ...]
+
+# What `Carrier.check` finds: (problems, warnings), each a line for `smsbridge check-config`.
+Findings = tuple[list[str], list[str]]
+
+
 class Carrier(Protocol):
-    """The module-level interface of a carrier module (modules are checked structurally)."""
+    """A carrier, as the web routes, the outbound pipeline and check-config use it."""
 
-    NAME: str
+    @property
+    def name(self) -> str:
+        """Its name in URLs and settings."""
+        ...
 
-    def verify(self, req: WebhookRequest, config: CarrierConfig) -> None: ...
+    @property
+    def settings(self) -> tuple[Setting, ...]:
+        """Its SMSBRIDGE_<CARRIER>_<NAME> settings, named without the prefix."""
+        ...
 
-    def parse_inbound(self, req: WebhookRequest, config: CarrierConfig) -> list[InboundSms]: ...
+    @property
+    def inbound_methods(self) -> frozenset[str]:
+        """The HTTP methods its inbound webhook may use; empty: it takes no inbound webhook."""
+        ...
 
-    def inbound_reply(
-        self, messages: Sequence[InboundSms], config: CarrierConfig
-    ) -> WebhookReply: ...
+    @property
+    def takes_status(self) -> bool:
+        """It takes delivery-report webhooks (`parse_status`)."""
+        ...
+
+    @property
+    def sends(self) -> bool:
+        """It sends SMS itself (`send`); cht-gateway phones pull theirs instead."""
+        ...
+
+    @property
+    def asks_status_url(self) -> bool:
+        """Its sends name our status URL, so its reports need SMSBRIDGE_PUBLIC_URL."""
+        ...
+
+    @property
+    def status_map(self) -> Mapping[str, DeliveryState | None]:
+        """The carrier's delivery statuses -> ours (None: no change)."""
+        ...
+
+    @property
+    def send_needs(self) -> Needs:
+        """The settings without which its SMS cannot go."""
+        ...
+
+    def verify(self, req: WebhookRequest, config: CarrierConfig) -> None:
+        """Signature check; raises Forbidden (403) when it fails."""
+        ...
+
+    def parse_inbound(self, req: WebhookRequest, config: CarrierConfig) -> list[InboundSms]:
+        """The SMS in an inbound webhook; raises BadRequest (400) on a malformed body."""
+        ...
+
+    def inbound_reply(self, messages: Sequence[InboundSms], config: CarrierConfig) -> WebhookReply:
+        """The 2xx answer the carrier expects once the messages are stored."""
+        ...
+
+    def parse_status(self, req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdate]:
+        """The delivery reports in a status webhook."""
+        ...
+
+    async def send(
+        self, http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms
+    ) -> SendResult:
+        """Send one SMS; raises RetryableError, PermanentError or AuthFailure."""
+        ...
+
+    def check(self, config: CarrierConfig) -> Findings:
+        """What `smsbridge check-config` reports of this carrier's settings: problems (they
+        would fail `serve` or every request of a kind) and warnings (the carrier would work
+        only in part; check-config shows them for enabled carriers only)."""
+        ...
+
+
+class BaseCarrier:
+    """A carrier that takes nothing and sends nothing: each carrier class overrides what it
+    does, and `check` finds what every carrier shares (URLs that are not URLs, a webhook
+    carrier without a webhook token)."""
+
+    name: str
+    settings: tuple[Setting, ...] = ()
+    inbound_methods: frozenset[str] = frozenset()
+    takes_status: bool = False
+    sends: bool = False
+    asks_status_url: bool = False
+    status_map: Mapping[str, DeliveryState | None] = {}
+    send_needs: Needs = ()
+    url_settings: tuple[str, ...] = ()  # settings that must be http(s) URLs
+
+    def verify(self, req: WebhookRequest, config: CarrierConfig) -> None:
+        """No signature scheme: the URL token (checked by the app) is the check."""
+
+    def parse_inbound(self, req: WebhookRequest, config: CarrierConfig) -> list[InboundSms]:
+        raise NotFound(f"{self.name} takes no webhooks")
+
+    def inbound_reply(self, messages: Sequence[InboundSms], config: CarrierConfig) -> WebhookReply:
+        return ok_reply()
+
+    def parse_status(self, req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdate]:
+        raise NotFound(f"{self.name} takes no delivery reports")
+
+    async def send(
+        self, http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms
+    ) -> SendResult:
+        raise PermanentError(f"{self.name}: does not send SMS itself", code="config")
+
+    def check(self, config: CarrierConfig) -> Findings:
+        problems = [
+            f"{config.env(name)}: expected an http(s)://host[:port][/path] URL, got {raw!r}"
+            for name in self.url_settings
+            if (raw := config.get(name)) and not url_ok(raw)
+        ]
+        warnings = []
+        if self.inbound_methods and not config.get("webhook_token"):
+            warnings.append(
+                f"{config.env('webhook_token')} is empty: {self.name} is enabled but every "
+                "webhook to it gets 401"
+            )
+        return problems, warnings
+
+
+def url_ok(raw: str) -> bool:
+    """An http(s) URL with a host (and a port in range, if any)."""
+    try:
+        parts = urlsplit(raw.strip())
+        parts.port  # noqa: B018  (raises ValueError when out of range)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def media_type(header: str) -> tuple[str, str | None]:

@@ -1,7 +1,8 @@
 """cht-gateway phones: Android phones running medic/cht-gateway, pointed at the bridge.
 
-A phone speaks the protocol CHT itself serves at `/api/sms` (../shared/specs/cht-protocols.md §1),
-so the bridge serves the same endpoint: `GET /api/sms` -> `{"medic-gateway": true}`; `POST /api/sms`
+A phone speaks the protocol CHT itself serves at `/api/sms` (smsbridge/chtsim/sms_api.py
+simulates it), so the bridge serves the same endpoint: `GET /api/sms` ->
+`{"medic-gateway": true}`; `POST /api/sms`
 (Content-Type exactly `application/json`) with `{"messages": [{id, from, content, sms_sent,
 sms_received}], "updates": [{id, status, reason}]}` -> `{"messages": [{id, to, content}]}`.
 Basic auth, one account per phone: SMSBRIDGE_CHTGATEWAY_ACCOUNTS=`phone1:secret1,phone2:secret2`.
@@ -24,9 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from smsbridge.carriers.base import international
+from smsbridge.carriers.base import BaseCarrier, CarrierConfig, Findings, Needs, international
 from smsbridge.errors import BadRequest, Unauthorized
-from smsbridge.settings import Setting, declare_carrier_settings
+from smsbridge.settings import Setting
 from smsbridge.sms import DeliveryState, InboundSms
 
 NAME = "chtgateway"
@@ -41,10 +42,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("batch", "25", "Most SMS handed to one phone per poll (CHT's own batch is 25)."),
 )
-declare_carrier_settings(NAME, SETTINGS)
 
 # what a phone needs to fetch its SMS: an account to log in with (check-config warns)
-SEND_NEEDS = ("accounts",)
+SEND_NEEDS: Needs = ("accounts",)
 
 # A phone's `status` -> our state. UNSENT only says the phone has stored the SMS: no change.
 STATUS_MAP: dict[str, DeliveryState | None] = {
@@ -171,3 +171,32 @@ def reply(messages: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
 def channel_names(user: str) -> tuple[str, str]:
     """The routing channels a phone serves: its own and the shared one."""
     return (f"{NAME}:{user}", NAME)
+
+
+class ChtGateway(BaseCarrier):
+    """cht-gateway phones: no webhooks and no sends of its own (phones poll `/api/sms`, served
+    by the web routes with this module's functions); its settings and status map."""
+
+    name = NAME
+    settings = SETTINGS
+    status_map = STATUS_MAP
+    send_needs = SEND_NEEDS
+
+    def check(self, config: CarrierConfig) -> Findings:
+        problems, warnings = super().check(config)
+        batch = config.get("batch", "25")
+        if not (batch.strip().isdigit() and int(batch) > 0):
+            problems.append(
+                f"{config.env('batch')}: expected a whole number above 0, got {batch!r}"
+            )
+        for item in config.get("accounts").split(","):
+            user, sep, password = item.strip().partition(":")
+            if item.strip() and (not sep or not user or not password):
+                problems.append(
+                    f"{config.env('accounts')}: expected user:password,... "
+                    f"(an account without a user or a password: {user or item.strip()!r})"
+                )
+        return problems, warnings
+
+
+CARRIER = ChtGateway()

@@ -20,7 +20,10 @@ from collections.abc import Sequence
 import httpx
 
 from smsbridge.carriers.base import (
+    BaseCarrier,
     CarrierConfig,
+    Findings,
+    Needs,
     WebhookReply,
     WebhookRequest,
     inbound_sms,
@@ -31,7 +34,6 @@ from smsbridge.carriers.base import (
 from smsbridge.carriers.sending import (
     PERMANENT,
     RETRYABLE,
-    Needs,
     json_body,
     rejected,
     request,
@@ -40,7 +42,7 @@ from smsbridge.carriers.sending import (
     status_url,
 )
 from smsbridge.errors import BadRequest
-from smsbridge.settings import Setting, declare_carrier_settings
+from smsbridge.settings import Setting
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
 
 NAME = "generic"
@@ -85,7 +87,6 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("sender", "", "Generic carrier: the `from` of outgoing SMS."),
 )
-declare_carrier_settings(NAME, SETTINGS)
 
 
 def verify(req: WebhookRequest, config: CarrierConfig) -> None:
@@ -153,6 +154,7 @@ ERRORS: dict[str, str] = {
 }
 
 SEND_NEEDS: Needs = ("send_url",)
+SEND_FORMATS = ("json", "form")
 
 
 async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms) -> SendResult:
@@ -188,3 +190,34 @@ def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdat
     state = STATUS_MAP.get(status.strip().lower())
     reason = params.get("reason")
     return status_update(NAME, req, external_id, status, state, reason=reason, ref=ref)
+
+
+class Generic(BaseCarrier):
+    """The plain HTTP carrier (this module's functions, as a `Carrier`)."""
+
+    name = NAME
+    settings = SETTINGS
+    inbound_methods = INBOUND_METHODS
+    takes_status = True
+    sends = True
+    asks_status_url = True
+    status_map = STATUS_MAP
+    send_needs = SEND_NEEDS
+    url_settings = ("send_url",)
+    verify = staticmethod(verify)
+    parse_inbound = staticmethod(parse_inbound)
+    inbound_reply = staticmethod(inbound_reply)
+    parse_status = staticmethod(parse_status)
+    send = staticmethod(send)
+
+    def check(self, config: CarrierConfig) -> Findings:
+        problems, warnings = super().check(config)
+        send_format = config.get("send_format", "json")
+        if send_format not in SEND_FORMATS:
+            problems.append(
+                f"{config.env('send_format')}: expected json or form, got {send_format!r}"
+            )
+        return problems, warnings
+
+
+CARRIER = Generic()

@@ -1,6 +1,6 @@
 """What the send side of every carrier module shares: where delivery reports go, the ONE
-place an HTTP outcome of a send becomes retryable or permanent (DESIGN.md rule 4), a send
-refused before any request when its settings are missing (each module's SEND_NEEDS), and a
+place an HTTP outcome of a send becomes retryable or permanent, a send
+refused before any request when its settings are missing (each carrier's `send_needs`), and a
 delivery report as our `StatusUpdate`.
 
 Carrier error tables (`ERRORS` in each module) map the carrier's own codes to `RETRYABLE` or
@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from smsbridge.carriers.base import CarrierConfig, WebhookRequest
+from smsbridge.carriers.base import CarrierConfig, Needs, WebhookRequest
 from smsbridge.errors import AuthFailure, PeerError, PermanentError, RetryableError
 from smsbridge.retryafter import retry_after
 from smsbridge.sms import DeliveryState, StatusUpdate
@@ -121,19 +121,13 @@ def status_update(
     ]
 
 
-# The settings a carrier needs to send: each module's SEND_NEEDS, names of its settings
-# (SMSBRIDGE_<CARRIER>_<NAME>); a tuple of names is "any one of these".
-Needs = tuple[str | tuple[str, ...], ...]
-
-
 def unset(config: CarrierConfig, needs: Needs) -> list[str]:
     """The needed settings that are empty, as environment names (`A or B` for a choice)."""
-    prefix = f"SMSBRIDGE_{config.carrier.upper()}_"
     missing = []
     for need in needs:
         names = (need,) if isinstance(need, str) else need
         if not any(config.get(name) for name in names):
-            missing.append(" or ".join(prefix + name.upper() for name in names))
+            missing.append(" or ".join(config.env(name) for name in names))
     return missing
 
 

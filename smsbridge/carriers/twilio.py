@@ -24,7 +24,10 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import httpx
 
 from smsbridge.carriers.base import (
+    BaseCarrier,
     CarrierConfig,
+    Findings,
+    Needs,
     WebhookReply,
     WebhookRequest,
     inbound_sms,
@@ -34,7 +37,6 @@ from smsbridge.carriers.base import (
 from smsbridge.carriers.sending import (
     PERMANENT,
     RETRYABLE,
-    Needs,
     json_body,
     rejected,
     request,
@@ -43,7 +45,7 @@ from smsbridge.carriers.sending import (
     status_url,
 )
 from smsbridge.errors import Forbidden
-from smsbridge.settings import Setting, declare_carrier_settings
+from smsbridge.settings import Setting
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
 
 NAME = "twilio"
@@ -78,7 +80,6 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("api_url", "https://api.twilio.com", "Twilio API base URL."),
 )
-declare_carrier_settings(NAME, SETTINGS)
 
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
@@ -275,3 +276,33 @@ def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdat
     code, ref = params.get("ErrorCode"), params.get("ref")
     failure = f"twilio error {code}" if code else None
     return status_update(NAME, req, sid, status, state, failure_reason=failure, ref=ref)
+
+
+class Twilio(BaseCarrier):
+    """Twilio Programmable Messaging (this module's functions, as a `Carrier`)."""
+
+    name = NAME
+    settings = SETTINGS
+    inbound_methods = INBOUND_METHODS
+    takes_status = True
+    sends = True
+    asks_status_url = True
+    status_map = STATUS_MAP
+    send_needs = SEND_NEEDS
+    url_settings = ("api_url",)
+    verify = staticmethod(verify)
+    parse_inbound = staticmethod(parse_inbound)
+    inbound_reply = staticmethod(inbound_reply)
+    parse_status = staticmethod(parse_status)
+    send = staticmethod(send)
+
+    def check(self, config: CarrierConfig) -> Findings:
+        problems, warnings = super().check(config)
+        if not (config.get("auth_token") or config.get("signing_key")):
+            warnings.append(
+                f"{config.env('auth_token')} is empty: Twilio webhooks are not signature-checked"
+            )
+        return problems, warnings
+
+
+CARRIER = Twilio()

@@ -5,7 +5,7 @@ Vonage calls the account's inbound webhook by GET (query) or POST (form or JSON,
 dashboard's "HTTP method"): `msisdn` (sender, international without `+`), `to`, `messageId`,
 `text`, `type`, `keyword`, `message-timestamp` (`YYYY-MM-DD HH:MM:SS`, UTC), and for long SMS
 `concat`, `concat-ref`, `concat-total`, `concat-part` (each part arrives as its own webhook;
-the bridge keeps the parts and joins them into one message: inbox.py).
+the bridge keeps the parts and joins them into one message: smsbridge/inbound/messages.py).
 Vonage resends for 24 hours until it gets 200 or 204; we answer 204 once stored.
 
 Signed webhooks (optional; turn on in the dashboard and set SMSBRIDGE_VONAGE_SIGNATURE_SECRET):
@@ -26,7 +26,10 @@ from collections.abc import Mapping, Sequence
 import httpx
 
 from smsbridge.carriers.base import (
+    BaseCarrier,
     CarrierConfig,
+    Findings,
+    Needs,
     WebhookReply,
     WebhookRequest,
     inbound_sms,
@@ -38,7 +41,6 @@ from smsbridge.carriers.sending import (
     AUTH,
     PERMANENT,
     RETRYABLE,
-    Needs,
     failure,
     json_body,
     rejected,
@@ -49,7 +51,7 @@ from smsbridge.carriers.sending import (
 )
 from smsbridge.errors import ConfigError, Forbidden
 from smsbridge.segments import Encoding, encoding_of
-from smsbridge.settings import Setting, declare_carrier_settings
+from smsbridge.settings import Setting
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
 
 NAME = "vonage"
@@ -74,7 +76,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sender", "", "Vonage sender (`from`): a number or an alphanumeric id."),
     Setting("api_url", "https://rest.nexmo.com", "Vonage SMS API base URL."),
 )
-declare_carrier_settings(NAME, SETTINGS)
 
 METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
 
@@ -222,3 +223,35 @@ def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdat
     failure = f"{status} (err-code {params.get('err-code', '0')})"
     ref = params.get("client-ref")
     return status_update(NAME, req, external_id, status, state, failure_reason=failure, ref=ref)
+
+
+class Vonage(BaseCarrier):
+    """Vonage's SMS API (this module's functions, as a `Carrier`)."""
+
+    name = NAME
+    settings = SETTINGS
+    inbound_methods = INBOUND_METHODS
+    takes_status = True
+    sends = True
+    asks_status_url = True
+    status_map = STATUS_MAP
+    send_needs = SEND_NEEDS
+    url_settings = ("api_url",)
+    verify = staticmethod(verify)
+    parse_inbound = staticmethod(parse_inbound)
+    inbound_reply = staticmethod(inbound_reply)
+    parse_status = staticmethod(parse_status)
+    send = staticmethod(send)
+
+    def check(self, config: CarrierConfig) -> Findings:
+        problems, warnings = super().check(config)
+        method = config.get("signature_method", "md5hash")
+        if method.lower() not in METHODS:
+            problems.append(
+                f"{config.env('signature_method')}: expected one of {', '.join(METHODS)}, "
+                f"got {method!r}"
+            )
+        return problems, warnings
+
+
+CARRIER = Vonage()

@@ -1,5 +1,6 @@
 """The simulated carriers' send APIs, each answering in its carrier's wire format
-(../shared/specs/carriers-and-peers.md §4) and queueing the delivery reports it will post:
+(status codes, error bodies and ids as the real APIs give them) and queueing the delivery
+reports it will post:
 
     POST /version1/messaging                                 Africa's Talking (header apiKey)
     POST /2010-04-01/Accounts/{sid}/Messages.json            Twilio (Basic AccountSid:AuthToken)

@@ -1,5 +1,6 @@
-"""A fake cht-gateway Android phone (medic/cht-gateway's poll loop, as in
-../shared/specs/cht-protocols.md §1.5), to test the bridge's `/api/sms` — or CHT's.
+"""A fake cht-gateway Android phone (medic/cht-gateway's poll loop: post what it
+received and its status updates, send what the answer lists), to test the bridge's `/api/sms` —
+or CHT's.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import json
 import logging
 from typing import Any, Protocol
 
+from smsbridge.cht.breaker import ChtGate
 from smsbridge.errors import AuthFailure, PeerError
 from smsbridge.logs import event
 from smsbridge.settings import Settings
@@ -94,6 +95,16 @@ class ChtSettingsCache:
         self.last_error = None
         event(log, "cht_settings_refreshed", forms=len(self.forms))
         return True
+
+    async def refresh_if_due(self, cht: SettingsSource, gate: ChtGate, now: float) -> None:
+        """The settings refresher's step: fetch when due, unless CHT work is paused for a 401
+        (a 401 here pauses it)."""
+        if gate.auth_failed is not None or not self.due(now):
+            return
+        try:
+            await self.refresh(cht, now)
+        except AuthFailure as exc:
+            gate.auth_failure(exc.detail or exc.code, now)
 
     def status(self) -> tuple[bool, str]:
         """(ready, detail) for /readyz: ready once we have form definitions from somewhere."""

@@ -62,6 +62,7 @@ from smsbridge.errors import (
 )
 from smsbridge.logs import event
 from smsbridge.retryafter import retry_after
+from smsbridge.settings import Secret
 
 if TYPE_CHECKING:
     from smsbridge.settings import Settings
@@ -184,7 +185,7 @@ class ChtClient:
     def __init__(
         self,
         base_url: str,
-        credentials: tuple[str, str] | None,
+        credentials: tuple[str, str | Secret] | None,
         *,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -193,8 +194,8 @@ class ChtClient:
         auth = None
         if credentials is not None:
             user, password = credentials
-            reveal = getattr(password, "reveal", None)
-            auth = httpx.BasicAuth(user, reveal() if callable(reveal) else str(password))
+            secret = password.reveal() if isinstance(password, Secret) else password
+            auth = httpx.BasicAuth(user, secret)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             auth=auth,

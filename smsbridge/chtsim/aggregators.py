@@ -1,4 +1,4 @@
-"""CHT's own aggregator integrations (cht-protocols.md §2-3), for completeness (checklist 21):
+"""CHT's own aggregator integrations, for completeness:
 
 - `PUT /api/v1/credentials/{key}` (DB admins only; text body) stores a secret such as
   `africastalking.com:incoming` or `rapidpro:incoming`.

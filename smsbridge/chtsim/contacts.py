@@ -1,5 +1,5 @@
 """Contacts: CHT's phone normalisation, `GET|POST /api/v1/contacts-by-phone` and lineage
-hydration (cht-protocols.md §5).
+hydration.
 
 Only the raw stored `phone` of contacts of the five contact types is indexed, so only contacts
 stored in E.164 are found. All matches are returned, each with its parents and their primary

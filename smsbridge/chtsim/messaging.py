@@ -1,7 +1,7 @@
 """CHT's messaging service: outgoing task states, gateway status updates, outgoing selection
 and new message tasks (with the `denied` and `duplicate` rules).
 
-Follows cht-protocols.md §1.3 and §8: `set_task_state` has CHT's exact no-op rule (details
+As CHT does it: `set_task_state` has CHT's exact no-op rule (details
 compared by identity, so a repeated FAILED-with-reason appends history), nothing enforces
 forward-only moves, and a medic-gateway update clears `gateway_ref`.
 """

@@ -1,5 +1,5 @@
 """CHT's records service: `createByForm` (a raw SMS) and `createRecordByJSON` (a pre-parsed
-form), smsparser.md §14–15. Parsing itself is the PARSER's CHT-level `smsbridge.smsparser.parser`.
+form). Parsing itself is the PARSER's CHT-level `smsbridge.smsparser.parser`.
 
 Both return the data_record CHT would save (before transitions), in stored form: undefined
 keys dropped, NaN as null. Request-level problems raise `RecordError(public message)`, which the
@@ -30,8 +30,8 @@ class RecordError(Exception):
 
 
 def reported_date(value: Any, now_ms: int, timezone: str) -> Any:
-    """§14.7: a number as is; a string with 13+ consecutive digits through Number(); other
-    strings through moment; NaN or 0 keep now."""
+    """`reported_date` as createByForm reads it: a number as is; a string with 13+ consecutive
+    digits through Number(); other strings through moment; NaN or 0 keep now."""
     result: Any
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return now_ms

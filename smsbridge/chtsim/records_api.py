@@ -1,4 +1,4 @@
-"""`POST /api/v1/records` and `/api/v2/records` (smsparser.md §16, cht-protocols.md §4).
+"""`POST /api/v1/records` and `/api/v2/records` (tests/chtsim/test_records.py).
 
 Body parse errors first (500), then `can_create_records` (401/403), then dispatch on the
 content type: urlencoded -> createByForm (v1 also passes `?locale=`), JSON -> createRecordByJSON,

@@ -1,4 +1,4 @@
-"""`GET|POST /api/sms`: the medic-gateway protocol (cht-protocols.md §1).
+"""`GET|POST /api/sms`: the medic-gateway protocol (tests/chtsim/test_sms_api.py).
 
 POST: the exact `Content-Type: application/json` check (400) comes before authentication; then,
 strictly in order, incoming messages (kept only with truthy id/from/content, de-duplicated by

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from smsbridge.cli.listings import open_store
-from smsbridge.errors import ConfigError
+from smsbridge.errors import UsageError
 from smsbridge.logs import mask_phone
 from smsbridge.settings import Settings
 from smsbridge.tasks import TaskQueue
@@ -74,9 +74,9 @@ def send_command(to: str, text: str) -> int:
 
     number = re.sub(r"[\s\-().]", "", to)
     if not E164.fullmatch(number):
-        raise ConfigError(f"--to: {to!r} is not an international number like +254712345678")
+        raise UsageError(f"--to: {to!r} is not an international number like +254712345678")
     if not text.strip():
-        raise ConfigError("the SMS text is empty")
+        raise UsageError("the SMS text is empty")
     settings = Settings.from_env()
     ref = f"operator-{uuid.uuid4()}"
     now = time.time()

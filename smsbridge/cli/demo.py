@@ -26,11 +26,11 @@ from typing import Any, TextIO, TypeVar
 
 import httpx
 
+from smsbridge.carriers import load_settings
 from smsbridge.carriersim import CarrierSim
 from smsbridge.chtsim.demo_data import CHW_PHONES, GATEWAY_USER
 from smsbridge.chtsim.sim import ChtSim, running_chtsim
 from smsbridge.loopback import serve_in_thread
-from smsbridge.settings import Settings
 
 T = TypeVar("T")
 
@@ -175,7 +175,7 @@ def stage(out: TextIO, timeout: float) -> Iterator[Stage]:
         print(f"carrier simulator    {carrier_url}  (Africa's Talking API)", file=out)
         token = secrets.token_urlsafe(16)
         database = tmp / "smsbridge.db"
-        settings = Settings.from_env(bridge_environment(cht_url, carrier_url, token, database))
+        settings = load_settings(bridge_environment(cht_url, carrier_url, token, database))
         bridge_url = stack.enter_context(serve_in_thread(create_app(settings)))
         carriers.set_callback(CARRIER, f"{bridge_url}/carriers/{CARRIER}/{token}/status")
         print(f"bridge               {bridge_url}  (database in {tmp})", file=out, flush=True)
@@ -236,7 +236,7 @@ def _ready(bridge_url: str) -> bool | None:
 
 
 def run_demo(out: TextIO, *, timeout: float = 20.0) -> int:
-    from smsbridge.server import keep_loopback_off_proxies
+    from smsbridge.sandbox import keep_loopback_off_proxies
 
     keep_loopback_off_proxies()  # everything here is on 127.0.0.1, whatever HTTP_PROXY says
     started = time.monotonic()

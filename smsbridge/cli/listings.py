@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from smsbridge.cli.tables import render_table
-from smsbridge.errors import ConfigError
+from smsbridge.errors import ConfigError, UsageError
 from smsbridge.logs import mask_phone
 from smsbridge.outbound import messages as outgoing
 from smsbridge.store import Store
@@ -35,13 +35,14 @@ def duration(text: str) -> float:
 
 def open_store(database: Path) -> Store:
     """The bridge's database for reading and operator actions; a missing file is a
-    configuration problem (a listing must not create an empty database somewhere)."""
+    configuration problem (a listing must not create an empty database somewhere), and so is
+    a schema of another version (only `serve` and `migrate` change the schema)."""
     if not database.exists():
         raise ConfigError(
             f"SMSBRIDGE_DATABASE: no database at {str(database)!r} (has `smsbridge serve` run "
             "here? set SMSBRIDGE_DATABASE to its file)"
         )
-    return Store(database)
+    return Store(database, migrate=False)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def inbox(
     params: list[Any] = []
     if filters.state and filters.state not in INBOX_STATES:
         known = ", ".join(INBOX_STATES)
-        raise ConfigError(f"--state: unknown state {filters.state!r} (one of {known})")
+        raise UsageError(f"--state: unknown state {filters.state!r} (one of {known})")
     if filters.state:
         where.append("state = ?")
         params.append(filters.state)
@@ -184,7 +185,7 @@ def outbox(
         where.append("t.state != 'dead'")
     elif filters.state:
         known = ", ".join((*TASK_STATES, "waiting", *SMS_STATES))
-        raise ConfigError(f"--state: unknown state {filters.state!r} (one of {known})")
+        raise UsageError(f"--state: unknown state {filters.state!r} (one of {known})")
     if filters.kind:
         where.append("t.kind = ?")
         params.append(filters.kind)
@@ -302,7 +303,7 @@ def list_command(which: str, args: argparse.Namespace) -> int:
     from smsbridge.settings import Settings
 
     if args.limit <= 0:
-        raise ConfigError("--limit must be positive")
+        raise UsageError("--limit must be positive")
     filters = Filters(
         state=args.state,
         channel=getattr(args, "channel", None),

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from smsbridge.errors import ConfigError
+from smsbridge import __version__
+from smsbridge.errors import ConfigError, UsageError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smsbridge", description="SMS bridge for Community Health Toolkit deployments."
     )
+    parser.add_argument("--version", action="version", version=f"smsbridge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser("serve", help="run the service (webhooks, workers, CHT sync)")
@@ -62,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
         op = outbox_sub.add_parser(action, help=text)
         op.add_argument("targets", nargs="+", metavar=metavar, help="from `outbox ls`")
         op.set_defaults(func=cmd_outbox_action, action=action)
+
+    backup = sub.add_parser(
+        "backup", help="write a consistent copy of the database, while the service runs"
+    )
+    backup.add_argument("path", type=Path, metavar="PATH", help="the copy to write")
+    backup.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    backup.set_defaults(func=cmd_backup)
+
+    migrate = sub.add_parser(
+        "migrate", help="bring the database's schema up to this release (serve does it too)"
+    )
+    migrate.set_defaults(func=cmd_migrate)
 
     send = sub.add_parser("send", help="queue one SMS by hand (routed and sent like any other)")
     send.add_argument("--to", required=True, help="international number, e.g. +254712345678")
@@ -148,16 +162,16 @@ def _port(raw: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from smsbridge.carriers import load_settings
     from smsbridge.cli.check_config import check
     from smsbridge.server import serve
-    from smsbridge.settings import Settings
 
     report = check()  # every problem at once, as check-config lists them
     if not report.ok:
         raise ConfigError("\n".join(report.problems))
     for warning in report.warnings:
         print(f"smsbridge serve: warning: {warning}", file=sys.stderr)
-    return serve(Settings.from_env(), host=args.host, port=args.port)
+    return serve(load_settings(), host=args.host, port=args.port)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -195,8 +209,44 @@ def cmd_outbox_action(args: argparse.Namespace) -> int:
     from smsbridge.cli.actions import queue_command
 
     if args.action == "retry" and not all(t.isdigit() for t in args.targets):
-        raise ConfigError("outbox retry takes task ids (numbers) from `outbox ls`")
+        raise UsageError("outbox retry takes task ids (numbers) from `outbox ls`")
     return queue_command(args.action, args.targets)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from smsbridge.cli.listings import open_store
+    from smsbridge.settings import Settings
+    from smsbridge.store import backup
+
+    database = Settings.from_env().database
+    target: Path = args.path
+    if target.exists() and not args.force:
+        raise UsageError(f"{str(target)!r} exists: choose a new file, or add --force")
+    if not target.parent.is_dir():
+        raise UsageError(f"directory {str(target.parent)!r} does not exist")
+    if target.resolve() == database.resolve():
+        raise UsageError("PATH is the database itself: choose another file")
+    open_store(database).close()  # there is a database, of this release's schema
+    size = backup(database, target)
+    print(f"backed up {database} to {target} ({size} bytes)")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from smsbridge.migrations import schema_version
+    from smsbridge.settings import Settings
+    from smsbridge.store import Store
+
+    database = Settings.from_env().database
+    if not database.exists():
+        raise ConfigError(f"SMSBRIDGE_DATABASE: no database at {str(database)!r}")
+    before = schema_version(database)
+    with Store(database) as store:
+        if store.version == before:
+            print(f"{database}: schema version {before}, up to date")
+        else:
+            print(f"{database}: schema version {before} -> {store.version}")
+    return 0
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -223,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Command = args.func
     try:
         return func(args)
+    except UsageError as exc:
+        print(f"smsbridge {args.command}: usage error: {exc.detail}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"smsbridge {args.command}: configuration problem:\n{exc.detail}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, TextIO
 
-from smsbridge.errors import ConfigError, FormError
+from smsbridge.errors import ConfigError, FormError, UsageError
 from smsbridge.smsparser.fields import ParseOptions
 from smsbridge.smsparser.forms import Forms
 from smsbridge.smsparser.parser import (
@@ -161,14 +161,14 @@ def parse_options(
     from smsbridge.smsparser.forms import load_forms
 
     if jsonl and messages:
-        raise ConfigError("give MESSAGE arguments or --jsonl, not both")
+        raise UsageError("give MESSAGE arguments or --jsonl, not both")
     if not jsonl and not messages:
-        raise ConfigError("nothing to parse: give MESSAGE arguments or --jsonl")
+        raise UsageError("nothing to parse: give MESSAGE arguments or --jsonl")
     if not jsonl and forms_path is None:
-        raise ConfigError("--forms FILE is required to parse MESSAGE arguments")
+        raise UsageError("--forms FILE is required to parse MESSAGE arguments")
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"--tz: unknown timezone {tz!r}") from None
+        raise UsageError(f"--tz: unknown timezone {tz!r}") from None
     forms = load_forms(forms_path) if forms_path is not None else None
     return forms, ParseOptions(locale=locale, timezone=tz)

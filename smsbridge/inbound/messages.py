@@ -5,6 +5,9 @@ recording their outcome, and their shape in CHT's APIs.
 A message's `uuid` is our id for it: the gateway id CHT sees on a relay (`gateway_message`) and
 the `_meta.gateway_ref` of a record (`record_body`). States: received -> submitted | relayed |
 rejected | dead.
+
+This module is the only one that writes or counts rows of `messages` and `inbound_parts`
+(tests/test_table_owners.py); functions named `*_in` run inside a store write job.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from smsbridge import tasks
 from smsbridge.sms import InboundSms
 from smsbridge.store import Store
-from smsbridge.tasks import TaskQueue
 
 if TYPE_CHECKING:
     from smsbridge.smsparser.parser import Report
@@ -97,7 +100,7 @@ def insert_message_in(
         (message_id, carrier, external_id, sender, recipient, text, received_at_ms,
          int(now * 1000), digest),
     )  # fmt: skip
-    TaskQueue.enqueue_in(conn, SUBMIT, message_id, now)
+    tasks.enqueue_in(conn, SUBMIT, message_id, now)
     return message_id
 
 
@@ -154,7 +157,7 @@ def accept_part_in(conn: sqlite3.Connection, sms: InboundSms, now: float) -> Acc
     if len(pending) >= total:
         return Accepted(_join_in(conn, pending, now), duplicate=False)
     if len(pending) == 1:  # the first part of this long SMS: a deadline for the rest
-        TaskQueue.enqueue_in(conn, ASSEMBLE, str(part_id), now, not_before=now + PART_WAIT)
+        tasks.enqueue_in(conn, ASSEMBLE, str(part_id), now, not_before=now + PART_WAIT)
     return Accepted(f"part-{part_id}", duplicate=False)
 
 
@@ -271,3 +274,24 @@ def mark_dead_in(conn: sqlite3.Connection, message_uuid: str, reason: str) -> No
     conn.execute(
         "UPDATE messages SET state = 'dead', reason = ? WHERE uuid = ?", (reason, message_uuid)
     )
+
+
+def reject_in(
+    conn: sqlite3.Connection, message_uuid: str, reason: str, reply: str, *, dead: bool
+) -> None:
+    """Inside a write job: the message is not submitted (`reason`); the sender is told `reply`.
+    `rejected` for good, or, with `dead`, waiting for an operator like any dead letter."""
+    conn.execute(
+        "UPDATE messages SET state = ?, reason = ?, reply = ? WHERE uuid = ?",
+        ("dead" if dead else "rejected", reason, reply, message_uuid),
+    )
+
+
+def count_from(store: Store, sender: str, since: float) -> int:
+    """How many messages from `sender` were accepted at or after `since` (epoch seconds): the
+    loop guard's measure of a burst (outbound/loopguard.py)."""
+    rows = store.query(
+        "SELECT COUNT(*) FROM messages WHERE sender = ? AND accepted_at >= ?",
+        (sender, int(since * 1000)),
+    )
+    return int(rows[0][0])

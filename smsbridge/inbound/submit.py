@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from smsbridge import phone
+from smsbridge import phone, tasks
 from smsbridge.cht.appsettings import ChtSettingsCache
 from smsbridge.cht.breaker import ChtApi, ChtGate
 from smsbridge.cht.contacts import ContactCache
@@ -47,6 +47,7 @@ from smsbridge.inbound.messages import (
     get_message,
     mark_dead_in,
     record_body,
+    reject_in,
     set_outcome_in,
 )
 from smsbridge.logs import event
@@ -54,7 +55,7 @@ from smsbridge.settings import Settings
 from smsbridge.sms import InboundSms
 from smsbridge.smsparser.parser import ParseOptions, Report, parse_sms
 from smsbridge.store import Store
-from smsbridge.tasks import TaskQueue, Task
+from smsbridge.tasks import Task, TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ class InboundPipeline:
 
         def job(conn: sqlite3.Connection) -> str | None:
             joined = assemble_in(conn, int(task.ref), now)
-            TaskQueue.done_in(conn, task)
+            tasks.done_in(conn, task)
             return joined
 
         joined = await self.store.write(job)
@@ -370,10 +371,18 @@ class InboundPipeline:
         **log_fields: Any,
     ) -> float | None:
         """Put the task back for another attempt (when it is due), or, after its last attempt,
-        mark the message dead with `dead_reason`."""
-        due = await self.outbox.retry_later(
-            task, now, last_error, retry_after=retry_after, memo=memo
-        )
+        give up and mark the message dead with `dead_reason`: one transaction either way."""
+
+        def job(conn: sqlite3.Connection) -> float | None:
+            due = self.outbox.retry_in(
+                conn, task, now, last_error, retry_after=retry_after, memo=memo
+            )
+            if due is None:
+                mark_dead_in(conn, message_uuid, dead_reason)
+            return due
+
+        due = await self.store.write(job)
+        self.outbox.retried(task, due)
         event(
             log,
             "inbound_retry",
@@ -384,8 +393,6 @@ class InboundPipeline:
             **log_fields,
             gave_up=due is None,
         )
-        if due is None:
-            await self.store.write(lambda c: mark_dead_in(c, message_uuid, dead_reason))
         return due
 
     async def _finish(
@@ -393,7 +400,7 @@ class InboundPipeline:
     ) -> None:
         def job(conn: sqlite3.Connection) -> None:
             set_outcome_in(conn, message_uuid, state, form=form, doc_id=doc_id)
-            TaskQueue.done_in(conn, task)
+            tasks.done_in(conn, task)
 
         await self.store.write(job)
 
@@ -407,7 +414,7 @@ class InboundPipeline:
         memo: str,
     ) -> None:
         mark_dead_in(conn, message_uuid, reason)
-        TaskQueue.give_up_in(conn, task, reason, now, memo)
+        tasks.give_up_in(conn, task, reason, now, memo)
 
     async def _reject(
         self,
@@ -424,16 +431,13 @@ class InboundPipeline:
         `dead`, leave it in the dead-letter list so an operator can see and retry it)."""
 
         def job(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE messages SET state = ?, reason = ?, reply = ? WHERE uuid = ?",
-                ("dead" if dead else "rejected", reason, reply, message.uuid),
-            )
+            reject_in(conn, message.uuid, reason, reply, dead=dead)
             if self.reply_hook is not None and message.reply is None:  # once, not per replay
                 self.reply_hook(conn, sender, reply, message.uuid, now)
             if dead:
-                TaskQueue.give_up_in(conn, task, reason, now)
+                tasks.give_up_in(conn, task, reason, now)
             else:
-                TaskQueue.done_in(conn, task)
+                tasks.done_in(conn, task)
 
         await self.store.write(job)
         event(

@@ -1,4 +1,4 @@
-"""The outbound background work: the CHT sync loop and the send workers.
+"""The CHT sync: the outgoing side's exchange with CHT.
 
 ChtSync exchanges with CHT's `POST /api/sms` every SMSBRIDGE_SYNC_INTERVAL seconds, and at once
 when status updates are waiting: each exchange carries the status updates owed to CHT (oldest
@@ -13,30 +13,17 @@ A CHT failure backs off (RetryableError) or pauses until the credentials work ag
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
-import httpx
-
-from smsbridge.carriers import CARRIERS
-from smsbridge.carriers.base import CarrierConfig
 from smsbridge.cht.breaker import ChtApi, ChtGate
 from smsbridge.errors import AuthFailure, RetryableError
-from smsbridge.inbound.messages import Accepted
-from smsbridge.inbound.submit import accept_inbound
 from smsbridge.logs import event
 from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound import transitions
-from smsbridge.outbound.send import OutboundPipeline
-from smsbridge.settings import Settings
-from smsbridge.sms import InboundSms
 from smsbridge.store import Store
-from smsbridge.tasks import TaskQueue
-from smsbridge.workers import Wakeup, cancel_all, claim_loop, survive
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +53,6 @@ class ChtSync:
         self.ttl = ttl
         self.gate = gate or ChtGate()
         self.on_messages = on_messages
-        self.wakeup = Wakeup()
         self.retry_at = 0.0
         self.next_sweep = 0.0
 
@@ -132,89 +118,3 @@ class ChtSync:
             )
             if swept:
                 event(log, "outgoing_swept", logging.WARNING, count=swept)
-
-    async def run(self, clock: Callable[[], float]) -> None:
-        while True:
-            await survive(lambda: self.step(clock()), "cht_sync_error", log)
-            await self.wakeup.wait(self.interval)
-
-
-class OutboundWorkers:
-    """`concurrency` send loops plus the CHT sync loop, as asyncio tasks."""
-
-    def __init__(
-        self,
-        pipeline: OutboundPipeline,
-        sync: ChtSync | None,
-        *,
-        clock: Callable[[], float],
-        concurrency: int = 4,
-        idle: float = 0.2,
-    ) -> None:
-        self.pipeline = pipeline
-        self.sync = sync
-        self.clock = clock
-        self.concurrency = concurrency
-        self.idle = idle
-        self.wakeup = Wakeup()
-        self._tasks: list[asyncio.Task[None]] = []
-        if sync is not None:
-            sync.on_messages = self.wakeup.set
-            pipeline.on_report = sync.wakeup.set
-
-    def start(self) -> None:
-        if self.sync is not None:
-            self._tasks.append(asyncio.create_task(self.sync.run(self.clock), name="cht-sync"))
-        for n in range(self.concurrency):
-            loop = claim_loop(
-                self.pipeline.run_once, self.clock, self.wakeup, self.idle, "outbound", log
-            )
-            self._tasks.append(asyncio.create_task(loop, name=f"outbound-{n}"))
-
-    async def stop(self) -> None:
-        await cancel_all(self._tasks)
-        await self.pipeline.http.aclose()
-
-    async def store_offered(self, messages: list[dict[str, Any]]) -> None:
-        """The inbound relay's hook: messages CHT handed back on its exchange."""
-        if self.sync is not None:
-            await self.sync.store_offered(messages, self.clock())
-
-
-def build_outbound(
-    settings: Settings,
-    store: Store,
-    outbox: TaskQueue,
-    cht: ChtApi,
-    *,
-    configs: Mapping[str, CarrierConfig],
-    clock: Callable[[], float],
-    gate: ChtGate,
-    wake_inbound: Callable[[], None] = lambda: None,
-    concurrency: int = 4,
-    idle: float = 0.2,
-) -> OutboundWorkers:
-    """The outbound side of the service, ready to `start()`: send workers, the CHT sync loop,
-    the pipeline the HTTP endpoints use (`.pipeline`) and the hook for messages CHT hands back
-    on other exchanges (`.store_offered`). `configs`: every carrier's config, by name."""
-
-    async def accept(messages: Sequence[InboundSms], now: float) -> list[Accepted]:
-        accepted = await accept_inbound(store, messages, now, settings.dedup_window)
-        wake_inbound()
-        return accepted
-
-    http = httpx.AsyncClient(timeout=settings.send_timeout, follow_redirects=False)
-    pipeline = OutboundPipeline.from_settings(
-        settings,
-        store,
-        outbox,
-        http=http,
-        carriers=CARRIERS,
-        configs=configs,
-        accept_inbound=accept,
-    )
-    # with the real clock, a worker waits for a rate slot up to a second away rather than
-    # putting the task back (two fewer commits per SMS on a busy channel)
-    pipeline.config = replace(pipeline.config, hold=1.0)
-    sync = ChtSync(store, cht, interval=settings.sync_interval, ttl=settings.message_ttl, gate=gate)
-    return OutboundWorkers(pipeline, sync, clock=clock, concurrency=concurrency, idle=idle)

@@ -3,16 +3,16 @@ failed for now, and delivery reports — stored first, then applied to the messa
 our ref when the carrier echoes it, else by the carrier's id). A report for an id we cannot match
 yet (it overtook the send response) is kept and applied when the send returns; never dropped.
 
-Functions named `*_in` run inside a store write job.
+Functions named `*_in` run inside a store write job. This module owns the `delivery_reports`
+table; the messages themselves change through outbound/messages.py, their owner.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
 
-from smsbridge.outbound.messages import Outgoing, advance_in, get_in
+from smsbridge.outbound.messages import advance_in, by_external_id_in, get_in, route_in
 from smsbridge.sms import DeliveryState, StatusUpdate
 
 
@@ -31,12 +31,9 @@ def accepted_in(
     message = get_in(conn, ref)
     if message is None:
         return
-    conn.execute(
-        "UPDATE outgoing SET channel = ?, carrier = ?, external_id = ?, updated_at = ? "
-        "WHERE id = ?",
-        (channel, carrier, external_id, now, message.id),
+    message = route_in(
+        conn, message, now, channel=channel, carrier=carrier, external_id=external_id
     )
-    message = replace(message, channel=channel, carrier=carrier, external_id=external_id)
     advance_in(conn, message, state, now)
     if external_id is None:
         return
@@ -59,8 +56,7 @@ def tried_in(conn: sqlite3.Connection, ref: str, channel: str, now: float) -> No
     message = get_in(conn, ref)
     if message is None:
         return
-    conn.execute("UPDATE outgoing SET channel = ? WHERE id = ?", (channel, message.id))
-    advance_in(conn, replace(message, channel=channel), DeliveryState.SENDING, now)
+    advance_in(conn, route_in(conn, message, channel=channel), DeliveryState.SENDING, now)
 
 
 def delivery_report_in(conn: sqlite3.Connection, update: StatusUpdate, now: float) -> bool:
@@ -71,11 +67,7 @@ def delivery_report_in(conn: sqlite3.Connection, update: StatusUpdate, now: floa
     if update.ref:
         message = get_in(conn, update.ref)
     if message is None and update.external_id:
-        row = conn.execute(
-            "SELECT * FROM outgoing WHERE carrier = ? AND external_id = ?",
-            (update.carrier, update.external_id),
-        ).fetchone()
-        message = None if row is None else Outgoing.from_row(row)
+        message = by_external_id_in(conn, update.carrier, update.external_id)
     conn.execute(
         "INSERT INTO delivery_reports(carrier, external_id, ref, state, carrier_status, reason, "
         "received_at, outgoing_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -93,11 +85,7 @@ def delivery_report_in(conn: sqlite3.Connection, update: StatusUpdate, now: floa
     if message is None:
         return False
     if update.external_id and message.external_id is None:
-        conn.execute(
-            "UPDATE outgoing SET carrier = ?, external_id = ? WHERE id = ?",
-            (update.carrier, update.external_id, message.id),
-        )
-        message = replace(message, carrier=update.carrier, external_id=update.external_id)
+        message = route_in(conn, message, carrier=update.carrier, external_id=update.external_id)
     advance_in(conn, message, update.state, now, reason=update.reason)
     return True
 

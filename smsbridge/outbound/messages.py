@@ -2,7 +2,8 @@
 status reports owed to CHT (carriers' results and delivery reports: delivery.py).
 
 Every function named `*_in` runs inside a store write job (one transaction); the async wrappers
-go through the writer and return after the commit.
+go through the writer and return after the commit. This module is the only one that writes or
+counts rows of `outgoing` and `outgoing_reports` (tests/test_table_owners.py).
 
 States only move forward (`sms.RANK`): a late "sent" never overwrites "delivered", a repeated
 report changes nothing. Each state a message enters is owed to CHT exactly once (a row in
@@ -16,15 +17,15 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from smsbridge import tasks
 from smsbridge.outbound.loopguard import text_key
 from smsbridge.outbound.transitions import Change, note
 from smsbridge.segments import segment
 from smsbridge.sms import RANK, DeliveryState, well_formed
 from smsbridge.store import Store
-from smsbridge.tasks import TaskQueue
 
 SEND = "send"  # task kind: send one outgoing SMS (ref = its ref)
 
@@ -99,6 +100,39 @@ def get(store: Store, ref: str) -> Outgoing | None:
     return store.read(lambda c: get_in(c, ref))
 
 
+def by_external_id_in(conn: sqlite3.Connection, carrier: str, external_id: str) -> Outgoing | None:
+    """The SMS `carrier` knows as `external_id` (its id, from the send response)."""
+    row = conn.execute(
+        "SELECT * FROM outgoing WHERE carrier = ? AND external_id = ?", (carrier, external_id)
+    ).fetchone()
+    return None if row is None else Outgoing.from_row(row)
+
+
+def for_phones_in(
+    conn: sqlite3.Connection, channels: Sequence[str], created_after: float, limit: int
+) -> list[Outgoing]:
+    """Queued SMS routed to one of `channels` (cht-gateway phones) that no phone has confirmed
+    yet, created after `created_after`; oldest first, at most `limit`."""
+    marks = ",".join("?" for _ in channels)
+    rows = conn.execute(
+        f"SELECT * FROM outgoing WHERE state = ? AND channel IN ({marks}) AND phone_ack = 0 "
+        f"AND created_at > ? ORDER BY id LIMIT ?",
+        (DeliveryState.QUEUED.value, *channels, created_after, limit),
+    ).fetchall()
+    return [Outgoing.from_row(row) for row in rows]
+
+
+def count_same_text(store: Store, message: Outgoing, since: float) -> int:
+    """How many SMS older than `message` with its text and number (`text_key`) were created at
+    or after `since` and not held: the loop guard's measure (outbound/loopguard.py)."""
+    rows = store.query(
+        "SELECT COUNT(*) FROM outgoing WHERE text_key = ? AND created_at >= ? AND id < ? "
+        "AND state != ?",
+        (message.text_key, since, message.id, DeliveryState.HELD.value),
+    )
+    return int(rows[0][0])
+
+
 # -- new messages --------------------------------------------------------------------------------
 
 
@@ -137,7 +171,7 @@ def insert_in(
     )
     if cur.rowcount != 1:
         return False
-    TaskQueue.enqueue_in(conn, SEND, ref, now)
+    tasks.enqueue_in(conn, SEND, ref, now)
     if origin == "cht":
         _owe_in(conn, ref, DeliveryState.QUEUED, None, now)
     note(Change(ref, DeliveryState.QUEUED, now, origin=origin, to=to))
@@ -177,6 +211,40 @@ def reply_in(
     ref = f"bridge-{uuid.uuid4()}"
     insert_in(conn, ref, to, content, now, origin="bridge", automatic=True, source=source)
     return ref
+
+
+# -- where it goes --------------------------------------------------------------------------------
+
+_ROUTE_FIELDS = frozenset({"channel", "carrier", "external_id", "phone_ack"})
+
+
+def route_in(
+    conn: sqlite3.Connection, message: Outgoing, now: float | None = None, **fields: Any
+) -> Outgoing:
+    """Record where `message` goes or went, without changing its state (`advance_in` does
+    that): any of `channel`, `carrier`, `external_id` (the carrier's id for it) and `phone_ack`
+    (a phone confirmed it). With `now`, also when. Returns the message so updated."""
+    unknown = set(fields) - _ROUTE_FIELDS
+    if unknown or not fields:
+        raise TypeError(f"route_in: not a routing field: {sorted(unknown)}")
+    columns = list(fields)
+    values = [int(v) if isinstance(v, bool) else v for v in fields.values()]
+    if now is not None:
+        columns.append("updated_at")
+        values.append(now)
+    assignments = ", ".join(f"{column} = ?" for column in columns)
+    conn.execute(f"UPDATE outgoing SET {assignments} WHERE id = ?", (*values, message.id))
+    return replace(message, **fields)
+
+
+def move_to_channel_in(
+    conn: sqlite3.Connection, message: Outgoing, channel: str, now: float
+) -> Outgoing:
+    """Hand `message` to `channel` (failover, or the route's choice): a phone's confirmation
+    of the channel it leaves no longer counts. Nothing changes when it is there already."""
+    if message.channel == channel:
+        return message
+    return route_in(conn, message, now, channel=channel, phone_ack=False)
 
 
 # -- moving forward ------------------------------------------------------------------------------
@@ -243,7 +311,7 @@ def release_held(store: Store, ref: str, now: float) -> bool:
         )
         if cur.rowcount != 1:
             return False
-        TaskQueue.enqueue_in(conn, SEND, ref, now)
+        tasks.enqueue_in(conn, SEND, ref, now)
         note(Change(ref, DeliveryState.QUEUED, now, DeliveryState.HELD, reason="released"))
         return True
 
@@ -269,7 +337,7 @@ def drop_dead_send(store: Store, task_id: int, now: float) -> bool:
     False if no such dead task."""
 
     def job(conn: sqlite3.Connection) -> bool:
-        task = TaskQueue.drop_in(conn, task_id)
+        task = tasks.drop_in(conn, task_id)
         if task is None:
             return False
         message = get_in(conn, task.ref)
@@ -304,8 +372,8 @@ def expire_stale_in(conn: sqlite3.Connection, now: float, ttl: float) -> int:
     for row in held_rows:
         advance_in(conn, Outgoing.from_row(row), DeliveryState.FAILED, now, reason="expired")
     dropped = conn.execute(
-        "SELECT * FROM outgoing WHERE state IN (?, ?) AND phone_ack = 0 AND NOT EXISTS ("
-        " SELECT 1 FROM tasks WHERE tasks.kind = ? AND tasks.ref = outgoing.ref) LIMIT 500",
+        "SELECT * FROM outgoing WHERE state IN (?, ?) AND phone_ack = 0 "
+        f"AND NOT {tasks.has_task_sql('?', 'outgoing.ref')} LIMIT 500",
         (DeliveryState.QUEUED.value, DeliveryState.SENDING.value, SEND),
     ).fetchall()
     for row in dropped:
@@ -352,7 +420,7 @@ def mark_reported_in(conn: sqlite3.Connection, ids: Sequence[int], now: float) -
     )
 
 
-# -- for operators: metrics and listings (OPS) ---------------------------------------------------
+# -- for operators: metrics and listings ---------------------------------------------------------
 
 
 def counts(store: Store) -> dict[tuple[str, str | None], int]:

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
 
+from smsbridge import tasks
 from smsbridge.carriers import chtgateway
 from smsbridge.outbound import messages as outgoing
-from smsbridge.outbound.messages import SEND, Outgoing
+from smsbridge.outbound.messages import SEND
 from smsbridge.outbound.ratelimit import RateLimiter
 from smsbridge.outbound.routing import Routes
 from smsbridge.sms import DeliveryState
-from smsbridge.tasks import TaskQueue
 
 
 def updates_in(
@@ -35,20 +34,15 @@ def updates_in(
         message = outgoing.get_in(conn, update.id)
         if message is None or message.channel not in mine:
             continue  # not ours, or no longer routed to this phone (failed over)
-        conn.execute(
-            "UPDATE outgoing SET phone_ack = 1, carrier = ?, external_id = ? WHERE id = ?",
-            (chtgateway.NAME, update.id, message.id),
+        message = outgoing.route_in(
+            conn, message, phone_ack=True, carrier=chtgateway.NAME, external_id=update.id
         )
-        message = replace(message, carrier=chtgateway.NAME, external_id=update.id)
         if update.state is DeliveryState.FAILED and message.channel:
             following = routes.next_channel(message.to, message.channel)
             if following is not None and message.state not in outgoing.FINAL:
-                conn.execute(
-                    "UPDATE outgoing SET channel = ?, phone_ack = 0, updated_at = ? WHERE id = ?",
-                    (following, now, message.id),
-                )
-                # its send task waits for the TTL (outbound._await_phone): due now instead
-                TaskQueue.enqueue_or_expedite_in(conn, SEND, message.ref, now)
+                outgoing.move_to_channel_in(conn, message, following, now)
+                # its send task waits for the TTL (send.py `_await_phone`): due now instead
+                tasks.enqueue_or_expedite_in(conn, SEND, message.ref, now)
                 continue
         if update.state is not None:
             outgoing.advance_in(conn, message, update.state, now, reason=update.reason)
@@ -66,17 +60,11 @@ def hand_out_in(
     """(id, to, content) of the SMS for this phone now: queued, routed to it or to any phone,
     not yet confirmed by a phone, younger than the TTL; at most `batch`, within its rate."""
     own, shared = chtgateway.channel_names(user)
-    rows = conn.execute(
-        "SELECT * FROM outgoing WHERE state = ? AND channel IN (?, ?) AND phone_ack = 0 "
-        "AND created_at > ? ORDER BY id LIMIT ?",
-        (DeliveryState.QUEUED.value, own, shared, now - ttl, batch),
-    ).fetchall()
     out = []
-    for row in rows:
-        message = Outgoing.from_row(row)
+    for message in outgoing.for_phones_in(conn, (own, shared), now - ttl, batch):
         if not limiter.try_take(own, message.segments, now):
             break
         if message.channel == shared:  # the first phone to take it keeps it
-            conn.execute("UPDATE outgoing SET channel = ? WHERE id = ?", (own, message.id))
+            outgoing.route_in(conn, message, channel=own)
         out.append((message.ref, message.to, message.content))
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from smsbridge.errors import ConfigError
+from smsbridge.settings import rate_table
 
 
 @dataclass(frozen=True)
@@ -25,21 +26,11 @@ class Rate:
 
 
 def parse_rates(spec: str) -> dict[str, Rate]:
-    rates: dict[str, Rate] = {}
-    for raw in spec.split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        channel, sep, value = item.partition("=")
-        amount, _, period = value.partition("/")
-        try:
-            rate = Rate(float(amount), float(period) if period.strip() else 1.0)
-        except ValueError:
-            rate = Rate(0, 0)
-        if not sep or not channel.strip() or rate.segments <= 0 or rate.seconds <= 0:
-            raise ConfigError(f"SMSBRIDGE_RATES: expected channel=segments[/seconds], got {item!r}")
-        rates[channel.strip().lower()] = rate
-    return rates
+    try:
+        table = rate_table(spec)
+    except ValueError as exc:
+        raise ConfigError(f"SMSBRIDGE_RATES: {exc}") from None
+    return {channel: Rate(segments, seconds) for channel, (segments, seconds) in table.items()}
 
 
 class TokenBucket:

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from smsbridge.errors import ConfigError
-
-DEFAULT = "*"
+from smsbridge.settings import DEFAULT_ROUTE as DEFAULT
+from smsbridge.settings import route_rules
 
 
 def channel_carrier(channel: str) -> str:
@@ -34,31 +34,17 @@ class Routes:
         """Parse a routes setting. `enabled` carriers: every channel must use one of them (when
         given), and the first is the default when the spec has no `*` rule."""
         enabled = tuple(enabled)
-        rules: dict[str, tuple[str, ...]] = {}
-        for raw in spec.split(";"):
-            rule = raw.strip()
-            if not rule:
-                continue
-            prefix, sep, targets = rule.partition("=")
-            prefix = prefix.strip()
-            channels = tuple(c.strip().lower() for c in targets.split("|") if c.strip())
-            if not sep or not prefix or not channels:
-                raise ConfigError(
-                    f"SMSBRIDGE_ROUTES: expected prefix=channel[|failover], got {rule!r}"
-                )
-            if prefix != DEFAULT and not (prefix.lstrip("+").isdigit()):
-                raise ConfigError(
-                    f"SMSBRIDGE_ROUTES: prefix must be digits (with +) or *: {prefix!r}"
-                )
-            if prefix in rules:
-                raise ConfigError(f"SMSBRIDGE_ROUTES: prefix {prefix!r} given twice")
+        try:
+            rules = dict(route_rules(spec))
+        except ValueError as exc:
+            raise ConfigError(f"SMSBRIDGE_ROUTES: {exc}") from None
+        for channels in rules.values():
             for channel in channels:
                 if enabled and channel_carrier(channel) not in enabled:
                     raise ConfigError(
                         f"SMSBRIDGE_ROUTES: channel {channel!r} is not an enabled carrier "
                         f"(SMSBRIDGE_CARRIERS={','.join(enabled)})"
                     )
-            rules[prefix] = channels
         if DEFAULT not in rules and enabled:
             rules[DEFAULT] = (enabled[0],)
         ordered = sorted(rules.items(), key=lambda kv: (kv[0] == DEFAULT, -len(kv[0])))

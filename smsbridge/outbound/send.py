@@ -10,11 +10,12 @@ guard (held) → route (the message's current channel, else the route's first) �
 booked on the channel's token bucket; the worker waits for a slot up to `hold` seconds away,
 else the task comes back at its slot) → the carrier's `send` → accepted (SENT, the carrier's id,
 the task done: one transaction). A RetryableError marks it SENDING (it may have left) and
-retries with backoff (the outbox's policy; a carrier's Retry-After is honoured); a
+retries with backoff (the task queue's policy; a carrier's Retry-After is honoured); a
 PermanentError (or AuthFailure: that channel is unusable) hands the SMS to the route's next
 channel; with none left a permanent failure fails it with the carrier's
 reason (an auth failure keeps retrying: an operator can fix credentials). Given-up tasks wait
-in the dead-letter list (`smsbridge outbox retry/drop`).
+in the dead-letter list (`smsbridge outbox retry/drop`). Each outcome — the SMS's new state or
+channel together with its task done, retried or put back — is one write job.
 
 A task may run twice (a lease expired mid-send): a message already SENT or final is not sent
 again, so only a send whose response was lost can repeat — and carriers that echo our ref
@@ -30,26 +31,27 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import Any
 
 import httpx
 
+from smsbridge import tasks
 from smsbridge.carriers import chtgateway
-from smsbridge.carriers.base import CarrierConfig
+from smsbridge.carriers.base import Carrier, CarrierConfig
 from smsbridge.errors import AuthFailure, PermanentError, RetryableError
+from smsbridge.inbound import messages as incoming
 from smsbridge.logs import event
 from smsbridge.outbound import delivery, phones, transitions
 from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound.loopguard import BURST_WINDOW, LoopLimits, verdict
 from smsbridge.outbound.messages import SEND, Outgoing
-from smsbridge.outbound.ratelimit import RateLimiter, parse_rates
+from smsbridge.outbound.ratelimit import RateLimiter
 from smsbridge.outbound.routing import Routes, channel_carrier
 from smsbridge.outbound.transitions import Change
 from smsbridge.settings import Settings
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, StatusUpdate
 from smsbridge.store import Store
-from smsbridge.tasks import TaskQueue, Task
+from smsbridge.tasks import Task, TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +71,14 @@ class OutboundConfig:
     hold: float = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OutboundConfig:
+    def from_settings(cls, settings: Settings, *, hold: float = 0.0) -> OutboundConfig:
         batch = settings.carrier_setting(chtgateway.NAME, "batch") or "25"
         return cls(
             settings.message_ttl,
             settings.lease_seconds,
             LoopLimits.from_settings(settings),
             max(1, int(batch)),
+            hold,
         )
 
 
@@ -89,10 +92,16 @@ class OutboundPipeline:
         routes: Routes,
         limiter: RateLimiter,
         http: httpx.AsyncClient,
-        carriers: Mapping[str, ModuleType],
+        carriers: Mapping[str, Carrier],
         configs: Mapping[str, CarrierConfig],
         accept_inbound: AcceptInbound | None = None,
+        on_report: Callable[[], None] = lambda: None,
+        on_send: Callable[[str, float], None] | None = None,
+        on_changes: Callable[[Sequence[Change]], None] | None = None,
     ) -> None:
+        """`accept_inbound`: where SMS a phone received go (the service's `accept`);
+        `on_report`: wakes the CHT sync (a state is owed to CHT); `on_send`: a send's duration
+        by channel; `on_changes`: the state changes once committed (the metrics)."""
         self.store = store
         self.outbox = outbox
         self.config = config
@@ -102,36 +111,9 @@ class OutboundPipeline:
         self.carriers = carriers
         self.configs = configs
         self.accept_inbound = accept_inbound
-        self.on_report: Callable[[], None] = lambda: None  # wakes the CHT sync loop
-        # metrics (OPS): a send's duration by channel; the state changes once committed; new
-        # inbound SMS from phones, by carrier
-        self.on_send: Callable[[str, float], None] | None = None
-        self.on_changes: Callable[[Sequence[Change]], None] | None = None
-        self.on_inbound: Callable[[str, int], None] | None = None
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        store: Store,
-        outbox: TaskQueue,
-        *,
-        http: httpx.AsyncClient,
-        carriers: Mapping[str, ModuleType],
-        configs: Mapping[str, CarrierConfig],
-        accept_inbound: AcceptInbound | None = None,
-    ) -> OutboundPipeline:
-        return cls(
-            store,
-            outbox,
-            config=OutboundConfig.from_settings(settings),
-            routes=Routes.parse(settings.routes, settings.enabled_carriers),
-            limiter=RateLimiter(parse_rates(settings.rates)),
-            http=http,
-            carriers=carriers,
-            configs=configs,
-            accept_inbound=accept_inbound,
-        )
+        self.on_report = on_report
+        self.on_send = on_send
+        self.on_changes = on_changes
 
     async def _write(self, job: Callable[[sqlite3.Connection], Any], **log_fields: Any) -> Any:
         """Run `job`; once committed, log the state changes it made (with `log_fields`), feed
@@ -172,7 +154,7 @@ class OutboundPipeline:
 
                 def hold(conn: sqlite3.Connection) -> None:
                     outgoing.hold_in(conn, message, why, now)
-                    TaskQueue.done_in(conn, task)
+                    tasks.done_in(conn, task)
 
                 await self._write(hold)  # logged as outgoing_held
                 return
@@ -186,8 +168,7 @@ class OutboundPipeline:
         if task.memo != SLOT:
             slot = self.limiter.reserve(channel, message.segments, now)
             if slot - now > self.config.hold:
-                await self._set_channel(message, channel, now)
-                await self.outbox.release(task, now, slot, memo=SLOT)
+                await self._move_and_release(task, message, channel, now, slot, memo=SLOT)
                 return
             if slot > now:
                 await asyncio.sleep(slot - now)
@@ -196,9 +177,9 @@ class OutboundPipeline:
 
     async def _send(self, task: Task, message: Outgoing, channel: str, now: float) -> None:
         carrier = channel_carrier(channel)
-        module = self.carriers.get(carrier)
+        sender = self.carriers.get(carrier)
         config = self.configs.get(carrier)
-        if module is None or config is None or not hasattr(module, "send"):
+        if sender is None or config is None or not sender.sends:
             await self._next_channel(
                 task,
                 message,
@@ -219,7 +200,7 @@ class OutboundPipeline:
             # Finish well inside the lease: once it expires another worker may claim the task
             # and send the SMS again while this request is still in flight.
             async with asyncio.timeout(self.config.lease * 0.8):
-                result = await module.send(self.http, config, sms)
+                result = await sender.send(self.http, config, sms)
         except TimeoutError:
             exc = RetryableError(f"{carrier}: the send outlasted its lease", code="timeout")
             await self._retry_send(task, message, channel, exc, now)
@@ -237,20 +218,24 @@ class OutboundPipeline:
             delivery.accepted_in(
                 conn, message.ref, channel, result.carrier, result.external_id, result.state, now
             )
-            TaskQueue.done_in(conn, task)
+            tasks.done_in(conn, task)
 
         await self._write(accepted, attempt=task.attempts)  # logged as outgoing_sent
 
     async def _retry_send(
         self, task: Task, message: Outgoing, channel: str, exc: RetryableError, now: float
     ) -> None:
-        """The send failed for now: the SMS is `sending` (it may have left); try again later."""
-        await self._write(
-            lambda c: delivery.tried_in(c, message.ref, channel, now), attempt=task.attempts
-        )
-        due = await self.outbox.retry_later(
-            task, now, exc.detail or exc.code, retry_after=exc.retry_after
-        )
+        """The send failed for now: the SMS is `sending` (it may have left); try again later
+        (or give up). One transaction."""
+
+        def job(conn: sqlite3.Connection) -> float | None:
+            delivery.tried_in(conn, message.ref, channel, now)
+            return self.outbox.retry_in(
+                conn, task, now, exc.detail or exc.code, retry_after=exc.retry_after
+            )
+
+        due = await self._write(job, attempt=task.attempts)
+        self.outbox.retried(task, due)
         event(
             log,
             "outgoing_retry",
@@ -280,51 +265,53 @@ class OutboundPipeline:
             failover=following or "none",
         )
         if following is not None:
-            await self._set_channel(message, following, now)
-            await self.outbox.release(task, now, now)
+            await self._move_and_release(task, message, following, now, now)
         elif isinstance(exc, AuthFailure):
             await self.outbox.retry_later(task, now, exc.detail or exc.code)
         else:
             await self._fail(task, message, exc.detail or exc.code, now)
 
-    async def _set_channel(self, message: Outgoing, channel: str, now: float) -> None:
-        if message.channel == channel:
-            return
-        await self.store.write(
-            lambda c: c.execute(
-                "UPDATE outgoing SET channel = ?, phone_ack = 0, updated_at = ? WHERE id = ?",
-                (channel, now, message.id),
-            )
-        )
+    async def _move_and_release(
+        self,
+        task: Task,
+        message: Outgoing,
+        channel: str,
+        now: float,
+        not_before: float,
+        *,
+        memo: str | None = None,
+    ) -> None:
+        """The SMS goes to `channel`, and its task comes back at `not_before` without counting
+        this attempt: one transaction."""
+
+        def job(conn: sqlite3.Connection) -> None:
+            outgoing.move_to_channel_in(conn, message, channel, now)
+            tasks.release_in(conn, task, now, not_before, memo=memo)
+
+        await self.store.write(job)
 
     async def _fail(self, task: Task, message: Outgoing, reason: str, now: float) -> None:
         def job(conn: sqlite3.Connection) -> None:
             current = outgoing.get_in(conn, message.ref) or message
             outgoing.advance_in(conn, current, DeliveryState.FAILED, now, reason=reason)
-            TaskQueue.done_in(conn, task)
+            tasks.done_in(conn, task)
 
         await self._write(job, attempt=task.attempts)
 
     async def _await_phone(self, task: Task, message: Outgoing, channel: str, now: float) -> None:
         """A phone will pull it. The task comes back when the TTL runs out: if no phone has
         taken it by then, it expires."""
-        await self._set_channel(message, channel, now)
-        await self.outbox.release(task, now, message.created_at + self.config.ttl)
+        await self._move_and_release(
+            task, message, channel, now, message.created_at + self.config.ttl
+        )
         self.on_report()
 
     def _loop_verdict(self, message: Outgoing, now: float) -> str | None:
         limits = self.config.limits
-        same = self.store.query(
-            "SELECT COUNT(*) FROM outgoing WHERE text_key = ? AND created_at >= ? AND id < ? "
-            "AND state != ?",
-            (message.text_key, now - limits.loop_window, message.id, DeliveryState.HELD.value),
-        )[0][0]
+        same = outgoing.count_same_text(self.store, message, now - limits.loop_window)
         inbound = 0
         if message.automatic and limits.autoreply_burst:
-            inbound = self.store.query(
-                "SELECT COUNT(*) FROM messages WHERE sender = ? AND accepted_at >= ?",
-                (message.to, int((now - BURST_WINDOW) * 1000)),
-            )[0][0]
+            inbound = incoming.count_from(self.store, message.to, now - BURST_WINDOW)
         return verdict(
             limits, same_text_sent=same, inbound_last_minute=inbound, automatic=message.automatic
         )
@@ -346,10 +333,7 @@ class OutboundPipeline:
         """A phone's poll: its received SMS into the inbound pipeline, its status updates
         applied, then the SMS routed to it (up to the batch size and its channel's rate)."""
         if exchange.messages and self.accept_inbound is not None:
-            accepted = await self.accept_inbound(exchange.messages, now)
-            if self.on_inbound is not None:
-                new = sum(1 for a in accepted or () if not a.duplicate)
-                self.on_inbound(chtgateway.NAME, new)
+            await self.accept_inbound(exchange.messages, now)
         if exchange.updates:
             await self._write(
                 lambda c: phones.updates_in(c, self.routes, user, exchange.updates, now)

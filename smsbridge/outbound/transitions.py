@@ -5,7 +5,7 @@ A write job run by `write(store, job)` (or wrapped in `tracked(job)`) collects t
 makes; they are logged once the transaction is committed, so a rolled-back job logs nothing. A
 change noted outside a tracked job (an operator's CLI command, the inbound pipeline's reply to a
 sender) is logged at once, inside its job. Each line carries ids, states and the masked number,
-never the text (DESIGN.md rule 6):
+never the text (docs/architecture.md, rule 6):
 
     event=outgoing_sent message=<CHT id> state=sent previous=queued channel=twilio
         carrier=twilio external_id=SM123 to=+2547****678 attempt=1

@@ -1,5 +1,5 @@
 """Bikram Sambat -> Gregorian, as bikram-sambat 1.8.1 (Apache-2.0, (c) Medic) computes it,
-including how it treats non-numeric and missing parts (spec 11.5, 12).
+including how it treats non-numeric and missing parts.
 
 The month-length table is vendored from bikram-sambat 1.8.1 (`js/src/index.js`): one integer
 per BS year from 1970, 2 bits per month, month length = 29 + bits.

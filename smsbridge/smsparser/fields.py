@@ -1,4 +1,4 @@
-"""Field coercion: CHT's `parseField(field, raw, key)` (spec 11) and the options it depends on."""
+"""Field coercion: CHT's `parseField(field, raw, key)` and the options it depends on."""
 
 from __future__ import annotations
 

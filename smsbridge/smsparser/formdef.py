@@ -1,4 +1,4 @@
-"""A CHT form definition (app_settings `forms[CODE]`, spec 2) prepared for parsing: field keys
+"""A CHT form definition (app_settings `forms[CODE]`) prepared for parsing: field keys
 in JavaScript property order (C1), the first `bsAggreDate` field, the code-stripping pattern,
 and per-locale label tables. Prepared once per definition object and cached."""
 

@@ -1,4 +1,4 @@
-"""CHT form definitions (app_settings `forms`, spec smsparser.md section 2): from a file holding
+"""CHT form definitions (app_settings `forms`): from a file holding
 either the `forms` object or a whole app_settings export, or from app_settings fetched from CHT."""
 
 from __future__ import annotations

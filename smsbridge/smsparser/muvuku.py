@@ -1,5 +1,5 @@
-"""The "!"-headed formats: muvuku positional (`1!CODE!v1#v2`, spec 6) and javarosa labelled
-(`J1!CODE!L1#v1#L2#v2`, spec 7). Structure: grammars/muvuku.lark and grammars/javarosa.lark;
+"""The "!"-headed formats: muvuku positional (`1!CODE!v1#v2`) and javarosa labelled
+(`J1!CODE!L1#v1#L2#v2`). Structure: grammars/muvuku.lark and grammars/javarosa.lark;
 the scanners below are the fast equivalents the tests hold to those grammars."""
 
 from __future__ import annotations

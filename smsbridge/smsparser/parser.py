@@ -1,4 +1,5 @@
-"""Text -> report, exactly as CHT's SMS parser makes it (spec specs/smsparser.md).
+"""Text -> report, exactly as CHT's SMS parser makes it (its recorded
+behaviour: tests/vectors/smsparser.json).
 
 CHT-level functions (names follow CHT's smsparser): `get_form_code`, `is_muvuku_format`,
 `parse`, `parse_array`, `parse_field`, `is_compact`, plus `to_stored` (what CouchDB would keep).
@@ -111,7 +112,7 @@ def _locale(doc: Mapping[str, Any], opts: ParseOptions) -> str | None:
 
 def _read(form: CompiledForm, message: str, locale: str | None, opts: ParseOptions
           ) -> tuple[str | None, dict[str, Any]]:  # fmt: skip
-    """Choose the sub-parser (spec 4) and read raw values keyed by field key."""
+    """Choose the sub-parser and read raw values keyed by field key."""
     head = MUVUKU_SHAPE.match(message)
     if head is not None:
         kind = head.group(1).upper()
@@ -274,7 +275,7 @@ def _reply(crash: JsCrash, code: str | None) -> str:
 
 
 def find_form(message: str, forms: Mapping[str, Any]) -> tuple[str | None, Any, str]:
-    """createByForm's form lookup (spec 3, 14.4): `get_form_code`, then, when no form has that
+    """createByForm's form lookup: `get_form_code`, then, when no form has that
     code, one retry with zero-width characters removed from it. Returns the code, its
     definition (None when there is none) and the message with the code so cleaned."""
     code = get_form_code(message)
@@ -289,7 +290,7 @@ def find_form(message: str, forms: Mapping[str, Any]) -> tuple[str | None, Any, 
 def parse_sms(
     text: str, forms: Mapping[str, Any], options: ParseOptions | None = None
 ) -> Report | FormError:
-    """Find the form (spec 3, with CHT's zero-width retry, 14.4) and parse the message."""
+    """Find the form (with CHT's zero-width retry) and parse the message."""
     opts = options or DEFAULT_OPTIONS
     try:
         if (

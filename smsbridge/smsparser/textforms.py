@@ -1,5 +1,5 @@
-"""The textforms family: compact (`CODE v1 v2 "two words"`, spec 8) and labelled
-(`CODE L1 v1#L2 v2`, spec 9), and the compact-or-labelled decision (`isCompact`, spec 4.5).
+"""The textforms family: compact (`CODE v1 v2 "two words"`) and labelled
+(`CODE L1 v1#L2 v2`), and the compact-or-labelled decision (`isCompact`).
 Structure: grammars/compact.lark and grammars/textforms.lark; the scanners are compiled from
 those grammars' terminals."""
 
@@ -107,7 +107,7 @@ def parse_compact(form: CompiledForm, msg: str) -> dict[str, Any]:
         raise JsCrash("empty_compact", "The message has nothing after the form code.")
     if len(values) > len(keys):
         values = _GREEDY_TOKENS.findall(msg)
-        if not values:  # CHT: the greedy pass's `match` is null too -> TypeError (spec 8.3)
+        if not values:  # CHT: the greedy pass's `match` is null too -> TypeError
             raise JsCrash("empty_compact", "The message has nothing CHT can read after the code.")
     out: dict[str, Any] = {}
     last = len(keys) - 1
@@ -140,7 +140,7 @@ def _set_result(results: dict[str, Any], key: str, value: Any, pair: list[Any] |
 
 
 def parse_labelled(msg: str, tz: str) -> dict[str, Any]:
-    """The textforms parser: lowercased label -> value (spec 9.2-9.4)."""
+    """The textforms parser: lowercased label -> value."""
     results: dict[str, Any] = {}
     for segment in segments(msg):
         groups = match_pair(segment)

@@ -1,4 +1,4 @@
-"""CHT's `config.translate` as the parser sees it (spec 13). A string key is looked up in the
+"""CHT's `config.translate` as the parser sees it. A string key is looked up in the
 `{locale: {key: text}}` tables (then `en`, then the key itself) and the result is run through a
 lodash template with `{{ }}` interpolation; a translation object resolves by locale, `default`,
 `en`, the first `translations[]` entry, then its first value."""

@@ -1,16 +1,12 @@
-"""The Starlette app: its routes, the one error handler, and the lifespan that opens the store
-and starts the service's workers (built by runtime.py).
+"""The Starlette app: its routes, the one error handler, and the lifespan that opens the store,
+builds the service (service.py) and starts its workers.
 
     create_app(settings, *, cht=None, clock=time.time, store=None) -> Starlette
 
-Routes (inbound; outbound_http.py adds the delivery reports and cht-gateway phones):
-    POST /carriers/{carrier}/{token}/inbound      (GET too, for carriers that may use it)
-
-Every error is JSON `{"error": "<code>", "detail": "<text>"}` with the status of its
-errors.py class; a body over SMSBRIDGE_MAX_BODY_BYTES is refused with 413 (bodylimit.py).
-
-Other parts add their routes to `routes` in `create_app` and their background work to
-`Runtime.start`/`Runtime.stop` (runtime.py) with small edits.
+Routes: the carriers' and phones' (routes.py), /healthz and /readyz (health.py), /metrics
+(metrics.py), /openapi.json (openapi.py). Every error is JSON `{"error": "<code>", "detail":
+"<text>"}` with the status of its errors.py class; a body over SMSBRIDGE_MAX_BODY_BYTES is
+refused with 413 (bodylimit.py).
 """
 
 from __future__ import annotations
@@ -27,49 +23,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from smsbridge.carriers import CARRIERS
+from smsbridge import __version__
 from smsbridge.cht.breaker import ChtApi
-from smsbridge.errors import MethodNotAllowed, SmsBridgeError
-from smsbridge.inbound.submit import accept_inbound
+from smsbridge.errors import SmsBridgeError
 from smsbridge.logs import event
-from smsbridge.service import Runtime, build_runtime
+from smsbridge.service import Service, build_service
 from smsbridge.settings import Settings
 from smsbridge.store import Store
 from smsbridge.web.bodylimit import BodyLimit
 from smsbridge.web.health import Readiness, healthz, readyz
 from smsbridge.web.metrics import Metrics, metrics_endpoint
 from smsbridge.web.openapi import openapi_endpoint, webhook_carriers
-from smsbridge.web.outbound_http import ROUTES as OUTBOUND_ROUTES
-from smsbridge.web.webhooks import current_runtime, verified_webhook, webhook_carrier
+from smsbridge.web.routes import ROUTES as CARRIER_ROUTES
 
 log = logging.getLogger(__name__)
-
-# Carriers whose inbound webhook may arrive by GET (query string) as well as POST.
-GET_INBOUND = frozenset(
-    name for name, module in CARRIERS.items() if "GET" in getattr(module, "INBOUND_METHODS", ())
-)
-
-
-# -- routes --------------------------------------------------------------------------------------
-
-
-async def carrier_inbound(request: Request) -> Response:
-    runtime = current_runtime(request)
-    carrier = request.path_params["carrier"]
-    module = webhook_carrier(runtime, carrier, "parse_inbound")
-    if request.method == "GET" and carrier not in GET_INBOUND:
-        raise MethodNotAllowed(f"{carrier} webhooks are POST")
-    req, config, now = await verified_webhook(runtime, request, carrier, module)
-    messages = module.parse_inbound(req, config)
-    accepted = await accept_inbound(runtime.store, messages, now, runtime.settings.dedup_window)
-    runtime.workers.wakeup.set()
-    new = sum(1 for a in accepted if not a.duplicate)
-    metrics = getattr(request.app.state, "metrics", None)
-    if metrics is not None and new:
-        metrics.inbound(carrier, new)
-    reply = module.inbound_reply(messages, config)
-    return Response(reply.body, status_code=reply.status, media_type=reply.media_type)
-
 
 # -- errors -----------------------------------------------------------------------------------
 
@@ -131,34 +98,37 @@ def create_app(
                 client = await stack.enter_async_context(ChtClient.from_settings(settings))
             else:
                 client = cht
-            client = app.state.metrics.wrap_cht(client)
-            runtime = build_runtime(settings, db, client, clock, concurrency, idle, rng)
-            app.state.runtime = runtime
-            _wire_readiness(app, runtime)
-            app.state.metrics.attach_store(db)
-            runtime.outbox.on_retry = app.state.metrics.retry
-            if runtime.outbound is not None:
-                runtime.outbound.on_send = app.state.metrics.send_latency
-                runtime.outbound.on_changes = app.state.metrics.outgoing_changes
-                runtime.outbound.on_inbound = app.state.metrics.inbound
+            metrics: Metrics = app.state.metrics
+            metrics.attach_store(db)
+            service = build_service(
+                settings,
+                db,
+                metrics.wrap_cht(client),
+                clock=clock,
+                observer=metrics,
+                concurrency=concurrency,
+                idle=idle,
+                rng=rng,
+            )
+            app.state.readiness = readiness_of(service)
+            app.state.service = service
             if start_workers:
-                runtime.start()
+                service.start()
             event(
                 log,
                 "started",
-                carriers=",".join(sorted(runtime.enabled)) or "none",
+                version=__version__,
+                carriers=",".join(sorted(service.enabled)) or "none",
                 database=str(db.path),
             )
             try:
                 yield
             finally:
-                await runtime.stop()
-                app.state.runtime = None
+                await service.stop()
+                app.state.service = None
 
     routes = [
-        Route("/carriers/{carrier}/{token}/inbound", carrier_inbound, methods=["GET", "POST"]),
-        *OUTBOUND_ROUTES,  # delivery reports, cht-gateway phones (outbound_http.py)
-        # OUTBOUND / OPS: add routes here.
+        *CARRIER_ROUTES,  # carrier webhooks, delivery reports, cht-gateway phones
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -173,18 +143,18 @@ def create_app(
             Exception: handle_error,
         },
     )
-    app.state.runtime = None
+    app.state.service = None
     app.state.metrics = Metrics(clock=clock)
     app.state.openapi_carriers = webhook_carriers(settings.enabled_carriers)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 
 
-def _wire_readiness(app: Starlette, runtime: Runtime) -> None:
-    """Give /readyz what it reads: the store, a CHT probe, forms status, the 401 pause."""
-    app.state.readiness = Readiness(
-        store=runtime.store,
-        cht_probe=runtime.cht.check_auth,
-        forms_status=runtime.cht_settings.status,
-        cht_paused=runtime.pipeline.gate.paused_reason,
+def readiness_of(service: Service) -> Readiness:
+    """What /readyz reads: the store, a CHT probe, forms status, the 401 pause."""
+    return Readiness(
+        store=service.store,
+        cht_probe=service.cht.check_auth,
+        forms_status=service.cht_settings.status,
+        cht_paused=service.gate.paused_reason,
     )

@@ -20,15 +20,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from smsbridge.errors import AuthFailure, PeerError
-
-if TYPE_CHECKING:
-    from smsbridge.store import Store
+from smsbridge.store import Store
 
 ChtProbe = Callable[[], Awaitable[None]]
 """Raises on failure (AuthFailure when CHT refuses our credentials), e.g. `cht.check_auth`."""
@@ -81,11 +79,7 @@ class Readiness:
         store = self.store
 
         def probe(conn: Any) -> None:
-            conn.execute(
-                "INSERT INTO kv(key, value, updated_at) VALUES ('health.probe', '', ?) "
-                "ON CONFLICT(key) DO UPDATE SET updated_at = excluded.updated_at",
-                (time.time(),),
-            )
+            Store.put_kv(conn, "health.probe", "", time.time())
 
         try:
             await asyncio.wait_for(store.write(probe), self.timeout)

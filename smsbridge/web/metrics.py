@@ -1,5 +1,5 @@
 """Prometheus metrics (`GET /metrics`), one `CollectorRegistry` per app: no global state
-(DESIGN.md rule 5), so two bridges in one process (tests) never mix their numbers.
+(docs/architecture.md, rule 5), so two bridges in one process (tests) never mix their numbers.
 
 Two kinds of figures:
 
@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from smsbridge import tasks
 from smsbridge.errors import AuthFailure, PeerError, PermanentError, RetryableError
 
 if TYPE_CHECKING:
@@ -188,16 +189,13 @@ class StoreCollector(Collector):
             "Tasks in the dead-letter list now, by kind (`smsbridge outbox ls --state dead`).",
             labels=["kind"],
         )
-        rows = self.store.query(
-            "SELECT kind, state = 'dead' AS dead, COUNT(*), MIN(created_at) FROM tasks "
-            "GROUP BY kind, state = 'dead' ORDER BY kind"
-        )
-        for kind, is_dead, count, first in rows:  # one row per kind and dead-or-not
-            if is_dead:
-                dead.add_metric([kind], count)
+        for row in tasks.backlog(self.store):  # one row per kind and dead-or-not
+            if row.dead:
+                dead.add_metric([row.kind], row.count)
             else:
-                depth.add_metric([kind], count)
-                oldest.add_metric([kind], max(0.0, now - first) if first is not None else 0.0)
+                depth.add_metric([row.kind], row.count)
+                age = max(0.0, now - row.oldest) if row.oldest is not None else 0.0
+                oldest.add_metric([row.kind], age)
         yield depth
         yield oldest
         yield dead

@@ -84,8 +84,9 @@ _CARRIER_REPLY = {
     },
 }
 
-# The fields the carriers send (§4 of the carriers spec); any others are accepted and kept for
-# signature checks. Which are required depends on the carrier, so none is required here.
+# The fields the carriers send (each module in smsbridge/carriers/ reads its own); any others
+# are accepted and kept for signature checks. Which are required depends on the carrier, so
+# none is required here.
 _CARRIER_FIELDS = (
     # Africa's Talking and generic: inbound; AT delivery reports
     *("from", "to", "text", "id", "date", "linkId", "status", "ref", "reason"),
@@ -383,7 +384,7 @@ def _version() -> str:
 
 def webhook_carriers(enabled: Iterable[str]) -> list[str]:
     """The enabled carriers that take webhooks (cht-gateway phones poll /api/sms instead)."""
-    return sorted(c for c in enabled if hasattr(CARRIERS.get(c), "parse_inbound"))
+    return sorted(c for c in enabled if c in CARRIERS and CARRIERS[c].inbound_methods)
 
 
 async def openapi_endpoint(request: Request) -> JSONResponse:

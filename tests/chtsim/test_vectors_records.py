@@ -1,6 +1,6 @@
 """CHT's recorded `createByForm` / `createRecordByJSON` vectors, each sent THROUGH the
 simulator's HTTP records endpoint (`POST /api/v2/records`) and compared with the stored doc as
-`GET /_sim/records` shows it (smsparser.md §19, vectors/README.md).
+`GET /_sim/records` shows it (the vectors: tests/vectors/smsparser.json).
 
 - createByForm vectors are posted urlencoded, createRecordByJSON vectors as JSON.
 - A service error (`expected_error`) must come back as CHT's 500 with the message as details.

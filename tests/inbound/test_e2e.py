@@ -78,7 +78,7 @@ def test_readyz_reports_the_pause_after_cht_refuses_our_credentials(
     bridge = bridge_factory(cht_url=demo_cht_url, start_workers=True)
     demo_sim.set_password(GATEWAY_USER[0], "rotated")
     assert at_webhook(bridge, "P 12 Jane", "AT-4").status_code == 200  # still accepted
-    wait_for(lambda: bridge.runtime.pipeline.gate.paused_reason())
+    wait_for(lambda: bridge.service.gate.paused_reason())
     response = bridge.http.get("/readyz")
     assert response.status_code == 503
     assert "paused" in response.json()["checks"]["cht"]["detail"]

@@ -6,6 +6,7 @@ passed in (`now`); nothing sleeps for a retry."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,13 +15,13 @@ from typing import Any
 
 import pytest
 
+from smsbridge.carriers import load_settings
 from smsbridge.cht.client import ChtClient
 from smsbridge.chtsim import ChtSim
 from smsbridge.chtsim.demo_data import CHW_PHONES, GATEWAY_USER
 from smsbridge.inbound.messages import SUBMIT, get_message
 from smsbridge.inbound.submit import accept_inbound
-from smsbridge.service import Runtime, build_runtime
-from smsbridge.settings import Settings
+from smsbridge.service import Service, build_service
 from smsbridge.sms import InboundSms
 from smsbridge.store import Store
 
@@ -33,7 +34,7 @@ RECEIVED = datetime(2023, 11, 14, 20, 0, 0, tzinfo=UTC)  # when the SMS reached 
 class Harness:
     sim: ChtSim
     store: Store
-    runtime: Runtime
+    service: Service
     now: float = T0
 
     async def receive(
@@ -50,7 +51,7 @@ class Harness:
     async def run(self, limit: int = 50) -> int:
         """Run due tasks until none is left (at the current `now`); how many ran."""
         done = 0
-        while done < limit and await self.runtime.pipeline.run_once(self.now):
+        while done < limit and await self.service.inbound.run_once(self.now):
             done += 1
         return done
 
@@ -69,9 +70,9 @@ class Harness:
         """ "P 12 Jane" arrives; a worker claims its task and creates the record in CHT, then
         dies before recording that it did (the task stays leased, its memo lost)."""
         message_id = await self.receive("P 12 Jane")
-        task = await self.runtime.outbox.claim([SUBMIT], self.now, 60)
+        task = await self.service.tasks.claim([SUBMIT], self.now, 60)
         assert task is not None
-        await self.runtime.cht.create_record(
+        await self.service.cht.create_record(
             {
                 "_meta": {"form": "P", "from": ALICE, "gateway_ref": message_id},
                 "last_menstrual_period": 12,
@@ -97,7 +98,7 @@ def play(tmp_path: Path, demo_sim: ChtSim, demo_cht_url: str) -> Play:
     second call is the same bridge restarted."""
 
     def run(scenario: Scenario, **env: str) -> None:
-        settings = Settings.from_env(
+        settings = load_settings(
             {
                 "SMSBRIDGE_DATABASE": str(tmp_path / "bridge.db"),
                 "SMSBRIDGE_CHT_URL": demo_cht_url,
@@ -109,9 +110,9 @@ def play(tmp_path: Path, demo_sim: ChtSim, demo_cht_url: str) -> Play:
         async def main() -> None:
             with Store(settings.database) as store:
                 async with ChtClient.from_settings(settings) as cht:
-                    runtime = build_runtime(settings, store, cht, lambda: T0)
-                    harness = Harness(demo_sim, store, runtime)
-                    await runtime.cht_settings.refresh(cht, harness.now)
+                    service = build_service(settings, store, cht, clock=lambda: T0)
+                    harness = Harness(demo_sim, store, service)
+                    await service.cht_settings.refresh(cht, harness.now)
                     await scenario(harness)
 
         asyncio.run(main())
@@ -165,7 +166,7 @@ def test_cht_failing_for_a_while_delivers_later_once(play: Play, demo_sim: ChtSi
             await h.run()
             if h.state(message_id) == "received":
                 # paused until the retry is due: nothing is tried before then
-                assert await h.runtime.pipeline.run_once(h.now) is False
+                assert await h.service.inbound.run_once(h.now) is False
                 due = h.due()
                 assert due is not None and due > h.now
                 h.now = due
@@ -268,7 +269,7 @@ def test_a_401_after_a_crashed_attempt_still_rechecks_instead_of_posting_again(
         demo_sim.set_password(user, "changed-by-admin")
         h.now += 61  # the lease expired; the retry meets a 401 and is put back
         await h.run()
-        assert h.runtime.pipeline.gate.paused_reason() is not None
+        assert h.service.inbound.gate.paused_reason() is not None
         demo_sim.set_password(user, password)
         h.now += 61
         await h.run()
@@ -282,7 +283,7 @@ def test_401_pauses_cht_work_and_reports_it_until_credentials_work(
     play: Play, demo_sim: ChtSim
 ) -> None:
     async def scenario(h: Harness) -> None:
-        gate = h.runtime.pipeline.gate
+        gate = h.service.inbound.gate
         user, _ = GATEWAY_USER
         demo_sim.set_password(user, "changed-by-admin")
         message_id = await h.receive("P 12 Jane")
@@ -294,10 +295,10 @@ def test_401_pauses_cht_work_and_reports_it_until_credentials_work(
             for p in ("/api/v1/contacts-by-phone", "/api/v2/records", "/api/sms")
         )
         for _ in range(5):  # no hammering while paused
-            assert await h.runtime.pipeline.run_once(h.now) is False
+            assert await h.service.inbound.run_once(h.now) is False
             h.now += 10
         h.now += 60  # the probe is due, but the password is still wrong
-        assert await h.runtime.pipeline.run_once(h.now) is False
+        assert await h.service.inbound.run_once(h.now) is False
         assert demo_sim.request_count("/api/sms", "GET") == 1
         demo_sim.set_password(user, GATEWAY_USER[1])  # fixed
         h.now += 61
@@ -358,15 +359,15 @@ def test_form_definitions_cached_in_sqlite_survive_a_restart_during_an_outage(
     play: Play, demo_sim: ChtSim
 ) -> None:
     async def first(h: Harness) -> None:
-        assert "P" in h.runtime.cht_settings.forms
+        assert "P" in h.service.cht_settings.forms
 
     play(first)
     demo_sim.faults.fail_next(100, 503, path="/api/v1/settings")
 
     async def after_restart(h: Harness) -> None:
         # (play's refresh failed: CHT is down for settings) - the cache still has the forms
-        assert "P" in h.runtime.cht_settings.forms
-        assert h.runtime.cht_settings.status()[0] is True
+        assert "P" in h.service.cht_settings.forms
+        assert h.service.cht_settings.status()[0] is True
         message_id = await h.receive("P 12 Jane")
         await h.run()
         assert h.state(message_id) == "submitted"
@@ -383,8 +384,8 @@ def test_replaying_a_dead_recheck_after_a_crash_does_not_post_the_record_again(
         demo_sim.faults.fail_next(1, 400, path="/api/sms")  # the re-check is refused
         await h.run()
         assert h.state(message_id) == "dead"
-        [dead] = h.runtime.outbox.dead_letters()
-        assert h.runtime.outbox.retry_dead(dead.id, h.now)  # an operator replays it
+        [dead] = h.service.tasks.dead_letters()
+        assert h.service.tasks.retry_dead(dead.id, h.now)  # an operator replays it
         await h.run()
         assert h.state(message_id) == "relayed"  # re-checked again, not posted again
         assert len(h.records_from()) == 1
@@ -405,10 +406,10 @@ def test_a_record_cht_refuses_outright_is_dead_lettered_with_the_reason(
         message_id = await h.receive("P 12 Jane")
         await h.run()
         assert h.state(message_id) == "dead"
-        [dead] = h.runtime.outbox.dead_letters()
+        [dead] = h.service.tasks.dead_letters()
         assert "Form not found" in (dead.dead_reason or "")
         # an operator fixes CHT and replays it
-        assert h.runtime.outbox.retry_dead(dead.id, h.now)
+        assert h.service.tasks.retry_dead(dead.id, h.now)
         await h.run()
         assert len(h.records_from()) == 1
 
@@ -424,7 +425,7 @@ def test_a_text_chts_parser_would_crash_on_gets_a_reply_and_a_dead_letter(
     )
 
     async def scenario(h: Harness) -> None:
-        await h.runtime.cht_settings.refresh(h.runtime.cht, h.now)
+        await h.service.cht_settings.refresh(h.service.cht, h.now)
         message_id = await h.receive("X#A#1")
         await h.run()
         assert h.state(message_id) == "dead"
@@ -433,7 +434,7 @@ def test_a_text_chts_parser_would_crash_on_gets_a_reply_and_a_dead_letter(
             demo_sim.request_count("/api/sms") == 0
             and demo_sim.request_count("/api/v2/records") == 0
         )
-        [dead] = h.runtime.outbox.dead_letters()
+        [dead] = h.service.tasks.dead_letters()
         assert dead.ref == message_id and "form_definition" in (dead.dead_reason or "")
         message = get_message(h.store, message_id)
         assert message is not None and "no labels" in (message.reply or "")
@@ -449,7 +450,7 @@ def test_without_form_definitions_a_report_waits_instead_of_being_relayed(
     demo_sim.faults.fail_next(2, 503, path="/api/v1/settings")  # a fresh bridge, CHT starting
 
     async def scenario(h: Harness) -> None:
-        assert h.runtime.cht_settings.status()[0] is False
+        assert h.service.cht_settings.status()[0] is False
         message_id = await h.receive("P 12 Jane")
         await h.run()
         assert h.state(message_id) == "received"
@@ -497,11 +498,11 @@ def test_replaying_a_crash_dead_letter_does_not_reply_twice(play: Play, demo_sim
     demo_sim.set_forms({"X": {"meta": {"code": "X"}, "fields": {"a": {"type": "string"}}}})
 
     async def scenario(h: Harness) -> None:
-        await h.runtime.cht_settings.refresh(h.runtime.cht, h.now)
+        await h.service.cht_settings.refresh(h.service.cht, h.now)
         message_id = await h.receive("X#A#1")
         await h.run()
-        [dead] = h.runtime.outbox.dead_letters()
-        assert h.runtime.outbox.retry_dead(dead.id, h.now)
+        [dead] = h.service.tasks.dead_letters()
+        assert h.service.tasks.retry_dead(dead.id, h.now)
         await h.run()
         assert h.state(message_id) == "dead"
         assert len(h.store.query("SELECT * FROM outgoing WHERE source = ?", (message_id,))) == 1
@@ -521,8 +522,8 @@ def test_forms_file_is_used_instead_of_chts_settings(
     demo_sim.faults.fail_next(100, 503, path="/api/v1/settings")
 
     async def scenario(h: Harness) -> None:
-        assert h.runtime.cht_settings.status()[0] is True
-        assert list(h.runtime.cht_settings.forms) == ["P"]
+        assert h.service.cht_settings.status()[0] is True
+        assert list(h.service.cht_settings.forms) == ["P"]
         message_id = await h.receive("P 12 Jane")
         await h.run()
         assert h.state(message_id) == "submitted"
@@ -564,3 +565,40 @@ def test_a_long_sms_missing_a_part_is_joined_and_submitted_after_the_wait(play: 
         assert record["reported_date"] == int(RECEIVED.timestamp() * 1000)
 
     play(scenario)
+
+
+def test_giving_up_and_marking_the_message_dead_are_one_transaction(
+    play: Play, demo_sim: ChtSim
+) -> None:
+    """The last attempt fails: the task gives up AND the message is marked dead, or neither.
+    The database refuses the message's write (a trigger, as a crash between two commits would):
+    the task must not be left dead with its message still "received"."""
+
+    async def scenario(h: Harness) -> None:
+        h.store.write_sync(
+            lambda c: c.execute(
+                "CREATE TRIGGER crash BEFORE UPDATE OF state ON messages "
+                "WHEN NEW.state = 'dead' BEGIN SELECT RAISE(ABORT, 'injected crash'); END"
+            )
+        )
+        demo_sim.faults.fail_next(1, 503, path="/api/v2/records")
+        message_id = await h.receive("P 12 Jane")
+        with pytest.raises(sqlite3.IntegrityError, match="injected crash"):
+            await h.service.inbound.run_once(h.now)
+        assert h.state(message_id) == "received"
+        assert h.service.tasks.dead_letters() == []  # the task did not give up on its own
+        [task] = h.service.tasks.pending()
+        assert task.ref == message_id and task.state == "leased"
+        # the fault is gone; the lease runs out and the next worker (which re-checks through
+        # /api/sms: the record may have been created) meets CHT down again: the same outcome
+        h.store.write_sync(lambda c: c.execute("DROP TRIGGER crash"))
+        demo_sim.faults.fail_next(1, 503, path="/api/sms")
+        h.now += h.service.settings.lease_seconds
+        await h.run()
+        assert h.state(message_id) == "dead"
+        [dead] = h.service.tasks.dead_letters()
+        assert dead.ref == message_id and (dead.dead_reason or "").startswith("gave up after 2")
+        message = get_message(h.store, message_id)
+        assert message is not None and message.reason == "CHT unavailable: cht_unavailable"
+
+    play(scenario, SMSBRIDGE_MAX_ATTEMPTS="1")

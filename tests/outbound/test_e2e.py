@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from smsbridge.carriers import load_settings
 from smsbridge.carriersim import CarrierSim, bridge_env
 from smsbridge.carriersim.phone import FakePhone
 from smsbridge.chtsim import ChtSim
 from smsbridge.loopback import free_port, serve_in_thread, wait_for
 from smsbridge.outbound import messages as outgoing
-from smsbridge.settings import Settings
 from smsbridge.sms import DeliveryState
 from smsbridge.store import Store
 from smsbridge.web.app import create_app
@@ -70,7 +70,7 @@ def e2e(tmp_path: Path, chtsim: tuple[ChtSim, str], **env: str) -> Iterator[E2E]
             **{f"SMSBRIDGE_{c.upper()}_WEBHOOK_TOKEN": t for c, t in TOKENS.items()},
             **env,
         }
-        settings = Settings.from_env(values)
+        settings = load_settings(values)
         carriers.set_callback("africastalking", f"{url}/carriers/africastalking/at-tok/status")
         store = Store(settings.database)
         stack.callback(store.close)

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from smsbridge.carriers import CARRIERS, chtgateway
+from smsbridge import tasks
+from smsbridge.carriers import chtgateway, load_settings
 from smsbridge.carriersim import CarrierSim, bridge_env
 from smsbridge.loopback import serve_in_thread
 from smsbridge.outbound import delivery, transitions
 from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound.messages import SEND
 from smsbridge.outbound.send import OutboundPipeline
-from smsbridge.service import carrier_config
-from smsbridge.settings import Settings
+from smsbridge.service import build_service
 from smsbridge.sms import DeliveryState, StatusUpdate
 from smsbridge.store import Store
-from smsbridge.tasks import TaskQueue, RetryPolicy
+from smsbridge.tasks import TaskQueue
 
 T0 = 1_700_000_000.0
 KE = "+254712345678"
@@ -91,18 +91,16 @@ async def world(tmp_path: Path, url: str, **env: str) -> AsyncIterator[World]:
         **bridge_env(url),
         **env,
     }
-    settings = Settings.from_env(values)
+    settings = load_settings({"SMSBRIDGE_MAX_ATTEMPTS": "5", **values})
     store = Store(settings.database)
-    outbox = TaskQueue(store, RetryPolicy(5, 3600, 5), rng=random.Random(7))
-    configs = {n: carrier_config(settings, n) for n in CARRIERS}
-    async with httpx.AsyncClient(timeout=settings.send_timeout) as http:
-        pipeline = OutboundPipeline.from_settings(
-            settings, store, outbox, http=http, carriers=CARRIERS, configs=configs
-        )
-        try:
-            yield World(store, outbox, pipeline)
-        finally:
-            store.close()
+    # the service's own wiring, only its send pipeline driven (by the test, on its clock); the
+    # send side never calls CHT, so there is none
+    service = build_service(settings, store, None, clock=lambda: T0, rng=random.Random(7), hold=0)
+    try:
+        yield World(store, service.tasks, service.outbound)
+    finally:
+        await service.stop()
+        store.close()
 
 
 def run(test: Callable[[], Any]) -> Any:
@@ -132,22 +130,34 @@ def test_cht_message_is_sent_once_and_each_state_owed_once(
 def test_a_send_slower_than_its_lease_is_cut_short_and_not_sent_twice_at_once(
     tmp_path: Path, carriers: tuple[CarrierSim, str], sim: CarrierSim
 ) -> None:
+    from smsbridge.loopback import wait_for
+    from tests.fakeclock import FakeClock
+
+    clock = FakeClock(T0)  # the event loop's time too: the send is cut short when it moves
+
     async def body() -> None:
         async with world(tmp_path, carriers[1], SMSBRIDGE_LEASE_SECONDS="0.5") as w:
             w.add("m1")
             sim.configure("twilio", timeout_seconds=1.0)
             sim.fail_next("twilio", "slow")  # the carrier takes 1 s, then sends it
-            first = asyncio.create_task(w.pipeline.run_once(T0))
-            await asyncio.sleep(0.6)  # meanwhile the lease (0.5 s) has run out
-            # another worker: the first one gave the task back (retry later), nothing to claim
-            assert await w.pipeline.run_once(T0 + 1) is False
+            asked = sim.requests["twilio"] + 1
+            first = asyncio.create_task(w.pipeline.run_once(clock()))
+
+            def reached() -> bool:
+                return sim.requests["twilio"] >= asked
+
+            await asyncio.to_thread(wait_for, reached, "the send to reach the carrier")
+            clock.advance(0.6)  # meanwhile the lease (0.5 s) has run out
             assert await first is True
-            await asyncio.sleep(0.6)  # the slow request has ended at the carrier
+            # another worker: the first one gave the task back (retry later), nothing to claim
+            assert await w.pipeline.run_once(clock()) is False
+            assert sim.requests["twilio"] == asked  # one send request, never a second one
             assert sim.sent_count(KE) <= 1
             assert w.get("m1").state is DeliveryState.SENDING  # its answer was not heard
 
     try:
-        run(body)
+        with asyncio.Runner(loop_factory=clock.event_loop) as runner:
+            runner.run(body())
     finally:
         sim.configure("twilio", timeout_seconds=2.0)
 
@@ -464,6 +474,76 @@ def test_dead_letters_can_be_retried_or_dropped(
     run(body)
 
 
+# -- one outcome, one transaction: the database refuses the outcome's task write (a trigger, as a
+# crash between two commits would); whatever the step did to the SMS must not stay without it
+
+
+def refuse_putting_tasks_back(store: Store) -> Callable[[], None]:
+    """Until the returned function is called, putting a leased task back (retry or release)
+    fails in the database; returns that function (it lifts the fault)."""
+    store.write_sync(
+        lambda c: c.execute(
+            "CREATE TRIGGER crash BEFORE UPDATE OF state ON tasks "
+            "WHEN OLD.state = 'leased' AND NEW.state = 'ready' "
+            "BEGIN SELECT RAISE(ABORT, 'injected crash'); END"
+        )
+    )
+    return lambda: store.write_sync(lambda c: c.execute("DROP TRIGGER crash"))
+
+
+def test_choosing_the_next_channel_and_releasing_the_task_are_one_transaction(
+    tmp_path: Path, carriers: tuple[CarrierSim, str], sim: CarrierSim
+) -> None:
+    async def body() -> None:
+        routes = "+254=africastalking|vonage;*=twilio"
+        async with world(tmp_path, carriers[1], SMSBRIDGE_ROUTES=routes) as w:
+            w.add("m1")
+            sim.fail_next("africastalking", "invalid_number", times=2)
+            lift = refuse_putting_tasks_back(w.store)
+            with pytest.raises(sqlite3.IntegrityError, match="injected crash"):
+                await w.pipeline.run_once(T0)
+            # not "moved to vonage" with its task still held by the failed attempt
+            assert w.get("m1").channel is None
+            [task] = w.outbox.pending()
+            assert task.state == "leased" and task.attempts == 1
+            lift()
+            await w.drain(T0 + w.pipeline.config.lease)  # the lease ran out: tried again
+            message = w.get("m1")
+            assert message.state is DeliveryState.SENT and message.channel == "vonage"
+            assert len(sim.sent_by("africastalking")) == 0 and len(sim.sent_by("vonage")) == 1
+            assert w.outbox.pending() == [] and w.outbox.dead_letters() == []
+
+    run(body)
+
+
+def test_noting_a_failed_send_and_scheduling_its_retry_are_one_transaction(
+    tmp_path: Path, carriers: tuple[CarrierSim, str], sim: CarrierSim
+) -> None:
+    async def body() -> None:
+        async with world(tmp_path, carriers[1]) as w:
+            w.add("m1")
+            sim.outage("twilio", "5xx")
+            lift = refuse_putting_tasks_back(w.store)
+            with pytest.raises(sqlite3.IntegrityError, match="injected crash"):
+                await w.pipeline.run_once(T0)
+            # not "sending" (and PENDING owed to CHT) with no retry scheduled
+            assert w.get("m1").state is DeliveryState.QUEUED
+            assert w.owed("m1") == [("UNSENT", None)]
+            [task] = w.outbox.pending()
+            assert task.state == "leased" and task.last_error is None
+            lift()
+            await w.drain(T0 + w.pipeline.config.lease)  # the lease ran out: tried again
+            assert w.get("m1").state is DeliveryState.SENDING
+            [task] = w.outbox.pending()
+            assert task.state == "ready" and task.last_error is not None
+            sim.outage("twilio", None)
+            await w.drain(task.not_before)
+            assert w.get("m1").state is DeliveryState.SENT and sim.sent_count(KE) == 1
+            assert [status for status, _reason in w.owed("m1")] == ["UNSENT", "PENDING", "SENT"]
+
+    run(body)
+
+
 def test_send_claims_walk_the_due_index_and_expired_leases_come_back(tmp_path: Path) -> None:
     store = Store(tmp_path / "claim.db")
     try:
@@ -480,7 +560,7 @@ def test_send_claims_walk_the_due_index_and_expired_leases_come_back(tmp_path: P
             store.write_sync(lambda c, r=ref: outgoing.insert_in(c, r, KE, "x " + r, T0))
 
         def claim(now: float) -> Any:
-            return store.write_sync(lambda c: TaskQueue.claim_in(c, [SEND], now, 60, order="due"))
+            return store.write_sync(lambda c: tasks.claim_in(c, [SEND], now, 60, order="due"))
 
         first, second = claim(T0), claim(T0)
         assert first is not None and second is not None

@@ -1,5 +1,5 @@
-"""Minimal inputs on which the differential tester (CHT's own parser under node, see
-/work/notes/parser-diffs.md) once disagreed with us. Each case is a `smsbridge parse --jsonl`
+"""Minimal inputs on which the differential tester (CHT's own parser run
+under node) once disagreed with us. Each case is a `smsbridge parse --jsonl`
 input line and the output CHT gives for it (`raw` debugging info left out)."""
 
 from __future__ import annotations

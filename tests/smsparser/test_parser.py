@@ -147,7 +147,7 @@ def test_a_non_string_field_type_does_not_break_bs_aggregation() -> None:
 
 
 def test_a_form_code_with_zero_width_characters_finds_its_form() -> None:
-    # createByForm retries the lookup once with zero-width characters removed (spec 14.4)
+    # createByForm retries the lookup once with zero-width characters removed
     form = {"meta": {"code": "AB"}, "fields": {"n": {"type": "integer"}}}
     report = parse_sms("A\u200bB\ufeff 7", {"AB": form})
     assert not isinstance(report, FormError)

@@ -1,4 +1,4 @@
-"""CHT's recorded behaviour (../shared/vectors/smsparser.json, copied to tests/vectors/): every
+"""CHT's recorded behaviour (tests/vectors/smsparser.json): every
 parse, parseArray, getFormCode, isMuvukuFormat, isCompact and parseField vector, one test each,
 compared per vectors/README.md. (createByForm/createRecordByJSON: tests/test_vectors_records.py.)"""
 

@@ -150,7 +150,7 @@ def test_a_get_webhook_for_a_post_only_carrier_is_405_json(bridge) -> None:  # t
 
 
 def test_get_inbound_is_offered_by_the_carriers_that_use_it() -> None:
-    from smsbridge.web.app import GET_INBOUND
+    from smsbridge.web.routes import GET_INBOUND
 
     assert sorted(GET_INBOUND) == ["generic", "vonage"]
 
@@ -160,17 +160,17 @@ def test_requests_before_the_service_has_started_are_503_json(tmp_path) -> None:
 
     import httpx
 
-    from smsbridge.settings import Settings
+    from smsbridge.carriers import load_settings
     from smsbridge.web.app import create_app
 
-    settings = Settings.from_env(
+    settings = load_settings(
         {
             "SMSBRIDGE_DATABASE": str(tmp_path / "never.db"),
             "SMSBRIDGE_CARRIERS": "africastalking,chtgateway",
             "SMSBRIDGE_AFRICASTALKING_WEBHOOK_TOKEN": "tok",
         }
     )
-    app = create_app(settings)  # its lifespan has not run: no runtime yet
+    app = create_app(settings)  # its lifespan has not run: no service yet
 
     async def statuses() -> list[tuple[int, str]]:
         transport = httpx.ASGITransport(app=app)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from smsbridge.carriers import load_settings
 from smsbridge.chtsim.sim import ChtSim, running_chtsim
-from smsbridge.loopback import serve_in_thread
-from smsbridge.settings import Settings
+from smsbridge.loopback import serve_in_thread, wait_for
 from smsbridge.store import Store
 from smsbridge.web.app import create_app
 from smsbridge.web.health import Readiness
@@ -27,22 +26,21 @@ def bridge(sim: ChtSim, tmp_path: Path, password: str = "gateway-pass") -> Itera
             "SMSBRIDGE_CHT_URL": cht_url.replace("://", f"://gateway:{password}@"),
             "SMSBRIDGE_DATABASE": str(tmp_path / "bridge.db"),
         }
-        with serve_in_thread(create_app(Settings.from_env(env))) as url:
+        with serve_in_thread(create_app(load_settings(env))) as url:
             yield url
 
 
 def ready_body(url: str, want: int, deadline: float = 10.0) -> dict[str, Any]:
     """/readyz until it answers `want` (the workers fetch CHT's settings just after start)."""
-    end = time.monotonic() + deadline
-    while True:
+
+    def answered() -> dict[str, Any] | None:
         response = httpx.get(url + "/readyz", timeout=10)
         assert response.status_code in (200, 503)
         assert response.headers["content-type"] == "application/json"
-        if response.status_code == want or time.monotonic() > end:
-            assert response.status_code == want, response.json()
-            body: dict[str, Any] = response.json()
-            return body
-        time.sleep(0.05)
+        body: dict[str, Any] = response.json()
+        return body if response.status_code == want else None
+
+    return wait_for(answered, f"/readyz to answer {want}", timeout=deadline)
 
 
 def test_healthz_answers_while_the_process_is_up(tmp_path: Path, demo_sim: ChtSim) -> None:

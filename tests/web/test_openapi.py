@@ -5,13 +5,13 @@ from __future__ import annotations
 import schemathesis
 from starlette.routing import Route
 
-from smsbridge.settings import Settings
+from smsbridge.carriers import load_settings
 from smsbridge.web.app import create_app
 from smsbridge.web.openapi import document
 
 
 def _routes() -> set[tuple[str, str]]:
-    app = create_app(Settings.from_env({}))
+    app = create_app(load_settings({}))
     found = set()
     for route in app.routes:
         assert isinstance(route, Route), route

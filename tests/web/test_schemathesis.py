@@ -24,9 +24,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from smsbridge.carriers import load_settings
 from smsbridge.chtsim.sim import ChtSim, running_chtsim
 from smsbridge.loopback import serve_in_thread
-from smsbridge.settings import Settings
 from smsbridge.web.app import create_app
 
 CHECKS = [
@@ -60,7 +60,7 @@ def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "SMSBRIDGE_PUBLIC_URL": "https://sms.example.org",
             **{f"SMSBRIDGE_{c.upper()}_WEBHOOK_TOKEN": t for c, t in TOKENS.items()},
         }
-        with serve_in_thread(create_app(Settings.from_env(env))) as url:
+        with serve_in_thread(create_app(load_settings(env))) as url:
             yield url
 
 

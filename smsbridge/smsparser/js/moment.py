@@ -1,6 +1,6 @@
 """`moment(x).valueOf()` as CHT's server computes it (moment 2.30): ASP.NET JSON dates, ISO 8601,
 RFC 2822, then the JS Date fallback (`dates.parse_date_string`). Local time is the configured
-server timezone (spec 11.4). Returns epoch milliseconds, or NaN."""
+server timezone. Returns epoch milliseconds, or NaN."""
 
 from __future__ import annotations
 

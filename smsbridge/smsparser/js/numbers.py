@@ -1,4 +1,4 @@
-"""JavaScript value semantics the CHT parser depends on (spec smsparser.md section 0.1).
+"""JavaScript value semantics the CHT parser depends on.
 
 JS values are modelled as: `UNDEFINED` (JS undefined), `None` (null), bool, int/float (a JS
 Number; integral values are kept as int so JSON output matches JS), str, list, dict.

@@ -1,6 +1,6 @@
 """Translate JavaScript regular-expression source (non-unicode mode, as `new RegExp(src)`
 sees it) into an equivalent Python pattern. CHT builds regexes from form labels without
-escaping them (spec 4.5, 7.5); a label JS rejects raises `JsSyntaxError` here as well."""
+escaping them; a label JS rejects raises `JsSyntaxError` here as well."""
 
 from __future__ import annotations
 

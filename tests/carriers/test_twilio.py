@@ -1,10 +1,17 @@
-"""Twilio inbound webhooks: recorded-style payloads -> stored messages; X-Twilio-Signature
-checked exactly as Twilio's own RequestValidator does (the official package, test-only)."""
+"""Twilio: inbound webhooks (recorded-style payloads -> stored messages), X-Twilio-Signature
+checked exactly as Twilio's own RequestValidator does (the official package, test-only),
+sending through the carrier simulator and its delivery reports. Driven by
+tests/carriers/harness.py."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
@@ -12,7 +19,20 @@ from twilio.request_validator import RequestValidator
 
 from smsbridge.carriers import twilio
 from smsbridge.carriers.base import CarrierConfig, WebhookRequest
-from smsbridge.errors import Forbidden
+from smsbridge.carriersim import CarrierSim
+from smsbridge.errors import Forbidden, RetryableError
+from smsbridge.sms import DeliveryState, OutboundSms, StatusUpdate
+from tests.carriers.harness import (
+    ARRIVAL,
+    NOW,
+    Case,
+    config,
+    form_request,
+    incoming_tests,
+    send,
+    sending_tests,
+)
+from tests.conftest import RunningBridge
 
 AUTH_TOKEN = "12345abcdef"
 PUBLIC = "https://sms.example.org"
@@ -39,67 +59,59 @@ BASE = {
     "From": "+254712345678",
     "ApiVersion": "2010-04-01",
 }
+SIDS = ("MessageSid", "SmsSid", "SmsMessageSid")  # all three name the message
+
+
+def sign(path: str, form: Mapping[str, Any], token: str = AUTH_TOKEN) -> dict[str, str]:
+    """The X-Twilio-Signature Twilio sends with `form` posted to our public URL + `path`."""
+    return {"X-Twilio-Signature": RequestValidator(token).compute_signature(PUBLIC + path, form)}
+
+
+def stored(label: str, sid: str, text: str, sender: str = "+254712345678") -> Case:
+    """A webhook with `sid`, `text` from `sender`: answered with TwiML, stored as sent."""
+    return Case(
+        label,
+        data={**BASE, "Body": text, "From": sender, **dict.fromkeys(SIDS, sid)},
+        media_type="text/xml",
+        reply="<Response/>",
+        stored=[
+            {
+                "sender": sender,
+                "text": text,
+                "external_id": sid,
+                "carrier": "twilio",
+                "recipient": "+254700000000",
+                "received_at": ARRIVAL,
+            }
+        ],
+    )
+
 
 CASES = [
-    # label, overrides, expected (sender, text, external id)
-    ("form report", {}, ("+254712345678", "P 12 Jane", "SM0123456789abcdef0123456789abcdef")),
-    (
-        "unicode text",
-        {
-            "Body": "Habari, mtoto ana homa 🤒",
-            "MessageSid": "SMu1",
-            "SmsSid": "SMu1",
-            "SmsMessageSid": "SMu1",
-        },
-        ("+254712345678", "Habari, mtoto ana homa 🤒", "SMu1"),
-    ),
-    (
-        "empty body",
-        {"Body": "", "MessageSid": "SMe1", "SmsSid": "SMe1", "SmsMessageSid": "SMe1"},
-        ("+254712345678", "", "SMe1"),
-    ),
-    (
-        "multi-line, & and =",
-        {
-            "Body": "a=1&b=2\nline two",
-            "MessageSid": "SMm1",
-            "SmsSid": "SMm1",
-            "SmsMessageSid": "SMm1",
-            "From": "+15005550006",
-        },
-        ("+15005550006", "a=1&b=2\nline two", "SMm1"),
-    ),
+    stored("form report", "SM0123456789abcdef0123456789abcdef", "P 12 Jane"),
+    stored("unicode text", "SMu1", "Habari, mtoto ana homa 🤒"),
+    stored("empty body", "SMe1", ""),
+    stored("multi-line, & and =", "SMm1", "a=1&b=2\nline two", sender="+15005550006"),
+    Case("GET is not a Twilio inbound method", method="GET", params=BASE, status=405, stored=()),
 ]
+
+TestIncoming = incoming_tests("twilio", CASES, sign=sign)
 
 
 def _post(
-    bridge: Any, path: str, form: dict[str, str], token: str = AUTH_TOKEN, public: str = PUBLIC
+    bridge: RunningBridge, path: str, form: dict[str, str], token: str = AUTH_TOKEN
 ) -> httpx.Response:
-    signature = RequestValidator(token).compute_signature(public + path, form)
-    return bridge.http.post(path, data=form, headers={"X-Twilio-Signature": signature})
+    return bridge.http.post(path, data=form, headers=sign(path, form, token))
 
 
-@pytest.mark.parametrize(("label", "overrides", "expected"), CASES, ids=[c[0] for c in CASES])
-def test_recorded_payload_is_stored(bridge, label, overrides, expected) -> None:  # type: ignore[no-untyped-def]
-    path = bridge.inbound_path("twilio")
-    response = _post(bridge, path, {**BASE, **overrides})
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/xml")
-    assert "<Response/>" in response.text
-    [row] = bridge.messages()
-    assert (row["sender"], row["text"], row["external_id"]) == expected
-    assert row["carrier"] == "twilio" and row["recipient"] == "+254700000000"
-    assert row["received_at"] == int(bridge.clock() * 1000)
-
-
-def test_duplicate_delivery_is_stored_once(bridge) -> None:  # type: ignore[no-untyped-def]
+def test_duplicate_delivery_is_stored_once(bridge: RunningBridge) -> None:
     path = bridge.inbound_path("twilio")
     for _ in range(3):
         assert _post(bridge, path, BASE).status_code == 200
     assert len(bridge.messages()) == 1
 
 
-def test_bad_signature_is_403_and_nothing_stored(bridge) -> None:  # type: ignore[no-untyped-def]
+def test_bad_signature_is_403_and_nothing_stored(bridge: RunningBridge) -> None:
     path = bridge.inbound_path("twilio")
     response = _post(bridge, path, BASE, token="not-the-token")
     assert response.status_code == 403
@@ -114,16 +126,9 @@ def test_bad_signature_is_403_and_nothing_stored(bridge) -> None:  # type: ignor
     assert bridge.messages() == []
 
 
-def test_wrong_or_missing_token_is_401_and_nothing_stored(bridge) -> None:  # type: ignore[no-untyped-def]
-    path = "/carriers/twilio/wrong-token/inbound"
-    assert _post(bridge, path, BASE).status_code == 401
+def test_a_missing_token_is_refused_and_nothing_stored(bridge: RunningBridge) -> None:
+    # (a wrong token: TestIncoming's test_a_wrong_token_is_401_and_nothing_stored)
     assert bridge.http.post("/carriers/twilio//inbound", data=BASE).status_code in (401, 404)
-    assert bridge.messages() == []
-
-
-def test_get_is_not_a_twilio_inbound_method(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = bridge.http.get(bridge.inbound_path("twilio"), params=BASE)
-    assert response.status_code == 405
     assert bridge.messages() == []
 
 
@@ -134,9 +139,6 @@ def _request(
     body: bytes | None = None,
     ctype: str = "application/x-www-form-urlencoded",
 ) -> WebhookRequest:
-    from datetime import UTC, datetime
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     raw = body if body is not None else urlencode(form).encode()
     return WebhookRequest.build(
@@ -191,9 +193,6 @@ def test_repeated_parameters_are_signed_like_twilio_does() -> None:
 
 
 def test_json_body_is_checked_with_body_sha256() -> None:
-    import hashlib
-    import json
-
     body = json.dumps({"MessageSid": "SMj", "From": "+1", "Body": "x"})
     url = (
         "https://sms.example.org/carriers/twilio/t/inbound?bodySHA256="
@@ -245,3 +244,66 @@ def test_public_url_path_prefix_is_part_of_the_signed_url() -> None:
     twilio.verify(req, CarrierConfig("twilio", {"auth_token": AUTH_TOKEN}, public_url=public))
     with pytest.raises(Forbidden):  # without the public URL the proxy's view does not match
         twilio.verify(req, CarrierConfig("twilio", {"auth_token": AUTH_TOKEN}))
+
+
+# -- sending and delivery reports ----------------------------------------------------------------
+
+STATUS_CASES = [
+    (
+        form_request(MessageSid="SM1", MessageStatus="delivered", AccountSid="AC1"),
+        StatusUpdate("twilio", "SM1", DeliveryState.DELIVERED, carrier_status="delivered"),
+    ),
+    (
+        form_request(MessageSid="SM1", MessageStatus="undelivered", ErrorCode="30003", ref="m1"),
+        StatusUpdate(
+            "twilio",
+            "SM1",
+            DeliveryState.FAILED,
+            reason="twilio error 30003",
+            carrier_status="undelivered",
+            ref="m1",
+        ),
+    ),
+    (form_request(MessageSid="SM1", MessageStatus="received"), None),
+]
+
+TestSending = sending_tests(
+    "twilio",
+    bad_credentials={"auth_token": "wrong"},
+    missing_settings=[
+        ({"auth_token": ""}, "SMSBRIDGE_TWILIO_AUTH_TOKEN"),
+        (
+            {"from_number": "", "messaging_service_sid": ""},
+            "SMSBRIDGE_TWILIO_FROM_NUMBER or SMSBRIDGE_TWILIO_MESSAGING_SERVICE_SID",
+        ),
+    ],
+    status_cases=STATUS_CASES,
+)
+
+
+def test_send_names_our_status_url_with_ref() -> None:
+    received: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        received.append(dict(httpx.QueryParams(request.content.decode())))
+        return httpx.Response(201, json={"sid": "SM1", "status": "queued"})
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            await twilio.send(
+                http,
+                config("twilio", "http://twilio.test"),
+                OutboundSms("ref 1", "+15558675310", "hi", NOW),
+            )
+
+    asyncio.run(go())
+    assert received[0]["StatusCallback"] == (
+        "https://sms.example.org/carriers/twilio/tw/status?ref=ref%201"
+    )
+
+
+def test_throttle_carries_retry_after(carriers: tuple[CarrierSim, str], sim: CarrierSim) -> None:
+    sim.fail_next("twilio", "throttle")
+    with pytest.raises(RetryableError) as info:
+        send("twilio", carriers[1])
+    assert info.value.retry_after == 1.0

@@ -1,13 +1,20 @@
-"""Vonage inbound webhooks (GET or POST, form or JSON): payloads -> stored messages; the
-optional `sig` signature checked against Vonage's published vectors."""
+"""Vonage: inbound webhooks (GET or POST, form or JSON) -> stored messages, the optional `sig`
+signature checked against Vonage's published vectors, sending through the carrier simulator and
+its delivery reports. Driven by tests/carriers/harness.py."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 
 from smsbridge.carriers import vonage
 from smsbridge.carriers.base import CarrierConfig, WebhookRequest
+from smsbridge.carriersim import CarrierSim
 from smsbridge.errors import Forbidden
+from smsbridge.sms import DeliveryState, StatusUpdate
+from tests.carriers.harness import Case, incoming_tests, query_request, send, sending_tests
+from tests.conftest import RunningBridge
 
 # As Vonage sends them (developer.vonage.com/messaging/sms/guides/inbound-sms).
 BASE = {
@@ -20,22 +27,33 @@ BASE = {
     "api-key": "abcd1234",
     "message-timestamp": "2020-01-01 12:00:00",
 }
-EXPECTED = ("+447700900001", "P 12 Jane", "0A0000000123ABCD1", 1577880000000)
+STORED = [
+    {
+        "sender": "+447700900001",
+        "text": "P 12 Jane",
+        "external_id": "0A0000000123ABCD1",
+        "received_at": 1577880000000,
+    }
+]
+
+CASES = [
+    Case("get-with-query", method="GET", params=BASE, status=204, stored=STORED),
+    Case("post-form", data=BASE, status=204, stored=STORED),
+    Case("post-json", json=BASE, status=204, stored=STORED),
+    Case(
+        "malformed JSON is 400",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+        status=400,
+        error="bad_request",
+        stored=(),
+    ),
+]
+
+TestIncoming = incoming_tests("vonage", CASES)
 
 
-@pytest.mark.parametrize(
-    ("method", "body"),
-    [("GET", "params"), ("POST", "data"), ("POST", "json")],
-    ids=["get-with-query", "post-form", "post-json"],
-)
-def test_webhook_is_stored(bridge, method: str, body: str) -> None:  # type: ignore[no-untyped-def]
-    response = bridge.http.request(method, bridge.inbound_path("vonage"), **{body: BASE})
-    assert response.status_code == 204
-    [row] = bridge.messages()
-    assert (row["sender"], row["text"], row["external_id"], row["received_at"]) == EXPECTED
-
-
-def test_long_sms_parts_are_joined_into_one_message(bridge) -> None:  # type: ignore[no-untyped-def]
+def test_long_sms_parts_are_joined_into_one_message(bridge: RunningBridge) -> None:
     url = bridge.inbound_path("vonage")
 
     def part(n: int, text: str) -> dict[str, str]:
@@ -57,22 +75,11 @@ def test_long_sms_parts_are_joined_into_one_message(bridge) -> None:  # type: ig
     assert len(bridge.messages()) == 1
 
 
-def test_duplicate_delivery_is_stored_once(bridge) -> None:  # type: ignore[no-untyped-def]
+def test_duplicate_delivery_is_stored_once(bridge: RunningBridge) -> None:
     url = bridge.inbound_path("vonage")
     bridge.http.get(url, params=BASE).raise_for_status()
     bridge.http.post(url, data=BASE).raise_for_status()
     assert len(bridge.messages()) == 1
-
-
-def test_malformed_json_is_400(bridge) -> None:  # type: ignore[no-untyped-def]
-    response = bridge.http.post(
-        bridge.inbound_path("vonage"),
-        content=b"{not json",
-        headers={"content-type": "application/json"},
-    )
-    assert response.status_code == 400
-    assert response.json()["error"] == "bad_request"
-    assert bridge.messages() == []
 
 
 # Vonage's own SDK test vectors: params a=1, b=2, timestamp=1461605396, secret "secret".
@@ -102,7 +109,9 @@ def test_ampersands_and_equals_in_values_are_replaced() -> None:
     assert a == b
 
 
-def test_signed_webhook_is_accepted_and_a_bad_sig_refused(bridge_factory) -> None:  # type: ignore[no-untyped-def]
+def test_signed_webhook_is_accepted_and_a_bad_sig_refused(
+    bridge_factory: Callable[..., RunningBridge],
+) -> None:
     bridge = bridge_factory(
         SMSBRIDGE_VONAGE_SIGNATURE_SECRET="secret", SMSBRIDGE_VONAGE_SIGNATURE_METHOD="sha256"
     )
@@ -126,3 +135,46 @@ def test_verify_is_skipped_without_a_secret() -> None:
     vonage.verify(req, CarrierConfig("vonage", {}))
     with pytest.raises(Forbidden):
         vonage.verify(req, CarrierConfig("vonage", {"signature_secret": "s"}))
+
+
+# -- sending and delivery reports ----------------------------------------------------------------
+
+STATUS_CASES = [
+    (
+        query_request(
+            "msisdn=447700900000&to=MEDIC&messageId=0A01&status=delivered&err-code=0&client-ref=m1"
+        ),
+        StatusUpdate(
+            "vonage", "0A01", DeliveryState.DELIVERED, carrier_status="delivered", ref="m1"
+        ),
+    ),
+    (
+        query_request("messageId=0A01&status=expired&err-code=1"),
+        StatusUpdate(
+            "vonage",
+            "0A01",
+            DeliveryState.FAILED,
+            reason="expired (err-code 1)",
+            carrier_status="expired",
+        ),
+    ),
+    (query_request("messageId=0A01&status=unknown"), None),
+]
+
+TestSending = sending_tests(
+    "vonage",
+    bad_credentials={"api_secret": "wrong"},
+    missing_settings=[
+        ({"api_secret": ""}, "SMSBRIDGE_VONAGE_API_SECRET"),
+        ({"sender": ""}, "SMSBRIDGE_VONAGE_SENDER"),
+    ],
+    status_cases=STATUS_CASES,
+)
+
+
+def test_sends_unicode_type_and_client_ref(
+    carriers: tuple[CarrierSim, str], sim: CarrierSim
+) -> None:
+    send("vonage", carriers[1])
+    [sent] = sim.sent_by("vonage")
+    assert sent.to == "254712345678" and sent.ref == "ref-1"
