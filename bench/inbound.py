@@ -3,6 +3,7 @@ how long an SMS takes from webhook to report in CHT.
 
     python bench/inbound.py [--seconds 10] [--connections 32] [--rate 200] [--e2e-seconds 10]
                             [--no-replies] [--skip-e2e] [--log-level INFO]
+    python bench/inbound.py --baseline [--rounds 2] [--seconds 10] [--connections 32]
 
 Two phases, each against a fresh `smsbridge serve` subprocess (one uvicorn worker) with its own
 database, on 127.0.0.1 only:
@@ -16,6 +17,12 @@ database, on 127.0.0.1 only:
 2. end to end: the CHT simulator (demo deployment) runs in a separate process; webhooks are
    sent at `--rate` per second for `--e2e-seconds`; latency is from sending the webhook to the
    simulator answering 200 to the request that stored the report (same host clock).
+
+`--baseline` instead runs the store phase against the stack's limit (bench/bare_stack.py: bare
+Starlette + uvicorn whose handler group-commits one insert per webhook with the same durability)
+and against `smsbridge serve`, alternately, `--rounds` times each under the same load generator,
+and prints both rates, both p99s and `ratio_to_limit` (the bridge's median rate over the bare
+stack's).
 
 The machine's load average is printed too: other processes on a shared 2-core machine move
 these figures a lot. Prints one JSON object. Bounded in count and time; loopback only.
@@ -85,6 +92,54 @@ def start_bridge(
     )
     wait_http(port, "/healthz")
     return proc, port
+
+
+def start_bare_stack(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    script = Path(__file__).with_name("bare_stack.py")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(port), str(workdir / "bare.db")],
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "bare.log").open("wb"),
+    )
+    wait_http(port, "/healthz")
+    return proc, port
+
+
+def baseline(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    """The bare stack and the bridge, alternately, under the same load."""
+    runs: dict[str, list[dict[str, object]]] = {"bare_stack": [], "smsbridge": []}
+    for round_ in range(args.rounds):
+        for name in runs:
+            where = work / f"{name}-{round_}"
+            where.mkdir()
+            if name == "bare_stack":
+                proc, port = start_bare_stack(where)
+            else:
+                proc, port = start_bridge(where, "http://gateway:x@127.0.0.1:9", args.log_level)
+            try:
+                phase = asyncio.run(store_phase(port, args.seconds, args.count, args.connections))
+                runs[name].append(phase)
+            finally:
+                stop(proc)
+
+    def median(name: str, key: str) -> float:
+        values = sorted(float(r[key]) for r in runs[name])  # type: ignore[arg-type]
+        return values[len(values) // 2]
+
+    def p99(name: str) -> float:
+        values = sorted(float(r["latency_ms"]["p99"]) for r in runs[name])  # type: ignore[index]
+        return values[len(values) // 2]
+
+    limit, bridge = median("bare_stack", "msgs_per_second"), median("smsbridge", "msgs_per_second")
+    return {
+        "bare_stack_msgs_per_second": limit,
+        "smsbridge_msgs_per_second": bridge,
+        "bare_stack_p99_ms": p99("bare_stack"),
+        "smsbridge_p99_ms": p99("smsbridge"),
+        "ratio_to_limit": round(bridge / limit, 3) if limit else None,
+        "rounds": runs,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -297,6 +352,12 @@ def main() -> int:
         "--log-level", default="INFO", help="the bridge's SMSBRIDGE_LOG_LEVEL (INFO, as deployed)"
     )
     parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="compare the store phase with the bare stack's limit (bench/bare_stack.py)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="--baseline: runs of each")
+    parser.add_argument(
         "--no-replies",
         action="store_true",
         help="end to end: no CHT auto-replies (the inbound path alone, no outbound work)",
@@ -309,6 +370,10 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.baseline:
+            result["baseline"] = baseline(args, work)
+            print(json.dumps(result, indent=2))
+            return 0
         (work / "store").mkdir()
         # phase 1: CHT unreachable (port 9 on loopback): workers back off, webhooks only
         proc, port = start_bridge(work / "store", "http://gateway:x@127.0.0.1:9", args.log_level)

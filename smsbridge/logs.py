@@ -206,15 +206,28 @@ def setup(
     return handler
 
 
-_NEEDS_QUOTES = re.compile(r'[ "=\n\t\\]')
+# Control characters (C0, DEL, C1) and the Unicode line/paragraph separators: a NUL or an ESC
+# from a request must not reach a terminal or a log shipper raw, nor start a forged line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NEEDS_QUOTES = re.compile(r'[ "=\\\x00-\x1f\x7f-\x9f\u2028\u2029]')
+_SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _value(value: Any) -> str:
+    """A log value: as is when it is plain; else quoted, with backslash, quote and every
+    control character escaped (`\\n`, `\\t`, `\\r`, `\\x1b`, `\\u2028`)."""
     text = str(value)
     if not text or _NEEDS_QUOTES.search(text):
         escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-        escaped = escaped.replace("\n", "\\n").replace("\t", "\\t")
-        return '"' + escaped + '"'
+        return '"' + _CONTROL.sub(_escape_control, escaped) + '"'
     return text
 
 

@@ -188,12 +188,61 @@ def _m005_task_ids_never_reused(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX tasks_arrival ON tasks(state, kind, id)")
 
 
+def _m104_outgoing_attempts(db: sqlite_utils.Database) -> None:
+    """A send that may have reached its carrier is never sent again blindly: the claim records
+    the attempt (when, on which channel) before the carrier is called, every outcome clears it,
+    and an attempt found still open (a crash, a lost lease) or a send that timed out makes the
+    SMS ambiguous since then (outbound/send.py)."""
+    for column in ("attempt_started_at REAL", "attempt_channel TEXT", "ambiguous_since REAL"):
+        db.execute(f"ALTER TABLE outgoing ADD COLUMN {column}")
+
+
+def _m111_console_audit(db: sqlite_utils.Database) -> None:
+    """What operators did in the console (smsbridge/web/console/audit.py): who, when, which
+    action on which message or task."""
+    db.execute(
+        "CREATE TABLE console_audit ("
+        " id INTEGER PRIMARY KEY,"
+        " at REAL NOT NULL,"  # epoch seconds
+        " actor TEXT NOT NULL,"  # the CHT user name
+        " action TEXT NOT NULL,"  # viewed | retry | drop | release
+        " target TEXT NOT NULL,"  # inbound | outgoing | task
+        " ref TEXT NOT NULL,"  # the message's uuid / ref, or the task id
+        " message TEXT,"  # the message the target is about (uuid or ref), for its page
+        " outcome TEXT)"  # done | refused: why
+    )
+    db.execute("CREATE INDEX console_audit_message ON console_audit(message, id)")
+
+
+def _m107_retention(db: sqlite_utils.Database) -> None:
+    """Retention (smsbridge/retention.py): how many rows were pruned, per kind, kept after the
+    rows are gone; and the indexes that let the pruning walk only old rows, a small batch at a
+    time."""
+    db.execute(
+        "CREATE TABLE retention_totals ("
+        " kind TEXT PRIMARY KEY,"  # a table pruned: messages, outgoing, ...
+        " pruned INTEGER NOT NULL DEFAULT 0,"
+        " updated_at REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX messages_accepted ON messages(accepted_at)")
+    db.execute(
+        "CREATE INDEX inbound_parts_message ON inbound_parts(message_uuid) "
+        "WHERE message_uuid IS NOT NULL"
+    )
+    db.execute("CREATE INDEX outgoing_updated ON outgoing(updated_at)")
+    db.execute("CREATE INDEX delivery_reports_outgoing ON delivery_reports(outgoing_id)")
+    db.execute("CREATE INDEX delivery_reports_received ON delivery_reports(received_at)")
+
+
 MIGRATIONS: list[Migration] = [
     _m001_inbound,
     _m002_outbound,
     _m003_inbound_parts,
     _m004_tasks_arrival_index,
     _m005_task_ids_never_reused,
+    _m104_outgoing_attempts,
+    _m111_console_audit,
+    _m107_retention,
     # Append new migrations here (never edit one above).
 ]
 

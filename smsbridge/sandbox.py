@@ -171,7 +171,8 @@ def first_run_help(bridge_url: str, mode: SimulatorMode, settings: Settings) -> 
             ),
         ),
         "",
-        f"CHT's reply goes out at the next exchange with CHT (every {settings.sync_interval:g} s,"
+        "CHT's reply goes out within seconds: the bridge asks CHT for it right after CHT",
+        f"has taken the report (and every {settings.sync_interval:g} s anyway,"
         " SMSBRIDGE_SYNC_INTERVAL).",
         "",
     ]

@@ -12,7 +12,7 @@ The web app's lifespan (web/app.py) builds one `Service`, starts it, and keeps i
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -22,6 +22,7 @@ from smsbridge.carriers import CARRIERS
 from smsbridge.carriers.base import CarrierConfig
 from smsbridge.cht.appsettings import ChtSettingsCache
 from smsbridge.cht.breaker import ChtApi, ChtGate
+from smsbridge.cht.monitoring import ChtBacklog
 from smsbridge.inbound.messages import Accepted
 from smsbridge.inbound.submit import InboundPipeline, accept_inbound
 from smsbridge.outbound import messages as outgoing
@@ -29,6 +30,7 @@ from smsbridge.outbound.chtsync import ChtSync
 from smsbridge.outbound.ratelimit import RateLimiter, parse_rates
 from smsbridge.outbound.routing import Routes
 from smsbridge.outbound.send import OutboundConfig, OutboundPipeline
+from smsbridge.retention import Retention
 from smsbridge.settings import Settings
 from smsbridge.sms import InboundSms
 from smsbridge.store import Store
@@ -57,6 +59,12 @@ class Observer(Protocol):
 
     def retry(self, kind: str) -> None: ...
 
+    def ambiguous_send(self, channel: str, what: str) -> None: ...
+
+    def unknown_reports(self, carrier: str, why: str, count: int) -> None: ...
+
+    def cht_outgoing(self, counts: Mapping[str, int] | None) -> None: ...
+
 
 class Unobserved:
     """An observer that counts nothing (the CLI, tests that do not read metrics)."""
@@ -71,6 +79,15 @@ class Unobserved:
         pass
 
     def retry(self, kind: str) -> None:
+        pass
+
+    def ambiguous_send(self, channel: str, what: str) -> None:
+        pass
+
+    def unknown_reports(self, carrier: str, why: str, count: int) -> None:
+        pass
+
+    def cht_outgoing(self, counts: Mapping[str, int] | None) -> None:
         pass
 
 
@@ -127,7 +144,7 @@ def build_service(
     )
     gate = ChtGate()
     cht_settings = ChtSettingsCache(store, settings)
-    inbound_wakeup, send_wakeup, sync_wakeup = Wakeup(), Wakeup(), Wakeup()
+    inbound_wakeup, send_wakeup, sync_wakeup, follow_up_wakeup = (Wakeup() for _ in range(4))
 
     async def accept(messages: Sequence[InboundSms], now: float) -> list[Accepted]:
         accepted = await accept_inbound(store, messages, now, settings.dedup_window)
@@ -153,6 +170,8 @@ def build_service(
         on_report=sync_wakeup.set,
         on_send=seen.send_latency,
         on_changes=seen.outgoing_changes,
+        on_ambiguous=seen.ambiguous_send,
+        on_unknown_reports=seen.unknown_reports,
     )
     sync = ChtSync(
         store,
@@ -161,6 +180,8 @@ def build_service(
         ttl=settings.message_ttl,
         gate=gate,
         on_messages=send_wakeup.set,
+        wake_sync=sync_wakeup.set,
+        wake_follow_up=follow_up_wakeup.set,
     )
 
     async def store_offered(messages: list[dict[str, object]]) -> None:
@@ -175,6 +196,7 @@ def build_service(
         gate=gate,
         reply_hook=outgoing.reply_in,
         outgoing_hook=store_offered,
+        on_accepted=lambda: sync.expedite(clock()),
     )
     pool = WorkerPool(clock, idle=idle)
     pool.every(
@@ -184,7 +206,17 @@ def build_service(
     )
     pool.claimers("inbound", inbound.run_once, inbound_wakeup, concurrency)
     pool.every("cht_sync", sync.step, lambda: settings.sync_interval, sync_wakeup)
+    pool.every(
+        "cht_follow_up",
+        sync.follow_up,
+        lambda: sync.follow_up_wait(clock()),
+        follow_up_wakeup,
+    )
     pool.claimers("outbound", outbound.run_once, send_wakeup, concurrency)
+    # Due-or-not checks, polled often: these run when the service's clock says so.
+    poll = min(idle * 5, SETTINGS_REFRESH_POLL)
+    pool.every("retention", Retention(store, settings.retention_days).step, lambda: poll)
+    pool.every("cht_monitoring", ChtBacklog(cht, seen.cht_outgoing).step, lambda: poll)
     return Service(
         settings=settings,
         store=store,

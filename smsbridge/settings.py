@@ -158,8 +158,24 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
+def _at_least(
+    kind: Callable[[str], Any], low: float, *, above: bool = False
+) -> Callable[[str], Any]:
+    """`kind`, range-checked: at least `low` (above it, with `above`)."""
+
+    def convert(raw: str) -> Any:
+        value = kind(raw)
+        if value < low or (above and value == low):
+            raise ValueError(f"must be {'above' if above else 'at least'} {low:g}, got {raw!r}")
+        return value
+
+    return convert
+
+
 _whole_count = _positive(_whole)
 _duration = _positive(_seconds)
+_count_from_one = _at_least(_whole, 1)  # a limit or count where 0 makes no sense
+_interval = _at_least(_seconds, 0, above=True)  # a period or timeout: 0 would spin or fail
 
 
 def _list(raw: str) -> tuple[str, ...]:
@@ -178,6 +194,16 @@ def _log_level(raw: str) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
     return level
+
+
+AMBIGUOUS_ACTIONS = ("resend", "fail")  # SMSBRIDGE_AMBIGUOUS_ACTION (outbound/send.py)
+
+
+def _ambiguous_action(raw: str) -> str:
+    action = raw.strip().lower()
+    if action not in AMBIGUOUS_ACTIONS:
+        raise ValueError(f"expected one of {', '.join(AMBIGUOUS_ACTIONS)}, got {raw!r}")
+    return action
 
 
 DEFAULT_ROUTE = "*"
@@ -225,6 +251,19 @@ def rate_table(spec: str) -> dict[str, tuple[float, float]]:
     return rates
 
 
+def listen_address(spec: str) -> tuple[str, int] | None:
+    """`host:port` (`[::1]:9464` for IPv6) as (host, port); None when empty; ValueError on bad
+    syntax. SMSBRIDGE_METRICS_LISTEN is read with it."""
+    text = spec.strip()
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {spec!r}")
+    return host, int(port)
+
+
 def _checked(parse: Callable[[str], object]) -> Callable[[str], str]:
     """A cast that keeps the text as given (stripped) once `parse` accepts it."""
 
@@ -256,10 +295,72 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("cht_username", "", "CHT user, when not given in the URL."),
     Setting("cht_password", "", "CHT password, when not given in the URL.", Secret, secret=True),
-    Setting("cht_timeout", "30", "Seconds before a CHT request times out.", _duration),
+    Setting("cht_timeout", "30", "Seconds before a CHT request times out.", _interval),
     Setting("database", "smsbridge.db", "Path of the SQLite database file.", Path),
     Setting("host", "127.0.0.1", "Address `smsbridge serve` listens on."),
     Setting("port", "8080", "Port `smsbridge serve` listens on.", _whole),
+    Setting(
+        "header_timeout",
+        "10",
+        "Seconds a client has to send a request's line and headers (from connecting, or from "
+        "the first byte of the next request on a kept-alive connection); then it is closed.",
+        _duration,
+    ),
+    Setting(
+        "keepalive_timeout",
+        "5",
+        "Seconds an idle kept-alive connection stays open between requests.",
+        _duration,
+    ),
+    Setting(
+        "max_header_bytes",
+        "16384",
+        "Largest total size of a request's headers (names and values); 431 above it.",
+        _whole_count,
+    ),
+    Setting("max_headers", "100", "Most headers in one request; 431 above it.", _whole_count),
+    Setting(
+        "max_connections",
+        "1000",
+        "Most client connections open at once; a connection over it is answered 503 and closed.",
+        _whole_count,
+    ),
+    Setting(
+        "phone_login_attempts",
+        "5",
+        "Wrong cht-gateway phone logins allowed per account and per client address before "
+        "backoff: each further failure locks that account (or address) out for twice as long "
+        "as the last, from 1 s up to `phone_login_lockout` (429 meanwhile).",
+        _whole_count,
+    ),
+    Setting(
+        "phone_login_lockout",
+        "300",
+        "Longest lock-out, in seconds, after repeated wrong phone logins.",
+        _duration,
+    ),
+    Setting(
+        "metrics_token",
+        "",
+        "A bearer token `GET /metrics` requires (`Authorization: Bearer <token>`). "
+        "Empty: /metrics needs none.",
+        Secret,
+        secret=True,
+    ),
+    Setting(
+        "metrics_listen",
+        "",
+        "`host:port` for a second listener that serves /metrics alone (the main port then "
+        "serves no /metrics), e.g. `127.0.0.1:9464`. Empty: /metrics on the main port.",
+        _checked(listen_address),
+    ),
+    Setting(
+        "metrics_phone_labels",
+        "false",
+        "Name each cht-gateway phone account in the metrics' `channel` label "
+        "(`chtgateway:phone1`); false: every phone is `chtgateway`.",
+        _bool,
+    ),
     Setting(
         "public_url",
         "",
@@ -287,7 +388,7 @@ SETTINGS: tuple[Setting, ...] = (
         "forms_refresh",
         "300",
         "Seconds between refreshes of form definitions and settings from CHT.",
-        _duration,
+        _interval,
     ),
     Setting("contact_cache_ttl", "600", "Seconds a contacts-by-phone answer is cached.", _duration),
     Setting(
@@ -309,24 +410,39 @@ SETTINGS: tuple[Setting, ...] = (
         "sender with the same text, counts as a duplicate.",
         _duration,
     ),
-    Setting("sync_interval", "30", "Seconds between exchanges with CHT's /api/sms.", _duration),
+    Setting(
+        "min_free_disk_mb",
+        "100",
+        "Free space (MB) below which the database's disk makes /readyz answer 503 (0: no check).",
+        _whole_count,
+    ),
+    Setting("sync_interval", "30", "Seconds between exchanges with CHT's /api/sms.", _interval),
     Setting(
         "message_ttl",
         "86400",
         "Seconds after which an unsent outgoing SMS fails as `expired` instead of being sent late.",
-        _duration,
+        _interval,
+    ),
+    Setting(
+        "retention_days",
+        "90",
+        "Days finished SMS (inbound submitted, relayed or rejected; outgoing delivered or "
+        "failed, with their delivery and status reports) are kept before a background job "
+        "deletes them; counts survive in `smsbridge_pruned_total`. 0: keep them forever. "
+        "Nothing unfinished is ever pruned (`smsbridge prune` runs it by hand).",
+        _whole_count,
     ),
     Setting(
         "retry_base", "5", "Seconds of the first retry delay (doubles each attempt).", _duration
     ),
-    Setting("retry_cap", "3600", "Largest retry delay, in seconds.", _duration),
+    Setting("retry_cap", "3600", "Largest retry delay, in seconds.", _interval),
     Setting(
         "max_attempts",
         "12",
         "Attempts before a task gives up into the dead-letter list.",
-        _whole_count,
+        _count_from_one,
     ),
-    Setting("lease_seconds", "60", "How long a worker's claim on a task lasts.", _duration),
+    Setting("lease_seconds", "60", "How long a worker's claim on a task lasts.", _interval),
     Setting(
         "routes",
         "",
@@ -339,7 +455,23 @@ SETTINGS: tuple[Setting, ...] = (
         "30",
         "Seconds before a carrier's send request times out "
         "(then retried: a timeout is a transient failure).",
+        _interval,
+    ),
+    Setting(
+        "ambiguous_grace",
+        "300",
+        "Seconds an ambiguous send (it may have reached the carrier: the bridge died or the "
+        "request timed out before the answer was stored) waits for its delivery report before "
+        "SMSBRIDGE_AMBIGUOUS_ACTION applies; a report settles it and it is never sent again.",
         _duration,
+    ),
+    Setting(
+        "ambiguous_action",
+        "resend",
+        "What an ambiguous send with no delivery report after SMSBRIDGE_AMBIGUOUS_GRACE "
+        "becomes: `resend` (send it again: a lost SMS is worse than a rare duplicate) or "
+        "`fail` (report it failed to CHT: never a duplicate).",
+        _ambiguous_action,
     ),
     Setting(
         "rates",
@@ -352,14 +484,42 @@ SETTINGS: tuple[Setting, ...] = (
         "loop_limit",
         "3",
         "Identical SMS to one number allowed within `loop_window`; more are held.",
-        _whole_count,
+        _count_from_one,
     ),
-    Setting("loop_window", "3600", "Seconds of the loop-guard window.", _duration),
+    Setting("loop_window", "3600", "Seconds of the loop-guard window.", _interval),
     Setting(
         "autoreply_burst",
         "10",
         "Inbound SMS from one number within a minute after which automatic replies to it stop.",
         _whole_count,
+    ),
+    Setting(
+        "console",
+        "true",
+        "Serve the operator console at /console (operators sign in with their CHT accounts).",
+        _bool,
+    ),
+    Setting(
+        "console_roles",
+        "",
+        "CHT roles allowed into the console besides the admin roles (`_admin`, "
+        "`national_admin`), comma-separated, e.g. `program_officer`.",
+        _list,
+    ),
+    Setting(
+        "console_secret",
+        "",
+        "The key that signs console session cookies. Empty: a random key per process, so "
+        "every restart signs every operator out (and several processes refuse each other's "
+        "sessions).",
+        Secret,
+        secret=True,
+    ),
+    Setting(
+        "console_session",
+        "28800",
+        "Seconds a console session lasts after signing in.",
+        _duration,
     ),
     Setting("log_level", "INFO", "Log level: DEBUG, INFO, WARNING, ERROR.", _log_level),
 )
@@ -386,6 +546,16 @@ class Settings:
     database: Path
     host: str
     port: int
+    header_timeout: float
+    keepalive_timeout: float
+    max_header_bytes: int
+    max_headers: int
+    max_connections: int
+    phone_login_attempts: int
+    phone_login_lockout: float
+    metrics_token: Secret
+    metrics_listen: str
+    metrics_phone_labels: bool
     public_url: str
     carriers: tuple[str, ...]
     timezone: str
@@ -396,18 +566,26 @@ class Settings:
     reject_unknown_senders: bool
     max_body_bytes: int
     dedup_window: float
+    min_free_disk_mb: int
     sync_interval: float
     message_ttl: float
+    retention_days: int
     retry_base: float
     retry_cap: float
     max_attempts: int
     lease_seconds: float
     routes: str
     send_timeout: float
+    ambiguous_grace: float
+    ambiguous_action: str
     rates: str
     loop_limit: int
     loop_window: float
     autoreply_burst: int
+    console: bool
+    console_roles: tuple[str, ...]
+    console_secret: Secret
+    console_session: float
     log_level: str
     # SMSBRIDGE_<CARRIER>_<NAME> values, keyed by carrier (in the order the carriers were
     # given to `from_env`) then by lower-case name; the declarations they were read by.

@@ -421,3 +421,10 @@ class TaskQueue:
     def drop(self, task_id: int) -> bool:
         """Delete a dead letter for good. False if no such dead task."""
         return self.store.write_sync(lambda c: drop_in(c, task_id) is not None)
+
+
+def tasks_for(store: Store, ref: str) -> list[Task]:
+    """The tasks (waiting, running or dead) about `ref`: a message's uuid or ref (the console's
+    page of one message)."""
+    rows = store.query("SELECT * FROM tasks WHERE ref = ? ORDER BY id", (ref,))
+    return [Task.from_row(r) for r in rows]

@@ -59,6 +59,8 @@ WEBHOOK_TOKENS = {
     "twilio": "tw-token-0123456789",
     "vonage": "vn-token-0123456789",
     "generic": "gn-token-0123456789",
+    "kannel": "kn-token-0123456789",
+    "rapidpro": "rp-token-0123456789",
 }
 
 
@@ -87,7 +89,7 @@ def bridge_env(tmp_path: Path, cht_url: str, **env: str) -> dict[str, str]:
     values = {
         "SMSBRIDGE_DATABASE": str(tmp_path / "bridge.db"),
         "SMSBRIDGE_CHT_URL": cht_url,
-        "SMSBRIDGE_CARRIERS": "africastalking,twilio,vonage,generic",
+        "SMSBRIDGE_CARRIERS": "africastalking,twilio,vonage,generic,kannel,rapidpro",
         "SMSBRIDGE_PUBLIC_URL": "https://sms.example.org",
         "SMSBRIDGE_TWILIO_AUTH_TOKEN": "12345abcdef",
         **{f"SMSBRIDGE_{c.upper()}_WEBHOOK_TOKEN": t for c, t in WEBHOOK_TOKENS.items()},

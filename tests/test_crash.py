@@ -1,7 +1,8 @@
-"""Crash safety: `smsbridge serve` runs as a subprocess, webhooks stream in, the bridge is killed
-with SIGKILL mid-stream and restarted on the same database; every message it acknowledged
-reaches the CHT simulator (which lives in this process, on a fixed port, across the restart)
-exactly once."""
+"""Crash safety: `smsbridge serve` runs as a subprocess, the bridge is killed with SIGKILL
+mid-stream and restarted on the same database. Inbound: every message it acknowledged reaches the
+CHT simulator (which lives in this process, on a fixed port, across the restart) exactly once.
+Outbound: no SMS reaches the carrier simulator twice, though the kill caught sends the carrier
+had accepted but whose answer the bridge never stored (outbound/send.py: no blind resend)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from smsbridge.carriersim import CarrierSim
+from smsbridge.carriersim.sim import DEFAULT_CREDENTIALS
 from smsbridge.chtsim import ChtSim
 from smsbridge.chtsim.demo_data import CHW_PHONES
-from smsbridge.loopback import free_port, wait_for
+from smsbridge.loopback import free_port, serve_in_thread, wait_for
 
 TOKEN = "crash-test-token-0123456789"
 SENDERS = list(CHW_PHONES.values())
@@ -32,7 +35,7 @@ def text_of(n: int) -> str:
 
 
 class Bridge:
-    def __init__(self, tmp_path: Path, cht_url: str) -> None:
+    def __init__(self, tmp_path: Path, cht_url: str, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (tmp_path / "bridge.log").open("ab")
@@ -45,6 +48,7 @@ class Bridge:
             "SMSBRIDGE_LEASE_SECONDS": "2",  # a killed worker's claim expires quickly
             "SMSBRIDGE_RETRY_BASE": "0.2",
             "SMSBRIDGE_LOG_LEVEL": "WARNING",
+            **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -148,3 +152,64 @@ def test_every_acknowledged_message_reaches_cht_exactly_once_across_sigkill(
         assert set(got) - {None} <= {text_of(n) for n in range(total)}
     finally:
         bridge.stop()
+
+
+def _states(database: str) -> dict[str, tuple[str, str | None]]:
+    """ref -> (state, carrier's id) of every outgoing SMS in the bridge's database."""
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT ref, state, external_id FROM outgoing").fetchall()
+    return {ref: (state, external) for ref, state, external in rows}
+
+
+@pytest.mark.slow
+def test_a_send_caught_by_sigkill_is_never_sent_twice_and_every_sms_is_delivered(
+    tmp_path: Path, demo_sim: ChtSim, demo_cht_url: str
+) -> None:
+    """The generic gateway accepts each SMS, answers 0.3 s later, and reports delivery (with our
+    reference) 8 s later, long after the 2 s lease: the kill leaves sends the gateway took whose
+    answer was never stored. Today's bridge would send each of those again once its lease ran
+    out; an ambiguous send waits for its report instead."""
+    total = 60
+    refs = {
+        demo_sim.add_outgoing(f"+2547{n:08d}", f"Clinic reminder number {n}") for n in range(total)
+    }
+    carriers = CarrierSim()
+    carriers.configure("generic", latency=0.3, report_delay=8.0, report_retry_for=60.0)
+    with serve_in_thread(carriers.app) as sim_url:
+        port = free_port()
+        bridge = Bridge(
+            tmp_path,
+            demo_cht_url,
+            SMSBRIDGE_PUBLIC_URL=f"http://127.0.0.1:{port}",
+            SMSBRIDGE_GENERIC_SEND_URL=sim_url + "/send",
+            SMSBRIDGE_GENERIC_SEND_TOKEN=DEFAULT_CREDENTIALS["generic"][1],
+            SMSBRIDGE_SYNC_INTERVAL="1",
+            SMSBRIDGE_AMBIGUOUS_GRACE="30",
+        )
+        bridge.port, bridge.url = port, f"http://127.0.0.1:{port}"
+        database = bridge.env["SMSBRIDGE_DATABASE"]
+        try:
+            bridge.start()
+            wait_for(lambda: len(carriers.sent_by("generic")) >= 12, "a send burst", 60)
+            bridge.kill()
+            states = _states(database)
+            caught = [
+                ref
+                for ref in carriers.sends_per_ref("generic")
+                if states.get(str(ref), ("?", None))[0] in ("queued", "sending")
+            ]
+            assert caught, "the kill caught no send the gateway had taken: nothing was tested"
+
+            bridge.start()
+
+            def all_delivered() -> bool:
+                states = _states(database)
+                return len(states) == total and all(s == "delivered" for s, _ in states.values())
+
+            wait_for(all_delivered, "every SMS delivered", 90)
+            per_ref = carriers.sends_per_ref("generic")
+            twice = {ref: n for ref, n in per_ref.items() if n > 1}
+            assert not twice, f"sent twice after the kill (caught in flight: {caught}): {twice}"
+            assert set(per_ref) == refs  # every SMS went out, under its own reference
+        finally:
+            bridge.stop()

@@ -39,6 +39,9 @@ def test_the_installed_wheel_parses_with_its_own_grammars(tmp_path: Path) -> Non
     names = zipfile.ZipFile(wheel).namelist()
     for grammar in GRAMMARS:
         assert f"smsbridge/grammars/{grammar}" in names
+    templates = ROOT / "smsbridge" / "web" / "console" / "templates"
+    for template in sorted(templates.glob("*.html")):  # the console's pages
+        assert f"smsbridge/web/console/templates/{template.name}" in names
 
     target = tmp_path / "site"
     subprocess.run(

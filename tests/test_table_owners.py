@@ -22,10 +22,12 @@ OWNERS = {
     "messages": "smsbridge/inbound/messages.py",
     "inbound_parts": "smsbridge/inbound/messages.py",
     "outgoing": "smsbridge/outbound/messages.py",
-    "outgoing_reports": "smsbridge/outbound/messages.py",
+    "outgoing_reports": "smsbridge/outbound/reports.py",
     "delivery_reports": "smsbridge/outbound/delivery.py",
     "tasks": "smsbridge/tasks.py",
     "kv": "smsbridge/store.py",
+    "retention_totals": "smsbridge/retention.py",
+    "console_audit": "smsbridge/web/console/audit.py",
 }
 SCHEMA = "smsbridge/migrations.py"  # creates and migrates every table: not a row owner
 

@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from smsbridge.carriers import africastalking, chtgateway, generic, twilio, vonage
+from smsbridge.carriers import (
+    africastalking,
+    chtgateway,
+    generic,
+    kannel,
+    rapidpro,
+    twilio,
+    vonage,
+)
 from smsbridge.carriers.base import Carrier
 from smsbridge.settings import Setting, Settings, all_settings
 
@@ -22,6 +30,8 @@ CARRIERS: dict[str, Carrier] = {
         twilio.CARRIER,
         vonage.CARRIER,
         generic.CARRIER,
+        kannel.CARRIER,
+        rapidpro.CARRIER,
         chtgateway.CARRIER,  # pull: phones poll /api/sms (no send, no webhooks)
     )
 }

@@ -8,17 +8,29 @@ answer 200 with an empty body once the message is on disk.
 
 Console: SMS → Callback URLs → Incoming Messages =
 `https://<public host>/carriers/africastalking/<SMSBRIDGE_AFRICASTALKING_WEBHOOK_TOKEN>/inbound`.
+No idempotency, and the risk that remains. AT's send API (POST /version1/messaging: username,
+to, message, from, bulkSMSMode, enqueue, keyword, linkId, retryDurationInHours) accepts no
+client-side id or idempotency key; its delivery reports (id, status, phoneNumber, networkCode,
+failureReason, retryCount) name only AT's own messageId, returned in the send response; and its
+fetch-messages API (GET /version1/messaging?lastReceivedId=) lists inbound SMS only. So a send
+whose answer was lost (a timeout, or the bridge killed mid-send) cannot be looked up or matched
+to its report: outbound/send.py holds it for SMSBRIDGE_AMBIGUOUS_GRACE, then resends it
+(SMSBRIDGE_AMBIGUOUS_ACTION=resend: the recipient may get it twice) or fails it (`fail`: it may
+never have gone). Deployments where a duplicate costs more than a missed SMS should set `fail`.
+A report's `ref` is never read here: AT sends none, so one could only be forged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import httpx
 
 from smsbridge.carriers.base import (
     BaseCarrier,
     CarrierConfig,
+    Findings,
     Needs,
     WebhookReply,
     WebhookRequest,
@@ -155,8 +167,9 @@ def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdat
     params = req.params()
     external_id, status = require(params, "id", "status")
     state = STATUS_MAP.get(status.strip())
-    reason, ref = params.get("failureReason"), params.get("ref")
-    return status_update(NAME, req, external_id, status, state, reason=reason, ref=ref)
+    # AT's reports carry its own id only: a `ref` here would not come from AT, so none is read
+    reason = params.get("failureReason")
+    return status_update(NAME, req, external_id, status, state, reason=reason)
 
 
 class AfricasTalking(BaseCarrier):
@@ -176,6 +189,41 @@ class AfricasTalking(BaseCarrier):
     inbound_reply = staticmethod(inbound_reply)
     parse_status = staticmethod(parse_status)
     send = staticmethod(send)
+
+    def check(self, config: CarrierConfig) -> Findings:
+        problems, warnings = super().check(config)
+        if config.get("api_key"):  # it would send: the username and the API must agree
+            problems += _environment_mismatch(config)
+        return problems, warnings
+
+
+SANDBOX_USERNAME = "sandbox"
+SANDBOX_API_URL = "https://api.sandbox.africastalking.com"
+PRODUCTION_API_URL = "https://api.africastalking.com"
+
+
+def _environment_mismatch(config: CarrierConfig) -> list[str]:
+    """The sandbox username with the production API or the other way round: AT refuses every
+    send (401). Only AT's own hosts are judged (a test or proxy URL is left alone)."""
+    host = (urlsplit(config.get("api_url").strip()).hostname or "").lower()
+    if host != "africastalking.com" and not host.endswith(".africastalking.com"):
+        return []
+    sandbox_user = config.get("username", SANDBOX_USERNAME).strip() == SANDBOX_USERNAME
+    sandbox_api = host.endswith(".sandbox.africastalking.com")
+    user, url = config.env("username"), config.env("api_url")
+    if sandbox_user and not sandbox_api:
+        return [
+            f"{user} is `{SANDBOX_USERNAME}` but {url} is AT's production API ({host}): AT "
+            f"refuses every SMS. For the sandbox set {url}={SANDBOX_API_URL}; for production "
+            f"set {user} to your AT application's username (and its API key)"
+        ]
+    if sandbox_api and not sandbox_user:
+        return [
+            f"{url} is AT's sandbox ({host}) but {user} is not `{SANDBOX_USERNAME}`: AT "
+            f"refuses every SMS. For the sandbox set {user}={SANDBOX_USERNAME}; for production "
+            f"set {url}={PRODUCTION_API_URL}"
+        ]
+    return []
 
 
 CARRIER = AfricasTalking()

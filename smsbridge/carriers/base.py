@@ -9,108 +9,28 @@ on the object (`inbound_methods`, `takes_status`, `sends`), never a probe for an
 
 `parse_inbound` builds each message with `inbound_sms` (below): the checks every inbound SMS
 passes — sender and text are strings, the sender is a phone number or an alphanumeric sender
-id — live there, once for all carriers.
+id — live there, once for all carriers (cht-gateway phones' messages too, through
+`string_fields` and `sender_of`).
 
-Bodies are decoded here, once: a form in its Content-Type's `charset` when it names one, else
-UTF-8, or Latin-1 when it is not UTF-8 (what Kannel sends by default); the query string the
-same way. A body that is neither a form nor JSON is refused (415).
+Requests are decoded in smsbridge/carriers/webhook.py (`WebhookRequest`, re-exported here).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
-from smsbridge.errors import BadRequest, NotFound, PermanentError, UnsupportedMediaType
+from smsbridge.carriers.webhook import WebhookRequest
+from smsbridge.errors import BadRequest, NotFound, PermanentError
 from smsbridge.settings import Setting, Settings
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
 
 if TYPE_CHECKING:
     import httpx
-
-
-@dataclass(frozen=True)
-class WebhookRequest:
-    """An HTTP request as a carrier module sees it. `form` is the urlencoded body, `json` the
-    parsed JSON body (None if the body is not JSON), `query` the query string; all keep
-    repeated keys as lists of pairs."""
-
-    method: str
-    url: str  # the URL as received (scheme://host/path?query)
-    path: str  # the path as received, e.g. /carriers/twilio/TOKEN/inbound
-    headers: Mapping[str, str]  # lower-case names
-    query: tuple[tuple[str, str], ...] = ()
-    form: tuple[tuple[str, str], ...] = ()
-    json: Any = None
-    body: bytes = b""
-    query_string: str = ""
-    arrived_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)  # our clock when it arrived
-
-    @property
-    def content_type(self) -> str:
-        return media_type(self.headers.get("content-type", ""))[0]
-
-    def params(self) -> dict[str, str]:
-        """The request's parameters as one flat dict: query, then form, then a JSON object's
-        scalar members (later wins). What most carriers mean by "the fields"."""
-        out: dict[str, str] = dict(self.query)
-        out.update(self.form)
-        if isinstance(self.json, dict):
-            for key, value in self.json.items():
-                if value is None:
-                    continue
-                out[str(key)] = value if isinstance(value, str) else json.dumps(value)
-        return out
-
-    @classmethod
-    def build(
-        cls,
-        method: str,
-        url: str,
-        path: str,
-        headers: Mapping[str, str],
-        query_string: str,
-        body: bytes,
-        arrived_at: datetime,
-    ) -> WebhookRequest:
-        """Decode the query string and the body by content type (urlencoded or JSON); raises
-        BadRequest when the body does not decode, UnsupportedMediaType for any other type."""
-        headers = {k.lower(): v for k, v in headers.items()}
-        ctype, charset = media_type(headers.get("content-type", ""))
-        query = _form_pairs(_query_bytes(query_string), None)
-        form: tuple[tuple[str, str], ...] = ()
-        parsed_json: Any = None
-        if body:
-            if ctype == "application/x-www-form-urlencoded":
-                form = _form_pairs(body, charset)
-            elif ctype == "application/json" or ctype.endswith("+json"):
-                try:
-                    parsed_json = json.loads(_text(body, charset))
-                except ValueError as exc:
-                    raise BadRequest("malformed JSON body") from exc
-            else:
-                named = repr(ctype) if ctype else "(none)"
-                raise UnsupportedMediaType(
-                    f"unsupported Content-Type {named}: send "
-                    "application/x-www-form-urlencoded or application/json"
-                )
-        return cls(
-            method=method.upper(),
-            url=url,
-            path=path,
-            headers=headers,
-            query=query,
-            form=form,
-            json=parsed_json,
-            body=body,
-            query_string=query_string,
-            arrived_at=arrived_at,
-        )
 
 
 @dataclass(frozen=True)
@@ -279,51 +199,6 @@ def url_ok(raw: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def media_type(header: str) -> tuple[str, str | None]:
-    """A Content-Type header as (lower-case media type, its `charset` parameter or None)."""
-    kind, *params = header.split(";")
-    charset = None
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and value.strip().strip('"').strip():
-            charset = value.strip().strip('"').strip()
-    return kind.strip().lower(), charset
-
-
-def _query_bytes(query_string: str) -> bytes:
-    """The query string as the bytes that arrived (the app hands it over decoded as Latin-1)."""
-    try:
-        return query_string.encode("latin-1")
-    except UnicodeEncodeError:
-        return query_string.encode("utf-8")
-
-
-def _text(data: bytes, charset: str | None) -> str:
-    """`data` in `charset` when the sender named one (BadRequest when it is not valid in it);
-    else UTF-8, or Latin-1 when it is not UTF-8. Nothing is replaced by U+FFFD: a character is
-    either read as sent or the request is refused."""
-    if charset is not None:
-        try:
-            return data.decode(charset)
-        except LookupError as exc:  # unknown, or not a text encoding (`hex`, `rot13`)
-            raise BadRequest(f"unknown charset {charset!r}") from exc
-        except UnicodeDecodeError as exc:
-            raise BadRequest(f"body is not valid {charset}") from exc
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-def _form_pairs(data: bytes, charset: str | None) -> tuple[tuple[str, str], ...]:
-    """A urlencoded form (or query string): the %-escapes are undone on bytes, then each name and
-    value is read as text by `_text`."""
-    pairs = parse_qsl(data.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
-    return tuple(
-        (_text(k.encode("latin-1"), charset), _text(v.encode("latin-1"), charset)) for k, v in pairs
-    )
-
-
 # -- helpers the modules share -------------------------------------------------------------------
 
 
@@ -375,6 +250,15 @@ def sender_of(value: str, name: str, *, bare_international: bool = False) -> str
     raise BadRequest(f"{name} is not a phone number or sender id")
 
 
+def string_fields(values: Mapping[str, Any], *names: str) -> None:
+    """BadRequest when one of `names` in a JSON object is present (not null) and not a string:
+    `["a"]` or `{"x": 1}` must not be stored as their Python spelling."""
+    for name in names:
+        value = values.get(name)
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"{name} must be a string")
+
+
 def inbound_sms(
     carrier: str,
     req: WebhookRequest,
@@ -394,10 +278,7 @@ def inbound_sms(
     phone number or an alphanumeric sender id (`sender_of`), and neither field may be a JSON
     value other than a string."""
     if isinstance(req.json, dict):
-        for name in (sender, text):
-            value = req.json.get(name)
-            if value is not None and not isinstance(value, str):
-                raise BadRequest(f"{name} must be a string")
+        string_fields(req.json, sender, text)
     (raw_sender,) = require(params, sender)
     return InboundSms(
         carrier=carrier,
@@ -422,27 +303,32 @@ def international(number: str) -> str:
     return raw
 
 
+MAX_EPOCH_DIGITS = 16
+"""Epoch timestamps longer than this (milliseconds have 13 digits) are not read as numbers."""
+
+
 def parse_time(value: str | None, default: datetime) -> datetime:
     """A carrier timestamp as an aware UTC datetime: ISO 8601 (`2017-05-03T06:04:45Z`),
-    `YYYY-MM-DD HH:MM:SS` (UTC), or epoch seconds/milliseconds. `default` when absent or
-    unreadable (a wrong date must not lose the SMS)."""
+    `YYYY-MM-DD HH:MM:SS` (UTC), or epoch seconds/milliseconds. `default` (the arrival time)
+    when absent or unreadable, including dates that exist in no calendar Python keeps
+    (`0001-01-01T00:00:00+01:00` is in year 0 in UTC): a wrong date must not lose the SMS."""
     if not value or not value.strip():
         return default
     raw = value.strip()
-    if raw.isdigit():
-        number = int(raw)
-        seconds = number / 1000 if number > 10**11 else number
-        try:
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError):
-            return default
     try:
+        if raw.isdigit():
+            # ASCII digits only (`²` is a digit to isdigit but not to int), and a length int()
+            # reads without hitting Python's digit limit
+            if not raw.isascii() or len(raw) > MAX_EPOCH_DIGITS:
+                return default
+            number = int(raw)
+            return datetime.fromtimestamp(number / 1000 if number > 10**11 else number, UTC)
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (OverflowError, OSError, ValueError):
         return default
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def ok_reply() -> WebhookReply:

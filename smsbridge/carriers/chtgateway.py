@@ -19,13 +19,20 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from smsbridge.carriers.base import BaseCarrier, CarrierConfig, Findings, Needs, international
+from smsbridge.carriers.base import (
+    BaseCarrier,
+    CarrierConfig,
+    Findings,
+    Needs,
+    sender_of,
+    string_fields,
+)
+from smsbridge.carriers.webhook import loads_json
 from smsbridge.errors import BadRequest, Unauthorized
 from smsbridge.settings import Setting
 from smsbridge.sms import DeliveryState, InboundSms
@@ -77,6 +84,7 @@ class PhoneUpdate:
 class Exchange:
     messages: list[InboundSms]
     updates: list[PhoneUpdate]
+    refused: list[str] = field(default_factory=list)  # why each skipped message was refused
 
 
 def accounts(values: Mapping[str, str]) -> dict[str, str]:
@@ -89,9 +97,23 @@ def accounts(values: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def authenticate(headers: Mapping[str, str], known: Mapping[str, str]) -> str:
+class LoginGuard(Protocol):
+    """A failed-login limit (smsbridge/web/logins.py): `admit` raises to refuse a login before
+    its password is checked; `failed` and `succeeded` are told how each checked one went."""
+
+    def admit(self, user: str) -> None: ...
+
+    def failed(self, user: str) -> None: ...
+
+    def succeeded(self, user: str) -> None: ...
+
+
+def authenticate(
+    headers: Mapping[str, str], known: Mapping[str, str], guard: LoginGuard | None = None
+) -> str:
     """The phone's user name from `Authorization: Basic ...`; Unauthorized otherwise.
-    cht-gateway encodes user:password as ISO-8859-1."""
+    cht-gateway encodes user:password as ISO-8859-1. With `guard`, a login it does not admit
+    is refused (its exception) and each password checked is reported to it."""
     raw = headers.get("authorization", "")
     scheme, _, encoded = raw.partition(" ")
     if scheme.lower() != "basic" or not encoded:
@@ -101,23 +123,32 @@ def authenticate(headers: Mapping[str, str], known: Mapping[str, str]) -> str:
     except (binascii.Error, ValueError) as exc:
         raise Unauthorized("malformed Basic credentials") from exc
     user, _, password = decoded.partition(":")
+    if guard is not None:
+        guard.admit(user)
     expected = known.get(user)
     # compare even for unknown users so timing does not tell which users exist
     ok = hmac.compare_digest(password.encode(), (expected or "\0" + password).encode())
     if expected is None or not ok:
+        if guard is not None:
+            guard.failed(user)
         raise Unauthorized("wrong user or password")
+    if guard is not None:
+        guard.succeeded(user)
     return user
 
 
 def parse_exchange(content_type: str, body: bytes, user: str, arrived_at: datetime) -> Exchange:
-    """A phone's POST body. Like CHT: the Content-Type must be exactly application/json;
-    messages without a truthy id, from and content are skipped (not an error)."""
+    """A phone's POST body (already inflated when it came gzip-encoded). Like CHT: the
+    Content-Type must be exactly application/json; messages without a truthy id, from and
+    content are skipped (not an error). Like a carrier webhook (smsbridge/carriers/base.py):
+    `id`, `from`, `content`, `status` and `reason` must be strings, else the exchange is refused
+    (400) and nothing is stored; a message whose sender is not a phone number or sender id
+    (`sender_of`) is refused alone (listed in `refused`, never stored) so that it cannot block
+    the rest of the phone's batch, which the phone would resend forever. The JSON nesting is
+    bounded before parsing (smsbridge/carriers/webhook.py)."""
     if content_type.strip().lower() != "application/json":
         raise BadRequest("Content-Type must be application/json")
-    try:
-        data: Any = json.loads(body or b"{}")
-    except ValueError as exc:
-        raise BadRequest("malformed JSON body") from exc
+    data: Any = loads_json(body or b"{}")
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
     raw_messages = data.get("messages")
@@ -127,31 +158,46 @@ def parse_exchange(content_type: str, body: bytes, user: str, arrived_at: dateti
     if not isinstance(raw_messages, list) or not isinstance(raw_updates, list):
         raise BadRequest("messages and updates must be arrays")
     messages = []
-    for m in raw_messages:
-        if not isinstance(m, dict) or not (m.get("id") and m.get("from") and m.get("content")):
+    refused: list[str] = []
+    for n, m in enumerate(raw_messages):
+        if not isinstance(m, dict):
+            continue
+        _strings(m, f"messages[{n}]", "id", "from", "content")
+        if not (m.get("id") and m.get("from") and m.get("content")):
+            continue
+        try:
+            sender = sender_of(m["from"], f"messages[{n}].from")
+        except BadRequest as exc:
+            refused.append(exc.detail)  # skipped: one bad sender must not block the phone's batch
             continue
         messages.append(
             InboundSms(
                 carrier=NAME,
-                external_id=str(m["id"]),
-                sender=international(str(m["from"])),
-                text=str(m["content"]),
+                external_id=m["id"],
+                sender=sender,
+                text=m["content"],
                 received_at=_ms(m.get("sms_received"), arrived_at),
                 extra={"phone": user},
             )
         )
     updates = []
-    for u in raw_updates:
-        if not isinstance(u, dict) or not u.get("id"):
+    for n, u in enumerate(raw_updates):
+        if not isinstance(u, dict):
             continue
-        status = str(u.get("status") or "").upper()
+        _strings(u, f"updates[{n}]", "id", "status", "reason")
+        if not u.get("id"):
+            continue
+        status = (u.get("status") or "").upper()
         reason = u.get("reason")
-        updates.append(
-            PhoneUpdate(
-                str(u["id"]), status, STATUS_MAP.get(status), str(reason) if reason else None
-            )
-        )
-    return Exchange(messages, updates)
+        updates.append(PhoneUpdate(u["id"], status, STATUS_MAP.get(status), reason or None))
+    return Exchange(messages, updates, refused)
+
+
+def _strings(item: Mapping[str, Any], where: str, *names: str) -> None:
+    try:
+        string_fields(item, *names)
+    except BadRequest as exc:
+        raise BadRequest(f"{where}.{exc.detail}") from exc
 
 
 def _ms(value: object, default: datetime) -> datetime:
@@ -161,6 +207,16 @@ def _ms(value: object, default: datetime) -> datetime:
         except (OverflowError, OSError, ValueError):
             return default
     return default
+
+
+PATHS = frozenset({"/api/sms", "/api/sms/"})
+"""Where phones talk to the bridge: errors there take the shape below."""
+
+
+def error_body(message: str) -> dict[str, Any]:
+    """An error answer as cht-gateway reads it (its README, "HTTP Status 400+"): it parses a
+    JSON error body and shows `message` in its UI and log."""
+    return {"error": True, "message": message}
 
 
 def reply(messages: Sequence[tuple[str, str, str]]) -> dict[str, Any]:

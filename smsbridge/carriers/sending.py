@@ -146,11 +146,16 @@ def require_settings(config: CarrierConfig, needs: Needs) -> None:
 async def request(
     http: httpx.AsyncClient, carrier: str, method: str, url: str, **kwargs: Any
 ) -> httpx.Response:
-    """Send one request; a network failure or timeout is a RetryableError."""
+    """Send one request; a network failure or timeout is a RetryableError: code `unreachable`
+    when no connection was made, else `timeout` or `network` (the request may have reached the
+    carrier: the send is ambiguous, outbound/send.py)."""
     if not url:
         raise PermanentError(f"{carrier}: no send URL configured", code="config")
     try:
         return await http.request(method, url, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        # no connection: the SMS cannot have reached the carrier (not ambiguous)
+        raise RetryableError(f"{carrier}: unreachable", code="unreachable") from exc
     except httpx.TimeoutException as exc:
         raise RetryableError(f"{carrier}: timed out", code="timeout") from exc
     except httpx.HTTPError as exc:

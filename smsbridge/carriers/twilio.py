@@ -162,7 +162,12 @@ def verify(req: WebhookRequest, config: CarrierConfig) -> None:
         expected = compute_signature(secret, candidate, params, algorithm)
         if hmac.compare_digest(expected.encode(), signature.encode()):
             return
-    raise Forbidden("X-Twilio-Signature does not match (is SMSBRIDGE_PUBLIC_URL right?)")
+    signed = urlsplit(url)  # scheme and host only: the path holds the webhook token
+    raise Forbidden(
+        f"X-Twilio-Signature does not match for "
+        f"{signed.scheme}://{signed.netloc.rpartition('@')[2]} "
+        "(is SMSBRIDGE_PUBLIC_URL right?)"
+    )
 
 
 def parse_inbound(req: WebhookRequest, config: CarrierConfig) -> list[InboundSms]:

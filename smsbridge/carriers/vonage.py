@@ -111,11 +111,8 @@ def verify(req: WebhookRequest, config: CarrierConfig) -> None:
 def parse_inbound(req: WebhookRequest, config: CarrierConfig) -> list[InboundSms]:
     params = req.params()
     _, external_id = require(params, "msisdn", "messageId")
-    extra = {
-        k: params[k]
-        for k in ("type", "keyword", "concat", "concat-ref", "concat-total", "concat-part")
-        if params.get(k)
-    }
+    extra = {k: params[k] for k in ("type", "keyword") if params.get(k)}
+    extra.update(_concat(params))
     return [
         inbound_sms(
             NAME,
@@ -130,6 +127,27 @@ def parse_inbound(req: WebhookRequest, config: CarrierConfig) -> list[InboundSms
             bare_international=True,
         )
     ]
+
+
+MAX_PARTS = 255
+"""A concatenated SMS has at most 255 parts (the UDH counts them in one byte)."""
+
+
+def _concat(params: Mapping[str, str]) -> dict[str, str]:
+    """The `concat-*` fields of one part of a long SMS, when they describe one: a ref, and a
+    part 1..total of a total 2..MAX_PARTS in ASCII digits. Anything else (`concat-total=
+    99999999999999999999`) is not a part we could ever join: the SMS is kept as a message of its
+    own rather than refused (a refusal would lose it; Vonage gives up after 24 hours)."""
+    ref, total, part = (params.get(f"concat-{k}", "").strip() for k in ("ref", "total", "part"))
+    if not (ref and _count(total) and _count(part)):
+        return {}
+    if not (2 <= int(total) <= MAX_PARTS and 1 <= int(part) <= int(total)):
+        return {}
+    return {"concat": "true", "concat-ref": ref, "concat-total": total, "concat-part": part}
+
+
+def _count(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= 3
 
 
 def inbound_reply(messages: Sequence[InboundSms], config: CarrierConfig) -> WebhookReply:

@@ -6,8 +6,11 @@ Faults, injected per carrier (`fail_next`, `outage`): `5xx`, `timeout` (the requ
 504, nothing sent), `slow` (the request hangs, then the SMS is sent as usual), `throttle` (the
 carrier's own 429 / "Throttled"), `invalid_number`; and behaviour switches: `report_first`
 (delivery reports before the send response), `duplicate_reports`, `final` (the final delivery
-status: delivered, failed, expired), `reports` (off: no callbacks).
-Counts for tests: `sent_count(to, text)`, `sends`, `requests`.
+status: delivered, failed, expired), `reports` (off: no callbacks), `latency` (seconds between
+accepting an SMS and answering the send request: a crash in between leaves the sender not knowing
+it went), `report_delay` (seconds before the delivery reports are posted), `report_retry_for`
+(seconds a report that got no 2xx is posted again, as real carriers retry their callbacks).
+Counts for tests: `sent_count(to, text)`, `sends_per_ref(carrier)`, `sends`, `requests`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +33,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from smsbridge.carriersim import apis
+from smsbridge.carriersim import apis, kannel, rapidpro
 
-CARRIERS = ("africastalking", "twilio", "vonage", "generic")
+CARRIERS = ("africastalking", "twilio", "vonage", "generic", "kannel", "rapidpro")
 FAULTS = ("5xx", "timeout", "slow", "throttle", "invalid_number")
 
 DEFAULT_CREDENTIALS = {
@@ -39,6 +43,8 @@ DEFAULT_CREDENTIALS = {
     "twilio": ("AC" + "0" * 32, "twilio-auth-token"),
     "vonage": ("vonage-key", "vonage-secret"),
     "generic": ("", "generic-token"),
+    "kannel": ("smsbridge", "kannel-password"),
+    "rapidpro": ("", "rapidpro-api-token"),
 }
 
 # A delivery report a send queued: (carrier status, post it).
@@ -65,6 +71,11 @@ def bridge_env(url: str) -> dict[str, str]:
         "SMSBRIDGE_VONAGE_SENDER": "MEDIC",
         "SMSBRIDGE_GENERIC_SEND_URL": url + "/send",
         "SMSBRIDGE_GENERIC_SEND_TOKEN": DEFAULT_CREDENTIALS["generic"][1],
+        "SMSBRIDGE_KANNEL_SENDSMS_URL": url + "/cgi-bin/sendsms",
+        "SMSBRIDGE_KANNEL_USERNAME": DEFAULT_CREDENTIALS["kannel"][0],
+        "SMSBRIDGE_KANNEL_PASSWORD": DEFAULT_CREDENTIALS["kannel"][1],
+        "SMSBRIDGE_RAPIDPRO_API_URL": url,
+        "SMSBRIDGE_RAPIDPRO_API_TOKEN": DEFAULT_CREDENTIALS["rapidpro"][1],
     }
 
 
@@ -89,6 +100,9 @@ class CarrierState:
     final: str = "delivered"  # delivered | failed | expired
     callback: str | None = None  # DLR URL when the send request names none
     timeout_seconds: float = 2.0
+    latency: float = 0.0  # seconds from accepting an SMS to answering the send request
+    report_delay: float = 0.0  # seconds before delivery reports are posted
+    report_retry_for: float = 0.0  # seconds a report refused (or unreachable) is posted again
 
 
 class CarrierSim:
@@ -102,8 +116,11 @@ class CarrierSim:
         self.requests: Counter[str] = Counter()
         self.reports_posted: list[tuple[str, str, int]] = []  # (carrier, status, http status)
         self.invalid_numbers: set[str] = set()
+        self.rapidpro_broadcasts: dict[int, rapidpro.Broadcast] = {}
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
+        self._later: set[asyncio.Task[None]] = set()  # reports posted after report_delay
+        self._http: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
 
         def serve(
             api: Callable[[CarrierSim, Request], Awaitable[Response]],
@@ -114,6 +131,7 @@ class CarrierSim:
             return endpoint
 
         self.app = Starlette(
+            lifespan=self._lifespan,
             routes=[
                 Route("/version1/messaging", serve(apis.africastalking), methods=["POST"]),
                 Route(
@@ -123,7 +141,10 @@ class CarrierSim:
                 ),
                 Route("/sms/json", serve(apis.vonage), methods=["POST"]),
                 Route("/send", serve(apis.generic), methods=["POST"]),
-            ]
+                Route("/cgi-bin/sendsms", serve(kannel.sendsms), methods=["GET"]),
+                Route("/api/v2/broadcasts.json", serve(rapidpro.broadcasts), methods=["POST"]),
+                Route("/api/v2/messages.json", serve(rapidpro.messages), methods=["GET"]),
+            ],
         )
 
     # -- test controls -------------------------------------------------------------------------
@@ -156,6 +177,11 @@ class CarrierSim:
         with self._lock:
             return sum(1 for s in self.sends if s.to == to and (text is None or s.text == text))
 
+    def sends_per_ref(self, carrier: str) -> Counter[str | None]:
+        """How many times `carrier` accepted an SMS, by the sender's reference (its `id`)."""
+        with self._lock:
+            return Counter(s.ref for s in self.sends if s.carrier == carrier)
+
     def sent_by(self, carrier: str) -> list[SentSms]:
         with self._lock:
             return [s for s in self.sends if s.carrier == carrier]
@@ -170,12 +196,22 @@ class CarrierSim:
             await asyncio.sleep(state.timeout_seconds)
         return None if fault == "slow" else fault
 
-    def record(self, carrier: str, to: str, text: str, sender: str, ref: str | None) -> SentSms:
-        """An SMS the carrier accepted, with the carrier's id for it."""
+    def record(
+        self,
+        carrier: str,
+        to: str,
+        text: str,
+        sender: str,
+        ref: str | None,
+        *,
+        message_id: str | None = None,
+    ) -> SentSms:
+        """An SMS the carrier accepted, with the carrier's id for it (`message_id` when the
+        carrier's module names it)."""
         prefix = {"africastalking": "ATXid_", "twilio": "SM", "vonage": "", "generic": "g-"}
-        if carrier == "vonage":
+        if message_id is None and carrier == "vonage":
             message_id = f"{next(self._seq):016X}"
-        else:
+        elif message_id is None:
             message_id = prefix[carrier] + uuid.uuid4().hex
         sms = SentSms(carrier, message_id, to, text, sender, ref, time.time())
         with self._lock:
@@ -187,14 +223,37 @@ class CarrierSim:
         return to in self.invalid_numbers or not digits.isdigit() or not 6 <= len(digits) <= 15
 
     async def _post(self, carrier: str, status: str, url: str, **kwargs: Any) -> None:
-        try:
-            async with httpx.AsyncClient(timeout=10) as client:
-                response = await client.request(kwargs.pop("method", "POST"), url, **kwargs)
-            code = response.status_code
-        except httpx.HTTPError:
-            code = 0
-        with self._lock:
-            self.reports_posted.append((carrier, status, code))
+        method = kwargs.pop("method", "POST")
+        deadline = time.monotonic() + self.state[carrier].report_retry_for
+        while True:
+            try:
+                response = await self._client().request(method, url, **kwargs)
+                code = response.status_code
+            except httpx.HTTPError:
+                code = 0
+            with self._lock:
+                self.reports_posted.append((carrier, status, code))
+            if 200 <= code < 300 or time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.5)
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """On shutdown: reports still waiting (report_delay) are dropped, the client closed."""
+        yield
+        for task in list(self._later):
+            task.cancel()
+        if self._http is not None:
+            await self._http[1].aclose()
+            self._http = None
+
+    def _client(self) -> httpx.AsyncClient:
+        """One HTTP client for the reports posted from the running event loop (a client per
+        report costs a TLS context each: a burst of them stalls the simulator's answers)."""
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http[0] is not loop:
+            self._http = (loop, httpx.AsyncClient(timeout=10))
+        return self._http[1]
 
     def report(self, carrier: str, status: str, url: str, **request: Any) -> Report:
         """A delivery report to post (`request`: httpx.request's arguments, `method` POST)."""
@@ -203,6 +262,8 @@ class CarrierSim:
     async def _report(self, carrier: str, reports: list[Report]) -> None:
         """Post each report in order; twice each with duplicate_reports."""
         state = self.state[carrier]
+        if state.report_delay:
+            await asyncio.sleep(state.report_delay)
         for _status, post in reports:
             for _ in range(2 if state.duplicate_reports else 1):
                 await post()
@@ -211,10 +272,19 @@ class CarrierSim:
         """The send response, with its delivery reports posted after it (or before it, with
         `report_first`; none with `reports` off)."""
         state = self.state[carrier]
+        if state.latency:
+            await asyncio.sleep(state.latency)  # accepted (recorded) already: answered late
         if not state.reports or not reports:
             return response
         if state.report_first:
             await self._report(carrier, reports)
+            return response
+        if state.report_delay:
+            # posted later, detached from this request: a carrier's delivery reports do not
+            # hold up its answers to the next send requests (on this connection or any other)
+            task = asyncio.create_task(self._report(carrier, reports))
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
             return response
         response.background = BackgroundTask(self._report, carrier, reports)
         return response

@@ -1,6 +1,12 @@
-"""CHT's app settings (form definitions, locale, phone rules), cached in SQLite and refreshed on
-an interval, so that a bridge restarted during a CHT outage still parses. Or, with
-SMSBRIDGE_FORMS_FILE, form definitions from a local file instead of CHT's."""
+"""CHT's app settings (form definitions, locale, phone rules) and its translations, cached in
+SQLite and refreshed together on an interval, so that a bridge restarted during a CHT outage
+still parses the same. Or, with SMSBRIDGE_FORMS_FILE, form definitions from a local file instead
+of CHT's (the translations still come from CHT).
+
+CHT's parser runs every label through its translations (a label that is a translation key means
+that key's text), so the parser needs the same tables: they are built from CHT's translation
+documents by `smsparser.translate.load_translations`. A failure to read the translations keeps
+the cached ones (and the settings just fetched) and tries again sooner."""
 
 from __future__ import annotations
 
@@ -9,19 +15,24 @@ import logging
 from typing import Any, Protocol
 
 from smsbridge.cht.breaker import ChtGate
-from smsbridge.errors import AuthFailure, PeerError
+from smsbridge.errors import AuthFailure, PeerError, RetryableError
 from smsbridge.logs import event
 from smsbridge.settings import Settings
 from smsbridge.smsparser.forms import Forms, forms_from_settings, load_forms
+from smsbridge.smsparser.translate import load_translations
 from smsbridge.store import Store
 
 log = logging.getLogger(__name__)
 
 KV_KEY = "cht.app_settings"
+RETRY_SOONER = 30.0
+"""Seconds to the next attempt after a failed refresh (when the interval is longer)."""
 
 
 class SettingsSource(Protocol):
     async def app_settings(self) -> dict[str, Any]: ...
+
+    async def translation_docs(self) -> list[dict[str, Any]]: ...
 
 
 class ChtSettingsCache:
@@ -33,6 +44,7 @@ class ChtSettingsCache:
         self.refresh_interval = settings.forms_refresh
         self.app_settings: dict[str, Any] = {}
         self.forms: Forms = Forms()
+        self.translations: dict[str, dict[str, Any]] = {}
         self.fetched_at: float | None = None
         self.next_refresh = 0.0
         self.last_error: str | None = None
@@ -57,6 +69,9 @@ class ChtSettingsCache:
         except ValueError:
             return
         self._apply(cached["settings"], cached.get("fetched_at"))
+        translations = cached.get("translations")
+        if isinstance(translations, dict):
+            self.translations = translations
 
     def _apply(self, app_settings: dict[str, Any], fetched_at: float | None) -> None:
         if self._file_forms is None:
@@ -87,14 +102,50 @@ class ChtSettingsCache:
                 error=exc.code,
                 cached=self.fetched_at is not None,
             )
-            self.next_refresh = now + min(self.refresh_interval, 30.0)
+            self.next_refresh = now + min(self.refresh_interval, RETRY_SOONER)
             return False
-        payload = json.dumps({"settings": app_settings, "fetched_at": now})
+        translations = await self._fetch_translations(cht, now)
+        payload = json.dumps(
+            {
+                "settings": app_settings,
+                "translations": self.translations if translations is None else translations,
+                "fetched_at": now,
+            }
+        )
         await self.store.write(lambda c: Store.put_kv(c, KV_KEY, payload, now))
         self._apply(app_settings, now)
+        if translations is not None:
+            self.translations = translations
         self.last_error = None
-        event(log, "cht_settings_refreshed", forms=len(self.forms))
+        event(
+            log,
+            "cht_settings_refreshed",
+            forms=len(self.forms),
+            locales=len(self.translations),
+            translations_fresh=translations is not None,
+        )
         return True
+
+    async def _fetch_translations(
+        self, cht: SettingsSource, now: float
+    ) -> dict[str, dict[str, Any]] | None:
+        """The translation tables from CHT's documents; None (cached ones kept) on failure."""
+        try:
+            return load_translations(await cht.translation_docs())
+        except AuthFailure:
+            raise
+        except PeerError as exc:
+            event(
+                log,
+                "cht_translations_refresh_failed",
+                logging.WARNING,
+                error=exc.code,
+                status=exc.status,
+                cached=bool(self.translations),
+            )
+            if isinstance(exc, RetryableError):
+                self.next_refresh = now + min(self.refresh_interval, RETRY_SOONER)
+            return None
 
     async def refresh_if_due(self, cht: SettingsSource, gate: ChtGate, now: float) -> None:
         """The settings refresher's step: fetch when due, unless CHT work is paused for a 401

@@ -38,11 +38,16 @@ the same request may well succeed later, so it is retried.
 After an AuthFailure the client is *stopped*: every later call raises AuthFailure at once, without
 touching the network (CHT locks an IP out for 10 s after ten failed logins, and would keep
 locking it out while we retried), until `check_auth()` succeeds (the one call still made: the
-probe) or `reset_auth()`. Credentials never appear in logs or errors.
+probe) or `reset_auth()`. Until a call has succeeded with the credentials (at start-up, and
+after `reset_auth()`), calls go out one at a time: the workers starting together with a wrong
+password make one failed login, the others then fail fast. Credentials never appear in logs or
+errors.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -68,6 +73,9 @@ if TYPE_CHECKING:
     from smsbridge.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_NO_AUTH = httpx.Auth()
+"""No credentials on a request (a person's login goes without the bridge's)."""
 
 LOCKOUT_SECONDS = 10.0
 """CHT's failed-login window: the least we wait after a 429."""
@@ -205,6 +213,8 @@ class ChtClient:
             transport=transport,
         )
         self._auth_failure: AuthFailure | None = None
+        self._auth_confirmed = credentials is None  # a 2xx has shown the credentials work
+        self._auth_unknown = asyncio.Lock()
 
     @classmethod
     def from_settings(
@@ -247,6 +257,7 @@ class ChtClient:
     def reset_auth(self) -> None:
         """Allow calls again after an auth failure (credentials fixed, operator's decision)."""
         self._auth_failure = None
+        self._auth_confirmed = False
 
     # -- the calls -----------------------------------------------------------------------------
 
@@ -254,6 +265,16 @@ class ChtClient:
         self, method: str, path: str, *, probe: bool = False, **kwargs: Any
     ) -> httpx.Response:
         call = Call(method, path)
+        if self._auth_confirmed:
+            return await self._send(call, method, path, probe, **kwargs)
+        # Credentials not yet accepted (start-up, after reset_auth): one call at a time, so a
+        # wrong password costs one failed login, not one per worker.
+        async with self._auth_unknown:
+            return await self._send(call, method, path, probe, **kwargs)
+
+    async def _send(
+        self, call: Call, method: str, path: str, probe: bool, **kwargs: Any
+    ) -> httpx.Response:
         if self._auth_failure is not None and not probe:
             raise AuthFailure(
                 f"{call}: not called: CHT refused our credentials earlier "
@@ -278,9 +299,11 @@ class ChtClient:
             ms=round((time.monotonic() - started) * 1000, 1),
         )
         if error is None:
+            self._auth_confirmed = True
             return response
         if isinstance(error, AuthFailure):
             self._auth_failure = error
+            self._auth_confirmed = False
             event(
                 log, "cht.auth_failed", logging.ERROR, call=str(call), status=response.status_code
             )
@@ -301,6 +324,32 @@ class ChtClient:
         if not isinstance(body, dict):
             raise RetryableError("GET /api/v1/settings: not a settings object", code="cht_bad")
         return body
+
+    async def translation_docs(self) -> list[dict[str, Any]]:
+        """The translation documents (`messages-<code>`) of CHT's medic database, read as CHT's
+        API reads them at start-up: `_all_docs` over the `messages-` ids with the docs. An online
+        user (every configured role is a member of the medic database) may read them; the
+        tables the parser needs come from `smsparser.translate.load_translations`."""
+        path = "/medic/_all_docs"
+        params = {"startkey": '"messages-"', "endkey": '"messages-\ufff0"', "include_docs": "true"}
+        body = (await self._request("GET", path, params=params)).json()
+        rows = body.get("rows") if isinstance(body, dict) else None
+        if not isinstance(rows, list):
+            raise RetryableError(f"GET {path}: no rows in CHT's answer", code="cht_bad")
+        return [r["doc"] for r in rows if isinstance(r, dict) and isinstance(r.get("doc"), dict)]
+
+    async def records_by_gateway_ref(self, ref: str) -> list[str]:
+        """Ids of the documents CHT's `messages_by_gateway_ref` view lists under `ref`: a data
+        record whose `sms_message.gateway_ref` (from `_meta.gateway_ref` or a gateway message's
+        id) is `ref`, or a task of an outgoing message. The view CHT's `/api/sms` de-duplicates
+        with; online users may query it, offline users get 403 (PermanentError)."""
+        path = "/medic/_design/medic-sms/_view/messages_by_gateway_ref"
+        response = await self._request("GET", path, params={"key": json.dumps(ref)})
+        body = response.json()
+        rows = body.get("rows") if isinstance(body, dict) else None
+        if not isinstance(rows, list):
+            raise RetryableError(f"GET {path}: no rows in CHT's answer", code="cht_bad")
+        return [str(r["id"]) for r in rows if isinstance(r, dict) and r.get("id")]
 
     async def contacts_by_phone(self, phone: str) -> list[dict[str, Any]]:
         """Contacts whose stored phone is `phone` (hydrated); [] when CHT has none (404
@@ -346,6 +395,16 @@ class ChtClient:
         body = (await self._request("GET", "/api/v2/monitoring")).json()
         return body if isinstance(body, dict) else {}
 
+    async def session_roles(self) -> tuple[str, list[str]]:
+        """`GET /_session`: the name and roles CHT sees for our credentials (check-config
+        explains a missing permission with them)."""
+        body = (await self._request("GET", "/_session")).json()
+        ctx = body.get("userCtx") if isinstance(body, dict) else None
+        ctx = ctx if isinstance(ctx, dict) else {}
+        roles = ctx.get("roles")
+        names = [str(r) for r in roles] if isinstance(roles, list) else []
+        return str(ctx.get("name") or ""), names
+
     async def check_auth(self) -> None:
         """`GET /api/sms`: the credentials work and carry `can_access_gateway_api`. Raises
         AuthFailure (bad credentials) or PermanentError (403: the user lacks the permission).
@@ -355,3 +414,46 @@ class ChtClient:
         far from CHT's ten in ten seconds)."""
         await self._request("GET", "/api/sms", probe=True)
         self._auth_failure = None
+
+    async def check_login(self, name: str, password: str) -> tuple[str, ...] | None:
+        """A person's CHT login (the operator console): `POST /_session` with `name` and
+        `password`, then `GET /_session` with the session CHT returned for the user's roles,
+        then `DELETE /_session`. The roles, or None when CHT refuses the login; raises
+        RetryableError / PermanentError when CHT cannot answer (429: its failed-login lockout).
+
+        Neither this client's own credentials nor its auth stop are involved: a person's wrong
+        password says nothing about the bridge's. The password is sent, never logged."""
+        call = Call("POST", "/_session")
+        try:
+            response = await self._http.post(
+                "/_session", json={"name": name, "password": password}, auth=_NO_AUTH
+            )
+        except httpx.HTTPError as exc:
+            raise classify(call, exc) or RetryableError(str(call)) from exc
+        error = classify(call, response)
+        if isinstance(error, AuthFailure):
+            return None
+        if error is not None:
+            raise error
+        token = response.cookies.get("AuthSession")
+        self._http.cookies.clear()  # the session goes by its header below, never by the jar
+        if not token:
+            raise PermanentError(f"{call}: CHT returned no session", code="cht_no_session")
+        cookie = {"Cookie": f"AuthSession={token}"}
+        call = Call("GET", "/_session")
+        try:
+            answer = await self._http.get("/_session", headers=cookie, auth=_NO_AUTH)
+            with contextlib.suppress(httpx.HTTPError):
+                await self._http.delete("/_session", headers=cookie, auth=_NO_AUTH)
+        except httpx.HTTPError as exc:
+            raise classify(call, exc) or RetryableError(str(call)) from exc
+        finally:
+            self._http.cookies.clear()
+        error = classify(call, answer)
+        if error is not None:
+            raise error
+        context = answer.json().get("userCtx") if isinstance(answer.json(), dict) else None
+        if not isinstance(context, dict) or context.get("name") != name:
+            return None
+        roles = context.get("roles")
+        return tuple(str(r) for r in roles) if isinstance(roles, list) else ()

@@ -15,6 +15,10 @@ Others: `GET /_sim/messages/{id}`, `GET /_sim/requests` (counts per "METHOD /pat
 `POST /_sim/translations`, `POST /_sim/users`, `POST /_sim/sessions/revoke`,
 `POST /_sim/contacts`, `POST /_sim/auto-replies`, `POST /_sim/sentinel`, `POST /_sim/reset`,
 `GET /_sim/state`.
+
+`POST /_sim/translations` `{"<locale>": {"<key>": "<text>"}}` merges into the translation
+tables, which CHT's routes serve as the `messages-<locale>` documents
+(smsbridge/chtsim/medic_db.py).
 """
 
 from __future__ import annotations

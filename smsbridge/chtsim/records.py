@@ -11,15 +11,26 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from smsbridge.chtsim.contacts import normalize_phone
 from smsbridge.smsparser import parser
 from smsbridge.smsparser.fields import ParseOptions
 from smsbridge.smsparser.formdef import js_key_order
 from smsbridge.smsparser.js.moment import moment_ms
-from smsbridge.smsparser.js.numbers import UNDEFINED, js_trim, to_number
+from smsbridge.smsparser.js.numbers import (
+    UNDEFINED,
+    js_get,
+    js_lower,
+    js_trim,
+    js_upper,
+    to_number,
+    to_string,
+)
 from smsbridge.smsparser.js.numbers import truthy as js_truthy
+from smsbridge.smsparser.js.timevalues import NAN
 from smsbridge.smsparser.translate import translate as translate_key
 
 __all__ = ["RecordError", "create_by_form", "create_record_by_json", "translate"]
@@ -45,20 +56,81 @@ def reported_date(value: Any, now_ms: int, timezone: str) -> Any:
 
 
 def translate(
-    translations: Mapping[str, Mapping[str, str]],
+    translations: Mapping[str, Mapping[str, Any]],
     key: str,
-    locale: str,
+    locale: Any,
     context: Mapping[str, Any] | None = None,
+    *,
+    settings_locale: Any = None,
 ) -> str:
-    """CHT's `translate(key, locale, context)`: the text for the locale (else `en`, else the
-    key itself) with `{{name}}` filled from `context`."""
-    text = str(translate_key(key, locale, translations, None))
+    """CHT's `config.translate(key, locale, context)`: the text for the locale (else `en`, else
+    the key itself) rendered as a lodash template with `context`; a template naming a variable
+    the context lacks is kept unchanged. A locale that is an object is the context instead."""
+    return to_string(translate_key(key, locale, translations, settings_locale, context))
 
-    def fill(match: re.Match[str]) -> str:
-        value = (context or {}).get(match.group(1).strip())
-        return "" if value is None else str(value)
 
-    return re.sub(r"{{([\s\S]+?)}}", fill, text)
+def _empty(value: Any) -> bool:
+    """The records service's `empty`: only '', null and undefined."""
+    return value is UNDEFINED or value is None or value == ""
+
+
+def date_value(value: Any, now_ms: int, timezone: str) -> Any:
+    """`moment(value).valueOf()` as createRecordByJSON converts a date field. An object is read
+    as moment's `{year, month, day|date, hour, minute, second, millisecond}` (unit aliases
+    too): the date parts not given before the first one given are today's, the rest zero;
+    `{}` and `[]` are now. Everything else as the parser's moment."""
+    if isinstance(value, dict | list) and not value:
+        return now_ms
+    if not isinstance(value, dict):
+        return moment_ms(value, timezone)
+    units: dict[str, Any] = {}
+    for key, item in value.items():
+        unit = _UNITS.get(key) or _UNITS.get(js_lower(key))
+        if unit is not None:
+            units[unit] = item
+    day = units.get("day", UNDEFINED)
+    if day is UNDEFINED:
+        day = units.get("date", UNDEFINED)
+    raw = [units.get(u, UNDEFINED) for u in ("year", "month")]
+    raw += [day] + [units.get(u, UNDEFINED) for u in ("hour", "minute", "second", "ms")]
+    parts: list[Any] = [
+        (_parse_int(v) if js_truthy(v) else v) for v in raw
+    ]  # `obj && parseInt(obj, 10)`
+    today = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(_zone(timezone))
+    current = (today.year, today.month - 1, today.day)
+    i = 0
+    while i < 3 and (parts[i] is UNDEFINED or parts[i] is None):
+        parts[i] = current[i]
+        i += 1
+    for j in range(i, 7):
+        if parts[j] is UNDEFINED or parts[j] is None:
+            parts[j] = 1 if j == 2 else 0
+    numbers = [to_number(v) for v in parts]
+    if any(isinstance(n, float) and not math.isfinite(n) for n in numbers):
+        return NAN
+    return moment_ms([int(n) for n in numbers], timezone)
+
+
+_UNITS = {
+    **dict.fromkeys(("y", "year", "years"), "year"),
+    **dict.fromkeys(("M", "month", "months"), "month"),
+    **dict.fromkeys(("d", "day", "days"), "day"),
+    **dict.fromkeys(("D", "date", "dates"), "date"),
+    **dict.fromkeys(("h", "hour", "hours"), "hour"),
+    **dict.fromkeys(("m", "minute", "minutes"), "minute"),
+    **dict.fromkeys(("s", "second", "seconds"), "second"),
+    **dict.fromkeys(("ms", "millisecond", "milliseconds"), "ms"),
+}
+
+
+def _parse_int(value: Any) -> Any:
+    """JS `parseInt(value, 10)`."""
+    m = re.match(r"\s*([+-]?\d+)", to_string(value))
+    return int(m.group(1)) if m else NAN
+
+
+def _zone(timezone: str) -> Any:
+    return UTC if timezone.upper() == "UTC" else ZoneInfo(timezone)
 
 
 # -- the service ---------------------------------------------------------------------------------
@@ -122,15 +194,15 @@ def create_record_by_json(
     timezone: str = "UTC",
 ) -> dict[str, Any]:
     """`createRecordByJSON(body)`: the data_record for a pre-parsed JSON form."""
-    meta = body.get("_meta")
-    if not js_truthy(meta):
+    meta = body.get("_meta", UNDEFINED)
+    if _empty(meta):
         raise RecordError("Missing _meta property.")
-    form = meta.get("form") if isinstance(meta, dict) else None
-    if not js_truthy(form):
+    form = js_get(meta, "form") if isinstance(meta, dict) else UNDEFINED
+    if _empty(form):
         raise RecordError("Missing required field: form")
     if not isinstance(form, str):
-        raise TypeError("form.toUpperCase is not a function")
-    code = form.upper()
+        raise TypeError("options.form.toUpperCase is not a function")
+    code = js_upper(form)
     form_def = (settings.get("forms") or {}).get(code)
     if form_def is None:
         raise RecordError(f"Form not found: {code}")
@@ -144,10 +216,10 @@ def create_record_by_json(
         field = fields_def.get(key)
         if isinstance(field, dict):
             if field.get("type") == "date":
-                value = moment_ms(value, timezone)
+                value = date_value(value, now_ms, timezone)
             elif field.get("type") == "boolean" and _is_number(value) and value in (0, 1):
                 value = bool(value)
-        parsed[key.lower()] = value
+        parsed[js_lower(key)] = value
     return _record(
         settings,
         translations,
@@ -211,9 +283,9 @@ def _record(
     if form_def is not None and parsed is not None:
         fields_def = form_def.get("fields") or {}
         reference = form_def.get("facility_reference")
-        if reference is not None:
-            refid = parsed.get(reference)
-            record["refid"] = refid.upper() if isinstance(refid, str) else refid
+        if js_truthy(reference):  # undefined (no key in the stored doc) when the field is absent
+            refid = parsed.get(to_string(reference), UNDEFINED)
+            record["refid"] = js_upper(refid) if isinstance(refid, str) and refid else refid
         for key in js_key_order(list(fields_def)):
             _merge(key.split("."), fields, parsed)
         errors_ctx = _validate(fields_def, parsed)
@@ -223,16 +295,20 @@ def _record(
     if isinstance(message, str) and not js_trim(message):
         errors.append({"code": "sys.empty"})
     if form_def is None and settings.get("forms_only_mode"):
-        errors.append({"code": "sys.form_not_found", "form": code or ""})
+        errors.append(
+            {"code": "sys.form_not_found", "form": code if code is not None else UNDEFINED}
+        )
     locale = _locale(fields, sms_message, settings)
     for error in errors:
         context = {k: v for k, v in error.items() if k != "code"}
-        record["errors"].append(
-            {
-                "code": error["code"],
-                "message": translate(translations, error["code"], locale, context),
-            }
+        message_text = translate(
+            translations,
+            error["code"],
+            locale,
+            context,
+            settings_locale=settings.get("locale"),
         )
+        record["errors"].append({"code": error["code"], "message": message_text})
     return dict(parser.to_stored(record))
 
 
@@ -274,14 +350,21 @@ def _validate(fields_def: Mapping[str, Any], parsed: Mapping[str, Any]) -> list[
             if wrong:
                 errors.append({"code": "sys.incorrect_type", "key": key, "expectedType": expected})
     if missing:
-        errors.append({"code": "sys.missing_fields", "fields": ",".join(missing)})
+        errors.append({"code": "sys.missing_fields", "fields": missing})  # a list: "a,b"
     return errors
 
 
 def _locale(
     fields: Mapping[str, Any], sms_message: Mapping[str, Any], settings: Mapping[str, Any]
-) -> str:
-    for candidate in (fields.get("locale"), sms_message.get("locale"), settings.get("locale")):
-        if isinstance(candidate, str) and candidate:
+) -> Any:
+    """The records service's `getLocale`: the first truthy of the form's `locale` field, the
+    message's locale and the settings locale, else 'en'; whatever its type (a number is looked
+    up as its text, an object becomes the template context: see `translate`)."""
+    for candidate in (
+        fields.get("locale", UNDEFINED),
+        sms_message.get("locale", UNDEFINED),
+        settings.get("locale", UNDEFINED),
+    ):
+        if js_truthy(candidate):
             return candidate
     return "en"

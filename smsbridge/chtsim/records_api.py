@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from smsbridge.chtsim.bodies import form_body, is_json, is_urlencoded, json_body
+from smsbridge.chtsim.medic_db import translation_tables
 from smsbridge.chtsim.records import RecordError, create_by_form, create_record_by_json
 from smsbridge.chtsim.responses import ChtHttpError, json_response
 from smsbridge.chtsim.transitions import run_transitions
@@ -37,7 +38,7 @@ async def post_records(sim: ChtSim, request: Request, version: int) -> Response:
             doc = create_by_form(
                 body,
                 settings=state.settings,
-                translations=state.translations,
+                translations=translation_tables(state),
                 now_ms=now,
                 locale=locale,
                 timezone=sim.timezone,
@@ -46,7 +47,7 @@ async def post_records(sim: ChtSim, request: Request, version: int) -> Response:
             doc = create_record_by_json(
                 body if isinstance(body, dict) else {},
                 settings=state.settings,
-                translations=state.translations,
+                translations=translation_tables(state),
                 now_ms=now,
                 timezone=sim.timezone,
             )
@@ -56,8 +57,8 @@ async def post_records(sim: ChtSim, request: Request, version: int) -> Response:
         raise ChtHttpError(500, "Server error", str(exc)) from exc
     except ChtHttpError:
         raise
-    except Exception as exc:  # CHT crashes on some inputs: a 500 with no details
-        raise ChtHttpError(500, str(exc)) from exc
+    except Exception as exc:  # CHT crashes on some inputs: "Server error", no details
+        raise ChtHttpError(500, "Server error") from exc
     with state.lock:
         run_transitions(state, sim.guard, doc, now)
         saved = state.put_doc(doc)

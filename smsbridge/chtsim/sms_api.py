@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from smsbridge.chtsim.bodies import json_body
+from smsbridge.chtsim.medic_db import translation_tables
 from smsbridge.chtsim.messaging import WriteConflict, apply_updates, select_outgoing
 from smsbridge.chtsim.records import create_by_form
 from smsbridge.chtsim.responses import ChtHttpError, json_response
@@ -52,7 +53,7 @@ def process_incoming(sim: ChtSim, messages: list[Any], now_ms: int) -> list[str]
                     "gateway_ref": message["id"],
                 },
                 settings=state.settings,
-                translations=state.translations,
+                translations=translation_tables(state),
                 now_ms=now_ms,
                 timezone=sim.timezone,
             )

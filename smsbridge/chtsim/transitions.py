@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from smsbridge.chtsim.contacts import find_by_phone
+from smsbridge.chtsim.medic_db import translation_tables
 from smsbridge.chtsim.messaging import DuplicateGuard, new_task
 from smsbridge.chtsim.records import translate
 from smsbridge.chtsim.state import SimState
@@ -72,7 +73,7 @@ def update_clinics(
     if contact is not None:
         doc["contact"] = state.minify(contact["_id"])
         return
-    message = translate(state.translations, "sys.facility_not_found", _locale(state, doc))
+    message = translate(translation_tables(state), "sys.facility_not_found", _locale(state, doc))
     doc.setdefault("errors", []).append({"code": "sys.facility_not_found", "message": message})
     if form_def is not None and form_def.get("public_form") is not True:
         _reply(state, guard, doc, message, now_ms)

@@ -3,14 +3,23 @@
 Settings.from_env stops at the first stage that fails (values that do not convert, then checks
 across settings); here the settings its problems name are set aside and the rest checked again,
 so that one run lists everything an operator has to fix. The database location is checked as
-well, and so are the carriers: what would fail at start or on every request is a problem
-(exit 2: `serve` refuses to start); what only leaves a carrier half-working (no webhook token,
-no sending credentials for a channel that routing can pick, no URL for delivery reports) is a
-warning. Each carrier checks its own settings (`Carrier.check`); nothing here names one.
+well, and so are the carriers (smsbridge/outbound/carriercheck.py): what would fail at start or
+on every request is a problem (exit 2: `serve` refuses to start); what only leaves a carrier
+half-working (no webhook token, no sending credentials for a channel that routing can pick, no
+URL for delivery reports) is a warning. Each carrier checks its own settings (`Carrier.check`);
+nothing here names one.
+
+An `SMSBRIDGE_*` variable no setting declares (a typo: `SMSBRIDGE_TWILLIO_AUTH_TOKEN`) is a
+warning naming the closest known setting. With `probe_cht` (the `check-config` command; `serve`
+does not call CHT before it starts) and CHT configured, CHT itself is asked: our credentials,
+the user's gateway permission and `sms.outgoing_service` (smsbridge/cht/requirements.py), each
+problem saying what to change in CHT's settings.
 """
 
 from __future__ import annotations
 
+import asyncio
+import difflib
 import json
 import os
 import re
@@ -18,12 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smsbridge.carriers import CARRIERS, every_setting, load_settings
-from smsbridge.carriers.base import CarrierConfig, url_ok
-from smsbridge.carriers.sending import unset
+from smsbridge.carriers import every_setting, load_settings
+from smsbridge.cht.requirements import cht_findings
 from smsbridge.cli.tables import render_table
-from smsbridge.errors import ConfigError
-from smsbridge.outbound.routing import Routes, channel_carrier
+from smsbridge.outbound.carriercheck import carrier_problems, carrier_warnings
 from smsbridge.settings import Settings, SettingsError
 
 
@@ -38,7 +45,9 @@ class ConfigReport:
         return not self.problems
 
 
-def check(environ: Mapping[str, str] | None = None) -> ConfigReport:
+def check(environ: Mapping[str, str] | None = None, *, probe_cht: bool = False) -> ConfigReport:
+    """Every problem and warning of the settings in `environ` (default: os.environ); with
+    `probe_cht`, of CHT's own configuration too (the module doc)."""
     env = dict(os.environ if environ is None else environ)
     problems: list[str] = []
     bad: set[str] = set()
@@ -60,60 +69,22 @@ def check(environ: Mapping[str, str] | None = None) -> ConfigReport:
         problems += [p for p in _database_problems(settings.database) if p not in problems]
         problems += [p for p in carrier_problems(settings) if p not in problems]
         warnings = carrier_warnings(settings)
+        if probe_cht and settings.cht_url and not problems:
+            cht_problems, cht_warnings = asyncio.run(cht_findings(settings))
+            problems += cht_problems
+            warnings += cht_warnings
+    warnings = unknown_names(env) + warnings
     return ConfigReport(_rows(env, settings, bad), problems, warnings)
 
 
-# -- carriers ------------------------------------------------------------------------------------
-
-
-def carrier_problems(settings: Settings) -> list[str]:
-    """What would make `serve` fail at start, or fail every request of some kind."""
-    found: list[str] = []
-    try:
-        Routes.parse(settings.routes, settings.enabled_carriers)
-    except ConfigError as exc:
-        found.append(exc.detail)
-    if settings.public_url and not url_ok(settings.public_url):
-        found.append(
-            "SMSBRIDGE_PUBLIC_URL: expected an http(s)://host[:port][/path] URL, "
-            f"got {settings.public_url!r}"
-        )
-    for carrier in CARRIERS.values():
-        found += carrier.check(CarrierConfig.from_settings(settings, carrier.name))[0]
-    return found
-
-
-def carrier_warnings(settings: Settings) -> list[str]:
-    """What leaves an enabled carrier half-working."""
-    found: list[str] = []
-    enabled = [c for c in settings.enabled_carriers if c in CARRIERS]
-    if not enabled and settings.cht_url:
-        found.append(
-            "SMSBRIDGE_CARRIERS is empty and no carrier has a webhook token: no carrier is "
-            "enabled, so no SMS can be received or sent"
-        )
-    configs = {name: CarrierConfig.from_settings(settings, name) for name in enabled}
-    for name in enabled:
-        found += CARRIERS[name].check(configs[name])[1]
-    try:
-        routes = Routes.parse(settings.routes, settings.enabled_carriers)
-        senders = {channel_carrier(c) for c in routes.channels}
-    except ConfigError:
-        senders = set()
-    for name in [c for c in enabled if c in senders]:
-        # what the carrier cannot deliver SMS without (its `send_needs`)
-        missing = unset(configs[name], CARRIERS[name].send_needs)
-        if missing:
-            found.append(
-                f"{name} sends SMS (SMSBRIDGE_ROUTES) but {', '.join(missing)} "
-                f"{'is' if len(missing) == 1 else 'are'} empty: its SMS will fail"
-            )
-    reported = sorted(c for c in enabled if c in senders and CARRIERS[c].asks_status_url)
-    if reported and not settings.public_url:
-        found.append(
-            f"SMSBRIDGE_PUBLIC_URL is empty: {', '.join(reported)} cannot be asked for "
-            "delivery reports (SMS stay `sent`, never `delivered`)"
-        )
+def unknown_names(env: Mapping[str, str]) -> list[str]:
+    """A warning for each SMSBRIDGE_* variable no setting declares, naming the closest one."""
+    known = sorted(s.env for s in every_setting())
+    found = []
+    for name in sorted(n for n in env if n.startswith("SMSBRIDGE_") and n not in known):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f": did you mean {close[0]}?" if close else ""
+        found.append(f"{name} is not a smsbridge setting and is ignored{hint}")
     return found
 
 

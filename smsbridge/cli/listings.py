@@ -259,6 +259,9 @@ def _row(task: Any, sms: outgoing.Outgoing | None, now: float, reveal: bool) -> 
         "channel": None if sms is None else sms.channel,
         "sms_state": None if sms is None else str(sms.state),
         "to": None if sms is None else _phone(sms.to, reveal),
+        "carrier_id": None if sms is None else sms.external_id,
+        # a send that may have reached the carrier, its answer never stored (outbound/send.py)
+        "ambiguous_since": None if sms is None else _iso(sms.ambiguous_since),
     }
     if reveal and sms is not None:
         item["text"] = sms.content
@@ -266,7 +269,10 @@ def _row(task: Any, sms: outgoing.Outgoing | None, now: float, reveal: bool) -> 
 
 
 def render_outbox(rows: Sequence[dict[str, Any]]) -> str:
-    headers = ["ID", "KIND", "REF", "STATE", "TRIES", "AGE", "DUE", "CHANNEL", "SMS", "TO", "ERROR"]
+    headers = [
+        "ID", "KIND", "REF", "STATE", "TRIES", "AGE", "DUE", "CHANNEL", "SMS", "CARRIER ID", "TO",
+        "ERROR",
+    ]  # fmt: skip
     table = [
         [
             r["id"],
@@ -277,7 +283,8 @@ def render_outbox(rows: Sequence[dict[str, Any]]) -> str:
             age_text(r["age_seconds"]),
             _due(r["due_in_seconds"]),
             r["channel"],
-            r["sms_state"],
+            f"{r['sms_state']} (ambiguous)" if r.get("ambiguous_since") else r["sms_state"],
+            r.get("carrier_id"),
             r["to"],
             r["error"],
         ]

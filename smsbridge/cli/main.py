@@ -77,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(func=cmd_migrate)
 
+    prune = sub.add_parser(
+        "prune", help="delete finished SMS older than the retention window (counts printed)"
+    )
+    prune.add_argument(
+        "--older-than",
+        type=_days,
+        metavar="DAYS",
+        help="days to keep (default: SMSBRIDGE_RETENTION_DAYS)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only count what would go")
+    prune.set_defaults(func=cmd_prune)
+
     send = sub.add_parser("send", help="queue one SMS by hand (routed and sent like any other)")
     send.add_argument("--to", required=True, help="international number, e.g. +254712345678")
     send.add_argument("text", help="the SMS text")
@@ -134,6 +146,16 @@ def _seconds(raw: str) -> float:
     return value
 
 
+def _days(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of days above 0: {raw!r}")
+    return value
+
+
 def _state_file(raw: str) -> Path:
     """`chtsim --state FILE`: a new file in an existing directory, or a state file it wrote."""
     import json
@@ -177,7 +199,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from smsbridge.cli.check_config import check, render
 
-    report = check()
+    report = check(probe_cht=True)  # CHT's own settings too (serve does not call CHT first)
     print(render(report, as_json=args.json))
     return 0 if report.ok else 2
 
@@ -247,6 +269,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         else:
             print(f"{database}: schema version {before} -> {store.version}")
     return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from smsbridge.cli.prune import prune_command
+
+    return prune_command(args.older_than, args.dry_run, sys.stdout)
 
 
 def cmd_send(args: argparse.Namespace) -> int:

@@ -295,3 +295,91 @@ def count_from(store: Store, sender: str, since: float) -> int:
         (sender, int(since * 1000)),
     )
     return int(rows[0][0])
+
+
+# -- for operators: the console's lists and charts (smsbridge/web/console) -----------------------
+
+
+def listing(
+    store: Store,
+    *,
+    state: str | None = None,
+    carrier: str | None = None,
+    sender: str | None = None,
+    accepted_after: float | None = None,
+    accepted_before: float | None = None,
+    limit: int = 50,
+) -> list[Message]:
+    """Inbound SMS, newest first, filtered (times in epoch seconds)."""
+    where, params = ["1 = 1"], []
+    for clause, value in (
+        ("state = ?", state),
+        ("carrier = ?", carrier),
+        ("sender = ?", sender),
+        ("accepted_at >= ?", None if accepted_after is None else int(accepted_after * 1000)),
+        ("accepted_at <= ?", None if accepted_before is None else int(accepted_before * 1000)),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    rows = store.query(
+        f"SELECT * FROM messages WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+        (*params, limit),
+    )
+    return [Message.from_row(row) for row in rows]
+
+
+def hourly(store: Store, since: float) -> list[tuple[int, str, int]]:
+    """(hour, state, count) of the SMS accepted since `since` (epoch seconds; `hour` counts
+    whole hours from `since`), by the state each is in now."""
+    rows = store.query(
+        "SELECT (accepted_at - ?) / 3600000 AS hour, state, COUNT(*) FROM messages "
+        "WHERE accepted_at >= ? GROUP BY hour, state",
+        (int(since * 1000), int(since * 1000)),
+    )
+    return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+# -- retention (smsbridge/retention.py) -----------------------------------------------------------
+
+FINISHED = ("submitted", "relayed", "rejected")
+"""States a message never leaves: it may be pruned once old enough (never `received` or
+`dead`, nor one with a task)."""
+
+
+def _prunable(columns: str) -> str:
+    """SELECT `columns` of the finished messages accepted before a time (ms), without a task."""
+    marks = ", ".join("?" for _ in FINISHED)
+    return (
+        f"SELECT {columns} FROM messages WHERE accepted_at < ? AND state IN ({marks}) "
+        f"AND NOT {tasks.has_task_sql('?', 'messages.uuid')}"
+    )
+
+
+def _prunable_params(before: float) -> tuple[object, ...]:
+    return (int(before * 1000), *FINISHED, SUBMIT)
+
+
+def prune_in(conn: sqlite3.Connection, before: float, limit: int) -> dict[str, int]:
+    """Inside a write job: delete up to `limit` finished messages accepted before `before`
+    (epoch seconds), with the parts they were joined from. Returns how many rows, by table."""
+    uuids = [
+        row[0]
+        for row in conn.execute(_prunable("uuid") + " LIMIT ?", (*_prunable_params(before), limit))
+    ]
+    if not uuids:
+        return {"messages": 0, "inbound_parts": 0}
+    marks = ",".join("?" for _ in uuids)
+    parts = conn.execute(f"DELETE FROM inbound_parts WHERE message_uuid IN ({marks})", uuids)
+    gone = conn.execute(f"DELETE FROM messages WHERE uuid IN ({marks})", uuids)
+    return {"messages": gone.rowcount, "inbound_parts": parts.rowcount}
+
+
+def prunable_in(conn: sqlite3.Connection, before: float) -> dict[str, int]:
+    """What `prune_in` would delete, all batches together (`smsbridge prune --dry-run`)."""
+    params = _prunable_params(before)
+    messages = conn.execute(_prunable("COUNT(*)"), params).fetchone()[0]
+    parts = conn.execute(
+        f"SELECT COUNT(*) FROM inbound_parts WHERE message_uuid IN ({_prunable('uuid')})", params
+    ).fetchone()[0]
+    return {"messages": int(messages), "inbound_parts": int(parts)}

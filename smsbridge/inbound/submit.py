@@ -14,12 +14,13 @@ definitions, then
     task waits in the dead-letter list with the reason.
 
 /api/v2/records is not idempotent. When an earlier attempt at a report may have reached CHT (a
-timeout or dropped connection after the request was sent, or a crash mid-call), the retry does
-NOT post the record again: it sends the SMS through /api/sms with the same id. CHT's gateway_ref
-view holds `_meta.gateway_ref` of the record we may have created, so CHT drops the message if
-the first attempt got through, and otherwise creates the report from the raw text with its own
-parser. Residual: in that rare case the report's reported_date is the time CHT processed it,
-not the time the SMS arrived.
+timeout or dropped connection after the request was sent, or a crash mid-call), the retry first
+asks CHT's messages_by_gateway_ref view (the one CHT's /api/sms de-duplicates with) whether a
+record holds our id as `gateway_ref`: if one does, the message is done with that record's id;
+if none does, the report is posted again, still dated when the SMS arrived. Only a CHT user who
+may not query the view (an offline user) falls back to sending the SMS through /api/sms with
+the same id (CHT drops it if the first attempt got through, else parses it itself, and the
+report is then dated when CHT processed it). docs/cht-records.md has the evidence.
 """
 
 from __future__ import annotations
@@ -170,7 +171,11 @@ class InboundPipeline:
         gate: ChtGate | None = None,
         reply_hook: ReplyHook | None = None,
         outgoing_hook: OutgoingHook | None = None,
+        on_accepted: Callable[[], None] | None = None,
     ) -> None:
+        """`reply_hook` queues a reply to the sender inside a write job; `outgoing_hook` takes
+        the SMS CHT hands back on a relay; `on_accepted()` is told each time CHT has taken
+        a report or a relayed SMS (its automatic reply is then due soon)."""
         self.store = store
         self.outbox = outbox
         self.cht = cht
@@ -180,6 +185,7 @@ class InboundPipeline:
         self.contacts = ContactCache(settings.contact_cache_ttl)
         self.reply_hook = reply_hook
         self.outgoing_hook = outgoing_hook
+        self.on_accepted = on_accepted
 
     # -- one task --------------------------------------------------------------------------------
 
@@ -317,16 +323,27 @@ class InboundPipeline:
             timezone=self.settings.timezone,
             default_country_code=cs.default_country_code,
             phone_validation=cs.phone_validation,
+            translations=cs.translations,
         )
         result = parse_sms(message.text, cs.forms, options)
         if isinstance(result, FormError) and result.code not in HANDLED_BY_CHT:
             reason = f"CHT's parser would fail on this text ({result.code}): {result.detail}"
             await self._reject(task, message, sender, reason, result.detail, now, dead=True)
             return
-        if isinstance(result, Report) and not maybe_sent:
-            attempt.posted_record = True
-            doc_id = await self.cht.create_record(record_body(message, sender, result, cs.locale))
+        earlier = (
+            await self._earlier_records(message.uuid)
+            if isinstance(result, Report) and maybe_sent
+            else []
+        )
+        if isinstance(result, Report) and earlier is not None:
+            if earlier:  # the earlier attempt did create it: not posted again
+                doc_id = earlier[0]
+            else:
+                attempt.posted_record = True
+                body = record_body(message, sender, result, cs.locale)
+                doc_id = await self.cht.create_record(body)
             await self._finish(task, message.uuid, "submitted", form=result.code, doc_id=doc_id)
+            self._accepted()
             event(
                 log,
                 "inbound_submitted",
@@ -335,12 +352,14 @@ class InboundPipeline:
                 form=result.code,
                 sender=phone.mask(sender),
                 doc=doc_id,
+                recheck=maybe_sent,
                 attempt=task.attempts,
             )
             return
         await self._relay(message, sender)
         form = result.code if isinstance(result, Report) else None
         await self._finish(task, message.uuid, "relayed", form=form, doc_id=None)
+        self._accepted()
         event(
             log,
             "inbound_relayed",
@@ -350,6 +369,28 @@ class InboundPipeline:
             recheck=maybe_sent,
             attempt=task.attempts,
         )
+
+    def _accepted(self) -> None:
+        if self.on_accepted is not None:
+            self.on_accepted()
+
+    async def _earlier_records(self, message_uuid: str) -> list[str] | None:
+        """After an attempt that may have reached CHT: the records CHT holds with our id as
+        `gateway_ref` (its messages_by_gateway_ref view), so a report is posted again only if
+        none is there. None when this CHT user may not query the view (an offline user gets
+        403): the SMS then goes through /api/sms, which CHT de-duplicates by the same view."""
+        try:
+            return await self.cht.records_by_gateway_ref(message_uuid)
+        except PermanentError as exc:
+            event(
+                log,
+                "inbound_recheck_by_relay",
+                logging.WARNING,
+                message=message_uuid,
+                error=exc.code,
+                status=exc.status,
+            )
+            return None
 
     async def _relay(self, message: Message, sender: str) -> None:
         outgoing = await self.cht.exchange_sms([gateway_message(message, sender)], [])

@@ -9,6 +9,12 @@ acknowledgement (UNSENT) takes a message out of CHT's next offer.
 
 A CHT failure backs off (RetryableError) or pauses until the credentials work again
 (AuthFailure, shared with the inbound workers' gate: no retrying into CHT's lockout).
+
+Replies in seconds: CHT writes its automatic reply to a report within a second of accepting it,
+but would hand it over only at the next exchange (up to SMSBRIDGE_SYNC_INTERVAL later). So once
+CHT has accepted a report or a relayed SMS, `expedite` asks for follow-up exchanges shortly
+after (FOLLOW_UPS), coalesced across messages; a small loop of their own (`follow_up`) wakes
+the sync loop when one is due. The periodic exchange stays as the floor.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ MAX_ROUNDS = 200  # exchanges per sync before yielding to the interval
 # dropped connection, a 5xx) CHT may have applied every update: see `outgoing.superseded`.
 NOT_PROCESSED = frozenset({"cht_unreachable", "cht_starting", "cht_rate_limited"})
 SWEEP_EVERY = 60.0  # seconds between sweeps for expired held and dropped messages
+FOLLOW_UPS = (1.0, 5.0)  # seconds after CHT accepted a report: exchange again then
+COALESCE = 0.5  # a follow-up this close to one already planned is the same one
+IDLE_WAIT = 3600.0  # the follow-up loop's wait with nothing planned (it is woken when needed)
 
 
 class ChtSync:
@@ -46,15 +55,23 @@ class ChtSync:
         ttl: float,
         gate: ChtGate | None = None,
         on_messages: Callable[[], None] = lambda: None,
+        wake_sync: Callable[[], None] = lambda: None,
+        wake_follow_up: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_messages`: new SMS to send were stored (wakes the send workers); `wake_sync`
+        wakes the sync loop (an exchange now); `wake_follow_up` wakes the follow-up loop (its
+        plan changed)."""
         self.store = store
         self.cht = cht
         self.interval = interval
         self.ttl = ttl
         self.gate = gate or ChtGate()
         self.on_messages = on_messages
+        self.wake_sync = wake_sync
+        self.wake_follow_up = wake_follow_up
         self.retry_at = 0.0
         self.next_sweep = 0.0
+        self.follow_ups: list[float] = []  # when to exchange again, soonest first
 
     async def exchange(self, now: float) -> bool:
         """One POST /api/sms. True when another should follow at once."""
@@ -118,3 +135,29 @@ class ChtSync:
             )
             if swept:
                 event(log, "outgoing_swept", logging.WARNING, count=swept)
+
+    # -- follow-up exchanges (replies in seconds) -------------------------------------------------
+
+    def expedite(self, now: float) -> None:
+        """CHT has just accepted a report or a relayed SMS: plan exchanges at FOLLOW_UPS after
+        `now`, unless one is already planned within COALESCE of each."""
+        planned = False
+        for delay in FOLLOW_UPS:
+            at = now + delay
+            if all(abs(at - known) > COALESCE for known in self.follow_ups):
+                self.follow_ups.append(at)
+                planned = True
+        if planned:
+            self.follow_ups.sort()
+            self.wake_follow_up()
+
+    async def follow_up(self, now: float) -> None:
+        """The follow-up loop's step: when a planned exchange is due, wake the sync loop."""
+        due = [at for at in self.follow_ups if at <= now]
+        if due:
+            self.follow_ups = self.follow_ups[len(due) :]
+            self.wake_sync()
+
+    def follow_up_wait(self, now: float) -> float:
+        """Seconds until the next planned exchange (IDLE_WAIT when none)."""
+        return max(0.0, self.follow_ups[0] - now) if self.follow_ups else IDLE_WAIT

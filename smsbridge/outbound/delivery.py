@@ -3,6 +3,11 @@ failed for now, and delivery reports — stored first, then applied to the messa
 our ref when the carrier echoes it, else by the carrier's id). A report for an id we cannot match
 yet (it overtook the send response) is kept and applied when the send returns; never dropped.
 
+A report is bound to its carrier: it arrived on that carrier's status endpoint (its token or
+signature checked), so it may only move an SMS handed to that carrier (`Outgoing.handed_to`);
+our ref and the carrier's id are matched within that carrier only. Another carrier's token, or
+a made-up id beside a real ref, moves nothing.
+
 Functions named `*_in` run inside a store write job. This module owns the `delivery_reports`
 table; the messages themselves change through outbound/messages.py, their owner.
 """
@@ -12,8 +17,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from smsbridge.outbound.messages import advance_in, by_external_id_in, get_in, route_in
+from smsbridge.outbound.messages import (
+    advance_in,
+    attempt_over_in,
+    by_external_id_in,
+    get_in,
+    route_in,
+)
 from smsbridge.sms import DeliveryState, StatusUpdate
+from smsbridge.store import Store
 
 
 def accepted_in(
@@ -34,6 +46,7 @@ def accepted_in(
     message = route_in(
         conn, message, now, channel=channel, carrier=carrier, external_id=external_id
     )
+    message = attempt_over_in(conn, message)  # answered: not ambiguous
     advance_in(conn, message, state, now)
     if external_id is None:
         return
@@ -51,12 +64,18 @@ def accepted_in(
         )
 
 
-def tried_in(conn: sqlite3.Connection, ref: str, channel: str, now: float) -> None:
-    """A send attempt on `channel` failed for now: the SMS is `sending` (it may have left)."""
+def tried_in(
+    conn: sqlite3.Connection, ref: str, channel: str, now: float, *, ambiguous: bool = False
+) -> None:
+    """A send attempt on `channel` failed for now: the SMS is `sending`. `ambiguous`: no answer
+    came (a timeout), so the SMS may have left; it is not sent again before its report had time
+    to arrive (outbound/send.py)."""
     message = get_in(conn, ref)
     if message is None:
         return
-    advance_in(conn, route_in(conn, message, channel=channel), DeliveryState.SENDING, now)
+    message = route_in(conn, message, channel=channel)
+    message = attempt_over_in(conn, message, ambiguous_since=now if ambiguous else None)
+    advance_in(conn, message, DeliveryState.SENDING, now)
 
 
 def delivery_report_in(conn: sqlite3.Connection, update: StatusUpdate, now: float) -> bool:
@@ -66,6 +85,8 @@ def delivery_report_in(conn: sqlite3.Connection, update: StatusUpdate, now: floa
     message = None
     if update.ref:
         message = get_in(conn, update.ref)
+        if message is not None and not message.handed_to(update.carrier):
+            message = None  # another carrier's SMS: this carrier cannot speak for it
     if message is None and update.external_id:
         message = by_external_id_in(conn, update.carrier, update.external_id)
     conn.execute(
@@ -96,3 +117,53 @@ def delivery_reports_in(
     """The status webhook's step, before its 2xx: all its reports in one transaction. Returns
     how many matched."""
     return sum(1 for u in updates if delivery_report_in(conn, u, now))
+
+
+def reports_for(
+    store: Store, outgoing_id: int
+) -> list[tuple[float, str, str | None, str | None, str | None]]:
+    """The delivery reports carriers sent about the outgoing SMS `outgoing_id`, in arrival
+    order: (received at, state, the carrier's status word, reason, the carrier's id)."""
+    rows = store.query(
+        "SELECT received_at, state, carrier_status, reason, external_id FROM delivery_reports "
+        "WHERE outgoing_id = ? ORDER BY id",
+        (outgoing_id,),
+    )
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+# -- retention (smsbridge/retention.py) -----------------------------------------------------------
+
+
+def forget_in(conn: sqlite3.Connection, outgoing_ids: Sequence[int]) -> int:
+    """Inside a write job: delete the delivery reports applied to the outgoing SMS
+    `outgoing_ids` (being pruned). Returns how many."""
+    return sum(
+        conn.execute("DELETE FROM delivery_reports WHERE outgoing_id = ?", (i,)).rowcount
+        for i in outgoing_ids
+    )
+
+
+def prune_in(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    """Inside a write job: delete up to `limit` delivery reports received before `before` that
+    never matched an SMS (one that overtook its send response was matched long since)."""
+    cur = conn.execute(
+        "DELETE FROM delivery_reports WHERE id IN (SELECT id FROM delivery_reports "
+        "WHERE received_at < ? AND outgoing_id IS NULL LIMIT ?)",
+        (before, limit),
+    )
+    return cur.rowcount
+
+
+def prunable_in(
+    conn: sqlite3.Connection, before: float, ids_sql: str, params: Sequence[object]
+) -> int:
+    """How many delivery reports pruning would delete (`--dry-run`): the unmatched ones
+    received before `before`, and those of the SMS whose ids `ids_sql` selects."""
+    row = conn.execute(
+        "SELECT (SELECT COUNT(*) FROM delivery_reports WHERE received_at < ? "
+        "AND outgoing_id IS NULL) + "
+        f"(SELECT COUNT(*) FROM delivery_reports WHERE outgoing_id IN ({ids_sql}))",
+        (before, *params),
+    ).fetchone()
+    return int(row[0])

@@ -1,9 +1,10 @@
-"""Outgoing SMS as facts: stored under CHT's id, moved forward through their states, with the
-status reports owed to CHT (carriers' results and delivery reports: delivery.py).
+"""Outgoing SMS as facts: stored under CHT's id, moved forward through their states, owing CHT
+each state entered (the reports themselves: reports.py; carriers' results and delivery reports:
+delivery.py).
 
 Every function named `*_in` runs inside a store write job (one transaction); the async wrappers
 go through the writer and return after the commit. This module is the only one that writes or
-counts rows of `outgoing` and `outgoing_reports` (tests/test_table_owners.py).
+counts rows of `outgoing` (tests/test_table_owners.py).
 
 States only move forward (`sms.RANK`): a late "sent" never overwrites "delivered", a repeated
 report changes nothing. Each state a message enters is owed to CHT exactly once (a row in
@@ -21,7 +22,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from smsbridge import tasks
+from smsbridge.outbound import reports
 from smsbridge.outbound.loopguard import text_key
+
+# The reports owed to CHT live in outbound/reports.py; these names stay importable from here.
+from smsbridge.outbound.reports import GATEWAY_STATUS as GATEWAY_STATUS
+from smsbridge.outbound.reports import mark_reported_in as mark_reported_in
+from smsbridge.outbound.reports import owed_reports as owed_reports
+from smsbridge.outbound.reports import superseded as superseded
 from smsbridge.outbound.transitions import Change, note
 from smsbridge.segments import segment
 from smsbridge.sms import RANK, DeliveryState, well_formed
@@ -29,14 +37,6 @@ from smsbridge.store import Store
 
 SEND = "send"  # task kind: send one outgoing SMS (ref = its ref)
 
-# Our state -> the status word of the medic-gateway protocol (what CHT hears).
-GATEWAY_STATUS: dict[DeliveryState, str] = {
-    DeliveryState.QUEUED: "UNSENT",
-    DeliveryState.SENDING: "PENDING",
-    DeliveryState.SENT: "SENT",
-    DeliveryState.DELIVERED: "DELIVERED",
-    DeliveryState.FAILED: "FAILED",
-}
 _PATH = (DeliveryState.SENDING, DeliveryState.SENT, DeliveryState.DELIVERED)
 FINAL = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED})
 
@@ -60,6 +60,11 @@ class Outgoing:
     released: bool
     created_at: float
     sent_at: float | None = None
+    # a send claimed and not concluded (outbound/send.py): when, on which channel
+    attempt_started_at: float | None = None
+    attempt_channel: str | None = None
+    # since when a send may have reached the carrier without its answer being stored
+    ambiguous_since: float | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Outgoing:
@@ -81,6 +86,17 @@ class Outgoing:
             released=bool(row["released"]),
             created_at=row["created_at"],
             sent_at=row["sent_at"],
+            attempt_started_at=row["attempt_started_at"],
+            attempt_channel=row["attempt_channel"],
+            ambiguous_since=row["ambiguous_since"],
+        )
+
+    def handed_to(self, carrier: str) -> bool:
+        """Was this SMS handed to `carrier` (it accepted it, or a send to it was tried)? Only
+        that carrier's reports may move it (outbound/delivery.py)."""
+        channels = (self.channel, self.attempt_channel)
+        return self.carrier == carrier or any(
+            channel is not None and channel.split(":", 1)[0] == carrier for channel in channels
         )
 
     def change(self, state: DeliveryState, now: float, reason: str | None = None) -> Change:
@@ -173,7 +189,7 @@ def insert_in(
         return False
     tasks.enqueue_in(conn, SEND, ref, now)
     if origin == "cht":
-        _owe_in(conn, ref, DeliveryState.QUEUED, None, now)
+        reports.owe_in(conn, ref, DeliveryState.QUEUED, None, now)
     note(Change(ref, DeliveryState.QUEUED, now, origin=origin, to=to))
     return True
 
@@ -195,11 +211,7 @@ def store_cht_messages_in(
             continue
         known = get_in(conn, ref)
         if known is not None and known.origin == "cht":
-            conn.execute(
-                "UPDATE outgoing_reports SET reported_at = NULL WHERE id = ("
-                " SELECT id FROM outgoing_reports WHERE ref = ? ORDER BY id DESC LIMIT 1)",
-                (known.ref,),
-            )
+            reports.owe_latest_again_in(conn, known.ref)
     return new
 
 
@@ -247,17 +259,53 @@ def move_to_channel_in(
     return route_in(conn, message, now, channel=channel, phone_ack=False)
 
 
-# -- moving forward ------------------------------------------------------------------------------
+# -- send attempts (outbound/send.py: no blind resend) ---------------------------------------------
 
 
-def _owe_in(
-    conn: sqlite3.Connection, ref: str, state: DeliveryState, reason: str | None, now: float
-) -> None:
+def attempt_in(
+    conn: sqlite3.Connection, message: Outgoing, channel: str, now: float
+) -> tuple[Outgoing, bool]:
+    """A worker claimed `message` to send it on `channel`: record the attempt before any call
+    (in the claim's own transaction). An attempt still open from an earlier claim never heard
+    its outcome (the worker died or lost its lease mid-send): the SMS is ambiguous since that
+    attempt started. Returns the message so updated, and whether it has just become ambiguous."""
+    since = message.ambiguous_since
+    newly = since is None and message.attempt_started_at is not None
+    if newly:
+        since = message.attempt_started_at
     conn.execute(
-        "INSERT OR IGNORE INTO outgoing_reports(ref, status, reason, created_at) "
-        "VALUES (?, ?, ?, ?)",
-        (ref, GATEWAY_STATUS[state], reason if state is DeliveryState.FAILED else None, now),
+        "UPDATE outgoing SET attempt_started_at = ?, attempt_channel = ?, ambiguous_since = ? "
+        "WHERE id = ?",
+        (now, channel, since, message.id),
     )
+    updated = replace(
+        message, attempt_started_at=now, attempt_channel=channel, ambiguous_since=since
+    )
+    return updated, newly
+
+
+def attempt_over_in(
+    conn: sqlite3.Connection, message: Outgoing, *, ambiguous_since: float | None = None
+) -> Outgoing:
+    """The attempt has its outcome: no longer open. `ambiguous_since`: the SMS is (still, or
+    now: a send that timed out) ambiguous since then; None: it is not (the carrier answered)."""
+    conn.execute(
+        "UPDATE outgoing SET attempt_started_at = NULL, ambiguous_since = ? WHERE id = ?",
+        (ambiguous_since, message.id),
+    )
+    return replace(message, attempt_started_at=None, ambiguous_since=ambiguous_since)
+
+
+def ambiguous_count(store: Store) -> int:
+    """SMS waiting to learn whether a send reached the carrier (`/metrics`)."""
+    rows = store.query(
+        "SELECT COUNT(*) FROM outgoing WHERE ambiguous_since IS NOT NULL AND state IN (?, ?)",
+        (DeliveryState.QUEUED.value, DeliveryState.SENDING.value),
+    )
+    return int(rows[0][0])
+
+
+# -- moving forward ------------------------------------------------------------------------------
 
 
 def advance_in(
@@ -279,14 +327,16 @@ def advance_in(
     else:
         entered = [s for s in _PATH if RANK[current] < RANK[s] <= RANK[state]]
     sent_now = state in (DeliveryState.SENT, DeliveryState.DELIVERED)
+    # a success clears the reason an earlier failed attempt or report left behind
     conn.execute(
-        "UPDATE outgoing SET state = ?, reason = COALESCE(?, reason), updated_at = ?, "
+        "UPDATE outgoing SET state = ?, updated_at = ?, "
+        "reason = CASE WHEN ? THEN NULL ELSE COALESCE(?, reason) END, "
         "sent_at = CASE WHEN ? AND sent_at IS NULL THEN ? ELSE sent_at END WHERE id = ?",
-        (state.value, reason, now, int(sent_now), now, message.id),
+        (state.value, now, int(sent_now), reason, int(sent_now), now, message.id),
     )
     if message.origin == "cht":
         for s in entered:
-            _owe_in(conn, message.ref, s, reason, now)
+            reports.owe_in(conn, message.ref, s, reason, now)
     note(message.change(state, now, reason))
     return True
 
@@ -299,53 +349,56 @@ def hold_in(conn: sqlite3.Connection, message: Outgoing, reason: str, now: float
     note(message.change(DeliveryState.HELD, now, reason))
 
 
-def release_held(store: Store, ref: str, now: float) -> bool:
+def release_held_in(conn: sqlite3.Connection, ref: str, now: float) -> bool:
     """An operator lets a held SMS go: back to queued (the loop guard will not stop it again)
     with a fresh send task. False if it is not held."""
+    cur = conn.execute(
+        "UPDATE outgoing SET state = ?, released = 1, reason = NULL, updated_at = ? "
+        "WHERE ref = ? AND state = ?",
+        (DeliveryState.QUEUED.value, now, ref, DeliveryState.HELD.value),
+    )
+    if cur.rowcount != 1:
+        return False
+    tasks.enqueue_in(conn, SEND, ref, now)
+    note(Change(ref, DeliveryState.QUEUED, now, DeliveryState.HELD, reason="released"))
+    return True
 
-    def job(conn: sqlite3.Connection) -> bool:
-        cur = conn.execute(
-            "UPDATE outgoing SET state = ?, released = 1, reason = NULL, updated_at = ? "
-            "WHERE ref = ? AND state = ?",
-            (DeliveryState.QUEUED.value, now, ref, DeliveryState.HELD.value),
-        )
-        if cur.rowcount != 1:
-            return False
-        tasks.enqueue_in(conn, SEND, ref, now)
-        note(Change(ref, DeliveryState.QUEUED, now, DeliveryState.HELD, reason="released"))
-        return True
 
-    return store.write_sync(job)
+def release_held(store: Store, ref: str, now: float) -> bool:
+    """`release_held_in` as its own write job (the CLI)."""
+    return store.write_sync(lambda conn: release_held_in(conn, ref, now))
+
+
+def drop_held_in(conn: sqlite3.Connection, ref: str, now: float) -> bool:
+    """An operator drops a held SMS: failed, reason `held: <why>`, never sent."""
+    message = get_in(conn, ref)
+    if message is None or message.state is not DeliveryState.HELD:
+        return False
+    return advance_in(conn, message, DeliveryState.FAILED, now, reason="held: dropped")
 
 
 def drop_held(store: Store, ref: str, now: float) -> bool:
-    """An operator drops a held SMS: failed, reason `held: <why>`, never sent."""
+    """`drop_held_in` as its own write job (the CLI)."""
+    return store.write_sync(lambda conn: drop_held_in(conn, ref, now))
 
-    def job(conn: sqlite3.Connection) -> bool:
-        message = get_in(conn, ref)
-        if message is None or message.state is not DeliveryState.HELD:
-            return False
-        return advance_in(conn, message, DeliveryState.FAILED, now, reason="held: dropped")
 
-    return store.write_sync(job)
+def drop_dead_in(conn: sqlite3.Connection, task_id: int, now: float) -> tasks.Task | None:
+    """An operator drops the dead letter `task_id`: deleted; when it is a send, its SMS fails
+    "dropped" in the same transaction (so CHT hears FAILED on the next exchange) — unless the
+    SMS is no longer waiting to be sent (already sent, final, or taken by a phone that reports
+    on it). The task as it was, or None if no such dead task."""
+    task = tasks.drop_in(conn, task_id)
+    if task is None or task.kind != SEND:
+        return task
+    message = get_in(conn, task.ref)
+    if message is not None and _unsent(message):
+        advance_in(conn, message, DeliveryState.FAILED, now, reason="dropped")
+    return task
 
 
 def drop_dead_send(store: Store, task_id: int, now: float) -> bool:
-    """An operator drops the dead send task `task_id`: deleted, and its SMS failed "dropped"
-    in the same transaction (so CHT hears FAILED on the next exchange) — unless the SMS is no
-    longer waiting to be sent (already sent, final, or taken by a phone that reports on it).
-    False if no such dead task."""
-
-    def job(conn: sqlite3.Connection) -> bool:
-        task = tasks.drop_in(conn, task_id)
-        if task is None:
-            return False
-        message = get_in(conn, task.ref)
-        if message is not None and _unsent(message):
-            advance_in(conn, message, DeliveryState.FAILED, now, reason="dropped")
-        return True
-
-    return store.write_sync(job)
+    """`drop_dead_in` as its own write job (the CLI). False if no such dead task."""
+    return store.write_sync(lambda conn: drop_dead_in(conn, task_id, now) is not None)
 
 
 def _unsent(message: Outgoing) -> bool:
@@ -379,45 +432,6 @@ def expire_stale_in(conn: sqlite3.Connection, now: float, ttl: float) -> int:
     for row in dropped:
         advance_in(conn, Outgoing.from_row(row), DeliveryState.FAILED, now, reason="dropped")
     return len(held_rows) + len(dropped)
-
-
-# -- reports owed to CHT -------------------------------------------------------------------------
-
-
-def owed_reports(store: Store, limit: int = 100) -> list[tuple[int, dict[str, str]]]:
-    """Status updates not yet heard by CHT, oldest first: (row id, {id, status[, reason]})."""
-    rows = store.query(
-        "SELECT id, ref, status, reason FROM outgoing_reports WHERE reported_at IS NULL "
-        "ORDER BY id LIMIT ?",
-        (limit,),
-    )
-    out = []
-    for row in rows:
-        update = {"id": row["ref"], "status": row["status"]}
-        if row["reason"]:
-            update["reason"] = row["reason"]
-        out.append((row["id"], update))
-    return out
-
-
-def superseded(owed: Sequence[tuple[int, dict[str, str]]]) -> list[int]:
-    """After an exchange that CHT may have processed, the reports that need not be sent again:
-    every one but the newest of each message. CHT applies an exchange's updates in order and has
-    no forward-only guard, so resending [sent, delivered] to a task already `delivered` would
-    add `sent` and `delivered` to its history again; resending only `delivered` is a no-op there
-    (same state). If the exchange was in fact never processed, CHT still ends in the right
-    state, without the skipped intermediate entries: a shorter history, never a repeated one."""
-    newest: dict[str, int] = {}
-    for row_id, update in owed:
-        newest[update["id"]] = row_id
-    keep = set(newest.values())
-    return [row_id for row_id, _update in owed if row_id not in keep]
-
-
-def mark_reported_in(conn: sqlite3.Connection, ids: Sequence[int], now: float) -> None:
-    conn.executemany(
-        "UPDATE outgoing_reports SET reported_at = ? WHERE id = ?", [(now, i) for i in ids]
-    )
 
 
 # -- for operators: metrics and listings ---------------------------------------------------------
@@ -468,3 +482,97 @@ def listing(
         (*params, limit),
     )
     return [Outgoing.from_row(row) for row in rows]
+
+
+def recent(
+    store: Store,
+    *,
+    state: str | None = None,
+    channel: str | None = None,
+    to: str | None = None,
+    created_after: float | None = None,
+    created_before: float | None = None,
+    limit: int = 50,
+) -> list[Outgoing]:
+    """Outgoing SMS, newest first, filtered (the console's list)."""
+    where, params = ["1 = 1"], []
+    for clause, value in (
+        ("state = ?", state),
+        ("channel = ?", channel),
+        ("to_number = ?", to),
+        ("created_at >= ?", created_after),
+        ("created_at <= ?", created_before),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    rows = store.query(
+        f"SELECT * FROM outgoing WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+        (*params, limit),
+    )
+    return [Outgoing.from_row(row) for row in rows]
+
+
+def replies_to(store: Store, source: str) -> list[Outgoing]:
+    """The bridge's own replies to the inbound SMS `source` (its uuid), oldest first."""
+    rows = store.query("SELECT * FROM outgoing WHERE source = ? ORDER BY id", (source,))
+    return [Outgoing.from_row(row) for row in rows]
+
+
+def hourly(store: Store, since: float) -> list[tuple[int, str, int]]:
+    """(hour, what, count) since `since` (epoch seconds; `hour` counts whole hours from it):
+    `queued` by when each SMS was created, `sent` by when it left, `delivered` and `failed`
+    by its last change."""
+    rows = store.query(
+        "SELECT CAST((created_at - ?) / 3600 AS INTEGER) AS hour, 'queued', COUNT(*) "
+        "FROM outgoing WHERE created_at >= ? GROUP BY hour "
+        "UNION ALL SELECT CAST((sent_at - ?) / 3600 AS INTEGER) AS hour, 'sent', COUNT(*) "
+        "FROM outgoing WHERE sent_at >= ? GROUP BY hour "
+        "UNION ALL SELECT CAST((updated_at - ?) / 3600 AS INTEGER) AS hour, state, COUNT(*) "
+        "FROM outgoing WHERE state IN (?, ?) AND updated_at >= ? GROUP BY hour, state",
+        (since, since, since, since, since,
+         DeliveryState.DELIVERED.value, DeliveryState.FAILED.value, since),
+    )  # fmt: skip
+    return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+# -- retention (smsbridge/retention.py) -----------------------------------------------------------
+
+PRUNABLE = (DeliveryState.DELIVERED, DeliveryState.FAILED)
+"""Final states: an SMS in one, last changed before the retention window, without a send task
+and with every status report heard by CHT, may be pruned."""
+
+
+def _prunable(columns: str) -> str:
+    """SELECT `columns` of the outgoing SMS that may be pruned (params: `_prunable_params`)."""
+    return (
+        f"SELECT {columns} FROM outgoing WHERE updated_at < ? AND state IN (?, ?) "
+        f"AND NOT {tasks.has_task_sql('?', 'outgoing.ref')} "
+        "AND ref NOT IN (SELECT ref FROM outgoing_reports WHERE reported_at IS NULL)"
+    )
+
+
+def _prunable_params(before: float) -> tuple[object, ...]:
+    return (before, *(state.value for state in PRUNABLE), SEND)
+
+
+def prune_in(conn: sqlite3.Connection, before: float, limit: int) -> list[tuple[int, str]]:
+    """Inside a write job: delete up to `limit` finished SMS last changed before `before`;
+    returns their (id, ref), for their reports to go in the same transaction."""
+    rows = conn.execute(
+        _prunable("id, ref") + " LIMIT ?", (*_prunable_params(before), limit)
+    ).fetchall()
+    gone = [(int(row[0]), str(row[1])) for row in rows]
+    conn.executemany("DELETE FROM outgoing WHERE id = ?", [(row_id,) for row_id, _ in gone])
+    return gone
+
+
+def prunable_in(conn: sqlite3.Connection, before: float) -> int:
+    """How many SMS `prune_in` would delete, all batches together."""
+    return int(conn.execute(_prunable("COUNT(*)"), _prunable_params(before)).fetchone()[0])
+
+
+def prunable_select(before: float, column: str) -> tuple[str, tuple[object, ...]]:
+    """SQL selecting `column` (id or ref) of the SMS `prune_in` would delete, and its params:
+    the reports' owners count what would go with them (`--dry-run`)."""
+    return _prunable(column), _prunable_params(before)

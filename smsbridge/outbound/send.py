@@ -17,9 +17,24 @@ reason (an auth failure keeps retrying: an operator can fix credentials). Given-
 in the dead-letter list (`smsbridge outbox retry/drop`). Each outcome — the SMS's new state or
 channel together with its task done, retried or put back — is one write job.
 
-A task may run twice (a lease expired mid-send): a message already SENT or final is not sent
-again, so only a send whose response was lost can repeat — and carriers that echo our ref
-(Twilio's StatusCallback `?ref=`, Vonage `client-ref`, generic `id`) usually report it first.
+No blind resend. A task may run twice (a lease expired mid-send, the process was killed): a
+message already SENT or final is not sent again. The claim records the attempt (when, on which
+channel) in its own transaction, before the carrier is called, and every outcome closes it; an
+attempt found still open at the next claim, or a send that got no answer (a timeout, a dropped
+connection; not "connection refused"), makes the SMS ambiguous: it may have reached the carrier.
+An ambiguous SMS is not sent again for SMSBRIDGE_AMBIGUOUS_GRACE: a delivery report matched by our
+ref or the carrier's id moves it to sent/delivered meanwhile, and its task then ends. With no
+report by the end of the grace period, SMSBRIDGE_AMBIGUOUS_ACTION decides: `resend` (default: a
+carrier that got the SMS reports it with our ref well within minutes, so silence means it most
+likely never arrived, and a health message lost is worse than a rare duplicate) or `fail`.
+Counted in smsbridge_outgoing_ambiguous_total{channel,event}; `outbox ls` marks them.
+
+What settles an ambiguous send, per carrier: Twilio, our ref in the StatusCallback URL
+(`?ref=`); Vonage, `client-ref` in its reports; generic, the `ref` (the `id` we sent) in its
+reports; cht-gateway phones are never ambiguous (they pull their SMS and report by our id).
+Africa's Talking offers nothing: its send API takes no client-side id or idempotency key, its
+reports carry only its own message id (which an ambiguous send never learnt), and its
+fetch-messages API lists inbound SMS only; see carriers/africastalking.py for the remaining risk.
 """
 
 from __future__ import annotations
@@ -48,7 +63,7 @@ from smsbridge.outbound.messages import SEND, Outgoing
 from smsbridge.outbound.ratelimit import RateLimiter
 from smsbridge.outbound.routing import Routes, channel_carrier
 from smsbridge.outbound.transitions import Change
-from smsbridge.settings import Settings
+from smsbridge.settings import AMBIGUOUS_ACTIONS, Settings
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, StatusUpdate
 from smsbridge.store import Store
 from smsbridge.tasks import Task, TaskQueue
@@ -56,6 +71,18 @@ from smsbridge.tasks import Task, TaskQueue
 log = logging.getLogger(__name__)
 
 SLOT = "slot"  # task memo: a rate slot was booked for this attempt
+
+# What an ambiguous send becomes once its grace period passed without a report
+# (SMSBRIDGE_AMBIGUOUS_ACTION, one of settings.AMBIGUOUS_ACTIONS).
+RESEND, FAIL = AMBIGUOUS_ACTIONS
+
+# Events of ambiguous sends, for the metrics: found open after a crash or a lost lease, or timed
+# out; settled by a report; resent or failed when the grace period ended.
+LOST, TIMEOUT, SETTLED, RESENT, FAILED = "lost", "timeout", "settled", "resent", "failed"
+AMBIGUOUS_EVENTS = (LOST, TIMEOUT, SETTLED, RESENT, FAILED)
+
+# A send error that leaves no way to know whether the carrier got the SMS (no answer came).
+AMBIGUOUS_ERRORS = frozenset({"timeout", "network"})
 
 AcceptInbound = Callable[[Sequence[InboundSms], float], Awaitable[Any]]
 
@@ -69,6 +96,9 @@ class OutboundConfig:
     # a worker whose rate slot is at most this far off waits for it (a real clock); further
     # off, the task is put back until its slot (0: always put back, as with a test clock)
     hold: float = 0.0
+    # an ambiguous send waits this long for its delivery report, then is resent or failed
+    ambiguous_grace: float = 300.0
+    ambiguous_action: str = RESEND
 
     @classmethod
     def from_settings(cls, settings: Settings, *, hold: float = 0.0) -> OutboundConfig:
@@ -79,6 +109,8 @@ class OutboundConfig:
             LoopLimits.from_settings(settings),
             max(1, int(batch)),
             hold,
+            settings.ambiguous_grace,
+            settings.ambiguous_action,
         )
 
 
@@ -98,10 +130,15 @@ class OutboundPipeline:
         on_report: Callable[[], None] = lambda: None,
         on_send: Callable[[str, float], None] | None = None,
         on_changes: Callable[[Sequence[Change]], None] | None = None,
+        on_ambiguous: Callable[[str, str], None] | None = None,
+        on_unknown_reports: Callable[[str, str, int], None] | None = None,
     ) -> None:
         """`accept_inbound`: where SMS a phone received go (the service's `accept`);
         `on_report`: wakes the CHT sync (a state is owed to CHT); `on_send`: a send's duration
-        by channel; `on_changes`: the state changes once committed (the metrics)."""
+        by channel; `on_changes`: the state changes once committed (the metrics);
+        `on_ambiguous(channel, event)`: an ambiguous send's events (AMBIGUOUS_EVENTS);
+        `on_unknown_reports(carrier, why, count)`: delivery reports with a status the carrier's
+        table lacks (`status`) or naming no SMS we know yet (`id`)."""
         self.store = store
         self.outbox = outbox
         self.config = config
@@ -114,6 +151,8 @@ class OutboundPipeline:
         self.on_report = on_report
         self.on_send = on_send
         self.on_changes = on_changes
+        self.on_ambiguous = on_ambiguous or (lambda channel, what: None)
+        self.on_unknown_reports = on_unknown_reports or (lambda carrier, why, count: None)
 
     async def _write(self, job: Callable[[sqlite3.Connection], Any], **log_fields: Any) -> Any:
         """Run `job`; once committed, log the state changes it made (with `log_fields`), feed
@@ -126,19 +165,53 @@ class OutboundPipeline:
 
     async def run_once(self, now: float) -> bool:
         """Claim one due send task and run it; False when there is nothing to do."""
-        task = await self.outbox.claim([SEND], now, self.config.lease, order="due")
-        if task is None:
+        if not self.outbox.has_due([SEND], now):
+            return False  # a cheap read first: idle workers polling cost no write
+        claimed = await self.store.write(lambda c: self._claim_in(c, now))
+        if claimed is None:
             return False
-        await self.send_sms(task, now)
+        task, message, newly_ambiguous = claimed
+        if newly_ambiguous and message is not None:
+            self.on_ambiguous(message.attempt_channel or "none", LOST)
+            event(
+                log,
+                "outgoing_ambiguous",
+                logging.WARNING,
+                message=message.ref,
+                channel=message.attempt_channel,
+                why="an earlier send attempt never recorded its outcome",
+            )
+        await self.send_sms(task, now, message)
         return True
 
-    async def send_sms(self, task: Task, now: float) -> None:
-        message = outgoing.get(self.store, task.ref)
+    def _claim_in(
+        self, conn: sqlite3.Connection, now: float
+    ) -> tuple[Task, Outgoing | None, bool] | None:
+        """Lease the next send task and, when its SMS is to go to a carrier, record the attempt
+        before any call: one transaction, no extra commit per SMS. Whether the SMS has just
+        been found ambiguous (an attempt left open by a dead worker) comes back too."""
+        task = tasks.claim_in(conn, [SEND], now, self.config.lease, order="due")
+        if task is None:
+            return None
+        message = outgoing.get_in(conn, task.ref)
+        if message is None or message.state not in (DeliveryState.QUEUED, DeliveryState.SENDING):
+            return task, message, False
+        channel = message.channel or self.routes.next_channel(message.to, None)
+        if channel is None or channel_carrier(channel) == chtgateway.NAME:
+            return task, message, False
+        message, newly = outgoing.attempt_in(conn, message, channel, now)
+        return task, message, newly
+
+    async def send_sms(self, task: Task, now: float, message: Outgoing | None = None) -> None:
+        message = message or outgoing.get(self.store, task.ref)
         if (
             message is None
             or message.state in outgoing.FINAL
             or message.state in (DeliveryState.SENT, DeliveryState.HELD)
         ):
+            if message is not None and message.ambiguous_since is not None:
+                await self._settled(task, message)
+                return
             await self.outbox.done(task)
             return
         on_phone = message.channel is not None and channel_carrier(message.channel) == "chtgateway"
@@ -153,6 +226,7 @@ class OutboundPipeline:
             if why is not None:
 
                 def hold(conn: sqlite3.Connection) -> None:
+                    outgoing.attempt_over_in(conn, message)
                     outgoing.hold_in(conn, message, why, now)
                     tasks.done_in(conn, task)
 
@@ -164,6 +238,10 @@ class OutboundPipeline:
             return
         if channel_carrier(channel) == "chtgateway":
             await self._await_phone(task, message, channel, now)
+            return
+        if message.ambiguous_since is not None and await self._ambiguous(
+            task, message, channel, now
+        ):
             return
         if task.memo != SLOT:
             slot = self.limiter.reserve(channel, message.segments, now)
@@ -228,14 +306,18 @@ class OutboundPipeline:
         """The send failed for now: the SMS is `sending` (it may have left); try again later
         (or give up). One transaction."""
 
+        ambiguous = exc.code in AMBIGUOUS_ERRORS
+
         def job(conn: sqlite3.Connection) -> float | None:
-            delivery.tried_in(conn, message.ref, channel, now)
+            delivery.tried_in(conn, message.ref, channel, now, ambiguous=ambiguous)
             return self.outbox.retry_in(
                 conn, task, now, exc.detail or exc.code, retry_after=exc.retry_after
             )
 
         due = await self._write(job, attempt=task.attempts)
         self.outbox.retried(task, due)
+        if ambiguous:
+            self.on_ambiguous(channel, TIMEOUT)
         event(
             log,
             "outgoing_retry",
@@ -267,7 +349,12 @@ class OutboundPipeline:
         if following is not None:
             await self._move_and_release(task, message, following, now, now)
         elif isinstance(exc, AuthFailure):
-            await self.outbox.retry_later(task, now, exc.detail or exc.code)
+
+            def job(conn: sqlite3.Connection) -> float | None:
+                outgoing.attempt_over_in(conn, message, ambiguous_since=message.ambiguous_since)
+                return self.outbox.retry_in(conn, task, now, exc.detail or exc.code)
+
+            self.outbox.retried(task, await self.store.write(job))
         else:
             await self._fail(task, message, exc.detail or exc.code, now)
 
@@ -285,7 +372,8 @@ class OutboundPipeline:
         this attempt: one transaction."""
 
         def job(conn: sqlite3.Connection) -> None:
-            outgoing.move_to_channel_in(conn, message, channel, now)
+            moved = outgoing.move_to_channel_in(conn, message, channel, now)
+            outgoing.attempt_over_in(conn, moved, ambiguous_since=message.ambiguous_since)
             tasks.release_in(conn, task, now, not_before, memo=memo)
 
         await self.store.write(job)
@@ -293,10 +381,56 @@ class OutboundPipeline:
     async def _fail(self, task: Task, message: Outgoing, reason: str, now: float) -> None:
         def job(conn: sqlite3.Connection) -> None:
             current = outgoing.get_in(conn, message.ref) or message
+            current = outgoing.attempt_over_in(conn, current)
             outgoing.advance_in(conn, current, DeliveryState.FAILED, now, reason=reason)
             tasks.done_in(conn, task)
 
         await self._write(job, attempt=task.attempts)
+
+    async def _ambiguous(self, task: Task, message: Outgoing, channel: str, now: float) -> bool:
+        """An earlier send of `message` may have reached the carrier. Within the grace period
+        the task waits for the delivery report (matched by our ref, or the carrier's id), which
+        settles it; after it, SMSBRIDGE_AMBIGUOUS_ACTION: `fail` fails it, `resend` sends it
+        again. True when this step is over (it waits, or failed it); False: send it now."""
+        since = message.ambiguous_since
+        assert since is not None
+        until = since + self.config.ambiguous_grace
+        if now < until:
+
+            def wait(conn: sqlite3.Connection) -> None:
+                outgoing.attempt_over_in(conn, message, ambiguous_since=since)
+                tasks.release_in(conn, task, now, until)
+
+            await self.store.write(wait)
+            event(log, "outgoing_ambiguous_wait", message=message.ref, channel=channel, until=until)
+            return True
+        event(
+            log,
+            "outgoing_ambiguous_expired",
+            logging.WARNING,
+            message=message.ref,
+            channel=channel,
+            action=self.config.ambiguous_action,
+        )
+        if self.config.ambiguous_action == FAIL:
+            self.on_ambiguous(channel, FAILED)
+            await self._fail(
+                task, message, "ambiguous: no delivery report in the grace period", now
+            )
+            return True
+        self.on_ambiguous(channel, RESENT)
+        return False
+
+    async def _settled(self, task: Task, message: Outgoing) -> None:
+        """A delivery report settled an ambiguous send: it reached the carrier. Done."""
+
+        def job(conn: sqlite3.Connection) -> None:
+            outgoing.attempt_over_in(conn, message)
+            tasks.done_in(conn, task)
+
+        await self.store.write(job)
+        self.on_ambiguous(message.attempt_channel or message.channel or "none", SETTLED)
+        event(log, "outgoing_ambiguous_settled", message=message.ref, state=message.state.value)
 
     async def _await_phone(self, task: Task, message: Outgoing, channel: str, now: float) -> None:
         """A phone will pull it. The task comes back when the TTL runs out: if no phone has
@@ -318,12 +452,35 @@ class OutboundPipeline:
 
     # -- delivery reports ----------------------------------------------------------------------
 
-    async def delivery_reports(self, updates: Sequence[StatusUpdate], now: float) -> int:
+    async def delivery_reports(
+        self, updates: Sequence[StatusUpdate], now: float, *, carrier: str | None = None
+    ) -> int:
         """A carrier's status webhook, before its 2xx: every report stored in one transaction;
-        returns how many named a message we know."""
+        returns how many named a message we know. With `carrier` (the endpoint's), a webhook
+        whose status the carrier's table lacks (no update) and reports naming no SMS we know
+        (yet: one may overtake its send response) are logged and counted."""
+        matched = 0
+        if updates:
+            matched = int(
+                await self._write(lambda c: delivery.delivery_reports_in(c, updates, now))
+            )
+        if carrier is None:
+            return matched
         if not updates:
-            return 0
-        return int(await self._write(lambda c: delivery.delivery_reports_in(c, updates, now)))
+            self.on_unknown_reports(carrier, "status", 1)
+            event(log, "delivery_report_unknown_status", logging.WARNING, carrier=carrier)
+        elif matched < len(updates):
+            self.on_unknown_reports(carrier, "id", len(updates) - matched)
+            event(
+                log,
+                "delivery_report_unknown_id",
+                logging.INFO,  # also a report that overtook its send response: kept
+                carrier=carrier,
+                reports=len(updates),
+                unmatched=len(updates) - matched,
+                ids=",".join(u.external_id for u in updates if u.external_id)[:200] or None,
+            )
+        return matched
 
     # -- cht-gateway phones --------------------------------------------------------------------
 

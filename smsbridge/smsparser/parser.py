@@ -43,6 +43,7 @@ from smsbridge.smsparser.textforms import (
     parse_compact,
     parse_labelled,
 )
+from smsbridge.smsparser.translate import error_message
 
 __all__ = [
     "UNDEFINED",
@@ -287,6 +288,21 @@ def find_form(message: str, forms: Mapping[str, Any]) -> tuple[str | None, Any, 
     return code, form_def, message
 
 
+CHT_ENGLISH = {
+    "sys.empty": "Message appears empty.",
+    "sys.form_not_found": "Form '{{form}}' not found.",
+}
+"""CHT's English texts of the errors it stores itself, used when its translations lack them."""
+
+
+def _cht_text(opts: ParseOptions, code: str, context: Mapping[str, Any] | None = None) -> str:
+    """The error text CHT would store: its translation for the message's locale, rendered as
+    CHT renders it (smsbridge/smsparser/translate.py)."""
+    return error_message(
+        code, CHT_ENGLISH[code], opts.locale, opts.translations, opts.settings_locale, context
+    )
+
+
 def parse_sms(
     text: str, forms: Mapping[str, Any], options: ParseOptions | None = None
 ) -> Report | FormError:
@@ -298,10 +314,11 @@ def parse_sms(
             or not text
             or (text[0] in JS_WS_SET and text.strip(JS_WS) == "")
         ):
-            return FormError("Message appears empty.", code="sys.empty")
+            return FormError(_cht_text(opts, "sys.empty"), code="sys.empty")
         code, form_def, text = find_form(text, forms)
         if not code or not isinstance(form_def, dict):
-            return FormError(f"Form '{code or ''}' not found.", code="sys.form_not_found")
+            reply = _cht_text(opts, "sys.form_not_found", {"form": code or UNDEFINED})
+            return FormError(reply, code="sys.form_not_found")
         doc = {"message": text, "locale": opts.locale}
         fmt, parsed = parse_with_format(form_def, doc, opts)
         return Report(code=code, form=form_def, format=fmt, fields=to_stored(parsed))

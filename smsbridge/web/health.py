@@ -1,24 +1,39 @@
 """Health endpoints.
 
 - `GET /healthz`: the process is up and serving (200, always, while it can answer at all).
-- `GET /readyz`: the bridge can do its job — the database takes a write, CHT answers and accepts
-  our credentials, form definitions are loaded. 200 when all pass, else 503; the JSON body says
-  which check failed and why:
+- `GET /readyz`: the bridge can do its job — the database takes a write and its disk has room,
+  CHT answers and accepts our credentials, form definitions are loaded. 200 when all pass, else
+  503; the JSON body says which check failed and why:
 
       {"ready": false, "checks": {"database": {"ok": true},
                                   "cht": {"ok": false, "detail": "CHT refused our credentials"},
                                   "forms": {"ok": true, "detail": "12 forms"}}}
 
-The CHT check is cached for `cht_cache_seconds` (default 10 s), and skipped while the bridge
-has paused CHT work after a 401, so that a busy readiness probe never walks the bridge into CHT's
-failed-login lockout (10 failures in 10 s).
+/readyz answers from cached state, within about `answer_within` seconds whatever its peers do.
+Each check that talks to something (`CachedCheck`: the database, CHT, and any `extra` check)
+runs in the background: a request starts a probe when the last result is older than the
+check's cache time and waits `answer_within` for it; a probe still running answers with the
+last result, or "probe pending" before the first one; a probe that outlives `timeout` is a
+failure ("did not answer within ..."). A hanging CHT therefore makes /readyz say so, not hang.
+
+The CHT check calls nothing while the bridge has paused CHT work after a 401, and a 401 it meets
+pauses CHT work (smsbridge/cht/breaker.py `ChtGate.readiness_probe`), so that a busy readiness
+probe never walks the bridge into CHT's failed-login lockout (10 failures in 10 s).
+
+The database check is a tiny write plus the free space of the database's filesystem: below
+`min_free_bytes` (SMSBRIDGE_MIN_FREE_DISK_MB) the bridge is not ready, before SQLite starts
+failing writes with "database or disk is full".
+
+To add a check: pass it in `extra` (name -> an async probe returning a `CheckResult`); it is
+cached and answered like the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +59,54 @@ class CheckResult:
         return out
 
 
+Probe = Callable[[], Awaitable[CheckResult]]
+
+
+class CachedCheck:
+    """One check answered from its last result, refreshed in the background (module doc)."""
+
+    def __init__(
+        self,
+        what: str,
+        probe: Probe,
+        *,
+        clock: Callable[[], float],
+        cache_seconds: float,
+        timeout: float,
+        answer_within: float,
+    ) -> None:
+        self.what = what  # names the check in its details ("CHT", "database")
+        self.probe = probe
+        self.clock = clock
+        self.cache_seconds = cache_seconds
+        self.timeout = timeout
+        self.answer_within = answer_within
+        self._last: tuple[float, CheckResult] | None = None
+        self._running: asyncio.Task[None] | None = None
+
+    async def result(self) -> CheckResult:
+        now = self.clock()
+        stale = self._last is None or now - self._last[0] >= self.cache_seconds
+        if stale and self._running is None:
+            self._running = asyncio.ensure_future(self._refresh())
+        running = self._running
+        if running is not None:
+            await asyncio.wait({running}, timeout=self.answer_within)
+        if self._last is None:
+            return CheckResult(False, f"{self.what} probe pending")
+        return self._last[1]
+
+    async def _refresh(self) -> None:
+        try:
+            result = await asyncio.wait_for(self.probe(), self.timeout)
+        except TimeoutError:
+            result = CheckResult(False, f"{self.what} did not answer within {self.timeout:g} s")
+        except Exception as exc:  # a probe that breaks is a failed check, never a 500
+            result = CheckResult(False, f"{self.what} check failed: {type(exc).__name__}")
+        self._last = (self.clock(), result)
+        self._running = None
+
+
 class Readiness:
     """The readiness checks of one bridge. Each part is optional: a check whose source is
     missing reports not ready with a detail saying so."""
@@ -57,36 +120,67 @@ class Readiness:
         cht_paused: Callable[[], str | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         cht_cache_seconds: float = 10.0,
+        database_cache_seconds: float = 5.0,
+        min_free_bytes: int = 0,
         timeout: float = 5.0,
+        answer_within: float = 0.05,
+        extra: Mapping[str, Probe] | None = None,
     ) -> None:
         self.store = store
         self.cht_probe = cht_probe
         self.forms_status = forms_status
         self.cht_paused = cht_paused
-        self.clock = clock
-        self.cht_cache_seconds = cht_cache_seconds
+        self.min_free_bytes = min_free_bytes
         self.timeout = timeout
-        self._cht_cached: tuple[float, CheckResult] | None = None
-        self._cht_lock = asyncio.Lock()
+
+        def cached(what: str, probe: Probe, cache_seconds: float) -> CachedCheck:
+            return CachedCheck(
+                what,
+                probe,
+                clock=clock,
+                cache_seconds=cache_seconds,
+                timeout=timeout,
+                answer_within=answer_within,
+            )
+
+        self._database = cached("database", self._probe_database, database_cache_seconds)
+        self._cht = cached("CHT", self._probe_cht, cht_cache_seconds)
+        self._extra = {
+            name: cached(name, probe, cht_cache_seconds) for name, probe in (extra or {}).items()
+        }
 
     async def check(self) -> dict[str, CheckResult]:
-        database, cht = await asyncio.gather(self.check_database(), self.check_cht())
-        return {"database": database, "cht": cht, "forms": self.check_forms()}
+        names = ["database", "cht", *self._extra]
+        results = await asyncio.gather(
+            self.check_database(),
+            self.check_cht(),
+            *(check.result() for check in self._extra.values()),
+        )
+        return {**dict(zip(names, results, strict=True)), "forms": self.check_forms()}
 
     async def check_database(self) -> CheckResult:
         if self.store is None:
             return CheckResult(False, "no database")
-        store = self.store
+        return await self._database.result()
+
+    async def _probe_database(self) -> CheckResult:
+        assert self.store is not None
 
         def probe(conn: Any) -> None:
             Store.put_kv(conn, "health.probe", "", time.time())
 
         try:
-            await asyncio.wait_for(store.write(probe), self.timeout)
-        except TimeoutError:
-            return CheckResult(False, f"database write took longer than {self.timeout:g} s")
+            await self.store.write(probe)
         except Exception as exc:  # any failure to write is the answer
             return CheckResult(False, f"database not writable: {type(exc).__name__}: {exc}")
+        if self.min_free_bytes > 0:
+            free = shutil.disk_usage(self.store.path.resolve().parent).free
+            if free < self.min_free_bytes:
+                return CheckResult(
+                    False,
+                    f"disk almost full: {free // 2**20} MB free where the database is, "
+                    f"under SMSBRIDGE_MIN_FREE_DISK_MB={self.min_free_bytes // 2**20}",
+                )
         return CheckResult(True)
 
     async def check_cht(self) -> CheckResult:
@@ -96,24 +190,18 @@ class Readiness:
                 return CheckResult(False, f"CHT work paused: {reason}")
         if self.cht_probe is None:
             return CheckResult(False, "no CHT client configured")
-        async with self._cht_lock:
-            now = self.clock()
-            if self._cht_cached is not None and now - self._cht_cached[0] < self.cht_cache_seconds:
-                return self._cht_cached[1]
-            result = await self._probe_cht()
-            self._cht_cached = (self.clock(), result)
-            return result
+        return await self._cht.result()
 
     async def _probe_cht(self) -> CheckResult:
         assert self.cht_probe is not None
         try:
-            await asyncio.wait_for(self.cht_probe(), self.timeout)
-        except TimeoutError:
-            return CheckResult(False, f"CHT did not answer within {self.timeout:g} s")
+            await self.cht_probe()
         except AuthFailure as exc:
             return CheckResult(False, f"CHT refused our credentials: {exc.detail or exc.code}")
         except PeerError as exc:
             return CheckResult(False, f"CHT unreachable: {exc.detail or exc.code}")
+        except TimeoutError:
+            raise  # CachedCheck words it
         except Exception as exc:
             return CheckResult(False, f"CHT unreachable: {type(exc).__name__}")
         return CheckResult(True)

@@ -9,6 +9,13 @@ Two kinds of figures:
 - the state of the queue, read from the store at scrape time (`StoreCollector`): tasks waiting
   by kind, the age of the oldest, dead letters, and outgoing SMS by state and channel. These
   survive a restart and cannot drift from the database.
+
+Every labelled series a dashboard or an alert reads is exported from the start, at 0 (each task
+kind, each delivery state, each CHT error kind, each enabled carrier): a series that appears
+only once something goes wrong cannot be told from one that is not exported at all. Beside them:
+`smsbridge_build_info{version}`, the `process_*` figures of this process, and the HTTP requests
+by route template (httpmetrics.py). The `_created` samples prometheus_client adds to counters
+and histograms are left out of the exposition (they double the series for no use).
 """
 
 from __future__ import annotations
@@ -18,18 +25,31 @@ import functools
 import inspect
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smsbridge import tasks
+from smsbridge import __version__, tasks
 from smsbridge.errors import AuthFailure, PeerError, PermanentError, RetryableError
+from smsbridge.inbound.messages import ASSEMBLE, SUBMIT
+from smsbridge.outbound.messages import SEND
+from smsbridge.outbound.send import AMBIGUOUS_EVENTS
+from smsbridge.sms import DeliveryState
+from smsbridge.web.httpmetrics import RequestMetrics
 
 if TYPE_CHECKING:
     from smsbridge.outbound.transitions import Change
@@ -41,11 +61,26 @@ T = TypeVar("T")
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 24 * 3600.0)
 
+TASK_KINDS = (ASSEMBLE, SEND, SUBMIT)
+"""Every task kind: each has its queue and dead-letter series, at 0 when empty."""
+CHT_ERROR_KINDS = ("retryable", "permanent", "auth")
+PHONE_LOGIN_REFUSALS = ("wrong_password", "locked")  # web/logins.py's REASONS
+
 
 class Metrics:
     """Every metric of one bridge, in its own registry. Pass `store` to export queue state."""
 
-    def __init__(self, store: Store | None = None, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        phone_labels: bool = False,
+    ):
+        # SMSBRIDGE_METRICS_PHONE_LABELS: `chtgateway:phone1` as is, else `chtgateway`
+        self.channel_label: Callable[[str], str] = (
+            str if phone_labels else lambda channel: channel.partition(":")[0]
+        )
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._inbound = Counter(
@@ -82,17 +117,101 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self._cht_ok = Gauge(
+            "smsbridge_cht_last_success_timestamp_seconds",
+            "When a CHT request last succeeded (Unix time; the bridge's start until one has).",
+            registry=r,
+        )
+        self._cht_ok.set(clock())
+        self._cht_paused = Gauge(
+            "smsbridge_cht_auth_paused",
+            "1 while CHT work is paused because CHT refused our credentials (401), else 0.",
+            registry=r,
+        )
+        Info("smsbridge_build", "The running smsbridge's version.", registry=r).info(
+            {"version": __version__}
+        )
+        ProcessCollector(registry=r)
+        self.http = RequestMetrics(r)
+        for kind in TASK_KINDS:
+            self._retries.labels(kind)
+        for kind in CHT_ERROR_KINDS:
+            self._cht_errors.labels(kind)
+        self._webhooks_rejected = Counter(
+            "smsbridge_webhooks_rejected",
+            "Requests to carrier webhooks refused (401 token, 403 signature, 404, 405, 413, "
+            "415, 400 malformed), by carrier (`unknown` when the path names none) and reason.",
+            ["carrier", "reason"],
+            registry=r,
+        )
+        self._phone_logins_refused = Counter(
+            "smsbridge_phone_logins_refused",
+            "cht-gateway phone logins refused, by reason: wrong_password (wrong user or "
+            "password), locked (too many wrong logins for the account or address: 429).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in PHONE_LOGIN_REFUSALS:
+            self._phone_logins_refused.labels(reason)
+        self._ambiguous = Counter(
+            "smsbridge_outgoing_ambiguous",
+            "Sends that may have reached the carrier without an answer stored, by channel and "
+            "event: lost (the worker died or lost its lease mid-send), timeout (no answer), "
+            "settled (a delivery report showed it went), resent or failed (no report within "
+            "SMSBRIDGE_AMBIGUOUS_GRACE; SMSBRIDGE_AMBIGUOUS_ACTION).",
+            ["channel", "event"],
+            registry=r,
+        )
+        self._unknown_reports = Counter(
+            "smsbridge_delivery_reports_unknown",
+            "Carrier delivery reports with a status the carrier's table does not know "
+            "(why=status) or naming no SMS sent through that carrier yet (why=id; one that "
+            "overtook its send response is applied later).",
+            ["carrier", "why"],
+            registry=r,
+        )
+        self._cht_outgoing = Gauge(
+            "smsbridge_cht_outgoing",
+            "Outgoing messages CHT itself holds, by state (due: waiting for a gateway, "
+            "scheduled, muted), read from CHT's /api/v2/monitoring every minute; absent while "
+            "CHT cannot be read.",
+            ["state"],
+            registry=r,
+        )
         self._clock = clock
         self._store_collector: StoreCollector | None = None
         if store is not None:
             self.attach_store(store)
 
+    def expect(self, carriers: Iterable[str] = (), channels: Iterable[str] = ()) -> None:
+        """Export the series of these carriers (inbound SMS) and channels (send latency,
+        delivery-report lag) at 0 until something is counted (the app calls this with the
+        enabled carriers and the routes' channels)."""
+        for carrier in carriers:
+            self._inbound.labels(carrier)
+            for why in ("status", "id"):
+                self._unknown_reports.labels(carrier, why)
+        for channel in map(self.channel_label, channels):
+            self._send_latency.labels(channel)
+            self._delivery_lag.labels(channel)
+            for what in AMBIGUOUS_EVENTS:
+                self._ambiguous.labels(channel, what)
+
     def attach_store(self, store: Store) -> None:
         """Export the queue state of `store` (the app calls this once the store is open)."""
         if self._store_collector is not None:
             self.registry.unregister(self._store_collector)
-        self._store_collector = StoreCollector(store, self._clock)
+        self._store_collector = StoreCollector(store, self._clock, self.channel_label)
         self.registry.register(self._store_collector)
+
+    def watch_cht_gate(self, paused: Callable[[], str | None]) -> None:
+        """Export `smsbridge_cht_auth_paused` from `paused` (the CHT gate's `paused_reason`),
+        read at scrape time."""
+        self._cht_paused.set_function(lambda: 1.0 if paused() else 0.0)
+
+    def cht_ok(self) -> None:
+        """A CHT request succeeded (`wrap_cht` calls this)."""
+        self._cht_ok.set(self._clock())
 
     def wrap_cht(self, cht: T) -> T:
         """`cht` with every failed call counted in `smsbridge_cht_errors_total{kind}`."""
@@ -105,10 +224,10 @@ class Metrics:
             self._inbound.labels(carrier).inc(count)
 
     def send_latency(self, channel: str, seconds: float) -> None:
-        self._send_latency.labels(channel).observe(max(0.0, seconds))
+        self._send_latency.labels(self.channel_label(channel)).observe(max(0.0, seconds))
 
     def delivery_lag(self, channel: str, seconds: float) -> None:
-        self._delivery_lag.labels(channel).observe(max(0.0, seconds))
+        self._delivery_lag.labels(self.channel_label(channel)).observe(max(0.0, seconds))
 
     def outgoing_changes(self, changes: Sequence[Change]) -> None:
         """Committed state changes of outgoing SMS (the outbound pipeline's hook): each SMS
@@ -118,8 +237,37 @@ class Metrics:
             if change.state == "delivered":
                 self.delivery_lag(change.channel or change.carrier or "none", change.delivery_lag)
 
+    def phone_login_refused(self, reason: str) -> None:
+        self._phone_logins_refused.labels(reason).inc()
+
     def retry(self, kind: str) -> None:
         self._retries.labels(kind).inc()
+
+    def ambiguous_send(self, channel: str, what: str) -> None:
+        self._ambiguous.labels(self.channel_label(channel), what).inc()
+
+    def unknown_reports(self, carrier: str, why: str, count: int) -> None:
+        if count:
+            self._unknown_reports.labels(carrier, why).inc(count)
+
+    def cht_outgoing(self, counts: Mapping[str, int] | None) -> None:
+        """CHT's outgoing backlog as last read (cht/monitoring.py); None: unknown, no series."""
+        if counts is None:
+            self._cht_outgoing.clear()
+            return
+        for state, count in counts.items():
+            self._cht_outgoing.labels(state).set(count)
+
+    def webhook_rejected(self, carrier: str, reason: str) -> None:
+        self._webhooks_rejected.labels(carrier, reason).inc()
+
+    def expect_rejections(self, carriers: Iterable[str], reasons: Iterable[str]) -> None:
+        """Export `smsbridge_webhooks_rejected_total` at 0 for each of `carriers` and
+        `reasons` before the first refusal (an alert on its rate needs the series)."""
+        reasons = tuple(reasons)
+        for carrier in carriers:
+            for reason in reasons:
+                self._webhooks_rejected.labels(carrier, reason)
 
     def cht_error(self, error: BaseException | str) -> None:
         """Count a failed CHT call; an exception is classified by type (rule 4)."""
@@ -128,7 +276,22 @@ class Metrics:
     # -- exposition ------------------------------------------------------------------------
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(_WithoutCreated(self.registry))
+
+
+class _WithoutCreated(Collector):
+    """A registry's metrics without their `_created` samples: prometheus_client's switch for
+    them (`disable_created_metrics`) is process-wide, and each app has its own registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._registry.collect():
+            kept = [s for s in metric.samples if not s.name.endswith("_created")]
+            if len(kept) != len(metric.samples):
+                metric.samples = kept
+            yield metric
 
 
 class _CountingCht:
@@ -146,10 +309,12 @@ class _CountingCht:
         @functools.wraps(attr)
         async def counted(*args: Any, **kwargs: Any) -> Any:
             try:
-                return await attr(*args, **kwargs)
+                result = await attr(*args, **kwargs)
             except PeerError as exc:
                 self._metrics.cht_error(exc)
                 raise
+            self._metrics.cht_ok()
+            return result
 
         return counted
 
@@ -167,15 +332,19 @@ def cht_error_kind(error: BaseException) -> str:
 class StoreCollector(Collector):
     """Queue state read from the database at scrape time."""
 
-    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, store: Store, clock: Callable[[], float], channel_label: Callable[[str], str] = str
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.channel_label = channel_label
 
     def describe(self) -> Iterable[Metric]:
         return []  # computed at scrape time; nothing to check at registration
 
     def collect(self) -> Iterable[Metric]:
         now = self.clock()
+        rows = tasks.backlog(self.store)
         depth = GaugeMetricFamily(
             "smsbridge_queue_depth", "Tasks waiting or running, by kind.", labels=["kind"]
         )
@@ -189,7 +358,14 @@ class StoreCollector(Collector):
             "Tasks in the dead-letter list now, by kind (`smsbridge outbox ls --state dead`).",
             labels=["kind"],
         )
-        for row in tasks.backlog(self.store):  # one row per kind and dead-or-not
+        for kind in TASK_KINDS:  # every kind, at 0 until it has tasks
+            kind_rows = [r for r in rows if r.kind == kind]
+            if not any(not r.dead for r in kind_rows):
+                depth.add_metric([kind], 0)
+                oldest.add_metric([kind], 0.0)
+            if not any(r.dead for r in kind_rows):
+                dead.add_metric([kind], 0)
+        for row in rows:  # one row per kind and dead-or-not
             if row.dead:
                 dead.add_metric([row.kind], row.count)
             else:
@@ -200,6 +376,20 @@ class StoreCollector(Collector):
         yield oldest
         yield dead
         yield from self._outgoing()
+        yield self._pruned()
+
+    def _pruned(self) -> Metric:
+        from smsbridge import retention
+
+        family = CounterMetricFamily(
+            "smsbridge_pruned",
+            "Rows deleted by retention (SMSBRIDGE_RETENTION_DAYS, `smsbridge prune`), by kind "
+            "(table); kept in the database, so they survive restarts.",
+            labels=["kind"],
+        )
+        for kind, count in retention.totals(self.store).items():
+            family.add_metric([kind], count)
+        return family
 
     def _outgoing(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(
@@ -213,8 +403,18 @@ class StoreCollector(Collector):
             counted = outgoing.counts(self.store)
         except sqlite3.OperationalError:  # not migrated yet
             counted = {}
-        for (state, channel), count in sorted(counted.items(), key=str):
-            family.add_metric([str(state), channel or "none"], count)
+        by_label: dict[tuple[str, str], int] = {}
+        for (state, channel), count in counted.items():
+            key = (str(state), self.channel_label(channel) if channel else "none")
+            by_label[key] = by_label.get(key, 0) + count
+        # every state at 0 on each channel seen ("none" before any): a dashboard's sum by
+        # state finds each state's series
+        channels = sorted({channel for _, channel in by_label} or {"none"})
+        for state in DeliveryState:
+            for channel in channels:
+                by_label.setdefault((state.value, channel), 0)
+        for (state, channel), count in sorted(by_label.items()):
+            family.add_metric([state, channel], count)
         yield family
 
 

@@ -19,6 +19,7 @@ OPENAPI_VERSION = "3.0.3"
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _STRING = {"type": "string"}
+_GATEWAY_ERROR = {"$ref": "#/components/schemas/GatewayError"}
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
 
@@ -29,6 +30,11 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": _json(_ERROR)}
+
+
+def _gateway_error(description: str) -> dict[str, Any]:
+    """An error of `/api/sms` in the shape cht-gateway reads (smsbridge/carriers/chtgateway.py)."""
+    return {"description": description, "content": _json(_GATEWAY_ERROR)}
 
 
 def _object(properties: dict[str, Any], required: Sequence[str] = ()) -> dict[str, Any]:
@@ -223,7 +229,9 @@ def document(carriers: Sequence[str] = ()) -> dict[str, Any]:
                     "200": {
                         "description": "Prometheus text exposition format.",
                         "content": {"text/plain": {"schema": _STRING}},
-                    }
+                    },
+                    "401": _error("SMSBRIDGE_METRICS_TOKEN is set: `Authorization: Bearer` it."),
+                    "404": _error("/metrics is served on SMSBRIDGE_METRICS_LISTEN instead."),
                 },
             ),
             "/openapi.json": _operation(
@@ -262,6 +270,13 @@ def document(carriers: Sequence[str] = ()) -> dict[str, Any]:
                         "detail": {"type": "string", "description": "What went wrong, for people."},
                     },
                     required=["error"],
+                ),
+                "GatewayError": _object(
+                    {
+                        "error": {"type": "boolean", "enum": [True]},
+                        "message": {"type": "string", "description": "What went wrong."},
+                    },
+                    required=["error", "message"],
                 ),
                 "Check": _object({"ok": {"type": "boolean"}, "detail": _STRING}, required=["ok"]),
                 "GatewayRequest": _object(
@@ -308,9 +323,13 @@ def document(carriers: Sequence[str] = ()) -> dict[str, Any]:
 
 
 _GATEWAY_AUTH_ERRORS = {
-    "401": _error("No or wrong phone credentials."),
-    "403": _error("The account may not use the gateway API."),
-    "404": _error("cht-gateway phones are not enabled (SMSBRIDGE_CARRIERS)."),
+    "401": _gateway_error("No or wrong phone credentials."),
+    "403": _gateway_error("The account may not use the gateway API."),
+    "404": _gateway_error("cht-gateway phones are not enabled (SMSBRIDGE_CARRIERS)."),
+    "429": _gateway_error(
+        "Too many wrong logins for this account or address (SMSBRIDGE_PHONE_LOGIN_ATTEMPTS): "
+        "try again after `Retry-After` seconds."
+    ),
 }
 
 
@@ -351,10 +370,15 @@ def _gateway(suffix: str) -> dict[str, Any]:
                     "description": "Messages for the phone to send.",
                     "content": _json({"$ref": "#/components/schemas/GatewayResponse"}),
                 },
-                "400": _error("Wrong Content-Type or malformed body."),
+                "400": _gateway_error("Wrong Content-Type or malformed body."),
                 **_GATEWAY_AUTH_ERRORS,
-                "413": _error("Body over SMSBRIDGE_MAX_BODY_BYTES."),
-                "503": _error("Starting, or the database could not take the messages; poll again."),
+                "413": _gateway_error(
+                    "Body (or, gzip-encoded, its decompressed size) over SMSBRIDGE_MAX_BODY_BYTES."
+                ),
+                "415": _gateway_error("A Content-Encoding other than gzip."),
+                "503": _gateway_error(
+                    "Starting, or the database could not take the messages; poll again."
+                ),
             },
         },
     }

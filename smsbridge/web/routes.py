@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from smsbridge.carriers import CARRIERS, chtgateway
 from smsbridge.carriers.base import Carrier, CarrierConfig, WebhookRequest
+from smsbridge.carriers.webhook import inflate
 from smsbridge.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -73,6 +76,59 @@ def check_token(settings: Settings, carrier: str, token: str) -> None:
         raise Unauthorized("wrong webhook token")
 
 
+# A refused webhook's reason, by HTTP status: the `reason` label of
+# smsbridge_webhooks_rejected_total and of the `webhook_rejected` log line.
+REFUSALS = {
+    400: "malformed",
+    401: "unauthorized",
+    403: "bad_signature",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+UNKNOWN_CARRIER = "unknown"  # the carrier label when the path names no carrier we know
+
+
+def refused_webhook(
+    scope: Scope, status: int, detail: str, count: Callable[[str, str], None]
+) -> None:
+    """A request under /carriers/ refused with `status`: one WARNING line (reason, carrier,
+    the sender masked when the body was read, the error's detail; never the text or the token)
+    and `count(carrier, reason)`. Other paths and statuses pass unseen. Called by the app's
+    error handler and by the body limit (web/app.py, web/bodylimit.py)."""
+    parts = str(scope.get("path", "")).split("/")
+    reason = REFUSALS.get(status)
+    if reason is None or len(parts) < 3 or parts[0] or parts[1] != "carriers":
+        return
+    carrier = parts[2] if parts[2] in CARRIERS else UNKNOWN_CARRIER
+    event(
+        log,
+        "webhook_rejected",
+        logging.WARNING,
+        carrier=carrier,
+        reason=reason,
+        status=status,
+        sender=_refused_sender(scope),
+        detail=detail,
+    )
+    count(carrier, reason)
+
+
+def _refused_sender(scope: Scope) -> str | None:
+    """The sender of a refused inbound webhook whose body was read (`verified_webhook`), for
+    the log line only (`event` masks it); None when unknown."""
+    webhook = (scope.get("state") or {}).get("webhook")
+    if webhook is None or not str(scope.get("path", "")).endswith("/inbound"):
+        return None
+    module, req, config = webhook
+    try:
+        messages = module.parse_inbound(req, config)
+    except Exception:  # a body that does not parse names no sender
+        return None
+    return messages[0].sender if messages else None
+
+
 async def webhook_request(request: Request, now: float) -> WebhookRequest:
     """The request as a carrier module sees it (read straight from the ASGI scope: this is
     the hot path of every webhook)."""
@@ -104,6 +160,7 @@ async def verified_webhook(
     now = service.clock()
     req = await webhook_request(request, now)
     config = service.configs[carrier]
+    request.state.webhook = (module, req, config)  # for `refused_webhook`'s masked sender
     module.verify(req, config)
     return req, config, now
 
@@ -127,7 +184,7 @@ async def carrier_status(request: Request) -> Response:
     module = webhook_carrier(service, carrier, status=True)
     req, config, now = await verified_webhook(service, request, carrier, module)
     updates = module.parse_status(req, config)
-    matched = await service.outbound.delivery_reports(updates, now)
+    matched = await service.outbound.delivery_reports(updates, now, carrier=carrier)
     event(
         log,
         "delivery_report",
@@ -143,10 +200,11 @@ def _phone(request: Request, service: Service) -> str:
     """The phone's user name; a refused login is logged (a phone with a wrong password never
     gets its SMS: the operator must hear of it), the password never."""
     known = chtgateway.accounts(service.settings.carrier.get(chtgateway.NAME, {}))
+    client = request.client.host if request.client else None
+    guard = request.app.state.logins.guard(client, known)  # web/logins.py: failed-login limit
     try:
-        return chtgateway.authenticate(request.headers, known)
+        return chtgateway.authenticate(request.headers, known, guard)
     except Unauthorized as exc:
-        client = request.client.host if request.client else None
         event(log, "phone_auth_failed", logging.WARNING, client=client, reason=exc.detail)
         raise
 
@@ -165,9 +223,22 @@ async def gateway_api(request: Request) -> Response:
         raise BadRequest("Content-Type must be application/json")
     user = _phone(request, service)
     now = service.clock()
-    exchange = chtgateway.parse_exchange(
-        content_type, await request.body(), user, datetime.fromtimestamp(now, UTC)
+    # cht-gateway may gzip its body; inflated under the same cap as any body
+    body = inflate(
+        await request.body(),
+        request.headers.get("content-encoding", ""),
+        service.settings.max_body_bytes,
     )
+    exchange = chtgateway.parse_exchange(content_type, body, user, datetime.fromtimestamp(now, UTC))
+    if exchange.refused:
+        event(
+            log,
+            "phone_messages_refused",
+            logging.WARNING,
+            phone=user,
+            refused=len(exchange.refused),
+            reason=exchange.refused[0],
+        )
     messages = await service.outbound.phone_exchange(user, exchange, now)
     event(
         log,

@@ -235,6 +235,13 @@ def config(carrier: str, url: str, **override: str) -> CarrierConfig:
             "send_token": DEFAULT_CREDENTIALS["generic"][1],
             "webhook_token": "gn",
         },
+        "kannel": {
+            "sendsms_url": url + "/cgi-bin/sendsms",
+            "username": DEFAULT_CREDENTIALS["kannel"][0],
+            "password": DEFAULT_CREDENTIALS["kannel"][1],
+            "webhook_token": "kn",
+        },
+        "rapidpro": {"api_url": url, "api_token": DEFAULT_CREDENTIALS["rapidpro"][1]},
     }[carrier]
     values.update(override)
     return CarrierConfig(carrier, values, public_url="https://sms.example.org")

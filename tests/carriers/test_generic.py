@@ -6,9 +6,11 @@ carrier simulator. Driven by tests/carriers/harness.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from smsbridge.outbound import delivery
 from smsbridge.outbound import messages as outgoing
 from smsbridge.sms import DeliveryState, StatusUpdate
 from tests.carriers.harness import ARRIVAL, Case, form_request, incoming_tests, sending_tests
@@ -114,8 +116,14 @@ def _status_path(bridge: RunningBridge) -> str:
 
 
 def _queued(bridge: RunningBridge, ref: str) -> None:
+    """An outgoing SMS whose send through the generic carrier was tried, its answer not heard."""
     now = bridge.clock()
-    bridge.store.write_sync(lambda conn: outgoing.insert_in(conn, ref, "+254712345678", "hi", now))
+
+    def job(conn: Any) -> None:
+        outgoing.insert_in(conn, ref, "+254712345678", "hi", now)
+        delivery.tried_in(conn, ref, "generic", now)
+
+    bridge.store.write_sync(job)
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])

@@ -22,10 +22,17 @@ def config_of(carrier: str, **env: str) -> CarrierConfig:
 
 
 COMPLETE = {
-    "africastalking": {"webhook_token": "t", "api_key": "k"},
+    "africastalking": {"webhook_token": "t", "api_key": "k", "username": "myapp"},
     "twilio": {"webhook_token": "t", "auth_token": "a", "account_sid": "AC1", "from_number": "+1"},
     "vonage": {"webhook_token": "t", "api_key": "k", "api_secret": "s", "sender": "X"},
     "generic": {"webhook_token": "t", "send_url": "https://gw.example.org/send"},
+    "kannel": {
+        "webhook_token": "t",
+        "sendsms_url": "http://127.0.0.1:13013/cgi-bin/sendsms",
+        "username": "u",
+        "password": "p",
+    },
+    "rapidpro": {"webhook_token": "t", "api_url": "https://textit.com", "api_token": "k"},
     "chtgateway": {"accounts": "phone1:secret1"},
 }
 

@@ -19,6 +19,7 @@ from smsbridge.carriers import load_settings
 from smsbridge.cht.client import ChtClient
 from smsbridge.chtsim import ChtSim
 from smsbridge.chtsim.demo_data import CHW_PHONES, GATEWAY_USER
+from smsbridge.chtsim.medic_db import GATEWAY_REF_VIEW
 from smsbridge.inbound.messages import SUBMIT, get_message
 from smsbridge.inbound.submit import accept_inbound
 from smsbridge.service import Service, build_service
@@ -211,10 +212,13 @@ def test_connection_dropped_after_cht_created_the_record_still_one_report(
         assert len(h.records_from()) == 1  # CHT did create it
         h.now = h.due() or h.now
         await h.run()
-        assert h.state(message_id) == "relayed"  # re-checked through /api/sms, not re-posted
+        assert h.state(message_id) == "submitted"  # found by its gateway_ref, not re-posted
         assert demo_sim.request_count("/api/v2/records") == 1
+        assert demo_sim.request_count("/api/sms") == 0
         [record] = h.records_from()
         assert record["form"] == "P" and record["sms_message"]["gateway_ref"] == message_id
+        assert record["reported_date"] == int(RECEIVED.timestamp() * 1000)
+        assert get_message(h.store, message_id).cht_doc_id == record["_id"]  # type: ignore[union-attr]
 
     play(scenario)
 
@@ -254,7 +258,7 @@ def test_a_crashed_attempt_is_picked_up_after_its_lease_without_a_second_report(
         assert await h.run() == 0  # still leased
         h.now += 61
         assert await h.run() == 1
-        assert h.state(message_id) == "relayed"
+        assert h.state(message_id) == "submitted"  # the record found by its gateway_ref
         assert len(h.records_from()) == 1
 
     play(scenario)
@@ -273,7 +277,7 @@ def test_a_401_after_a_crashed_attempt_still_rechecks_instead_of_posting_again(
         demo_sim.set_password(user, password)
         h.now += 61
         await h.run()
-        assert h.state(message_id) == "relayed"  # re-checked through /api/sms
+        assert h.state(message_id) == "submitted"  # re-checked by gateway_ref
         assert len(h.records_from()) == 1
 
     play(scenario)
@@ -299,7 +303,9 @@ def test_401_pauses_cht_work_and_reports_it_until_credentials_work(
             h.now += 10
         h.now += 60  # the probe is due, but the password is still wrong
         assert await h.service.inbound.run_once(h.now) is False
-        assert demo_sim.request_count("/api/sms", "GET") == 1
+        # one probe each time one is due, backing off (smsbridge/cht/breaker.py): at +10 s
+        # (due at +5), +20 (due at +5+10), +40 (due at +20+20), +110 (due at +40+40)
+        assert demo_sim.request_count("/api/sms", "GET") == 4
         demo_sim.set_password(user, GATEWAY_USER[1])  # fixed
         h.now += 61
         await h.run()
@@ -381,13 +387,15 @@ def test_replaying_a_dead_recheck_after_a_crash_does_not_post_the_record_again(
     async def scenario(h: Harness) -> None:
         message_id = await h.crash_after_creating_the_record()
         h.now += 61
-        demo_sim.faults.fail_next(1, 400, path="/api/sms")  # the re-check is refused
+        # the re-check is refused, and so is the fallback through /api/sms
+        demo_sim.faults.fail_next(1, 400, path=GATEWAY_REF_VIEW)
+        demo_sim.faults.fail_next(1, 400, path="/api/sms")
         await h.run()
         assert h.state(message_id) == "dead"
         [dead] = h.service.tasks.dead_letters()
         assert h.service.tasks.retry_dead(dead.id, h.now)  # an operator replays it
         await h.run()
-        assert h.state(message_id) == "relayed"  # re-checked again, not posted again
+        assert h.state(message_id) == "submitted"  # re-checked again, not posted again
         assert len(h.records_from()) == 1
 
     play(scenario)
@@ -484,7 +492,7 @@ def test_an_attempt_slower_than_its_lease_is_cut_short_and_not_duplicated(
         assert h.state(message_id) == "received"
         h.now = h.due() or h.now
         await h.run()
-        assert h.state(message_id) == "relayed"
+        assert h.state(message_id) == "submitted"
         assert len(h.records_from()) == 1
 
     play(
@@ -589,10 +597,10 @@ def test_giving_up_and_marking_the_message_dead_are_one_transaction(
         assert h.service.tasks.dead_letters() == []  # the task did not give up on its own
         [task] = h.service.tasks.pending()
         assert task.ref == message_id and task.state == "leased"
-        # the fault is gone; the lease runs out and the next worker (which re-checks through
-        # /api/sms: the record may have been created) meets CHT down again: the same outcome
+        # the fault is gone; the lease runs out and the next worker (which re-checks by
+        # gateway_ref: the record may have been created) meets CHT down again: the same outcome
         h.store.write_sync(lambda c: c.execute("DROP TRIGGER crash"))
-        demo_sim.faults.fail_next(1, 503, path="/api/sms")
+        demo_sim.faults.fail_next(1, 503, path=GATEWAY_REF_VIEW)
         h.now += h.service.settings.lease_seconds
         await h.run()
         assert h.state(message_id) == "dead"

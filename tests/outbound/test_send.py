@@ -382,7 +382,9 @@ def test_delivery_reports_are_forward_only_and_kept_until_matched(
             assert await w.pipeline.delivery_reports([late, again], T0) == 2
             assert w.get("m1").state is DeliveryState.DELIVERED
             assert [s for s, _ in w.owed("m1")] == ["UNSENT", "PENDING", "SENT", "DELIVERED"]
-            # matched by our ref (Vonage client-ref) before the carrier id is known
+            # matched by our ref (Vonage client-ref) before the carrier id is known: m2 was
+            # handed to Vonage (a send tried there)
+            w.store.write_sync(lambda c: delivery.tried_in(c, "m2", "vonage", T0))
             by_ref = StatusUpdate(
                 "vonage", "0A01", DeliveryState.FAILED, reason="expired (err-code 1)", ref="m2"
             )
@@ -507,7 +509,11 @@ def test_choosing_the_next_channel_and_releasing_the_task_are_one_transaction(
             [task] = w.outbox.pending()
             assert task.state == "leased" and task.attempts == 1
             lift()
-            await w.drain(T0 + w.pipeline.config.lease)  # the lease ran out: tried again
+            # the lease ran out; the first attempt's outcome is unknown (ambiguous): its
+            # report is awaited for the grace period, then it is tried again
+            await w.drain(T0 + w.pipeline.config.lease)
+            assert w.get("m1").ambiguous_since == T0 and w.get("m1").state is DeliveryState.QUEUED
+            await w.drain(T0 + w.pipeline.config.ambiguous_grace)
             message = w.get("m1")
             assert message.state is DeliveryState.SENT and message.channel == "vonage"
             assert len(sim.sent_by("africastalking")) == 0 and len(sim.sent_by("vonage")) == 1
@@ -532,7 +538,10 @@ def test_noting_a_failed_send_and_scheduling_its_retry_are_one_transaction(
             [task] = w.outbox.pending()
             assert task.state == "leased" and task.last_error is None
             lift()
-            await w.drain(T0 + w.pipeline.config.lease)  # the lease ran out: tried again
+            # the lease ran out, the outcome unknown: awaited for the grace period, tried again
+            await w.drain(T0 + w.pipeline.config.lease)
+            assert w.get("m1").state is DeliveryState.QUEUED
+            await w.drain(T0 + w.pipeline.config.ambiguous_grace)
             assert w.get("m1").state is DeliveryState.SENDING
             [task] = w.outbox.pending()
             assert task.state == "ready" and task.last_error is not None

@@ -84,7 +84,8 @@ async def _queue_depth_and_oldest_age(store: Store) -> None:
     assert got[("smsbridge_queue_depth", (("kind", "submit"),))] == 2
     assert got[("smsbridge_queue_oldest_age_seconds", (("kind", "submit"),))] == 90
     assert got[("smsbridge_dead_letter_depth", (("kind", "send"),))] == 1
-    assert ("smsbridge_queue_depth", (("kind", "send"),)) not in got
+    assert got[("smsbridge_queue_depth", (("kind", "send"),))] == 0  # exported at 0
+    assert got[("smsbridge_dead_letter_depth", (("kind", "submit"),))] == 0
     # Scrape time, not registration time: the next scrape sees the change.
     done = await outbox.claim(["submit"], now + 90, lease=60)
     assert done is not None
@@ -116,7 +117,7 @@ def test_cht_errors_are_counted_by_kind_against_the_simulator(demo_sim: ChtSim) 
     got = samples(metrics)
     assert got[("smsbridge_cht_errors_total", (("kind", "retryable"),))] == 1
     assert got[("smsbridge_cht_errors_total", (("kind", "auth"),))] == 1
-    assert ("smsbridge_cht_errors_total", (("kind", "permanent"),)) not in got
+    assert got[("smsbridge_cht_errors_total", (("kind", "permanent"),))] == 0
 
 
 def test_a_live_bridge_exports_the_flow_at_metrics() -> None:
@@ -155,10 +156,10 @@ def test_gateway_phone_sms_are_counted_and_its_delivery_reports_timed(
     got = scrape(bridge.http.get("/metrics").text)
     # the SMS the phone forwarded twice is one inbound SMS
     assert got[("smsbridge_inbound_messages_total", (("carrier", "chtgateway"),))] == 1
-    channel = (("channel", "chtgateway:phone1"),)
+    channel = (("channel", "chtgateway"),)  # the account is not named (test_metrics_access.py)
     assert got[("smsbridge_delivery_report_lag_seconds_count", channel)] == 1
     assert got[("smsbridge_delivery_report_lag_seconds_sum", channel)] == bridge.extra["lag"]
-    delivered = (("channel", "chtgateway:phone1"), ("state", "delivered"))
+    delivered = (("channel", "chtgateway"), ("state", "delivered"))
     assert got[("smsbridge_outbound_messages", delivered)] == 1
 
 
@@ -177,3 +178,73 @@ def test_delivery_lag_is_observed_for_delivered_changes_only() -> None:
     assert got[("smsbridge_delivery_report_lag_seconds_count", (("channel", "twilio"),))] == 1
     assert got[("smsbridge_delivery_report_lag_seconds_sum", (("channel", "twilio"),))] == 60.0
     assert got[("smsbridge_delivery_report_lag_seconds_sum", (("channel", "vonage"),))] == 0.0
+
+
+# -- every series from the start; no _created; build, process and HTTP metrics -------------------
+
+
+def test_labelled_series_are_exported_at_zero_before_anything_happens(store: Store) -> None:
+    from smsbridge.sms import DeliveryState
+
+    metrics = Metrics(store)
+    metrics.expect(["twilio"], ["twilio"])
+    got = samples(metrics)
+    for kind in ("submit", "assemble", "send"):
+        assert got[("smsbridge_queue_depth", (("kind", kind),))] == 0
+        assert got[("smsbridge_queue_oldest_age_seconds", (("kind", kind),))] == 0
+        assert got[("smsbridge_dead_letter_depth", (("kind", kind),))] == 0
+        assert got[("smsbridge_task_retries_total", (("kind", kind),))] == 0
+    for state in DeliveryState:
+        key = (("channel", "none"), ("state", state.value))
+        assert got[("smsbridge_outbound_messages", key)] == 0
+    for kind in ("retryable", "permanent", "auth"):
+        assert got[("smsbridge_cht_errors_total", (("kind", kind),))] == 0
+    assert got[("smsbridge_inbound_messages_total", (("carrier", "twilio"),))] == 0
+    assert got[("smsbridge_send_latency_seconds_count", (("channel", "twilio"),))] == 0
+
+
+def test_outgoing_states_are_filled_in_on_each_channel_seen(store: Store) -> None:
+    def seed(conn: Any) -> None:
+        conn.execute(
+            "INSERT INTO outgoing (ref, origin, to_number, content, text_key, segments, encoding,"
+            " state, channel, created_at, updated_at) VALUES"
+            " ('r1', 'cht', '+254700000001', 'x', 'k', 1, 'gsm7', 'delivered', 'twilio', 1, 1)"
+        )
+
+    store.write_sync(seed)
+    got = samples(Metrics(store))
+    assert got[("smsbridge_outbound_messages", (("channel", "twilio"), ("state", "delivered")))]
+    assert got[("smsbridge_outbound_messages", (("channel", "twilio"), ("state", "failed")))] == 0
+
+
+def test_no_created_series_and_build_and_process_metrics_are_exported() -> None:
+    from smsbridge import __version__
+
+    metrics = Metrics()
+    metrics.inbound("twilio")
+    metrics.send_latency("twilio", 0.1)
+    text = metrics.render().decode()
+    names = {name for name, _ in scrape(text)}
+    assert not [n for n in names if n.endswith("_created")], text
+    assert "_created" not in text
+    assert scrape(text)[("smsbridge_build_info", (("version", __version__),))] == 1
+    assert "process_cpu_seconds_total" in names
+    assert "process_resident_memory_bytes" in names
+    # a second app in the same process still has its own (no global switch was flipped)
+    assert "_created" not in Metrics().render().decode()
+
+
+def test_cht_auth_pause_and_last_success_are_exported() -> None:
+    now = [1000.0]
+    metrics = Metrics(clock=lambda: now[0])
+    paused: list[str | None] = [None]
+    metrics.watch_cht_gate(lambda: paused[0])
+    got = samples(metrics)
+    assert got[("smsbridge_cht_auth_paused", ())] == 0
+    assert got[("smsbridge_cht_last_success_timestamp_seconds", ())] == 1000.0
+    paused[0] = "CHT refused our credentials"
+    now[0] = 2000.0
+    metrics.cht_ok()
+    got = samples(metrics)
+    assert got[("smsbridge_cht_auth_paused", ())] == 1
+    assert got[("smsbridge_cht_last_success_timestamp_seconds", ())] == 2000.0
