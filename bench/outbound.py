@@ -15,6 +15,16 @@ deviation; the bridge's CPU (user+system) ms per SMS; its peak RSS. Durable stor
 production (SQLite WAL, synchronous=FULL).
 
     python bench/outbound.py [--messages 100000] [--scale 1.0] [--workers 16]
+
+`--unlimited` is the other benchmark: the whole send path end to end, on a channel with no rate
+limit. Three processes on 127.0.0.1: the CHT simulator holding `--count` pending SMS (handed
+out 25 per /api/sms exchange, as CHT does), a generic HTTP gateway (the carrier simulator)
+answering each send after `--latency` s and posting its delivery report `--report-delay` s
+later, and `smsbridge serve` (its real sync and send workers, SMSBRIDGE_SYNC_INTERVAL=1). Done
+when CHT holds every SMS as delivered. Figures: SMS per second from the bridge's start to the
+last delivered, the bridge process's own CPU ms per SMS (/proc) and its peak RSS (VmHWM).
+
+    python bench/outbound.py --unlimited [--count 5000] [--concurrency N] [--latency 0.3]
 """
 
 from __future__ import annotations
@@ -161,15 +171,178 @@ async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, 
     }
 
 
+# -- end to end, no rate limit (--unlimited) -----------------------------------------------------
+
+GENERIC_TOKEN = "bench-webhook-token-0123456789"
+
+
+def serve_cht(port: int, count: int) -> None:
+    """Child process: the CHT simulator (demo deployment) with `count` pending SMS, plus
+    /_bench/states (how many SMS are in each state)."""
+    from collections import Counter
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route
+
+    from smsbridge.chtsim import ChtSim
+
+    sim = ChtSim()
+    sim.install_demo()
+    for i in range(count):
+        sim.add_outgoing(f"+2547{i:08d}", f"Reminder {i}: ANC visit tomorrow at the health centre.")
+
+    async def states(request: Request) -> JSONResponse:
+        with sim.state.lock:  # no copies: this process's CPU is the simulator's, keep it low
+            return JSONResponse(
+                Counter(
+                    str(task.get("state"))
+                    for doc in sim.state.docs.values()
+                    for task in doc.get("tasks") or []
+                )
+            )
+
+    app = Starlette(routes=[Route("/_bench/states", states), Mount("/", sim.app)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def serve_gateway(port: int, latency: float, report_delay: float) -> None:
+    """Child process: a generic HTTP gateway (the carrier simulator's `generic` API)."""
+    import uvicorn
+
+    from smsbridge.carriersim import CarrierSim
+
+    sim = CarrierSim()
+    sim.configure("generic", latency=latency, report_delay=report_delay)
+    uvicorn.run(sim.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """The kB fields of /proc/<pid>/status (VmRSS, VmHWM, ...)."""
+    out: dict[str, int] = {}
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+            out[name] = int(value.split()[0])
+    return out
+
+
+def unlimited(args: argparse.Namespace) -> dict[str, Any]:
+    from smsbridge.carriersim import bridge_env
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from inbound import cpu_seconds, stop, wait_http
+
+    cht_port, gw_port, bridge_port = free_port(), free_port(), free_port()
+    me = [sys.executable, __file__]
+    gateway = ["--latency", str(args.latency), "--report-delay", str(args.report_delay)]
+    children = [
+        subprocess.Popen([*me, "--serve-cht", str(cht_port), "--count", str(args.count)]),
+        subprocess.Popen([*me, "--serve-gateway", str(gw_port), *gateway]),
+    ]
+    try:
+        wait_http(cht_port, "/_bench/states", timeout=60)
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {
+                **os.environ,
+                **bridge_env(f"http://127.0.0.1:{gw_port}"),
+                "SMSBRIDGE_DATABASE": str(Path(tmp) / "bridge.db"),
+                "SMSBRIDGE_CHT_URL": f"http://gateway:gateway-pass@127.0.0.1:{cht_port}",
+                "SMSBRIDGE_CARRIERS": "generic",
+                "SMSBRIDGE_GENERIC_WEBHOOK_TOKEN": GENERIC_TOKEN,
+                "SMSBRIDGE_PUBLIC_URL": f"http://127.0.0.1:{bridge_port}",
+                "SMSBRIDGE_SYNC_INTERVAL": "1",
+                "SMSBRIDGE_LOG_LEVEL": args.log_level,
+            }
+            if args.concurrency:
+                env["SMSBRIDGE_SEND_CONCURRENCY"] = str(args.concurrency)
+            address = ["--host", "127.0.0.1", "--port", str(bridge_port)]
+            started = time.perf_counter()
+            bridge = subprocess.Popen(
+                [sys.executable, "-m", "smsbridge", "serve", *address],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=(Path(tmp) / "bridge.log").open("wb"),
+            )
+            try:
+                states: dict[str, int] = {}
+                deadline = started + args.timeout
+                while time.perf_counter() < deadline:
+                    time.sleep(0.5)
+                    states = httpx.get(
+                        f"http://127.0.0.1:{cht_port}/_bench/states", timeout=30
+                    ).json()
+                    if states.get("delivered", 0) >= args.count:
+                        break
+                elapsed = time.perf_counter() - started
+                cpu = cpu_seconds(bridge.pid)
+                memory = proc_status(bridge.pid)
+                others = [cpu_seconds(child.pid) for child in children]
+            finally:
+                stop(bridge)
+    finally:
+        for child in children:
+            child.terminate()
+            child.wait(10)
+    delivered = states.get("delivered", 0)
+    return {
+        "count": args.count,
+        "delivered_in_cht": delivered,
+        "states_in_cht": states,
+        "send_concurrency": args.concurrency or "default",
+        "gateway_latency_s": args.latency,
+        "report_delay_s": args.report_delay,
+        "elapsed_s": round(elapsed, 2),
+        "sms_per_s": round(delivered / elapsed, 1),
+        "bridge_cpu_s": round(cpu, 2),
+        "bridge_cpu_ms_per_sms": round(cpu * 1000 / max(1, delivered), 3),
+        "peak_rss_mb": round(memory.get("VmHWM", 0) / 1024, 1),
+        "chtsim_cpu_s": round(others[0], 2),
+        "gateway_cpu_s": round(others[1], 2),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every rate")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--serve-carriers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--unlimited", action="store_true", help="end to end, no rate limit (see the doc)"
+    )
+    parser.add_argument("--count", type=int, default=5000, help="--unlimited: SMS in CHT")
+    parser.add_argument(
+        "--concurrency", type=int, default=0, help="--unlimited: SMSBRIDGE_SEND_CONCURRENCY"
+    )
+    parser.add_argument("--latency", type=float, default=0.3, help="--unlimited: send answer s")
+    parser.add_argument(
+        "--report-delay", type=float, default=0.2, help="--unlimited: delivery report after s"
+    )
+    parser.add_argument("--timeout", type=float, default=300.0, help="--unlimited: give up after")
+    parser.add_argument("--log-level", default="INFO", help="--unlimited: the bridge's")
+    parser.add_argument("--serve-cht", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_carriers:
         serve_carriers(args.serve_carriers)
+        return
+    if args.serve_cht:
+        serve_cht(args.serve_cht, args.count)
+        return
+    if args.serve_gateway:
+        serve_gateway(args.serve_gateway, args.latency, args.report_delay)
+        return
+    if args.unlimited:
+        print(json.dumps(unlimited(args), indent=2))
         return
     port = free_port()
     child = subprocess.Popen([sys.executable, __file__, "--serve-carriers", str(port)])

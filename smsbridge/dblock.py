@@ -9,7 +9,7 @@ own locks (and so the CLI's listings, `outbox` actions, `backup` and `migrate`, 
 database while `serve` runs) are untouched. The kernel drops the lock when the process ends,
 however it ends (`kill -9` included), so a stale lock file never keeps a bridge from starting.
 The holder writes its process id into the file, for the message the next one prints.
-Several bridges on one database need PostgreSQL, not a shared SQLite file.
+Several bridges cannot share one SQLite file.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def hold_database(database: Path) -> Iterator[Path | None]:
             raise ConfigError(
                 f"SMSBRIDGE_DATABASE: {str(database)!r} is in use by another smsbridge{who}: "
                 "one `smsbridge serve` per SQLite database (stop the other one, or give this "
-                "one its own SMSBRIDGE_DATABASE; several bridges on one database need "
-                "PostgreSQL)"
+                "one its own SMSBRIDGE_DATABASE; several bridges cannot share one SQLite "
+                "database)"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)

@@ -25,7 +25,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -60,11 +60,17 @@ _SECRET_QUERY = re.compile(
 )
 
 
+_mask: Callable[[str], str] | None = None
+
+
 def mask_phone(number: str) -> str:
     """`phone.mask`, imported on first use (phone.py loads phonenumbers)."""
-    from smsbridge.phone import mask
+    global _mask
+    if _mask is None:
+        from smsbridge.phone import mask
 
-    return mask(number)
+        _mask = mask
+    return _mask(number)
 
 
 def mask_phones(text: str) -> str:
@@ -127,9 +133,15 @@ class RedactionFilter(logging.Filter):
 class KeyValueFormatter(logging.Formatter):
     """`ts=... level=info logger=... <message>`; the message of `event` is itself key=value."""
 
+    _second: int | None = None
+    _stamp = ""
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        return f"{stamp}.{int(record.msecs):03d}Z"
+        second = int(record.created)
+        if second != self._second:  # strftime once per second, not once per line
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._stamp}.{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
@@ -186,6 +198,12 @@ def setup(
     """Send every log record (ours, uvicorn's, httpx's) to `stream` (stderr) as key=value
     lines through the redaction filter. Run uvicorn with `log_config=None` so its loggers
     propagate here. Returns the handler (tests read what it wrote)."""
+    # The line shows none of these record attributes: not computing them makes every log call
+    # cheaper (the logging module's documented optimisation: no stack walk per record for the
+    # caller's file and line, no process or multiprocessing name look-ups).
+    logging._srcfile = None
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(KeyValueFormatter())
     handler.addFilter(RedactionFilter(secrets))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from smsbridge.errors import ConfigError
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 
@@ -234,6 +236,15 @@ def _m107_retention(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX delivery_reports_received ON delivery_reports(received_at)")
 
 
+def _m113_reply_lanes(db: sqlite_utils.Database) -> None:
+    """Replies go first (outbound/messages.py `Lanes`): `lead`, the seconds an SMS ranks ahead
+    of its due time, on its send task (claimed by `not_before - lead`: smsbridge/tasks.py
+    `claim_in`, one index seek per lane) and on the SMS (a phone's hand-out order)."""
+    db.execute("ALTER TABLE tasks ADD COLUMN lead REAL NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX tasks_lane ON tasks(state, kind, lead, not_before)")
+    db.execute("ALTER TABLE outgoing ADD COLUMN lead REAL NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Migration] = [
     _m001_inbound,
     _m002_outbound,
@@ -243,22 +254,40 @@ MIGRATIONS: list[Migration] = [
     _m104_outgoing_attempts,
     _m111_console_audit,
     _m107_retention,
+    _m113_reply_lanes,
     # Append new migrations here (never edit one above).
 ]
 
 
 def schema_version(path: Path) -> int:
-    """The schema version of the database file at `path`, read without changing it."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    """The schema version of the database file at `path`, read without changing it;
+    ConfigError when the file is not an SQLite database."""
     try:
-        return int(conn.execute("PRAGMA user_version").fetchone()[0])
-    finally:
-        conn.close()
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise not_a_database(path, exc) from exc
+
+
+def not_a_database(path: Path | str, exc: Exception) -> ConfigError:
+    return ConfigError(f"SMSBRIDGE_DATABASE: {str(path)!r} is not an SQLite database ({exc})")
+
+
+def newer_schema(path: Path | str, version: int) -> str:
+    return (
+        f"SMSBRIDGE_DATABASE: {str(path)!r} has schema version {version}, newer than this "
+        f"smsbridge knows ({len(MIGRATIONS)}): use the smsbridge release that wrote it"
+    )
 
 
 def run_migrations(conn: sqlite3.Connection) -> int:
     """Run the migrations this database has not seen yet; returns the schema version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):  # a newer release's database: never touch it
+        raise ConfigError(newer_schema("the database", version))
     db = sqlite_utils.Database(conn)
     for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
         conn.execute("BEGIN IMMEDIATE")

@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 DEMO_TOKEN = "demo-token"
 """The generic carrier's webhook token in simulator mode (nothing real is reachable then)."""
 
+SIMULATOR_ADMIN = ("admin", "pass")
+"""The CHT simulator's admin in the sandbox: who signs in to the console there."""
+
+DEMO_CARRIER = "generic"
+"""The carrier the sandbox enables when none is configured (to the carrier simulator)."""
+
 DEMO_SMS = "P 12 Jane Atieno"
 """A pregnancy registration (form P of the simulator's demo deployment)."""
 
@@ -80,7 +86,7 @@ def cht_or_simulator(
     from smsbridge.loopback import serve_in_thread
 
     user, password = GATEWAY_USER
-    sim = ChtSim()
+    sim = ChtSim(admin=SIMULATOR_ADMIN)
     sim.install_demo()
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(serve_in_thread(sim.app))
@@ -118,15 +124,23 @@ def with_demo_carrier(
 ) -> Settings:
     """`settings` with the generic carrier enabled: webhook token DEMO_TOKEN, sends to the
     carrier simulator at `carrier_url`, delivery reports back to `bridge_url`."""
-    _, send_token = carriers.credentials["generic"]
-    generic = dict(settings.carrier.get("generic", {}))
-    generic.update(webhook_token=DEMO_TOKEN, send_url=f"{carrier_url}/send", send_token=send_token)
+    _, send_token = carriers.credentials[DEMO_CARRIER]
+    demo = dict(settings.carrier.get(DEMO_CARRIER, {}))
+    demo.update(webhook_token=DEMO_TOKEN, send_url=f"{carrier_url}/send", send_token=send_token)
     return dataclasses.replace(
         settings,
-        carriers=("generic",),
-        carrier={**settings.carrier, "generic": generic},
+        carriers=(DEMO_CARRIER,),
+        carrier={**settings.carrier, DEMO_CARRIER: demo},
         public_url=settings.public_url or bridge_url,
     )
+
+
+def as_served(settings: Settings) -> Settings:
+    """`settings` with the carriers `serve` will really enable: the demo carrier when neither
+    a CHT URL nor any carrier is configured (what `check-config` must check routes against)."""
+    if settings.cht_url or settings.enabled_carriers:
+        return settings
+    return dataclasses.replace(settings, carriers=(DEMO_CARRIER,))
 
 
 def first_run_help(bridge_url: str, mode: SimulatorMode, settings: Settings) -> str:
@@ -140,6 +154,12 @@ def first_run_help(bridge_url: str, mode: SimulatorMode, settings: Settings) -> 
         f"  health workers' phones {', '.join(CHW_PHONES.values())}).",
         "  Nothing reaches a real CHT: set SMSBRIDGE_CHT_URL for that (README, Settings).",
     ]
+    if settings.console:
+        admin, password = SIMULATOR_ADMIN
+        lines.append(
+            f"  Operator console: {bridge_url}/console (sign in as {admin} / {password},"
+            " the simulator's CHT admin)."
+        )
     if mode.carrier_url is None:
         lines += [
             f"  Carriers enabled: {', '.join(sorted(settings.enabled_carriers))} "

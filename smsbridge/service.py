@@ -11,6 +11,7 @@ The web app's lifespan (web/app.py) builds one `Service`, starts it, and keeps i
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,15 +27,17 @@ from smsbridge.cht.monitoring import ChtBacklog
 from smsbridge.inbound.messages import Accepted
 from smsbridge.inbound.submit import InboundPipeline, accept_inbound
 from smsbridge.outbound import messages as outgoing
+from smsbridge.outbound.channels import ChannelPolicy, Channels
 from smsbridge.outbound.chtsync import ChtSync
 from smsbridge.outbound.ratelimit import RateLimiter, parse_rates
 from smsbridge.outbound.routing import Routes
-from smsbridge.outbound.send import OutboundConfig, OutboundPipeline
+from smsbridge.outbound.send import SLOT, OutboundConfig, OutboundPipeline
+from smsbridge.outbound.statuspoll import StatusPoller
 from smsbridge.retention import Retention
 from smsbridge.settings import Settings
 from smsbridge.sms import InboundSms
 from smsbridge.store import Store
-from smsbridge.tasks import RetryPolicy, TaskQueue
+from smsbridge.tasks import RetryPolicy, TaskQueue, forget_memo_in
 from smsbridge.workers import Wakeup, WorkerPool
 
 if TYPE_CHECKING:
@@ -157,15 +160,20 @@ def build_service(
     enabled = frozenset(name for name in settings.enabled_carriers if name in CARRIERS)
     configs = {name: CarrierConfig.from_settings(settings, name) for name in CARRIERS}
     http = httpx.AsyncClient(timeout=settings.send_timeout, follow_redirects=False)
+    # rate slots booked by a previous process's buckets are void: those sends book again with
+    # the new buckets, which start empty (outbound/ratelimit.py)
+    store.write_sync(lambda c: forget_memo_in(c, outgoing.SEND, SLOT))
+    lanes = outgoing.Lanes.from_settings(settings)  # replies first
     outbound = OutboundPipeline(
         store,
         tasks,
         config=OutboundConfig.from_settings(settings, hold=hold),
         routes=Routes.parse(settings.routes, settings.enabled_carriers),
-        limiter=RateLimiter(parse_rates(settings.rates)),
+        limiter=RateLimiter(parse_rates(settings.rates), started=clock()),
         http=http,
         carriers=CARRIERS,
         configs=configs,
+        channels=Channels(store, ChannelPolicy.from_settings(settings)),
         accept_inbound=accept,
         on_report=sync_wakeup.set,
         on_send=seen.send_latency,
@@ -182,6 +190,7 @@ def build_service(
         on_messages=send_wakeup.set,
         wake_sync=sync_wakeup.set,
         wake_follow_up=follow_up_wakeup.set,
+        lanes=lanes,
     )
 
     async def store_offered(messages: list[dict[str, object]]) -> None:
@@ -194,7 +203,7 @@ def build_service(
         settings,
         cht_settings,
         gate=gate,
-        reply_hook=outgoing.reply_in,
+        reply_hook=functools.partial(outgoing.reply_in, lead=lanes.lead),
         outgoing_hook=store_offered,
         on_accepted=lambda: sync.expedite(clock()),
     )
@@ -212,7 +221,24 @@ def build_service(
         lambda: sync.follow_up_wait(clock()),
         follow_up_wakeup,
     )
-    pool.claimers("outbound", outbound.run_once, send_wakeup, concurrency)
+    # Send loops mostly wait on the carrier, not the CPU: SMSBRIDGE_SEND_CONCURRENCY of them.
+    # `concurrency` poll every `idle` seconds; the others wake when sends are queued (or a busy
+    # loop wakes the next), polling rarely, so that an idle bridge costs the same.
+    polling = min(settings.send_concurrency, concurrency)
+    pool.claimers("outbound", outbound.run_once, send_wakeup, polling)
+    if settings.send_concurrency > polling:
+        extra = settings.send_concurrency - polling
+        pool.claimers("outbound", outbound.run_once, send_wakeup, extra, idle=idle * extra)
+    status_poller = StatusPoller(
+        store,
+        carriers=CARRIERS,
+        configs=configs,
+        enabled=enabled,
+        http=http,
+        report=outbound.delivery_reports,
+        max_age=settings.message_ttl,
+    )
+    pool.every("status_poll", status_poller.step, lambda: settings.status_poll_interval)
     # Due-or-not checks, polled often: these run when the service's clock says so.
     poll = min(idle * 5, SETTINGS_REFRESH_POLL)
     pool.every("retention", Retention(store, settings.retention_days).step, lambda: poll)

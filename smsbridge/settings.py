@@ -206,6 +206,16 @@ def _ambiguous_action(raw: str) -> str:
     return action
 
 
+REPLY_CHANNELS = ("inbound", "routes")  # SMSBRIDGE_REPLY_CHANNEL (outbound/send.py)
+
+
+def _reply_channel(raw: str) -> str:
+    choice = raw.strip().lower()
+    if choice not in REPLY_CHANNELS:
+        raise ValueError(f"expected one of {', '.join(REPLY_CHANNELS)}, got {raw!r}")
+    return choice
+
+
 DEFAULT_ROUTE = "*"
 
 
@@ -418,6 +428,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("sync_interval", "30", "Seconds between exchanges with CHT's /api/sms.", _interval),
     Setting(
+        "status_poll_interval",
+        "60",
+        "Seconds between reads of the delivery states of sent SMS from carriers that report "
+        "none themselves (RapidPro).",
+        _interval,
+    ),
+    Setting(
         "message_ttl",
         "86400",
         "Seconds after which an unsent outgoing SMS fails as `expired` instead of being sent late.",
@@ -451,6 +468,47 @@ SETTINGS: tuple[Setting, ...] = (
         _checked(route_rules),
     ),
     Setting(
+        "channel_failures",
+        "5",
+        "Transient send failures (5xx, timeouts) of one channel within "
+        "SMSBRIDGE_CHANNEL_FAILURE_WINDOW that open its circuit breaker: its SMS then go to the "
+        "route's next channel at once. 0: never open.",
+        _whole_count,
+    ),
+    Setting(
+        "channel_failure_window",
+        "60",
+        "Seconds in which SMSBRIDGE_CHANNEL_FAILURES failures open a channel.",
+        _interval,
+    ),
+    Setting(
+        "channel_open_seconds",
+        "60",
+        "Seconds an open channel waits before one SMS is let through as a probe "
+        "(accepted: the channel closes; failed: it stays open).",
+        _interval,
+    ),
+    Setting(
+        "channel_throttle_max",
+        "600",
+        "Longest pause of a whole channel after a throttle answer (429, Retry-After); its SMS "
+        "wait for the pause to end.",
+        _duration,
+    ),
+    Setting(
+        "reply_channel",
+        "inbound",
+        "Channel of a reply (an SMS to a number that sent one within SMSBRIDGE_REPLY_WINDOW): "
+        "`inbound` (the channel that SMS came in on, when it can send) or `routes`.",
+        _reply_channel,
+    ),
+    Setting(
+        "reply_window",
+        "600",
+        "Seconds after an inbound SMS during which an SMS to its sender counts as a reply.",
+        _duration,
+    ),
+    Setting(
         "send_timeout",
         "30",
         "Seconds before a carrier's send request times out "
@@ -474,11 +532,26 @@ SETTINGS: tuple[Setting, ...] = (
         _ambiguous_action,
     ),
     Setting(
+        "send_concurrency",
+        "64",
+        "Sends in flight at once (asyncio tasks, cheap): with a carrier that answers in 0.3 s, "
+        "64 allow about 200 SMS/s, so the carrier or the rates, not the bridge, set the pace.",
+        _count_from_one,
+    ),
+    Setting(
         "rates",
         "",
         "Send rates per channel in SMS segments: `channel=segments[/seconds]`, "
         "comma-separated, e.g. `twilio=1,chtgateway=30/1800`. Unlisted channels: no limit.",
         _checked(rate_table),
+    ),
+    Setting(
+        "reply_lead",
+        "3600",
+        "Seconds a reply (an SMS to a number that sent one within SMSBRIDGE_REPLY_WINDOW) "
+        "goes ahead of other SMS in its channel's queue: it is sent before those that became "
+        "due less than this before it (0: no reply lane).",
+        _duration,
     ),
     Setting(
         "loop_limit",
@@ -568,6 +641,7 @@ class Settings:
     dedup_window: float
     min_free_disk_mb: int
     sync_interval: float
+    status_poll_interval: float
     message_ttl: float
     retention_days: int
     retry_base: float
@@ -575,10 +649,18 @@ class Settings:
     max_attempts: int
     lease_seconds: float
     routes: str
+    channel_failures: int
+    channel_failure_window: float
+    channel_open_seconds: float
+    channel_throttle_max: float
+    reply_channel: str
+    reply_window: float
     send_timeout: float
     ambiguous_grace: float
     ambiguous_action: str
+    send_concurrency: int
     rates: str
+    reply_lead: float
     loop_limit: int
     loop_window: float
     autoreply_burst: int

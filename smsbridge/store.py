@@ -7,6 +7,12 @@ disk, not just in the OS cache) and only then resolves each job's future. Concur
 requests therefore share one fsync, and none of them hears "done" before its rows are durable
 (docs/architecture.md, rule 1).
 
+A savepoint copies every page its job touches into a statement journal: a large part of a small
+job's cost. A job written with `rerunnable=True` (no effect but on the database, so running it
+again after a rollback is harmless: the webhooks' accept job) runs without one while the batch
+has held only such jobs; if one of them fails, the whole transaction is rolled back and those
+jobs run again, each in its savepoint.
+
     await store.write(fn)       from async code (webhooks, workers)
     store.write_sync(fn)        from sync code (CLI, tests)
     store.read(fn)              a read on this thread's own connection (WAL: never blocks writes)
@@ -33,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from smsbridge.errors import ConfigError
-from smsbridge.migrations import MIGRATIONS, run_migrations
+from smsbridge.migrations import MIGRATIONS, newer_schema, not_a_database, run_migrations
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], T]
@@ -66,10 +72,7 @@ def _expect_current(conn: sqlite3.Connection, path: Path) -> int:
         )
     if version > latest:
         conn.close()
-        raise ConfigError(
-            f"SMSBRIDGE_DATABASE: {str(path)!r} has schema version {version}, newer than this "
-            f"smsbridge knows ({latest}): use the smsbridge release that wrote it"
-        )
+        raise ConfigError(newer_schema(path, version))
     return version
 
 
@@ -80,6 +83,8 @@ def backup(source: Path | str, dest: Path | str) -> int:
     and renamed into place, so a crash never leaves a half copy under that name. Returns the
     copy's size in bytes."""
     final = Path(dest)
+    if final.is_dir():
+        raise ConfigError(f"{str(final)!r} is a directory: name the backup file to write")
     partial = final.with_name(final.name + ".partial")
     partial.unlink(missing_ok=True)
     _create_private(partial)
@@ -94,9 +99,12 @@ def backup(source: Path | str, dest: Path | str) -> int:
                 raise RuntimeError(f"the copy failed its integrity check: {check}")
         finally:
             copy.close()
+        os.replace(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # no stray copy of health data left behind
+        raise
     finally:
         src.close()
-    os.replace(partial, final)
     return final.stat().st_size
 
 
@@ -111,17 +119,19 @@ class _Entry:
     """A queued job and where its outcome goes: a concurrent future (sync callers) or an
     asyncio future of `loop` (async callers)."""
 
-    __slots__ = ("future", "job", "loop")
+    __slots__ = ("future", "job", "loop", "rerunnable")
 
     def __init__(
         self,
         job: Job[Any],
         future: concurrent.futures.Future[Any] | asyncio.Future[Any],
         loop: asyncio.AbstractEventLoop | None,
+        rerunnable: bool = False,
     ) -> None:
         self.job = job
         self.future = future
         self.loop = loop
+        self.rerunnable = rerunnable
 
     def start(self) -> bool:
         """False when the caller gave up (cancelled) before the job ran: skip it."""
@@ -168,7 +178,11 @@ class Store:
         self.path = Path(path)
         _create_private(self.path)
         self._writer = _connect(self.path)
-        mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        try:
+            mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.DatabaseError as exc:  # a file that is not a database
+            self._writer.close()
+            raise not_a_database(self.path, exc) from exc
         if str(mode).lower() != "wal" and str(self.path) != ":memory:":
             raise RuntimeError(f"could not switch {self.path} to WAL (got {mode})")
         self._writer.execute("PRAGMA synchronous = FULL")
@@ -197,12 +211,14 @@ class Store:
         self._put(_Entry(job, future, None))
         return future
 
-    async def write(self, job: Job[T]) -> T:
+    async def write(self, job: Job[T], *, rerunnable: bool = False) -> T:
         """Run `job` in the writer's next transaction; return its result once committed.
-        (The writer wakes the event loop once per batch, not once per job.)"""
+        (The writer wakes the event loop once per batch, not once per job.) `rerunnable`:
+        `job` does nothing but read and write the database, so it may be run again after a
+        rollback (see the module doc): it then costs no savepoint."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._put(_Entry(job, future, loop))
+        self._put(_Entry(job, future, loop, rerunnable))
         return await future
 
     def write_sync(self, job: Job[T]) -> T:
@@ -235,12 +251,39 @@ class Store:
                 break
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Entry]) -> None:
-        outcomes: list[tuple[_Entry, bool, Any]] = []
+        started = [entry for entry in batch if entry.start()]
+        # the leading rerunnable jobs, optimistically without savepoints
+        lead = 0
+        while lead < len(started) and started[lead].rerunnable:
+            lead += 1
+        if lead:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                results = [entry.job(conn) for entry in started[:lead]]
+            except BaseException:  # one failed: roll back, run them again one savepoint each
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            else:
+                outcomes = [(e, True, r) for e, r in zip(started[:lead], results, strict=True)]
+                self._finish_batch(conn, started, lead, outcomes, begun=True)
+                return
+        self._finish_batch(conn, started, 0, [], begun=False)
+
+    def _finish_batch(
+        self,
+        conn: sqlite3.Connection,
+        batch: list[_Entry],
+        done: int,
+        outcomes: list[tuple[_Entry, bool, Any]],
+        *,
+        begun: bool,
+    ) -> None:
+        """Run the jobs of `batch` after the first `done` (whose `outcomes` are in, inside the
+        transaction already `begun`), each in its savepoint; commit; settle every outcome."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for entry in batch:
-                if not entry.start():
-                    continue
+            if not begun:
+                conn.execute("BEGIN IMMEDIATE")
+            for entry in batch[done:]:
                 conn.execute("SAVEPOINT job")
                 try:
                     result = entry.job(conn)

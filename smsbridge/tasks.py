@@ -61,8 +61,8 @@ class RetryPolicy:
         return full / 2 + rng.uniform(0, full / 2)
 
 
-# claim order -> (index to walk, ORDER BY)
-_CLAIM_ORDERS = {"arrival": ("tasks_arrival", "id"), "due": ("tasks_due", "not_before, id")}
+# claim order -> (index to walk, ORDER BY); "due" walks the lanes (`_lane_heads`)
+_CLAIM_ORDERS = {"arrival": ("tasks_arrival", "id")}
 
 
 # -- in a write job: every change to `tasks` (inside a running store write job) ---------------
@@ -71,26 +71,36 @@ _CLAIM_ORDERS = {"arrival": ("tasks_arrival", "id"), "due": ("tasks_due", "not_b
 
 
 def enqueue_in(
-    conn: sqlite3.Connection, kind: str, ref: str, now: float, *, not_before: float | None = None
+    conn: sqlite3.Connection,
+    kind: str,
+    ref: str,
+    now: float,
+    *,
+    not_before: float | None = None,
+    lead: float = 0.0,
 ) -> int:
+    """A new task, due at `not_before` (default `now`). `lead`: claimed with `order="due"` as
+    if due that many seconds earlier (a reply's lane: see `claim_in`)."""
     cur = conn.execute(
-        "INSERT INTO tasks(kind, ref, state, attempts, not_before, created_at, updated_at) "
-        "VALUES (?, ?, 'ready', 0, ?, ?, ?)",
-        (kind, ref, now if not_before is None else not_before, now, now),
+        "INSERT INTO tasks(kind, ref, state, attempts, not_before, lead, created_at, updated_at) "
+        "VALUES (?, ?, 'ready', 0, ?, ?, ?, ?)",
+        (kind, ref, now if not_before is None else not_before, max(0.0, lead), now, now),
     )
     return int(cur.lastrowid or 0)
 
 
-def enqueue_or_expedite_in(conn: sqlite3.Connection, kind: str, ref: str, now: float) -> None:
+def enqueue_or_expedite_in(
+    conn: sqlite3.Connection, kind: str, ref: str, now: float, *, lead: float = 0.0
+) -> None:
     """Make the work (kind, ref) due now: its waiting task if it has one (so it never has
-    two), else a new task."""
+    two), else a new task (with `lead`)."""
     cur = conn.execute(
         "UPDATE tasks SET not_before = ?, updated_at = ? "
         "WHERE kind = ? AND ref = ? AND state = 'ready'",
         (now, now, kind, ref),
     )
     if cur.rowcount == 0:
-        enqueue_in(conn, kind, ref, now)
+        enqueue_in(conn, kind, ref, now, lead=lead)
 
 
 def claim_in(
@@ -103,9 +113,11 @@ def claim_in(
 ) -> Task | None:
     """Lease the next task of `kinds`: one whose lease expired (its worker died) first,
     else a due ready one — the lowest id for `order="arrival"` (inbound submits drain in
-    the order they arrived), or the earliest `not_before` for `order="due"` (sends). Each
-    kind is read from its index (`tasks_arrival` / `tasks_due`), so a backlog of 100,000
-    costs O(log n) per claim, not a sort."""
+    the order they arrived), or for `order="due"` (sends) the earliest `not_before - lead`:
+    a task with a lead (a reply: outbound/messages.py `Lanes`) goes before those that became
+    due less than `lead` seconds before it, after older ones, so no lane starves. Each kind
+    is read from its index (`tasks_arrival`; `tasks_lane`, one seek per distinct lead: a
+    lane), so a backlog of 100,000 costs O(log n) per claim, not a sort."""
     marks = ",".join("?" for _ in kinds)
     row = conn.execute(
         f"SELECT * FROM tasks WHERE state = 'leased' AND kind IN ({marks}) "
@@ -113,20 +125,50 @@ def claim_in(
         (*kinds, now),
     ).fetchone()
     if row is None:
-        index, sort = _CLAIM_ORDERS[order]
-        heads = [
-            conn.execute(
-                f"SELECT * FROM tasks INDEXED BY {index} WHERE state = 'ready' AND kind = ? "
-                f"AND not_before <= ? ORDER BY {sort} LIMIT 1",
-                (kind, now),
-            ).fetchone()
-            for kind in kinds
-        ]
-        ready = [head for head in heads if head is not None]
-        if not ready:
-            return None
-        row = min(ready, key=lambda r: (r["not_before"], r["id"]) if order == "due" else r["id"])
+        if order == "due":
+            ready = [head for kind in kinds for head in _lane_heads(conn, kind, now)]
+            if not ready:
+                return None
+            row = min(ready, key=lambda r: (r["not_before"] - r["lead"], r["id"]))
+        else:
+            index, sort = _CLAIM_ORDERS[order]
+            heads = [
+                conn.execute(
+                    f"SELECT * FROM tasks INDEXED BY {index} WHERE state = 'ready' AND kind = ? "
+                    f"AND not_before <= ? ORDER BY {sort} LIMIT 1",
+                    (kind, now),
+                ).fetchone()
+                for kind in kinds
+            ]
+            ready = [head for head in heads if head is not None]
+            if not ready:
+                return None
+            row = min(ready, key=lambda r: r["id"])
     return lease_in(conn, row, now, lease)
+
+
+# the claim statements of `order="due"`, walking `tasks_lane` (tests check their query plans)
+NEXT_LANE_SQL = (
+    "SELECT lead FROM tasks INDEXED BY tasks_lane WHERE state = 'ready' AND kind = ? "
+    "AND lead > ? ORDER BY lead LIMIT 1"
+)
+LANE_HEAD_SQL = (
+    "SELECT * FROM tasks INDEXED BY tasks_lane WHERE state = 'ready' AND kind = ? AND lead = ? "
+    "AND not_before <= ? ORDER BY not_before, id LIMIT 1"
+)
+
+
+def _lane_heads(conn: sqlite3.Connection, kind: str, now: float) -> list[sqlite3.Row]:
+    """Per lane (each distinct `lead` among the ready tasks of `kind`, found by skipping along
+    the index), its earliest task due by `now`."""
+    heads: list[sqlite3.Row] = []
+    lead = -1.0  # below every lead (never negative: `enqueue_in`)
+    while (lane := conn.execute(NEXT_LANE_SQL, (kind, lead)).fetchone()) is not None:
+        lead = lane[0]
+        head = conn.execute(LANE_HEAD_SQL, (kind, lead, now)).fetchone()
+        if head is not None:
+            heads.append(head)
+    return heads
 
 
 def lease_in(conn: sqlite3.Connection, row: sqlite3.Row, now: float, lease: float) -> Task:
@@ -242,6 +284,27 @@ def drop_in(conn: sqlite3.Connection, task_id: int) -> Task | None:
         "DELETE FROM tasks WHERE id = ? AND state = 'dead' RETURNING *", (task_id,)
     ).fetchone()
     return None if row is None else Task.from_row(row)
+
+
+def finish_in(conn: sqlite3.Connection, kind: str, ref: str) -> int:
+    """The work (kind, ref) is over without its task running to the end (a phone reported on
+    its SMS: outbound/phones.py): its waiting or running tasks go (a dead letter stays for the
+    operator). A worker holding one loses its lease, so its outcome changes nothing. Returns
+    how many went."""
+    cur = conn.execute(
+        "DELETE FROM tasks WHERE kind = ? AND ref = ? AND state != 'dead'", (kind, ref)
+    )
+    return cur.rowcount
+
+
+def forget_memo_in(conn: sqlite3.Connection, kind: str, memo: str) -> int:
+    """Clear `memo` from the waiting tasks of `kind` that carry it (what it promised was held
+    by a process that is gone, e.g. a rate slot: outbound/ratelimit.py). Returns how many."""
+    cur = conn.execute(
+        "UPDATE tasks SET memo = NULL WHERE kind = ? AND memo = ? AND state = 'ready'",
+        (kind, memo),
+    )
+    return cur.rowcount
 
 
 def has_task_sql(kind_param: str, ref_column: str) -> str:

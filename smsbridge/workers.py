@@ -107,12 +107,19 @@ class WorkerPool:
         self._tasks: list[asyncio.Task[None]] = []
 
     def claimers(
-        self, name: str, run_once: Callable[[float], Awaitable[bool]], wakeup: Wakeup, count: int
+        self,
+        name: str,
+        run_once: Callable[[float], Awaitable[bool]],
+        wakeup: Wakeup,
+        count: int,
+        idle: float | None = None,
     ) -> None:
-        """`count` loops of `run_once(now)`; `wakeup` rouses an idle one when work arrives."""
+        """`count` loops of `run_once(now)`; `wakeup` rouses an idle one when work arrives.
+        Each idle loop polls every `idle` seconds (default: the pool's)."""
+        poll = self.idle if idle is None else idle
         for n in range(count):
             self._loops.append(
-                (f"{name}-{n}", lambda: claim_loop(run_once, self.clock, wakeup, self.idle, name))
+                (f"{name}-{n}", lambda: claim_loop(run_once, self.clock, wakeup, poll, name))
             )
 
     def every(

@@ -61,7 +61,7 @@ def test_a_second_serve_on_the_same_database_refuses_to_start(
     assert "another smsbridge" in done.stderr
     assert first.proc is not None
     assert f"process {first.proc.pid}" in done.stderr
-    assert "PostgreSQL" in done.stderr
+    assert "cannot share one SQLite database" in done.stderr
     assert first.proc.poll() is None  # the first one runs on
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from smsbridge.migrations import MIGRATIONS
-from smsbridge.store import Store
+from smsbridge.store import Job, Store
 
 
 def test_new_database_is_migrated_to_the_latest_version(tmp_path: Path) -> None:
@@ -65,6 +67,69 @@ def test_a_failing_job_does_not_spoil_its_batch(tmp_path: Path) -> None:
         assert first == 1
         assert isinstance(second, ValueError)
         assert [r[0] for r in store.query("SELECT key FROM kv")] == ["good"]
+
+
+def _one_batch(store: Store, jobs: list[tuple[Job[object], bool]]) -> list[object]:
+    """Run `jobs` ((job, rerunnable) pairs) as ONE batch of the writer, in order: the writer
+    is held by a job waiting on an event while they are queued."""
+    held, gate = threading.Event(), threading.Event()
+
+    def hold(c: sqlite3.Connection) -> None:
+        held.set()
+        gate.wait(10)
+
+    store.submit(hold)
+    assert held.wait(10)  # the writer runs `hold`: what comes next waits in its queue
+
+    async def run() -> list[object]:
+        tasks = [asyncio.ensure_future(store.write(job, rerunnable=r)) for job, r in jobs]
+        await asyncio.sleep(0)  # every job queued behind the held writer
+        gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    return asyncio.run(run())
+
+
+def _insert(key: str, runs: Counter[str], fail: bool = False) -> Job[object]:
+    def job(c: sqlite3.Connection) -> int:
+        runs[key] += 1
+        inserted = c.execute("INSERT INTO kv VALUES (?, 'v', 0)", (key,)).rowcount
+        if fail:
+            raise ValueError("boom")
+        return inserted
+
+    return job
+
+
+def test_rerunnable_jobs_run_once_when_none_fails(tmp_path: Path) -> None:
+    with Store(tmp_path / "a.db") as store:
+        runs: Counter[str] = Counter()
+        before = store.batches
+        results = _one_batch(store, [(_insert(k, runs), True) for k in "abc"])
+        assert results == [1, 1, 1]
+        assert runs == {"a": 1, "b": 1, "c": 1}
+        assert store.batches - before == 2  # the held job's commit, then one for the three
+        assert {r[0] for r in store.query("SELECT key FROM kv")} == {"a", "b", "c"}
+
+
+def test_a_failing_rerunnable_job_does_not_spoil_its_batch(tmp_path: Path) -> None:
+    """Without savepoints, a failure rolls the whole batch back and its rerunnable jobs run
+    again, each in a savepoint; a job not declared rerunnable still runs once."""
+    with Store(tmp_path / "a.db") as store:
+        runs: Counter[str] = Counter()
+        jobs: list[tuple[Job[object], bool]] = [
+            (_insert("a", runs), True),
+            (_insert("bad", runs, fail=True), True),
+            (_insert("b", runs), True),
+            (_insert("once", runs), False),
+            (_insert("c", runs), True),
+        ]
+        first, second, *rest = _one_batch(store, jobs)
+        assert first == 1 and rest == [1, 1, 1]
+        assert isinstance(second, ValueError)
+        assert runs == {"a": 2, "bad": 2, "b": 1, "once": 1, "c": 1}
+        keys = {r[0] for r in store.query("SELECT key FROM kv")}
+        assert keys == {"a", "b", "once", "c"}
 
 
 def test_readers_see_committed_writes_from_another_thread(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ A carrier speaks only its wire format. Its module imports neither Starlette nor 
 app turns an HTTP request into a `WebhookRequest`, calls the carrier, and turns its
 `WebhookReply` back into HTTP. Each carrier module exposes one `Carrier` object, `CARRIER`;
 smsbridge/carriers/__init__.py maps names to them (`CARRIERS`). What a carrier can do is data
-on the object (`inbound_methods`, `takes_status`, `sends`), never a probe for an attribute.
+on the object (`inbound_methods`, `takes_status`, `sends`, `polls_status`), never a probe for an
+attribute.
 
 `parse_inbound` builds each message with `inbound_sms` (below): the checks every inbound SMS
 passes — sender and text are strings, the sender is a phone number or an alphanumeric sender
@@ -20,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -99,6 +100,12 @@ class Carrier(Protocol):
         ...
 
     @property
+    def polls_status(self) -> bool:
+        """It reports no delivery states: they are read from it (`poll_status`), periodically
+        (smsbridge/outbound/statuspoll.py)."""
+        ...
+
+    @property
     def asks_status_url(self) -> bool:
         """Its sends name our status URL, so its reports need SMSBRIDGE_PUBLIC_URL."""
         ...
@@ -135,6 +142,13 @@ class Carrier(Protocol):
         """Send one SMS; raises RetryableError, PermanentError or AuthFailure."""
         ...
 
+    async def poll_status(
+        self, http: httpx.AsyncClient, config: CarrierConfig, external_ids: Sequence[str]
+    ) -> list[StatusUpdate]:
+        """The states of the SMS it knows as `external_ids` (its ids, from the send responses),
+        as it reports them now; none for an id it says nothing about. Raises as `send` does."""
+        ...
+
     def check(self, config: CarrierConfig) -> Findings:
         """What `smsbridge check-config` reports of this carrier's settings: problems (they
         would fail `serve` or every request of a kind) and warnings (the carrier would work
@@ -152,6 +166,7 @@ class BaseCarrier:
     inbound_methods: frozenset[str] = frozenset()
     takes_status: bool = False
     sends: bool = False
+    polls_status: bool = False
     asks_status_url: bool = False
     status_map: Mapping[str, DeliveryState | None] = {}
     send_needs: Needs = ()
@@ -173,6 +188,11 @@ class BaseCarrier:
         self, http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms
     ) -> SendResult:
         raise PermanentError(f"{self.name}: does not send SMS itself", code="config")
+
+    async def poll_status(
+        self, http: httpx.AsyncClient, config: CarrierConfig, external_ids: Sequence[str]
+    ) -> list[StatusUpdate]:
+        raise PermanentError(f"{self.name}: has no delivery states to read", code="config")
 
     def check(self, config: CarrierConfig) -> Findings:
         problems = [
@@ -307,11 +327,17 @@ MAX_EPOCH_DIGITS = 16
 """Epoch timestamps longer than this (milliseconds have 13 digits) are not read as numbers."""
 
 
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+"""How far a carrier's clock may run ahead of ours before its date is not believed."""
+
+
 def parse_time(value: str | None, default: datetime) -> datetime:
     """A carrier timestamp as an aware UTC datetime: ISO 8601 (`2017-05-03T06:04:45Z`),
     `YYYY-MM-DD HH:MM:SS` (UTC), or epoch seconds/milliseconds. `default` (the arrival time)
     when absent or unreadable, including dates that exist in no calendar Python keeps
-    (`0001-01-01T00:00:00+01:00` is in year 0 in UTC): a wrong date must not lose the SMS."""
+    (`0001-01-01T00:00:00+01:00` is in year 0 in UTC), and dates after the arrival (beyond
+    MAX_CLOCK_SKEW): an SMS cannot have been received after it reached us. A wrong date must
+    not lose the SMS."""
     if not value or not value.strip():
         return default
     raw = value.strip()
@@ -322,11 +348,13 @@ def parse_time(value: str | None, default: datetime) -> datetime:
             if not raw.isascii() or len(raw) > MAX_EPOCH_DIGITS:
                 return default
             number = int(raw)
-            return datetime.fromtimestamp(number / 1000 if number > 10**11 else number, UTC)
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+            parsed = datetime.fromtimestamp(number / 1000 if number > 10**11 else number, UTC)
+        else:
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            parsed = parsed.astimezone(UTC)
+        return default if parsed - default > MAX_CLOCK_SKEW else parsed
     except (OverflowError, OSError, ValueError):
         return default
 

@@ -13,7 +13,8 @@ is CHT's: `{"saved": 1}`.
 Outbound: `POST <api_url>/api/v2/broadcasts.json` with `Authorization: Token <api_token>` and
 `{"urns": ["tel:+2547..."], "text": "..."}`; RapidPro answers 201 with the broadcast (its `id`
 is the message's id here). RapidPro calls no one back about delivery: the states are read with
-`GET /api/v2/messages.json?broadcast=<id>` (`poll_status`), whose `status` is one of
+`GET /api/v2/messages.json?broadcast=<id>` (`poll_status`, which the service runs every
+SMSBRIDGE_STATUS_POLL_INTERVAL: smsbridge/outbound/statuspoll.py), whose `status` is one of
 initializing, queued, wired, sent, delivered, handled, errored (RapidPro retries), failed,
 resent. Errors: 400 with the invalid fields, 401/403 for the token, 429 with Retry-After.
 """
@@ -175,11 +176,21 @@ def message_status(
 
 
 async def poll_status(
-    http: httpx.AsyncClient, config: CarrierConfig, external_id: str, at: datetime | None = None
+    http: httpx.AsyncClient, config: CarrierConfig, external_ids: Sequence[str]
 ) -> list[StatusUpdate]:
-    """The state of the SMS sent as broadcast `external_id`, read from messages.json (what
-    CHT's own integration polls). Raises as `send` does when RapidPro refuses."""
+    """The states of the SMS sent as the broadcasts `external_ids`, read from messages.json
+    (what CHT's own integration polls), one request each. Raises as `send` does when RapidPro
+    refuses: the states read before that are not lost, the next round reads them again."""
     require_settings(config, SEND_NEEDS)
+    updates: list[StatusUpdate] = []
+    for external_id in external_ids:
+        updates += await _poll_one(http, config, external_id)
+    return updates
+
+
+async def _poll_one(
+    http: httpx.AsyncClient, config: CarrierConfig, external_id: str
+) -> list[StatusUpdate]:
     response = await request(
         http,
         NAME,
@@ -194,7 +205,7 @@ async def poll_status(
     results = body.get("results")
     if not isinstance(results, list) or not results:
         return []
-    return message_status(external_id, results[0], at)
+    return message_status(external_id, results[0])
 
 
 class RapidPro(BaseCarrier):
@@ -205,6 +216,7 @@ class RapidPro(BaseCarrier):
     inbound_methods = INBOUND_METHODS
     takes_status = False  # RapidPro reports nothing: `poll_status` reads the states
     sends = True
+    polls_status = True
     status_map = STATUS_MAP
     send_needs = SEND_NEEDS
     url_settings = ("api_url",)

@@ -102,7 +102,8 @@ class ChtGate:
                 next_probe_s=round(self.auth_probe_interval, 1),
             )
             return False
-        except Exception:
+        except Exception as exc:  # CHT down, or a bug: not a verdict on the credentials
+            event(log, "cht_auth_probe_failed", logging.WARNING, error=type(exc).__name__)
             return False
         event(log, "cht_auth_recovered_resuming")
         self.auth_failed = None

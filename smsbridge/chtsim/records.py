@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 from smsbridge.chtsim.contacts import normalize_phone
 from smsbridge.smsparser import parser
 from smsbridge.smsparser.fields import ParseOptions
-from smsbridge.smsparser.formdef import js_key_order
 from smsbridge.smsparser.js.moment import moment_ms
 from smsbridge.smsparser.js.numbers import (
     UNDEFINED,
@@ -30,6 +29,7 @@ from smsbridge.smsparser.js.numbers import (
     to_string,
 )
 from smsbridge.smsparser.js.numbers import truthy as js_truthy
+from smsbridge.smsparser.js.objects import js_key_order
 from smsbridge.smsparser.js.timevalues import NAN
 from smsbridge.smsparser.translate import translate as translate_key
 

@@ -30,7 +30,10 @@ from pathlib import Path
 from smsbridge.carriers import every_setting, load_settings
 from smsbridge.cht.requirements import cht_findings
 from smsbridge.cli.tables import render_table
+from smsbridge.errors import ConfigError
+from smsbridge.migrations import MIGRATIONS, newer_schema, schema_version
 from smsbridge.outbound.carriercheck import carrier_problems, carrier_warnings
+from smsbridge.sandbox import as_served
 from smsbridge.settings import Settings, SettingsError
 
 
@@ -39,6 +42,7 @@ class ConfigReport:
     rows: list[dict[str, str]]  # setting, value (secrets masked), source ("env" | "default")
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    settings: Settings | None = None  # what the environment gave, when it could be read
 
     @property
     def ok(self) -> bool:
@@ -67,14 +71,15 @@ def check(environ: Mapping[str, str] | None = None, *, probe_cht: bool = False) 
     warnings: list[str] = []
     if settings is not None:
         problems += [p for p in _database_problems(settings.database) if p not in problems]
-        problems += [p for p in carrier_problems(settings) if p not in problems]
+        served = as_served(settings)  # the sandbox's demo carrier, when it would run
+        problems += [p for p in carrier_problems(served) if p not in problems]
         warnings = carrier_warnings(settings)
         if probe_cht and settings.cht_url and not problems:
             cht_problems, cht_warnings = asyncio.run(cht_findings(settings))
             problems += cht_problems
             warnings += cht_warnings
     warnings = unknown_names(env) + warnings
-    return ConfigReport(_rows(env, settings, bad), problems, warnings)
+    return ConfigReport(_rows(env, settings, bad), problems, warnings, settings)
 
 
 def unknown_names(env: Mapping[str, str]) -> list[str]:
@@ -128,6 +133,15 @@ def _database_problems(database: Path) -> list[str]:
         return [f"SMSBRIDGE_DATABASE: directory {str(directory)!r} does not exist"]
     if not os.access(directory, os.W_OK | os.X_OK):
         return [f"SMSBRIDGE_DATABASE: directory {str(directory)!r} is not writable"]
+    if database.is_dir():
+        return [f"SMSBRIDGE_DATABASE: {str(database)!r} is a directory, not a database file"]
+    if database.exists():
+        try:
+            version = schema_version(database)
+        except ConfigError as exc:
+            return [exc.detail]
+        if version > len(MIGRATIONS):
+            return [newer_schema(database, version)]
     return []
 
 

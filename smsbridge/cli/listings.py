@@ -19,6 +19,7 @@ from typing import Any
 from smsbridge.cli.tables import render_table
 from smsbridge.errors import ConfigError, UsageError
 from smsbridge.logs import mask_phone
+from smsbridge.outbound import channels
 from smsbridge.outbound import messages as outgoing
 from smsbridge.store import Store
 
@@ -166,7 +167,24 @@ def outbox(
     """The task queue, oldest first, each task with the outgoing SMS it is about when there is
     one; or, when `filters.state` is a delivery state, the outgoing SMS in that state (held ones
     have no task: `outbox release|drop REF`). `filters.ref` alone: that outgoing SMS whatever
-    its state (else the tasks with that ref)."""
+    its state (else the tasks with that ref). Each row's `channel_state` says whether its
+    channel is open (circuit breaker) or paused (throttle): outbound/channels.py."""
+    return _with_channel_states(store, _outbox_rows(store, filters, now, reveal), now)
+
+
+def _with_channel_states(
+    store: Store, rows: list[dict[str, Any]], now: float
+) -> list[dict[str, Any]]:
+    described: dict[str, str] = {}
+    for row in rows:
+        channel = row.get("channel")
+        if channel and channel not in described:
+            described[channel] = channels.load(store, channel).describe(now)
+        row["channel_state"] = described.get(channel) or None if channel else None
+    return rows
+
+
+def _outbox_rows(store: Store, filters: Filters, now: float, reveal: bool) -> list[dict[str, Any]]:
     if filters.state in SMS_STATES:
         return _outgoing_rows(store, filters, now, reveal)
     if filters.ref is not None and filters.state is None:
@@ -282,7 +300,7 @@ def render_outbox(rows: Sequence[dict[str, Any]]) -> str:
             r["attempts"],
             age_text(r["age_seconds"]),
             _due(r["due_in_seconds"]),
-            r["channel"],
+            f"{r['channel']} ({r['channel_state']})" if r.get("channel_state") else r["channel"],
             f"{r['sms_state']} (ambiguous)" if r.get("ambiguous_since") else r["sms_state"],
             r.get("carrier_id"),
             r["to"],

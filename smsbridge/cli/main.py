@@ -184,16 +184,15 @@ def _port(raw: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from smsbridge.carriers import load_settings
     from smsbridge.cli.check_config import check
     from smsbridge.server import serve
 
-    report = check()  # every problem at once, as check-config lists them
-    if not report.ok:
+    report = check()  # the environment, read once: every problem at once, as check-config
+    if not report.ok or report.settings is None:
         raise ConfigError("\n".join(report.problems))
     for warning in report.warnings:
         print(f"smsbridge serve: warning: {warning}", file=sys.stderr)
-    return serve(load_settings(), host=args.host, port=args.port)
+    return serve(report.settings, host=args.host, port=args.port)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -242,6 +241,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     database = Settings.from_env().database
     target: Path = args.path
+    if target.is_dir():
+        raise UsageError(f"{str(target)!r} is a directory: name the backup file to write")
     if target.exists() and not args.force:
         raise UsageError(f"{str(target)!r} exists: choose a new file, or add --force")
     if not target.parent.is_dir():
@@ -262,8 +263,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     database = Settings.from_env().database
     if not database.exists():
         raise ConfigError(f"SMSBRIDGE_DATABASE: no database at {str(database)!r}")
-    before = schema_version(database)
-    with Store(database) as store:
+    before = schema_version(database)  # ConfigError when it is not a database
+    with Store(database) as store:  # ConfigError when a newer release wrote it
         if store.version == before:
             print(f"{database}: schema version {before}, up to date")
         else:

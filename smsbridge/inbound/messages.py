@@ -262,9 +262,9 @@ def set_outcome_in(
     doc_id: str | None,
 ) -> None:
     """Inside a write job: the message reached CHT (`submitted` as record `doc_id`, or
-    `relayed`)."""
+    `relayed`); the reason of an earlier failure (a dead letter replayed) no longer holds."""
     conn.execute(
-        "UPDATE messages SET state = ?, form = ?, cht_doc_id = ? WHERE uuid = ?",
+        "UPDATE messages SET state = ?, form = ?, cht_doc_id = ?, reason = NULL WHERE uuid = ?",
         (state, form, doc_id, message_uuid),
     )
 
@@ -383,3 +383,14 @@ def prunable_in(conn: sqlite3.Connection, before: float) -> dict[str, int]:
         f"SELECT COUNT(*) FROM inbound_parts WHERE message_uuid IN ({_prunable('uuid')})", params
     ).fetchone()[0]
     return {"messages": int(messages), "inbound_parts": int(parts)}
+
+
+def last_inbound_channel(conn: sqlite3.Connection, sender: str, since: float) -> str | None:
+    """The carrier the latest SMS from `sender` accepted at or after `since` (epoch seconds)
+    came in on, or None: where a reply to it goes (outbound/send.py, SMSBRIDGE_REPLY_CHANNEL)."""
+    row = conn.execute(
+        "SELECT carrier FROM messages WHERE sender = ? AND accepted_at >= ? "
+        "ORDER BY accepted_at DESC, id DESC LIMIT 1",
+        (sender, int(since * 1000)),
+    ).fetchone()
+    return None if row is None else str(row[0])

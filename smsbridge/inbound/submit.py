@@ -100,7 +100,9 @@ async def accept_inbound(
     on disk (group commit with concurrent callers). Only then may the carrier hear 2xx."""
     if not messages:
         return []
-    accepted = await store.write(lambda c: accept_in(c, messages, now, dedup_window))
+    accepted = await store.write(
+        lambda c: accept_in(c, messages, now, dedup_window), rerunnable=True
+    )
     log_accepted(messages, accepted)
     return accepted
 

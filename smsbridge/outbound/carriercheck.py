@@ -12,7 +12,7 @@ from smsbridge.carriers.base import CarrierConfig, url_ok
 from smsbridge.carriers.sending import unset
 from smsbridge.errors import ConfigError
 from smsbridge.outbound.routing import Routes, channel_carrier
-from smsbridge.settings import Settings
+from smsbridge.settings import Settings, rate_table
 
 
 def carrier_problems(settings: Settings) -> list[str]:
@@ -29,7 +29,24 @@ def carrier_problems(settings: Settings) -> list[str]:
         )
     for carrier in CARRIERS.values():
         found += carrier.check(CarrierConfig.from_settings(settings, carrier.name))[0]
+    found += _rate_problems(settings)
     return found
+
+
+def _rate_problems(settings: Settings) -> list[str]:
+    """A rate for a channel that is not an enabled carrier limits nothing: a typo there would
+    leave a channel unthrottled without a word."""
+    enabled = settings.enabled_carriers
+    try:
+        channels = rate_table(settings.rates)
+    except ValueError:
+        return []  # a syntax problem, reported with the setting itself
+    return [
+        f"SMSBRIDGE_RATES: channel {channel!r} is not an enabled carrier "
+        f"(enabled: {', '.join(enabled) or 'none'}), so its rate would limit nothing"
+        for channel in channels
+        if channel_carrier(channel) not in enabled
+    ]
 
 
 def carrier_warnings(settings: Settings) -> list[str]:

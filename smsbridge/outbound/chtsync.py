@@ -57,6 +57,7 @@ class ChtSync:
         on_messages: Callable[[], None] = lambda: None,
         wake_sync: Callable[[], None] = lambda: None,
         wake_follow_up: Callable[[], None] = lambda: None,
+        lanes: outgoing.Lanes | None = None,
     ) -> None:
         """`on_messages`: new SMS to send were stored (wakes the send workers); `wake_sync`
         wakes the sync loop (an exchange now); `wake_follow_up` wakes the follow-up loop (its
@@ -69,6 +70,7 @@ class ChtSync:
         self.on_messages = on_messages
         self.wake_sync = wake_sync
         self.wake_follow_up = wake_follow_up
+        self.lanes = lanes  # which new SMS are replies (outbound/messages.py `Lanes`)
         self.retry_at = 0.0
         self.next_sweep = 0.0
         self.follow_ups: list[float] = []  # when to exchange again, soonest first
@@ -88,7 +90,7 @@ class ChtSync:
 
         def job(conn: sqlite3.Connection) -> int:
             outgoing.mark_reported_in(conn, ids, now)
-            return outgoing.store_cht_messages_in(conn, messages, now)
+            return outgoing.store_cht_messages_in(conn, messages, now, self.lanes)
 
         new = await transitions.write(self.store, job)  # each new SMS: outgoing_queued
         if new:
@@ -109,7 +111,7 @@ class ChtSync:
     async def store_offered(self, messages: list[dict[str, Any]], now: float) -> int:
         """Messages CHT handed back on some other exchange (the inbound relay's)."""
         new = await transitions.write(
-            self.store, lambda c: outgoing.store_cht_messages_in(c, messages, now)
+            self.store, lambda c: outgoing.store_cht_messages_in(c, messages, now, self.lanes)
         )
         if new:
             self.on_messages()

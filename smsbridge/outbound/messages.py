@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from smsbridge import tasks
+from smsbridge.inbound import messages as incoming
 from smsbridge.outbound import reports
 from smsbridge.outbound.loopguard import text_key
 
@@ -32,6 +33,7 @@ from smsbridge.outbound.reports import owed_reports as owed_reports
 from smsbridge.outbound.reports import superseded as superseded
 from smsbridge.outbound.transitions import Change, note
 from smsbridge.segments import segment
+from smsbridge.settings import Settings
 from smsbridge.sms import RANK, DeliveryState, well_formed
 from smsbridge.store import Store
 
@@ -65,6 +67,8 @@ class Outgoing:
     attempt_channel: str | None = None
     # since when a send may have reached the carrier without its answer being stored
     ambiguous_since: float | None = None
+    # seconds it ranks ahead of its due time: a reply (`Lanes`)
+    lead: float = 0.0
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Outgoing:
@@ -89,6 +93,7 @@ class Outgoing:
             attempt_started_at=row["attempt_started_at"],
             attempt_channel=row["attempt_channel"],
             ambiguous_since=row["ambiguous_since"],
+            lead=row["lead"],
         )
 
     def handed_to(self, carrier: str) -> bool:
@@ -128,11 +133,12 @@ def for_phones_in(
     conn: sqlite3.Connection, channels: Sequence[str], created_after: float, limit: int
 ) -> list[Outgoing]:
     """Queued SMS routed to one of `channels` (cht-gateway phones) that no phone has confirmed
-    yet, created after `created_after`; oldest first, at most `limit`."""
+    yet, created after `created_after`; oldest first, replies ahead by their lead (`Lanes`),
+    at most `limit`."""
     marks = ",".join("?" for _ in channels)
     rows = conn.execute(
         f"SELECT * FROM outgoing WHERE state = ? AND channel IN ({marks}) AND phone_ack = 0 "
-        f"AND created_at > ? ORDER BY id LIMIT ?",
+        f"AND created_at > ? ORDER BY created_at - lead, id LIMIT ?",
         (DeliveryState.QUEUED.value, *channels, created_after, limit),
     ).fetchall()
     return [Outgoing.from_row(row) for row in rows]
@@ -162,14 +168,16 @@ def insert_in(
     origin: str = "cht",
     automatic: bool = True,
     source: str | None = None,
+    lead: float = 0.0,
 ) -> bool:
     """Store one outgoing SMS and its send task; False (and nothing new) if `ref` is known.
-    A CHT message owes CHT its acknowledgement (UNSENT) on the next exchange."""
+    A CHT message owes CHT its acknowledgement (UNSENT) on the next exchange. `lead`: a
+    reply's (`Lanes`)."""
     seg = segment(content)
     cur = conn.execute(
         "INSERT OR IGNORE INTO outgoing(ref, origin, to_number, content, text_key, segments, "
-        "encoding, automatic, state, source, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "encoding, automatic, state, source, lead, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             ref,
             origin,
@@ -181,32 +189,63 @@ def insert_in(
             int(automatic),
             DeliveryState.QUEUED.value,
             source,
+            lead,
             now,
             now,
         ),
     )
     if cur.rowcount != 1:
         return False
-    tasks.enqueue_in(conn, SEND, ref, now)
+    tasks.enqueue_in(conn, SEND, ref, now, lead=lead)
     if origin == "cht":
         reports.owe_in(conn, ref, DeliveryState.QUEUED, None, now)
     note(Change(ref, DeliveryState.QUEUED, now, origin=origin, to=to))
     return True
 
 
+@dataclass(frozen=True)
+class Lanes:
+    """Replies first. CHT's /api/sms does not say which message answers which report, so an
+    SMS to a number that sent us one within `window` seconds (SMSBRIDGE_REPLY_WINDOW) is taken
+    for a reply, marked when it is stored. A reply ranks as if due `lead` seconds
+    (SMSBRIDGE_REPLY_LEAD) earlier: in the send queue (smsbridge/tasks.py `claim_in`) and in
+    a phone's hand-out (`for_phones_in`), within the same rate budget. It goes before the
+    other SMS (scheduled, bulk) that became due less than `lead` before it, after older ones:
+    the rest is never held back more than `lead` by replies. `lead` 0: no lanes."""
+
+    window: float = 0.0
+    lead: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Lanes:
+        return cls(settings.reply_window, settings.reply_lead)
+
+    def lead_in(self, conn: sqlite3.Connection, to: str, now: float) -> float:
+        """The lead of an SMS to `to` stored now: `lead` for a reply, else 0."""
+        if self.lead <= 0 or self.window <= 0:
+            return 0.0
+        came_in = incoming.last_inbound_channel(conn, to, now - self.window)
+        return self.lead if came_in is not None else 0.0
+
+
 def store_cht_messages_in(
-    conn: sqlite3.Connection, messages: Sequence[dict[str, Any]], now: float
+    conn: sqlite3.Connection,
+    messages: Sequence[dict[str, Any]],
+    now: float,
+    lanes: Lanes | None = None,
 ) -> int:
-    """CHT's outgoing messages `{id, to, content}` -> rows; returns how many were new. One CHT
-    offers again is not stored twice: CHT only re-offers a message whose status it never
-    heard, so its latest status is owed again (CHT ignores a repeated status)."""
+    """CHT's outgoing messages `{id, to, content}` -> rows; returns how many were new (each
+    marked a reply or not by `lanes`). One CHT offers again is not stored twice: CHT only
+    re-offers a message whose status it never heard, so its latest status is owed again (CHT
+    ignores a repeated status)."""
     new = 0
     for message in messages:
         ref, to, content = message.get("id"), message.get("to"), message.get("content")
         if not ref or not to or content is None:
             continue
         ref, to, content = (well_formed(str(value)) for value in (ref, to, content))
-        if insert_in(conn, ref, to, content, now):
+        lead = 0.0 if lanes is None else lanes.lead_in(conn, to, now)
+        if insert_in(conn, ref, to, content, now, lead=lead):
             new += 1
             continue
         known = get_in(conn, ref)
@@ -216,12 +255,21 @@ def store_cht_messages_in(
 
 
 def reply_in(
-    conn: sqlite3.Connection, to: str, content: str, source: str | None, now: float
+    conn: sqlite3.Connection,
+    to: str,
+    content: str,
+    source: str | None,
+    now: float,
+    *,
+    lead: float = 0.0,
 ) -> str:
     """The bridge's own automatic reply (e.g. to a malformed form): queued like CHT's, but
-    reported to nobody. Returns its ref. Usable as the inbound pipeline's reply hook."""
+    reported to nobody; in the replies' lane with `lead` (`Lanes`). Returns its ref. With
+    `lead` bound, usable as the inbound pipeline's reply hook."""
     ref = f"bridge-{uuid.uuid4()}"
-    insert_in(conn, ref, to, content, now, origin="bridge", automatic=True, source=source)
+    insert_in(
+        conn, ref, to, content, now, origin="bridge", automatic=True, source=source, lead=lead
+    )
     return ref
 
 
@@ -352,14 +400,14 @@ def hold_in(conn: sqlite3.Connection, message: Outgoing, reason: str, now: float
 def release_held_in(conn: sqlite3.Connection, ref: str, now: float) -> bool:
     """An operator lets a held SMS go: back to queued (the loop guard will not stop it again)
     with a fresh send task. False if it is not held."""
-    cur = conn.execute(
+    row = conn.execute(
         "UPDATE outgoing SET state = ?, released = 1, reason = NULL, updated_at = ? "
-        "WHERE ref = ? AND state = ?",
+        "WHERE ref = ? AND state = ? RETURNING lead",
         (DeliveryState.QUEUED.value, now, ref, DeliveryState.HELD.value),
-    )
-    if cur.rowcount != 1:
+    ).fetchone()
+    if row is None:
         return False
-    tasks.enqueue_in(conn, SEND, ref, now)
+    tasks.enqueue_in(conn, SEND, ref, now, lead=row[0])
     note(Change(ref, DeliveryState.QUEUED, now, DeliveryState.HELD, reason="released"))
     return True
 
@@ -576,3 +624,20 @@ def prunable_select(before: float, column: str) -> tuple[str, tuple[object, ...]
     """SQL selecting `column` (id or ref) of the SMS `prune_in` would delete, and its params:
     the reports' owners count what would go with them (`--dry-run`)."""
     return _prunable(column), _prunable_params(before)
+
+
+# -- delivery states read from carriers (outbound/statuspoll.py) --------------------------------
+
+
+def awaiting_state_in(
+    conn: sqlite3.Connection, carrier: str, sent_after: float, after_id: int, limit: int
+) -> list[Outgoing]:
+    """SMS `carrier` accepted (state `sent`, its id known) after `sent_after`, with ids above
+    `after_id`; in id order, at most `limit`: those whose state is to be read from a carrier
+    that reports none (`Carrier.polls_status`)."""
+    rows = conn.execute(
+        "SELECT * FROM outgoing WHERE state = ? AND carrier = ? AND external_id IS NOT NULL "
+        "AND sent_at > ? AND id > ? ORDER BY id LIMIT ?",
+        (DeliveryState.SENT.value, carrier, sent_after, after_id, limit),
+    ).fetchall()
+    return [Outgoing.from_row(row) for row in rows]

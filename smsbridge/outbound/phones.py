@@ -4,8 +4,9 @@ inside one write job each).
 
 A message routed to `chtgateway` goes to the first phone that polls and is then that phone's
 (`chtgateway:<user>`); one routed to `chtgateway:<user>` only to that phone. Like CHT, it is
-offered again until the phone reports a status for it. A phone's FAILED hands it to the route's
-next channel when there is one.
+offered again until the phone reports a status for it. Once a phone reports on it, its send
+task is over (the phone has it: its later states come in its polls); a phone's FAILED hands it
+to the route's next channel when there is one, with a send task due at once.
 """
 
 from __future__ import annotations
@@ -41,11 +42,15 @@ def updates_in(
             following = routes.next_channel(message.to, message.channel)
             if following is not None and message.state not in outgoing.FINAL:
                 outgoing.move_to_channel_in(conn, message, following, now)
-                # its send task waits for the TTL (send.py `_await_phone`): due now instead
-                tasks.enqueue_or_expedite_in(conn, SEND, message.ref, now)
+                # its send task (if still there) is due now, or a new one
+                tasks.enqueue_or_expedite_in(conn, SEND, message.ref, now, lead=message.lead)
                 continue
         if update.state is not None:
             outgoing.advance_in(conn, message, update.state, now, reason=update.reason)
+        # the phone has it and reports on it: its send task (waiting for the TTL, send.py
+        # `_await_phone`) is over, in this transaction, so the queue depth counts only SMS
+        # still waiting for a phone
+        tasks.finish_in(conn, SEND, message.ref)
 
 
 def hand_out_in(

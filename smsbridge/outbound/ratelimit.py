@@ -5,6 +5,16 @@ Format of `SMSBRIDGE_RATES` (comma-separated): `<channel>=<segments>[/<seconds>]
 30 SMS per 30 minutes). A channel without a rate is not limited. The bucket holds at most one
 period's worth (`segments`), so a channel idle for a while may send that many at once.
 Time is an argument: `now` is passed in (seconds, any monotonic origin).
+
+A restart starts every bucket EMPTY, refilling from the moment the limiter was built
+(`RateLimiter(rates, started=now)`): what the channel sent just before the restart (or a
+`kill -9`) is unknown to the new process, and only an empty bucket cannot burst past the
+carrier's window. Persisting the buckets instead would cost a write per send on the hot path,
+and would still lose the sends a crash interrupted. The price: right after a restart a channel
+ramps up from zero (the first SMS waits `seconds / segments`, e.g. 60 s on a 30/1800 phone).
+Rate slots booked by the previous process (send tasks carrying the `slot` memo of
+outbound/send.py) are forgotten at start-up (`tasks.forget_memo_in`, from service.py): those
+tasks book again with the new buckets when they come due.
 """
 
 from __future__ import annotations
@@ -37,10 +47,13 @@ class TokenBucket:
     """`capacity` tokens, refilled at `rate` per second. A cost larger than the capacity is
     allowed once the bucket is full (a long SMS on a slow channel must still go out)."""
 
-    def __init__(self, rate: float, capacity: float, now: float) -> None:
+    def __init__(
+        self, rate: float, capacity: float, now: float, *, tokens: float | None = None
+    ) -> None:
+        """Full unless `tokens` says how many it holds at `now`."""
         self.rate = rate
         self.capacity = capacity
-        self.tokens = capacity
+        self.tokens = capacity if tokens is None else min(capacity, tokens)
         self.stamp = now
 
     def _refill(self, now: float) -> None:
@@ -74,10 +87,13 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """One bucket per channel; channels without a configured rate are never held back."""
+    """One bucket per channel; channels without a configured rate are never held back. Every
+    bucket was empty at `started` (the process's start: no burst after a restart) and has been
+    refilling since; a channel first used later gets what it would have gained by then."""
 
-    def __init__(self, rates: dict[str, Rate]) -> None:
+    def __init__(self, rates: dict[str, Rate], *, started: float) -> None:
         self.rates = rates
+        self.started = started
         self._buckets: dict[str, TokenBucket] = {}
 
     def _bucket(self, channel: str, now: float) -> TokenBucket | None:
@@ -86,7 +102,8 @@ class RateLimiter:
             return None
         bucket = self._buckets.get(channel)
         if bucket is None:
-            bucket = TokenBucket(rate.per_second, rate.segments, now)
+            gained = max(0.0, now - self.started) * rate.per_second
+            bucket = TokenBucket(rate.per_second, rate.segments, now, tokens=gained)
             self._buckets[channel] = bucket
         return bucket
 

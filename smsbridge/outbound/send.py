@@ -5,12 +5,17 @@ take their reports, and take carriers' delivery reports.
     OutboundPipeline.phone_exchange(user, ex, now)  a phone's POST /api/sms
     OutboundPipeline.delivery_reports(updates, now) a carrier's status webhook, before its 2xx
 
-Sending one SMS: TTL (older than SMSBRIDGE_MESSAGE_TTL: failed "expired", never sent) → loop
-guard (held) → route (the message's current channel, else the route's first) → rate (a slot is
+Sending one SMS: TTL (older than SMSBRIDGE_MESSAGE_TTL: failed "expired", never sent) → a
+destination that is not a phone number fails at once (NOT_ROUTABLE) → loop guard (held) → route
+(the message's current channel; else, for a reply under SMSBRIDGE_REPLY_CHANNEL=inbound, the
+channel its number last wrote in on; else the route's first) → channel health
+(outbound/channels.py: a channel paused by a throttle makes the SMS wait for the pause's end, an
+open one sends it to the route's next channel at once, no attempt counted) → rate (a slot is
 booked on the channel's token bucket; the worker waits for a slot up to `hold` seconds away,
 else the task comes back at its slot) → the carrier's `send` → accepted (SENT, the carrier's id,
 the task done: one transaction). A RetryableError marks it SENDING (it may have left) and
-retries with backoff (the task queue's policy; a carrier's Retry-After is honoured); a
+retries with backoff (the task queue's policy) and counts toward the channel's breaker (the
+failure that opens it moves the SMS on at once); a throttle answer pauses the whole channel; a
 PermanentError (or AuthFailure: that channel is unusable) hands the SMS to the route's next
 channel; with none left a permanent failure fails it with the carrier's
 reason (an auth failure keeps retrying: an operator can fix credentials). Given-up tasks wait
@@ -56,14 +61,16 @@ from smsbridge.carriers.base import Carrier, CarrierConfig
 from smsbridge.errors import AuthFailure, PermanentError, RetryableError
 from smsbridge.inbound import messages as incoming
 from smsbridge.logs import event
+from smsbridge.outbound import channels as channel_state
 from smsbridge.outbound import delivery, phones, transitions
 from smsbridge.outbound import messages as outgoing
+from smsbridge.outbound.channels import ChannelPolicy, Channels, ChannelState, Verdict
 from smsbridge.outbound.loopguard import BURST_WINDOW, LoopLimits, verdict
 from smsbridge.outbound.messages import SEND, Outgoing
 from smsbridge.outbound.ratelimit import RateLimiter
-from smsbridge.outbound.routing import Routes, channel_carrier
+from smsbridge.outbound.routing import Routes, channel_carrier, routable
 from smsbridge.outbound.transitions import Change
-from smsbridge.settings import AMBIGUOUS_ACTIONS, Settings
+from smsbridge.settings import AMBIGUOUS_ACTIONS, REPLY_CHANNELS, Settings
 from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, StatusUpdate
 from smsbridge.store import Store
 from smsbridge.tasks import Task, TaskQueue
@@ -80,6 +87,11 @@ RESEND, FAIL = AMBIGUOUS_ACTIONS
 # out; settled by a report; resent or failed when the grace period ended.
 LOST, TIMEOUT, SETTLED, RESENT, FAILED = "lost", "timeout", "settled", "resent", "failed"
 AMBIGUOUS_EVENTS = (LOST, TIMEOUT, SETTLED, RESENT, FAILED)
+
+# Where a reply goes (SMSBRIDGE_REPLY_CHANNEL): the channel its number wrote in on, or the routes'.
+INBOUND, BY_ROUTES = REPLY_CHANNELS
+
+NOT_ROUTABLE = "not a phone number: no route to this destination"
 
 # A send error that leaves no way to know whether the carrier got the SMS (no answer came).
 AMBIGUOUS_ERRORS = frozenset({"timeout", "network"})
@@ -99,6 +111,8 @@ class OutboundConfig:
     # an ambiguous send waits this long for its delivery report, then is resent or failed
     ambiguous_grace: float = 300.0
     ambiguous_action: str = RESEND
+    reply_channel: str = INBOUND
+    reply_window: float = 600.0
 
     @classmethod
     def from_settings(cls, settings: Settings, *, hold: float = 0.0) -> OutboundConfig:
@@ -111,6 +125,8 @@ class OutboundConfig:
             hold,
             settings.ambiguous_grace,
             settings.ambiguous_action,
+            settings.reply_channel,
+            settings.reply_window,
         )
 
 
@@ -126,6 +142,7 @@ class OutboundPipeline:
         http: httpx.AsyncClient,
         carriers: Mapping[str, Carrier],
         configs: Mapping[str, CarrierConfig],
+        channels: Channels | None = None,
         accept_inbound: AcceptInbound | None = None,
         on_report: Callable[[], None] = lambda: None,
         on_send: Callable[[str, float], None] | None = None,
@@ -133,7 +150,8 @@ class OutboundPipeline:
         on_ambiguous: Callable[[str, str], None] | None = None,
         on_unknown_reports: Callable[[str, str, int], None] | None = None,
     ) -> None:
-        """`accept_inbound`: where SMS a phone received go (the service's `accept`);
+        """`channels`: each channel's breaker and throttle pause (outbound/channels.py);
+        `accept_inbound`: where SMS a phone received go (the service's `accept`);
         `on_report`: wakes the CHT sync (a state is owed to CHT); `on_send`: a send's duration
         by channel; `on_changes`: the state changes once committed (the metrics);
         `on_ambiguous(channel, event)`: an ambiguous send's events (AMBIGUOUS_EVENTS);
@@ -147,6 +165,7 @@ class OutboundPipeline:
         self.http = http
         self.carriers = carriers
         self.configs = configs
+        self.channels = channels or Channels(store, ChannelPolicy())
         self.accept_inbound = accept_inbound
         self.on_report = on_report
         self.on_send = on_send
@@ -196,7 +215,7 @@ class OutboundPipeline:
         message = outgoing.get_in(conn, task.ref)
         if message is None or message.state not in (DeliveryState.QUEUED, DeliveryState.SENDING):
             return task, message, False
-        channel = message.channel or self.routes.next_channel(message.to, None)
+        channel = self._first_channel_in(conn, message, now)
         if channel is None or channel_carrier(channel) == chtgateway.NAME:
             return task, message, False
         message, newly = outgoing.attempt_in(conn, message, channel, now)
@@ -221,6 +240,9 @@ class OutboundPipeline:
         if now - message.created_at >= self.config.ttl:
             await self._fail(task, message, "expired", now)
             return
+        if not routable(message.to):  # e.g. an alphanumeric sender id: no carrier can take it
+            await self._fail(task, message, NOT_ROUTABLE, now)
+            return
         if message.channel is None and not message.released:
             why = self._loop_verdict(message, now)
             if why is not None:
@@ -232,7 +254,7 @@ class OutboundPipeline:
 
                 await self._write(hold)  # logged as outgoing_held
                 return
-        channel = message.channel or self.routes.next_channel(message.to, None)
+        channel = self.store.read(lambda c: self._first_channel_in(c, message, now))
         if channel is None:
             await self._fail(task, message, "no route", now)
             return
@@ -243,9 +265,15 @@ class OutboundPipeline:
             task, message, channel, now
         ):
             return
+        verdict = self.channels.verdict(channel, now)
+        if verdict in (Verdict.PAUSED, Verdict.OPEN):
+            await self._channel_unavailable(task, message, channel, verdict, now)
+            return
         if task.memo != SLOT:
             slot = self.limiter.reserve(channel, message.segments, now)
             if slot - now > self.config.hold:
+                if verdict is Verdict.PROBE:
+                    self.channels.probe_over(channel)  # the next SMS probes instead
                 await self._move_and_release(task, message, channel, now, slot, memo=SLOT)
                 return
             if slot > now:
@@ -284,24 +312,139 @@ class OutboundPipeline:
             await self._retry_send(task, message, channel, exc, now)
             return
         except RetryableError as exc:
-            await self._retry_send(task, message, channel, exc, now)
+            if channel_state.is_throttle(exc):
+                await self._throttled(task, message, channel, exc, now)
+                return
+            await self._transient_failure(task, message, channel, exc, now)
             return
         except (PermanentError, AuthFailure) as exc:
+            if isinstance(exc, PermanentError):  # the carrier answers: the channel is up
+                self._channel_changed(self.channels.worked(channel, now), now)
+            else:
+                self.channels.probe_over(channel)
             await self._next_channel(task, message, channel, exc, now)
             return
         if self.on_send is not None:
             self.on_send(channel, time.perf_counter() - started)
+        state = self.channels.worked(channel, now)
 
         def accepted(conn: sqlite3.Connection) -> None:
             delivery.accepted_in(
                 conn, message.ref, channel, result.carrier, result.external_id, result.state, now
             )
             tasks.done_in(conn, task)
+            if state is not None:
+                channel_state.save_in(conn, state, now)
 
         await self._write(accepted, attempt=task.attempts)  # logged as outgoing_sent
+        self._channel_changed(state, now, saved=True)
+
+    # -- channel health (outbound/channels.py) --------------------------------------------------
+
+    def _first_channel_in(
+        self, conn: sqlite3.Connection, message: Outgoing, now: float
+    ) -> str | None:
+        """Where `message` goes: its current channel; else, for a reply under
+        SMSBRIDGE_REPLY_CHANNEL=inbound, the channel its number last wrote in on (when that
+        can send); else the route's first. None: no route (or not a phone number)."""
+        if message.channel is not None:
+            return message.channel
+        if not routable(message.to):
+            return None
+        if self.config.reply_channel == INBOUND:
+            since = now - self.config.reply_window
+            came_in = incoming.last_inbound_channel(conn, message.to, since)
+            if came_in is not None and self._can_send_on(came_in):
+                return came_in
+        return self.routes.next_channel(message.to, None)
+
+    def _can_send_on(self, channel: str) -> bool:
+        carrier = self.carriers.get(channel_carrier(channel))
+        if carrier is None or not self.routes.can_carry(channel):
+            return False
+        return carrier.sends or channel_carrier(channel) == chtgateway.NAME
+
+    async def _channel_unavailable(
+        self, task: Task, message: Outgoing, channel: str, verdict: Verdict, now: float
+    ) -> None:
+        """`channel` is paused by a throttle (the SMS waits for the pause's end) or open (the
+        SMS moves to the route's next channel at once; with none, it waits for the probe). The
+        task comes back without counting an attempt."""
+        if verdict is Verdict.PAUSED:
+            until = self.channels.paused_until(channel, now) or now
+            await self._move_and_release(task, message, channel, now, until)
+            event(log, "outgoing_channel_paused", message=message.ref, channel=channel, until=until)
+            return
+        following = self.routes.next_channel(message.to, channel)
+        if following is not None and following != channel:
+            await self._move_and_release(task, message, following, now, now)
+        else:
+            await self._move_and_release(
+                task, message, channel, now, self.channels.reopens_at(channel, now)
+            )
+        event(
+            log,
+            "outgoing_channel_open",
+            message=message.ref,
+            channel=channel,
+            failover=following or "none",
+        )
+
+    async def _throttled(
+        self, task: Task, message: Outgoing, channel: str, exc: RetryableError, now: float
+    ) -> None:
+        """A throttle answer: the carrier took nothing. The whole channel pauses (bounded) and
+        this SMS waits with the others, its attempt not counted: one transaction."""
+        state = self.channels.throttled(channel, exc.retry_after, now)
+        until = state.paused_until or now
+        await self._move_and_release(task, message, channel, now, until, state=state)
+        event(
+            log,
+            "channel_throttled",
+            logging.WARNING,
+            channel=channel,
+            message=message.ref,
+            error=exc.code,
+            until=until,
+        )
+
+    async def _transient_failure(
+        self, task: Task, message: Outgoing, channel: str, exc: RetryableError, now: float
+    ) -> None:
+        """A transient failure counts toward the channel's breaker. When it opens the channel,
+        this SMS moves to the route's next channel at once, unless it may have gone out (no
+        answer came: the ambiguous-send rules decide); else it is retried with backoff."""
+        state = self.channels.failed(channel, now)
+        following = self.routes.next_channel(message.to, channel)
+        if state is not None and exc.code not in AMBIGUOUS_ERRORS and following is not None:
+            await self._move_and_release(task, message, following, now, now, state=state)
+        else:
+            await self._retry_send(task, message, channel, exc, now, state=state)
+        self._channel_changed(state, now, saved=True)
+
+    def _channel_changed(self, state: ChannelState | None, now: float, saved: bool = False) -> None:
+        """Log a breaker's change (and store it, unless the outcome's transaction did)."""
+        if state is None:
+            return
+        if not saved:
+            self.store.submit(lambda c: channel_state.save_in(c, state, now))
+        opened = state.opened_at is not None
+        event(
+            log,
+            "channel_opened" if opened else "channel_closed",
+            logging.WARNING if opened else logging.INFO,
+            channel=state.channel,
+        )
 
     async def _retry_send(
-        self, task: Task, message: Outgoing, channel: str, exc: RetryableError, now: float
+        self,
+        task: Task,
+        message: Outgoing,
+        channel: str,
+        exc: RetryableError,
+        now: float,
+        *,
+        state: ChannelState | None = None,
     ) -> None:
         """The send failed for now: the SMS is `sending` (it may have left); try again later
         (or give up). One transaction."""
@@ -310,6 +453,8 @@ class OutboundPipeline:
 
         def job(conn: sqlite3.Connection) -> float | None:
             delivery.tried_in(conn, message.ref, channel, now, ambiguous=ambiguous)
+            if state is not None:
+                channel_state.save_in(conn, state, now)
             return self.outbox.retry_in(
                 conn, task, now, exc.detail or exc.code, retry_after=exc.retry_after
             )
@@ -367,14 +512,17 @@ class OutboundPipeline:
         not_before: float,
         *,
         memo: str | None = None,
+        state: ChannelState | None = None,
     ) -> None:
         """The SMS goes to `channel`, and its task comes back at `not_before` without counting
-        this attempt: one transaction."""
+        this attempt (with `state`, a channel's new breaker or pause state): one transaction."""
 
         def job(conn: sqlite3.Connection) -> None:
             moved = outgoing.move_to_channel_in(conn, message, channel, now)
             outgoing.attempt_over_in(conn, moved, ambiguous_since=message.ambiguous_since)
             tasks.release_in(conn, task, now, not_before, memo=memo)
+            if state is not None:
+                channel_state.save_in(conn, state, now)
 
         await self.store.write(job)
 
@@ -433,8 +581,9 @@ class OutboundPipeline:
         event(log, "outgoing_ambiguous_settled", message=message.ref, state=message.state.value)
 
     async def _await_phone(self, task: Task, message: Outgoing, channel: str, now: float) -> None:
-        """A phone will pull it. The task comes back when the TTL runs out: if no phone has
-        taken it by then, it expires."""
+        """A phone will pull it. The task waits for the TTL: it ends as soon as a phone reports
+        on the SMS (outbound/phones.py `updates_in`, in that report's transaction); if no phone
+        has by then, it comes back and the SMS expires."""
         await self._move_and_release(
             task, message, channel, now, message.created_at + self.config.ttl
         )

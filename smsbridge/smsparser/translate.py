@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from smsbridge.smsparser.js.numbers import NOT_LT, UNDEFINED, to_number, to_string, truthy
+from smsbridge.smsparser.js.objects import js_key_order
 
 Tables = Mapping[str, Mapping[str, Any]]
 
@@ -253,8 +254,6 @@ def _resolve_references(values: dict[str, Any]) -> dict[str, Any]:
     """CHT's translation-utils `loadTranslations`: in key order, `${other}` in a string becomes
     the other key's value when that is a non-empty string or a non-zero number (values already
     resolved earlier in the order count as resolved)."""
-    from smsbridge.smsparser.formdef import js_key_order  # formdef imports this module
-
     for key in js_key_order(list(values)):
         text = values[key]
         if isinstance(text, str):

@@ -36,8 +36,15 @@ from smsbridge.service import Service, build_service
 from smsbridge.settings import Settings
 from smsbridge.store import Store
 from smsbridge.web.bodylimit import BodyLimit, error_json
-from smsbridge.web.console import Console
-from smsbridge.web.health import CheckResult, Probe, Readiness, healthz, readyz
+from smsbridge.web.console import Console, console_routes
+from smsbridge.web.health import (
+    CheckResult,
+    Probe,
+    Readiness,
+    channels_check,
+    healthz,
+    readyz,
+)
 from smsbridge.web.httpmetrics import HttpMetrics
 from smsbridge.web.logins import PhoneLogins
 from smsbridge.web.metrics import Metrics, metrics_endpoint
@@ -128,6 +135,8 @@ def create_app(
             )
             metrics.expect(service.enabled, service.outbound.routes.channels)
             metrics.watch_cht_gate(service.gate.paused_reason)
+            routed = service.outbound.routes.channels
+            metrics.watch_channels(lambda: service.outbound.channels.open_map(routed))
             app.state.readiness = readiness_of(service)
             app.state.service = service
             if console is not None:  # its CHT client for sign-ins
@@ -154,7 +163,7 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         *([] if settings.metrics_listen else [metrics_route(settings)]),  # else its own port
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
-        *(console.routes() if console is not None else []),
+        *(console_routes(console) if console is not None else []),
     ]
     app = Starlette(
         routes=routes,
@@ -194,7 +203,14 @@ def readiness_of(service: Service) -> Readiness:
         forms_status=service.cht_settings.status,
         cht_paused=service.gate.paused_reason,
         min_free_bytes=service.settings.min_free_disk_mb * 2**20,
-        extra={"cht_outgoing": outgoing_service_check(service.cht_settings)},
+        extra={
+            "cht_outgoing": outgoing_service_check(service.cht_settings),
+            "channels": channels_check(
+                lambda: service.outbound.channels.report(
+                    service.outbound.routes.channels, service.clock()
+                )
+            ),
+        },
     )
 
 

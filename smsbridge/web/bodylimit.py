@@ -42,6 +42,7 @@ class BodyLimit:
             too_long = PayloadTooLarge(f"query string over {self.max_bytes} bytes")
             await self._refuse(scope, send, too_long)
             return
+        declared = chunked = False
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -54,6 +55,12 @@ class BodyLimit:
                 if length > self.max_bytes:
                     await self._refuse(scope, send, _too_large(self.max_bytes))
                     return
+                declared = True
+            elif name == b"transfer-encoding":
+                chunked = True
+        if declared and not chunked:  # the server reads no more than Content-Length bytes
+            await self.app(scope, receive, send)
+            return
         seen = 0
 
         async def limited() -> Message:

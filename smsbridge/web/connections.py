@@ -94,6 +94,7 @@ class LimitedProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_since: float | None = None  # loop time the head now being read began
         self._reading_head = True
         self._head_bytes = 0
         self._header_bytes = 0
@@ -107,7 +108,7 @@ class LimitedProtocol(HttpToolsProtocol):
         if len(self.connections) > self.limits.max_connections:
             self._refuse(_refusal(503, "unavailable", "too many connections"), "connections")
             return
-        self._arm_head_timer()
+        self._head_begins()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
@@ -142,8 +143,8 @@ class LimitedProtocol(HttpToolsProtocol):
         self._reading_head = True
         self._header_bytes = 0
         self._header_count = 0
-        if self._head_timer is None:
-            self._arm_head_timer()
+        if self._head_since is None:
+            self._head_begins()
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -160,7 +161,7 @@ class LimitedProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
+        self._head_since = None  # the timer, if running, finds no head to time
         self._reading_head = False
         self._head_bytes = 0
         super().on_headers_complete()
@@ -190,19 +191,32 @@ class LimitedProtocol(HttpToolsProtocol):
         log.debug("connection refused: %s (client %s)", reason, client)
 
     # -- the header-read timer -----------------------------------------------------------------
+    # One timer per connection, not one per request: a head that begins notes the time and
+    # starts the timer only if none runs; when it fires it checks the head being read then (if
+    # any) and waits again for what that head has left. A busy kept-alive connection costs no
+    # timer work per request.
 
-    def _arm_head_timer(self) -> None:
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timeout)
+    def _head_begins(self) -> None:
+        self._head_since = self.loop.time()
+        if self._head_timer is None:
+            self._arm_head_timer(self.limits.header_timeout)
+
+    def _arm_head_timer(self, delay: float) -> None:
+        self._head_timer = self.loop.call_later(delay, self._head_timeout)
 
     def _cancel_head_timer(self) -> None:
+        self._head_since = None
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
 
     def _head_timeout(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._head_since is None:
+            return
+        left = self._head_since + self.limits.header_timeout - self.loop.time()
+        if left > 0:
+            self._arm_head_timer(left)
             return
         if self.cycle is not None and not self.cycle.response_complete:
             # a pipelined request's head is late while the one before is answered: close

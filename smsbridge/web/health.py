@@ -216,6 +216,20 @@ class Readiness:
         return CheckResult(ok, detail)
 
 
+def channels_check(report: Callable[[], Mapping[str, str]]) -> Probe:
+    """/readyz's `channels`: each send channel whose circuit breaker is open or that a throttle
+    paused (outbound/channels.py), as `report` describes them. It reports and never fails
+    readiness: the bridge still takes SMS and fails over, and a load balancer taking it out of
+    service would help no channel recover."""
+
+    async def probe() -> CheckResult:
+        troubled = report()
+        detail = "; ".join(f"{channel}: {what}" for channel, what in sorted(troubled.items()))
+        return CheckResult(True, detail or "every channel closed")
+
+    return probe
+
+
 async def healthz(request: Request) -> JSONResponse:
     """GET /healthz: the process is up."""
     return JSONResponse({"status": "ok"})

@@ -209,6 +209,12 @@ class Metrics:
         read at scrape time."""
         self._cht_paused.set_function(lambda: 1.0 if paused() else 0.0)
 
+    def watch_channels(self, open_channels: Callable[[], Mapping[str, bool]]) -> None:
+        """Export `smsbridge_channel_open{channel}` (1 while a channel's circuit breaker is
+        open, else 0; outbound/channels.py) from `open_channels`, read at scrape time: every
+        routed channel is in it, so each series exists at 0 from the start."""
+        self.registry.register(_ChannelCollector(open_channels, self.channel_label))
+
     def cht_ok(self) -> None:
         """A CHT request succeeded (`wrap_cht` calls this)."""
         self._cht_ok.set(self._clock())
@@ -292,6 +298,34 @@ class _WithoutCreated(Collector):
             if len(kept) != len(metric.samples):
                 metric.samples = kept
             yield metric
+
+
+class _ChannelCollector(Collector):
+    """`smsbridge_channel_open`, read at scrape time (Metrics.watch_channels)."""
+
+    def __init__(
+        self, open_channels: Callable[[], Mapping[str, bool]], label: Callable[[str], str]
+    ) -> None:
+        self._open_channels = open_channels
+        self._label = label
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "smsbridge_channel_open",
+            "1 while a send channel's circuit breaker is open (its SMS go to the route's next "
+            "channel; SMSBRIDGE_CHANNEL_FAILURES), else 0.",
+            labels=["channel"],
+        )
+        by_label: dict[str, bool] = {}
+        for channel, is_open in self._open_channels().items():
+            label = self._label(channel)
+            by_label[label] = by_label.get(label, False) or is_open
+        for label, is_open in sorted(by_label.items()):
+            family.add_metric([label], 1.0 if is_open else 0.0)
+        yield family
 
 
 class _CountingCht:

@@ -60,7 +60,8 @@ TestSending = sending_tests(
         ({"api_url": ""}, "SMSBRIDGE_RAPIDPRO_API_URL"),
         ({"api_token": ""}, "SMSBRIDGE_RAPIDPRO_API_TOKEN"),
     ],
-    status_cases=[],  # RapidPro calls no one back: see the polling tests below
+    status_cases=[],  # RapidPro calls no one back: see the polling tests below (and the
+    # service's periodic poll: tests/outbound/test_statuspoll.py)
 )
 
 
@@ -68,7 +69,7 @@ def poll(url: str, external_id: str, **override: str) -> list[StatusUpdate]:
     async def go() -> list[StatusUpdate]:
         async with httpx.AsyncClient(timeout=5) as http:
             return await rapidpro.poll_status(
-                http, config("rapidpro", url, **override), external_id
+                http, config("rapidpro", url, **override), [external_id]
             )
 
     return asyncio.run(go())

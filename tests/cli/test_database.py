@@ -168,3 +168,37 @@ def test_usage_errors_are_called_usage_errors(
     assert main(["outbox", "retry", "abc"]) == 2
     err = capsys.readouterr().err
     assert "usage error" in err and "configuration problem" not in err
+
+
+def test_a_file_that_is_not_a_database_is_a_problem_not_a_traceback(
+    cli_database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_database.write_text("not a database at all, but long enough to be read as one" * 40)
+    for command in (["inbox", "ls"], ["migrate"], ["check-config"]):
+        assert main(command) == 2, command
+        err_or_out = "".join(capsys.readouterr())
+        assert "is not an SQLite database" in err_or_out, command
+        assert "Traceback" not in err_or_out
+
+
+def test_backup_into_a_directory_is_refused_and_leaves_no_copy(tmp_path: Path) -> None:
+    database = tmp_path / "bridge.db"
+    Store(database).close()
+    target = tmp_path / "backups"
+    target.mkdir()
+    refused = _cli("backup", "--force", str(target), database=database)
+    assert refused.returncode == 2
+    assert "is a directory" in refused.stderr and "Traceback" not in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backups", "bridge.db"]
+
+
+def test_migrate_refuses_a_database_of_a_newer_release(
+    cli_database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Store(cli_database).close()
+    conn = sqlite3.connect(cli_database)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+    assert main(["migrate"]) == 2
+    assert "newer" in capsys.readouterr().err
+    assert schema_version(cli_database) == len(MIGRATIONS) + 1

@@ -21,7 +21,7 @@ from smsbridge.outbound import delivery, transitions
 from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound.messages import SEND
 from smsbridge.outbound.send import OutboundPipeline
-from smsbridge.service import build_service
+from smsbridge.service import Service, build_service
 from smsbridge.sms import DeliveryState, StatusUpdate
 from smsbridge.store import Store
 from smsbridge.tasks import TaskQueue
@@ -54,6 +54,7 @@ class World:
     store: Store
     outbox: TaskQueue
     pipeline: OutboundPipeline
+    service: Service
 
     def add(self, ref: str, to: str = KE, content: str = "Visit tomorrow", now: float = T0) -> None:
         self.store.write_sync(
@@ -82,7 +83,10 @@ class World:
 
 
 @asynccontextmanager
-async def world(tmp_path: Path, url: str, **env: str) -> AsyncIterator[World]:
+async def world(
+    tmp_path: Path, url: str, *, started: float = T0, **env: str
+) -> AsyncIterator[World]:
+    """The send side of a service built at `started` (its rate buckets are empty then)."""
     values = {
         "SMSBRIDGE_CARRIERS": "africastalking,twilio,vonage,generic,chtgateway",
         "SMSBRIDGE_DATABASE": str(tmp_path / "out.db"),
@@ -95,9 +99,11 @@ async def world(tmp_path: Path, url: str, **env: str) -> AsyncIterator[World]:
     store = Store(settings.database)
     # the service's own wiring, only its send pipeline driven (by the test, on its clock); the
     # send side never calls CHT, so there is none
-    service = build_service(settings, store, None, clock=lambda: T0, rng=random.Random(7), hold=0)
+    service = build_service(
+        settings, store, None, clock=lambda: started, rng=random.Random(7), hold=0
+    )
     try:
-        yield World(store, service.tasks, service.outbound)
+        yield World(store, service.tasks, service.outbound, service)
     finally:
         await service.stop()
         store.close()
@@ -341,7 +347,8 @@ def test_rate_limit_books_slots_in_segments(
     tmp_path: Path, carriers: tuple[CarrierSim, str], sim: CarrierSim
 ) -> None:
     async def body() -> None:
-        async with world(tmp_path, carriers[1], SMSBRIDGE_RATES="twilio=2") as w:
+        # started an hour ago: the bucket is full
+        async with world(tmp_path, carriers[1], started=T0 - 3600, SMSBRIDGE_RATES="twilio=2") as w:
             for i in range(6):
                 w.add(f"m{i}", to=f"+2547000000{i:02d}", content="x" * 200)  # 2 segments each
             assert w.get("m0").segments == 2
@@ -402,6 +409,7 @@ def test_gateway_phone_gets_its_messages_and_reports_states(
         async with world(
             tmp_path,
             carriers[1],
+            started=T0 - 3600,
             SMSBRIDGE_ROUTES="+254=chtgateway|twilio",
             SMSBRIDGE_RATES="chtgateway=2/60",
         ) as w:
@@ -558,13 +566,13 @@ def test_send_claims_walk_the_due_index_and_expired_leases_come_back(tmp_path: P
     try:
         plan = " ".join(
             str(tuple(r))
-            for r in store.query(
-                "EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE state = 'ready' AND kind = ? "
-                "AND not_before <= ? ORDER BY not_before, id LIMIT 1",
-                ("send", T0),
+            for sql, params in (
+                (tasks.NEXT_LANE_SQL, ("send", 0.0)),
+                (tasks.LANE_HEAD_SQL, ("send", 0.0, T0)),
             )
+            for r in store.query("EXPLAIN QUERY PLAN " + sql, params)
         )
-        assert "tasks_due" in plan and "TEMP B-TREE" not in plan  # O(log n) with a backlog
+        assert "tasks_lane" in plan and "SCAN" not in plan and "TEMP B-TREE" not in plan
         for ref in ("a", "b"):
             store.write_sync(lambda c, r=ref: outgoing.insert_in(c, r, KE, "x " + r, T0))
 

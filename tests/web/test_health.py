@@ -60,7 +60,7 @@ def test_ready_when_database_cht_and_forms_are_fine(tmp_path: Path, demo_sim: Ch
     with bridge(demo_sim, tmp_path) as url:
         body = ready_body(url, 200)
     assert body["ready"] is True
-    assert set(body["checks"]) == {"database", "cht", "forms", "cht_outgoing"}
+    assert set(body["checks"]) == {"database", "cht", "forms", "cht_outgoing", "channels"}
     assert all(check["ok"] for check in body["checks"].values())
     assert body["checks"]["forms"]["detail"] == "3 forms"
 

@@ -52,8 +52,9 @@ def bridge(tmp_path: Path) -> Iterator[RunningBridge]:
         "9" * 5000,  # past Python's int-from-string limit
         "0001-01-01T00:00:00+01:00",  # in year 0 once in UTC
         "9999-12-31T23:59:59-01:00",  # in year 10000 once in UTC
+        "2099-01-01T00:00:00Z",  # after it reached us: a carrier's clock gone wrong
     ],
-    ids=["superscript", "5000-digits", "year-1", "year-9999"],
+    ids=["superscript", "5000-digits", "year-1", "year-9999", "future"],
 )
 def test_an_unreadable_carrier_date_keeps_the_sms_at_its_arrival_time(
     bridge: RunningBridge, date: str

@@ -10,7 +10,6 @@ stored or logged. Wrong passwords are limited per user name and per client addre
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,7 +20,6 @@ from urllib.parse import quote
 import jinja2
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
 from starlette.templating import Jinja2Templates
 
 from smsbridge.cht.client import ChtClient
@@ -80,31 +78,6 @@ class Console:
                 yield
             finally:
                 self.cht = None
-
-    def routes(self) -> list[BaseRoute]:
-        from smsbridge.web.console import actions, pages
-
-        def page(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Any]:
-            return functools.partial(self.guarded, functools.partial(handler, self))
-
-        return [
-            Mount(
-                sessions.PATH,
-                routes=[
-                    Route("/", page(pages.overview), methods=["GET"]),
-                    Route("/login", self.login_form, methods=["GET"]),
-                    Route("/login", self.login, methods=["POST"]),
-                    Route("/logout", self.logout, methods=["POST"]),
-                    Route("/messages", page(pages.messages), methods=["GET"]),
-                    Route("/inbound/{uuid}", page(pages.inbound_page), methods=["GET"]),
-                    Route("/outgoing/{ref:path}", page(pages.outgoing_page), methods=["GET"]),
-                    Route("/queue", page(pages.queue), methods=["GET"]),
-                    Route("/settings", page(pages.settings_page), methods=["GET"]),
-                    Route("/confirm", page(actions.confirm), methods=["GET"]),
-                    Route("/act", page(actions.act), methods=["POST"]),
-                ],
-            )
-        ]
 
     # -- rendering ---------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""cht-gateway phone protocol: authentication and the POST body, as CHT reads them."""
+"""The cht-gateway carrier (phones): authentication and the POST body, as CHT reads them."""
 
 from __future__ import annotations
 
