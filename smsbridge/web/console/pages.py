@@ -104,15 +104,19 @@ async def overview(console: Console, request: Request, session: Session) -> Resp
         backlog=backlog,
         dead=sum(b["count"] for b in backlog if b["dead"]),
         held=held,
-        channels=_channels(service, counts),
+        channels=_channels(service, counts, now),
         charts=_charts(console, store, now),
     )
 
 
-def _channels(service: Service, counts: dict[tuple[str, str | None], int]) -> list[dict[str, Any]]:
+def _channels(
+    service: Service, counts: dict[tuple[str, str | None], int], now: float
+) -> list[dict[str, Any]]:
     rates = parse_rates(service.settings.rates)
+    routed = service.outbound.routes.channels
+    breakers = service.outbound.channels.report(routed, now)  # open or paused ones only
     out = []
-    for channel in service.outbound.routes.channels:
+    for channel in routed:
         by_state = {state: n for (state, ch), n in counts.items() if ch == channel}
         failed = outgoing.recent(
             service.store, state=DeliveryState.FAILED.value, channel=channel, limit=1
@@ -121,6 +125,7 @@ def _channels(service: Service, counts: dict[tuple[str, str | None], int]) -> li
         out.append(
             {
                 "name": channel,
+                "breaker": breakers.get(channel, "closed"),
                 "states": by_state,
                 "rate": f"{rate.segments:g} SMS per {rate.seconds:g} s" if rate else "no limit",
                 "last_error": failed[0].reason if failed else None,

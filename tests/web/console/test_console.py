@@ -167,3 +167,17 @@ def test_the_settings_page_masks_secrets(bridge: RunningBridge) -> None:
 def test_the_console_can_be_turned_off(tmp_path: Path, chtsim: tuple[ChtSim, str]) -> None:
     with console_bridge(tmp_path, chtsim[1], SMSBRIDGE_CONSOLE="false") as bridge:
         assert bridge.http.get("/console/login").status_code == 404
+
+
+def test_the_overview_shows_each_channels_breaker(bridge: RunningBridge) -> None:
+    channels = bridge.service.outbound.channels
+    [channel, *_] = bridge.service.outbound.routes.channels
+    with client(bridge) as http:
+        assert sign_in(http, *ADMIN).status_code == 303
+        page = http.get("/console/").text
+        assert f"<td>{channel}</td>" in page and "working" in page
+        now = bridge.clock()
+        for _ in range(bridge.settings.channel_failures):  # transient failures open it
+            channels.failed(channel, now)
+        page = http.get("/console/").text
+        assert '<span class="bad">open</span>' in page
