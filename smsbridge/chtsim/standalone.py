@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -32,7 +33,7 @@ def describe(sim: ChtSim, url: str, out: TextIO) -> None:
     gw_user, gw_pass = GATEWAY_USER
     host = url.split("://", 1)[1]
     print(f"CHT simulator listening on {url}", file=out)
-    print(f"  admin user:    {admin[0]} (password as given with --user)", file=out)
+    print(f"  admin user:    {admin[0]}:{admin[1]} (--user to change)", file=out)
     print(f"  gateway user:  {gw_user}:{gw_pass} (for the bridge)", file=out)
     print(f"  bridge config: SMSBRIDGE_CHT_URL=http://{gw_user}:{gw_pass}@{host}", file=out)
     print(f"  forms:         {', '.join(sorted(sim.state.settings.get('forms') or {}))}", file=out)
@@ -55,8 +56,21 @@ def run(host: str, port: int, user: str, state: Path | None, out: TextIO = sys.s
     import uvicorn
 
     sim = build(user, state)
+    # bound before saying "listening": a port already taken is a usage problem (exit 2)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     describe(sim, f"http://{host}:{port}", out)
     out.flush()
-    uvicorn.run(sim.app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(sim.app, log_level="warning", access_log=False)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     sim.changed()
     return 0

@@ -282,3 +282,22 @@ def test_smsbridge_chtsim_command(tmp_path: Path) -> None:
         out, _err = process.communicate(timeout=10)
     assert state.exists()
     assert "gateway-pass" in "".join(banner) + out
+
+
+def test_smsbridge_chtsim_on_a_taken_port_says_so_and_exits_2(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "smsbridge", "chtsim", "--port", str(port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "listening" not in done.stdout
