@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -163,9 +164,12 @@ class Console:
         wait = self.logins.wait(name, address)
         if wait > 0:
             self.logins.locked()
-            return self._login_page(
+            event(log, "console.login_locked", client=address, wait_s=round(wait, 1))
+            refused = self._login_page(
                 request, f"Too many wrong passwords: try again in {wait:.0f} s.", 429
             )
+            refused.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return refused
         if not name or not password:
             return self._login_page(request, "Enter your CHT user name and password.", 400)
         if self.cht is None:
@@ -179,7 +183,7 @@ class Console:
             )
         if roles is None:
             self.logins.failed(name, address)
-            event(log, "console.login_failed", user=name)
+            event(log, "console.login_failed", user=name, client=address)
             return self._login_page(request, "Wrong user name or password.", 401)
         self.logins.succeeded(name, address)
         if not sessions.allowed(roles, self.settings.console_roles):

@@ -97,6 +97,7 @@ def test_wrong_passwords_lock_the_name_out_with_backoff(bridge: RunningBridge) -
         locked = sign_in(http, *ADMIN)  # even the right password waits now
         assert locked.status_code == 429
         assert "Too many wrong passwords" in locked.text
+        assert locked.headers["retry-after"] == "1"  # the first lock-out lasts 1 s
         bridge.clock.advance(1.5)
         assert sign_in(http, *ADMIN).status_code == 303
 
