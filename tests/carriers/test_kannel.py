@@ -447,9 +447,12 @@ def test_smpp_through_drive_smpp(tmp_path: Path, chtsim: tuple[ChtSim, str], cht
         def smsc_log() -> str:
             return (kannel_dir / "drive_smpp.out").read_text("utf-8", "replace")
 
+        # Kannel retries a refused SMPP bind after its reconnect delay (10 s): under load the
+        # first binds may miss, so allow for a few rounds of it
         wait_for(
             lambda: {("456", "1"), ("456", "2")} <= set(incoming_texts(cht)),
             "drive_smpp's SMS in CHT",
+            timeout=90,
         )
         message_id = cht.add_outgoing("+254700000003", "Habari SMPP")
         wait_for(lambda: "submit_sm: short_message = <Habari SMPP>" in smsc_log(), "submit_sm")
