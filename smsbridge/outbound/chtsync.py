@@ -28,7 +28,7 @@ from smsbridge.cht.breaker import ChtApi, ChtGate
 from smsbridge.errors import AuthFailure, RetryableError
 from smsbridge.logs import event
 from smsbridge.outbound import messages as outgoing
-from smsbridge.outbound import transitions
+from smsbridge.outbound import reports, transitions
 from smsbridge.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ CHT_BATCH = 25  # CHT returns at most 25 messages per exchange
 MAX_UPDATES = 100  # status updates per exchange
 MAX_ROUNDS = 200  # exchanges per sync before yielding to the interval
 # Failures that prove CHT did not process the exchange. After any other failure (timeout,
-# dropped connection, a 5xx) CHT may have applied every update: see `outgoing.superseded`.
+# dropped connection, a 5xx) CHT may have applied every update: see `reports.superseded`.
 NOT_PROCESSED = frozenset({"cht_unreachable", "cht_starting", "cht_rate_limited"})
 SWEEP_EVERY = 60.0  # seconds between sweeps for expired held and dropped messages
 FOLLOW_UPS = (1.0, 5.0)  # seconds after CHT accepted a report: exchange again then
@@ -77,19 +77,19 @@ class ChtSync:
 
     async def exchange(self, now: float) -> bool:
         """One POST /api/sms. True when another should follow at once."""
-        owed = outgoing.owed_reports(self.store, MAX_UPDATES)
+        owed = reports.owed_reports(self.store, MAX_UPDATES)
         try:
             messages = await self.cht.exchange_sms([], [update for _id, update in owed])
         except RetryableError as exc:
             if exc.code not in NOT_PROCESSED and owed:
                 await self.store.write(
-                    lambda c: outgoing.mark_reported_in(c, outgoing.superseded(owed), now)
+                    lambda c: reports.mark_reported_in(c, reports.superseded(owed), now)
                 )
             raise
         ids = [row_id for row_id, _update in owed]
 
         def job(conn: sqlite3.Connection) -> int:
-            outgoing.mark_reported_in(conn, ids, now)
+            reports.mark_reported_in(conn, ids, now)
             return outgoing.store_cht_messages_in(conn, messages, now, self.lanes)
 
         new = await transitions.write(self.store, job)  # each new SMS: outgoing_queued

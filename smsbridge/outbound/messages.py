@@ -25,12 +25,6 @@ from smsbridge import tasks
 from smsbridge.inbound import messages as incoming
 from smsbridge.outbound import reports
 from smsbridge.outbound.loopguard import text_key
-
-# The reports owed to CHT live in outbound/reports.py; these names stay importable from here.
-from smsbridge.outbound.reports import GATEWAY_STATUS as GATEWAY_STATUS
-from smsbridge.outbound.reports import mark_reported_in as mark_reported_in
-from smsbridge.outbound.reports import owed_reports as owed_reports
-from smsbridge.outbound.reports import superseded as superseded
 from smsbridge.outbound.transitions import Change, note
 from smsbridge.segments import segment
 from smsbridge.settings import Settings

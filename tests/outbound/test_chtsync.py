@@ -10,6 +10,7 @@ from pathlib import Path
 from smsbridge.cht.client import ChtClient
 from smsbridge.chtsim import ChtSim
 from smsbridge.outbound import messages as outgoing
+from smsbridge.outbound import reports
 from smsbridge.outbound.chtsync import ChtSync
 from smsbridge.sms import DeliveryState
 from smsbridge.store import Store
@@ -45,9 +46,9 @@ def test_updates_whose_answer_was_lost_are_not_replayed_into_chts_history(
                 # CHT applies the next exchange, but its answer never reaches us
                 sim.faults.drop_next(1, path="/api/sms")
                 await sync.step(NOW + 10)
-                assert outgoing.owed_reports(store)  # not heard: still owed
+                assert reports.owed_reports(store)  # not heard: still owed
                 await sync.step(NOW + 100)  # retried after the pause
-                assert not outgoing.owed_reports(store)
+                assert not reports.owed_reports(store)
 
     asyncio.run(play())
     assert sim.states(message_id) == [
@@ -66,7 +67,7 @@ def test_superseded_keeps_the_newest_report_of_each_message() -> None:
         (2, {"id": "b", "status": "SENT"}),
         (3, {"id": "a", "status": "DELIVERED"}),
     ]
-    assert outgoing.superseded(owed) == [1]
+    assert reports.superseded(owed) == [1]
 
 
 def test_a_cht_message_with_half_a_character_is_stored(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from smsbridge.carriersim.phone import FakePhone
 from smsbridge.chtsim import ChtSim
 from smsbridge.loopback import free_port, serve_in_thread, wait_for
 from smsbridge.outbound import messages as outgoing
+from smsbridge.outbound import reports
 from smsbridge.sms import DeliveryState
 from smsbridge.store import Store
 from smsbridge.web.app import create_app
@@ -88,7 +89,7 @@ def test_message_seeded_in_cht_ends_delivered_with_one_entry_per_state(
         assert world.states(message_id) == DELIVERED_HISTORY
         assert world.carriers.sent_count("+254712345678", "Visit the clinic tomorrow") == 1
         # CHT hears nothing more: no new history entries on later exchanges
-        wait_for(lambda: not outgoing.owed_reports(world.store, 1), what="all reported")
+        wait_for(lambda: not reports.owed_reports(world.store, 1), what="all reported")
         assert world.states(message_id) == DELIVERED_HISTORY
 
 
@@ -271,7 +272,7 @@ def test_lost_cht_responses_still_give_one_history_entry_per_state(
 
         def all_reported() -> bool:
             world.clock.advance(1)  # the last answer may have been lost too: retried later
-            return not outgoing.owed_reports(world.store, 1)
+            return not reports.owed_reports(world.store, 1)
 
         wait_for(all_reported, what="all reported")
         assert world.states(message_id) == DELIVERED_HISTORY

@@ -17,7 +17,7 @@ from smsbridge import tasks
 from smsbridge.carriers import chtgateway, load_settings
 from smsbridge.carriersim import CarrierSim, bridge_env
 from smsbridge.loopback import serve_in_thread
-from smsbridge.outbound import delivery, transitions
+from smsbridge.outbound import delivery, reports, transitions
 from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound.messages import SEND
 from smsbridge.outbound.send import OutboundPipeline
@@ -71,7 +71,7 @@ class World:
     def owed(self, ref: str) -> list[tuple[str, str | None]]:
         return [
             (u["status"], u.get("reason"))
-            for _i, u in outgoing.owed_reports(self.store, 1000)
+            for _i, u in reports.owed_reports(self.store, 1000)
             if u["id"] == ref
         ]
 
@@ -338,7 +338,7 @@ def test_inbound_burst_stops_automatic_replies(
             assert [h.reason for h in outgoing.held(w.store)] == ["autoreply-burst"]
             assert sim.sent_count("+254700000001") == 1
             # bridge replies are not reported to CHT
-            assert all(u["id"] != "in0" for _i, u in outgoing.owed_reports(w.store, 100))
+            assert all(u["id"] != "in0" for _i, u in reports.owed_reports(w.store, 100))
 
     run(body)
 
