@@ -84,6 +84,7 @@ def test_the_lock_goes_with_a_killed_serve(first: Bridge, tmp_path: Path) -> Non
     again = on_database_of(first, tmp_path / "again")
     try:
         again.start()  # waits for /healthz; fails if it exited
+        assert again.proc is not None and again.proc.poll() is None
     finally:
         again.stop()
 

@@ -150,9 +150,6 @@ class Channels:
         }
         return {channel: text for channel, text in described.items() if text}
 
-    def is_open(self, channel: str) -> bool:
-        return self.state(channel).opened_at is not None
-
     def paused_until(self, channel: str, now: float) -> float | None:
         until = self.state(channel).paused_until
         return until if until is not None and until > now else None
@@ -185,11 +182,6 @@ class Channels:
         if live.probe_until is not None:
             at = max(at, live.probe_until)
         return max(at, now)
-
-    def can_take(self, channel: str, now: float) -> bool:
-        """Not open (or due a probe), without claiming the probe: for choosing a channel."""
-        opened = self.state(channel).opened_at
-        return opened is None or now >= self.reopens_at(channel, now)
 
     def failed(self, channel: str, now: float) -> ChannelState | None:
         """A transient failure on `channel`; the new state to store when it opened (or, after a

@@ -338,15 +338,6 @@ def attempt_over_in(
     return replace(message, attempt_started_at=None, ambiguous_since=ambiguous_since)
 
 
-def ambiguous_count(store: Store) -> int:
-    """SMS waiting to learn whether a send reached the carrier (`/metrics`)."""
-    rows = store.query(
-        "SELECT COUNT(*) FROM outgoing WHERE ambiguous_since IS NOT NULL AND state IN (?, ?)",
-        (DeliveryState.QUEUED.value, DeliveryState.SENDING.value),
-    )
-    return int(rows[0][0])
-
-
 # -- moving forward ------------------------------------------------------------------------------
 
 

@@ -233,7 +233,9 @@ class OutboundPipeline:
                 return
             await self.outbox.done(task)
             return
-        on_phone = message.channel is not None and channel_carrier(message.channel) == "chtgateway"
+        on_phone = (
+            message.channel is not None and channel_carrier(message.channel) == chtgateway.NAME
+        )
         if on_phone and message.phone_ack:
             await self.outbox.done(task)  # the phone has it and reports on it
             return
@@ -258,7 +260,7 @@ class OutboundPipeline:
         if channel is None:
             await self._fail(task, message, "no route", now)
             return
-        if channel_carrier(channel) == "chtgateway":
+        if channel_carrier(channel) == chtgateway.NAME:
             await self._await_phone(task, message, channel, now)
             return
         if message.ambiguous_since is not None and await self._ambiguous(

@@ -240,7 +240,7 @@ def metrics_route(settings: Settings) -> Route:
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
                 return JSONResponse(
-                    {"error": "unauthorized", "detail": "bearer token required"},
+                    error_json(request.scope, "unauthorized", "bearer token required"),
                     status_code=401,
                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
                 )

@@ -131,7 +131,6 @@ class Readiness:
         self.forms_status = forms_status
         self.cht_paused = cht_paused
         self.min_free_bytes = min_free_bytes
-        self.timeout = timeout
 
         def cached(what: str, probe: Probe, cache_seconds: float) -> CachedCheck:
             return CachedCheck(

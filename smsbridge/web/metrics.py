@@ -50,6 +50,7 @@ from smsbridge.outbound.messages import SEND
 from smsbridge.outbound.send import AMBIGUOUS_EVENTS
 from smsbridge.sms import DeliveryState
 from smsbridge.web.httpmetrics import RequestMetrics
+from smsbridge.web.logins import REASONS as LOGIN_REFUSALS
 
 if TYPE_CHECKING:
     from smsbridge.outbound.transitions import Change
@@ -64,7 +65,6 @@ _LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 24 * 360
 TASK_KINDS = (ASSEMBLE, SEND, SUBMIT)
 """Every task kind: each has its queue and dead-letter series, at 0 when empty."""
 CHT_ERROR_KINDS = ("retryable", "permanent", "auth")
-PHONE_LOGIN_REFUSALS = ("wrong_password", "locked")  # web/logins.py's REASONS
 
 
 class Metrics:
@@ -151,7 +151,7 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        for reason in PHONE_LOGIN_REFUSALS:
+        for reason in LOGIN_REFUSALS:
             self._phone_logins_refused.labels(reason)
         self._ambiguous = Counter(
             "smsbridge_outgoing_ambiguous",

@@ -94,8 +94,9 @@ def test_no_limit_when_attempts_is_zero() -> None:
     logins = PhoneLogins(attempts=0, lockout=60, clock=clock)
     guard = logins.guard("192.0.2.1", ACCOUNTS)
     for _ in range(50):
-        guard.admit("phone1")
+        guard.admit("phone1")  # would raise TooManyLogins once locked
         guard.failed("phone1")
+    assert logins.wait("phone1", "192.0.2.1") == 0
 
 
 def test_counts_are_forgotten_and_bounded() -> None:
