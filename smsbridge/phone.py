@@ -1,5 +1,5 @@
-"""Phone numbers the way CHT's `@medic/phone-number` normalises them, and masking
-for logs. The only module that imports `phonenumbers`."""
+"""Phone numbers the way CHT's `@medic/phone-number` normalises them, written in a route's
+format for a carrier, and masked for logs. The only module that imports `phonenumbers`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import re
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, shortnumberinfo
 
+from smsbridge.settings import NUMBER_FORMATS
+
 _LETTERS = re.compile("[a-z]", re.IGNORECASE)
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+_NON_DIGITS = re.compile(r"[^0-9]")
+E164, NATIONAL, DIGITS = NUMBER_FORMATS
 
 
 def _region(default_country_code: object) -> str:
@@ -56,6 +61,26 @@ def normalize(
     if shortnumberinfo.is_valid_short_number(parsed):
         return phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL)
     return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+
+
+def written(number: str, number_format: str) -> str:
+    """`number` the way a route's `format` (smsbridge/outbound/routing.py) asks a carrier to get
+    it: `e164` (`+254712345678`), `national` (libphonenumber's national format, digits only:
+    `0712345678`) or `digits` (E.164 without its plus: `254712345678`). Only an international
+    number (a leading `+`) that libphonenumber can parse is rewritten; anything else (a short
+    code, an alphanumeric sender id, a number already written nationally) comes back as is."""
+    if number_format == E164 and _E164.fullmatch(number):
+        return number  # what CHT gives: nothing to do
+    if number_format not in NUMBER_FORMATS or not number.lstrip().startswith("+"):
+        return number
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except NumberParseException:
+        return number
+    if number_format == NATIONAL:
+        return _NON_DIGITS.sub("", phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL))
+    e164 = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+    return e164.lstrip("+") if number_format == DIGITS else e164
 
 
 def mask(number: str | None) -> str:

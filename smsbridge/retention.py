@@ -14,6 +14,7 @@ What may go (each table's owner decides, docs/architecture.md rule 11):
     outgoing_reports  their status reports (outbound/reports.py) and
     delivery_reports  their delivery reports; and reports that never matched any SMS, received
                       before the cut-off (outbound/delivery.py)
+    outgoing_parts    the parts of those sent in split mode (outbound/parts.py)
 
 Nothing unfinished goes: received, queued, held, sending, sent, dead, anything with a task.
 
@@ -31,13 +32,20 @@ from collections.abc import Callable, Mapping
 
 from smsbridge.inbound import messages as inbound
 from smsbridge.logs import event
-from smsbridge.outbound import delivery, reports
+from smsbridge.outbound import delivery, parts, reports
 from smsbridge.outbound import messages as outgoing
 from smsbridge.store import Store
 
 log = logging.getLogger(__name__)
 
-KINDS = ("messages", "inbound_parts", "outgoing", "outgoing_reports", "delivery_reports")
+KINDS = (
+    "messages",
+    "inbound_parts",
+    "outgoing",
+    "outgoing_reports",
+    "delivery_reports",
+    "outgoing_parts",
+)
 """What is pruned: the `kind` label of smsbridge_pruned_total."""
 
 BATCH = 500
@@ -65,7 +73,7 @@ def add_totals_in(conn: sqlite3.Connection, pruned: Mapping[str, int], now: floa
     """Inside a write job: add `pruned` (kind -> rows) to the totals kept after the rows."""
     conn.executemany(
         "INSERT INTO retention_totals(kind, pruned, updated_at) VALUES (?, ?, ?) "
-        "ON CONFLICT(kind) DO UPDATE SET pruned = pruned + excluded.pruned, "
+        "ON CONFLICT(kind) DO UPDATE SET pruned = retention_totals.pruned + excluded.pruned, "
         "updated_at = excluded.updated_at",
         [(kind, count, now) for kind, count in pruned.items() if count],
     )
@@ -99,6 +107,7 @@ def _outgoing_batch(before: float, limit: int, now: float) -> Batch:
             "outgoing": len(rows),
             "outgoing_reports": reports.forget_in(conn, [ref for _id, ref in rows]),
             "delivery_reports": delivery.forget_in(conn, [row_id for row_id, _ref in rows]),
+            "outgoing_parts": parts.forget_in(conn, [row_id for row_id, _ref in rows]),
         }
         add_totals_in(conn, gone, now)
         return gone, len(rows)
@@ -141,6 +150,7 @@ def prunable(store: Store, before: float) -> dict[str, int]:
         found["outgoing_reports"] = reports.count_for_in(conn, refs_sql, params)
         ids_sql, params = outgoing.prunable_select(before, "id")
         found["delivery_reports"] = delivery.prunable_in(conn, before, ids_sql, params)
+        found["outgoing_parts"] = parts.count_for_in(conn, ids_sql, params)
         return found
 
     return store.read(count)

@@ -170,7 +170,9 @@ def first_run_help(bridge_url: str, mode: SimulatorMode, settings: Settings) -> 
         return "\n".join(lines)
     phone = CHW_PHONES["chw-alice"]
     webhook = f"{bridge_url}/carriers/generic/{DEMO_TOKEN}/inbound"
-    database = shlex.quote(str(settings.database.resolve()))
+    where = settings.database  # a path, or a PostgreSQL URL (its password masked)
+    shown = dict(settings.described())["SMSBRIDGE_DATABASE"]
+    database = shlex.quote(shown if isinstance(where, str) else str(where.resolve()))
     lines += [
         f"  No carrier configured: the generic carrier takes SMS at webhook token {DEMO_TOKEN!r},",
         f"  and sends replies through the built-in carrier simulator ({mode.carrier_url}).",

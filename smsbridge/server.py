@@ -133,7 +133,7 @@ def serve(
     port: int | None = None,
     out: TextIO | None = None,
 ) -> int:
-    logs.setup(settings.log_level, secrets=logs.secrets_of(settings))
+    logs.setup(settings.log_level, secrets=logs.secrets_of(settings), turns=True)
     keep_loopback_off_proxies()
     noise = _SimulatorNoise()
     uvicorn_log = logging.getLogger("uvicorn.error")

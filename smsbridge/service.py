@@ -19,16 +19,17 @@ from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
-from smsbridge.carriers import CARRIERS
+from smsbridge.carriers import CARRIERS, httppool
 from smsbridge.carriers.base import CarrierConfig
 from smsbridge.cht.appsettings import ChtSettingsCache
 from smsbridge.cht.breaker import ChtApi, ChtGate
 from smsbridge.cht.monitoring import ChtBacklog
-from smsbridge.inbound.messages import Accepted
+from smsbridge.inbound.messages import Accepted, AcceptGroups
 from smsbridge.inbound.submit import InboundPipeline, accept_inbound
 from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound.channels import ChannelPolicy, Channels
 from smsbridge.outbound.chtsync import ChtSync
+from smsbridge.outbound.ratebuckets import shared_buckets
 from smsbridge.outbound.ratelimit import RateLimiter, parse_rates
 from smsbridge.outbound.routing import Routes
 from smsbridge.outbound.send import SLOT, OutboundConfig, OutboundPipeline
@@ -36,7 +37,7 @@ from smsbridge.outbound.statuspoll import StatusPoller
 from smsbridge.retention import Retention
 from smsbridge.settings import Settings
 from smsbridge.sms import InboundSms
-from smsbridge.store import Store
+from smsbridge.store import POSTGRESQL, Store
 from smsbridge.tasks import RetryPolicy, TaskQueue, forget_memo_in
 from smsbridge.workers import Wakeup, WorkerPool
 
@@ -149,8 +150,10 @@ def build_service(
     cht_settings = ChtSettingsCache(store, settings)
     inbound_wakeup, send_wakeup, sync_wakeup, follow_up_wakeup = (Wakeup() for _ in range(4))
 
+    groups = AcceptGroups(store, settings.dedup_window)  # concurrent webhooks: one write job
+
     async def accept(messages: Sequence[InboundSms], now: float) -> list[Accepted]:
-        accepted = await accept_inbound(store, messages, now, settings.dedup_window)
+        accepted = await accept_inbound(store, messages, now, settings.dedup_window, groups=groups)
         inbound_wakeup.set()
         for sms, result in zip(messages, accepted, strict=True):
             if not result.duplicate:
@@ -159,23 +162,32 @@ def build_service(
 
     enabled = frozenset(name for name in settings.enabled_carriers if name in CARRIERS)
     configs = {name: CarrierConfig.from_settings(settings, name) for name in CARRIERS}
-    http = httpx.AsyncClient(timeout=settings.send_timeout, follow_redirects=False)
+    # a kept-alive connection per send loop, in small pools (carriers/httppool.py)
+    http = httppool.client(timeout=settings.send_timeout, connections=settings.send_concurrency)
     # rate slots booked by a previous process's buckets are void: those sends book again with
-    # the new buckets, which start empty (outbound/ratelimit.py)
-    store.write_sync(lambda c: forget_memo_in(c, outgoing.SEND, SLOT))
+    # the new buckets, which start empty (outbound/ratelimit.py). On PostgreSQL the buckets are
+    # the database's (outbound/ratebuckets.py): the slots other bridges booked stay booked.
+    if store.dialect != POSTGRESQL:
+        store.write_sync(lambda c: forget_memo_in(c, outgoing.SEND, SLOT))
     lanes = outgoing.Lanes.from_settings(settings)  # replies first
     outbound = OutboundPipeline(
         store,
         tasks,
         config=OutboundConfig.from_settings(settings, hold=hold),
         routes=Routes.parse(settings.routes, settings.enabled_carriers),
-        limiter=RateLimiter(parse_rates(settings.rates), started=clock()),
+        limiter=RateLimiter(
+            parse_rates(settings.rates),
+            started=clock(),
+            share=settings.bulk_share,
+            # bridges on one PostgreSQL database share the buckets (outbound/ratebuckets.py)
+            shared=shared_buckets(store) if store.dialect == POSTGRESQL else None,
+        ),
         http=http,
         carriers=CARRIERS,
         configs=configs,
         channels=Channels(store, ChannelPolicy.from_settings(settings)),
         accept_inbound=accept,
-        on_report=sync_wakeup.set,
+        on_report=lambda: sync.report_owed(clock()),  # coalesced (outbound/chtsync.py)
         on_send=seen.send_latency,
         on_changes=seen.outgoing_changes,
         on_ambiguous=seen.ambiguous_send,
@@ -191,6 +203,7 @@ def build_service(
         wake_sync=sync_wakeup.set,
         wake_follow_up=follow_up_wakeup.set,
         lanes=lanes,
+        clock=clock,
     )
 
     async def store_offered(messages: list[dict[str, object]]) -> None:

@@ -178,12 +178,35 @@ _count_from_one = _at_least(_whole, 1)  # a limit or count where 0 makes no sens
 _interval = _at_least(_seconds, 0, above=True)  # a period or timeout: 0 would spin or fail
 
 
+def _share(raw: str) -> float:
+    """A part of a whole: at least 0, below 1."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise ValueError(f"expected a number from 0 to below 1, got {raw!r}")
+    return value
+
+
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip().lower() for item in raw.split(",") if item.strip())
 
 
 def _optional_path(raw: str) -> Path | None:
     return Path(raw) if raw.strip() else None
+
+
+def _database(raw: str) -> Path | str:
+    """SMSBRIDGE_DATABASE: an SQLite file (a Path) or a PostgreSQL URL (kept as text:
+    smsbridge/store.py `open_store` takes either)."""
+    text = raw.strip()
+    if text.lower().startswith(("postgresql://", "postgres://")):
+        return text
+    if "://" in text:
+        scheme = text.split(":")[0]
+        raise ValueError(f"expected a file path or a postgresql:// URL, got {scheme}://")
+    return Path(text)
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -217,19 +240,45 @@ def _reply_channel(raw: str) -> str:
 
 
 DEFAULT_ROUTE = "*"
+# A rule's options (`prefix=channel|failover?format=national&split`): smsbridge/outbound/routing.py
+# turns them into its `RouteOptions`.
+NUMBER_FORMATS = ("e164", "national", "digits")  # `format=`: how numbers reach the carrier
+ROUTE_OPTIONS = {"format": NUMBER_FORMATS, "split": ("yes", "no")}
+_FLAG_DEFAULTS = {"split": "yes"}  # an option that may be written without a value
 
 
-def route_rules(spec: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """SMSBRIDGE_ROUTES (`prefix=channel|failover;...`) as (prefix, channels) pairs, in the
-    order written; ValueError on bad syntax. smsbridge/outbound/routing.py builds its `Routes`
-    from these pairs."""
-    rules: dict[str, tuple[str, ...]] = {}
+def _route_options(query: str, rule: str) -> dict[str, str]:
+    """A rule's `name[=value]&...` options, values lower-cased; ValueError naming the rule."""
+    options: dict[str, str] = {}
+    for item in query.split("&"):
+        name, sep, value = (part.strip().lower() for part in item.partition("="))
+        if not sep:
+            value = _FLAG_DEFAULTS.get(name, "")
+        if name not in ROUTE_OPTIONS:
+            known = ", ".join(ROUTE_OPTIONS)
+            raise ValueError(f"unknown option {name!r} in {rule!r} (options: {known})")
+        if name in options:
+            raise ValueError(f"option {name!r} given twice in {rule!r}")
+        if value not in ROUTE_OPTIONS[name]:
+            accepted = "|".join(ROUTE_OPTIONS[name])
+            raise ValueError(f"expected {name}={accepted} in {rule!r}, got {item.strip()!r}")
+        options[name] = value
+    return options
+
+
+def route_rules(spec: str) -> tuple[tuple[str, tuple[str, ...], dict[str, str]], ...]:
+    """SMSBRIDGE_ROUTES (`prefix=channel|failover[?option&...];...`) as (prefix, channels,
+    options) triples, in the order written; the options as given (ROUTE_OPTIONS' names and
+    values; `split` alone means `split=yes`). ValueError on bad syntax.
+    smsbridge/outbound/routing.py builds its `Routes` from these."""
+    rules: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {}
     for raw in spec.split(";"):
         rule = raw.strip()
         if not rule:
             continue
         prefix, sep, targets = rule.partition("=")
         prefix = prefix.strip()
+        targets, ask, query = targets.partition("?")
         channels = tuple(c.strip().lower() for c in targets.split("|") if c.strip())
         if not sep or not prefix or not channels:
             raise ValueError(f"expected prefix=channel[|failover], got {rule!r}")
@@ -237,8 +286,8 @@ def route_rules(spec: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
             raise ValueError(f"prefix must be digits (with +) or *: {prefix!r}")
         if prefix in rules:
             raise ValueError(f"prefix {prefix!r} given twice")
-        rules[prefix] = channels
-    return tuple(rules.items())
+        rules[prefix] = (channels, _route_options(query, rule) if ask else {})
+    return tuple((prefix, channels, options) for prefix, (channels, options) in rules.items())
 
 
 def rate_table(spec: str) -> dict[str, tuple[float, float]]:
@@ -306,7 +355,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cht_username", "", "CHT user, when not given in the URL."),
     Setting("cht_password", "", "CHT password, when not given in the URL.", Secret, secret=True),
     Setting("cht_timeout", "30", "Seconds before a CHT request times out.", _interval),
-    Setting("database", "smsbridge.db", "Path of the SQLite database file.", Path),
+    Setting(
+        "database",
+        "smsbridge.db",
+        "The database: the path of an SQLite file, or a `postgresql://user:pass@host/db` URL "
+        "(several bridges on one PostgreSQL database; needs the `postgres` extra).",
+        _database,
+    ),
     Setting("host", "127.0.0.1", "Address `smsbridge serve` listens on."),
     Setting("port", "8080", "Port `smsbridge serve` listens on.", _whole),
     Setting(
@@ -454,6 +509,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("retry_cap", "3600", "Largest retry delay, in seconds.", _interval),
     Setting(
+        "bulk_share",
+        "0.2",
+        "Part of a rate-limited carrier channel's rate kept for SMS that are not replies: "
+        "replies go first but take at most the rest (0 to below 1; 0: replies may take all).",
+        _share,
+    ),
+    Setting(
         "max_attempts",
         "12",
         "Attempts before a task gives up into the dead-letter list.",
@@ -463,8 +525,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "routes",
         "",
-        "Outgoing routing: `prefix=channel|failover;...;*=channel`, "
-        "e.g. `+254=africastalking|twilio;*=twilio`. Empty: the first enabled carrier.",
+        "Outgoing routing: `prefix=channel|failover[?options];...;*=channel`, "
+        "e.g. `+254=africastalking|twilio;+977=kannel?format=national;*=twilio`; options "
+        "`format=e164|national|digits` (how destination and sender numbers reach the carrier) "
+        "and `split` (long SMS as standalone n/N segments). Empty: the first enabled carrier.",
         _checked(route_rules),
     ),
     Setting(
@@ -616,7 +680,7 @@ class Settings:
     cht_username: str
     cht_password: Secret
     cht_timeout: float
-    database: Path
+    database: Path | str  # a str: a PostgreSQL URL
     host: str
     port: int
     header_timeout: float
@@ -646,6 +710,7 @@ class Settings:
     retention_days: int
     retry_base: float
     retry_cap: float
+    bulk_share: float
     max_attempts: int
     lease_seconds: float
     routes: str
@@ -790,8 +855,8 @@ class Settings:
         rows: list[tuple[str, str]] = []
         for setting in SETTINGS:
             value = getattr(self, setting.name)
-            if setting.name == "cht_url" and value:
-                value = _mask_url(value)
+            if setting.name in ("cht_url", "database") and isinstance(value, str) and value:
+                value = _mask_url(value)  # a password in a CHT or PostgreSQL URL
             rows.append((setting.env, _show(value, setting.secret)))
         for carrier, group in (self.carrier_settings or {}).items():
             for s in group:

@@ -23,6 +23,11 @@ it behind the operator's back. A new database file is created readable by its ow
 it holds health data); SQLite gives its -wal and -shm files the same mode.
 
 `backup(path, dest)` writes a consistent copy of a live database into one self-contained file.
+
+SMSBRIDGE_DATABASE may instead be a `postgresql://` URL: `open_store(database)` then opens a
+`PgStore` (smsbridge/pgstore.py), the same API on PostgreSQL, for several bridges on one
+database. Jobs are written once for both; where the engines really differ they branch on
+`dialect_of(conn)`.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +48,47 @@ from smsbridge.migrations import MIGRATIONS, newer_schema, not_a_database, run_m
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], T]
+
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(database: object) -> bool:
+    """Does SMSBRIDGE_DATABASE name a PostgreSQL database (a URL) rather than an SQLite file?"""
+    return isinstance(database, str) and database.lower().startswith(_URL_SCHEMES)
+
+
+def dialect_of(conn: object) -> str:
+    """`"sqlite"` or `"postgresql"`: the engine behind a job's connection (or a store)."""
+    return str(getattr(conn, "dialect", SQLITE))
+
+
+def serialize_in(conn: object, *key: str) -> None:
+    """Inside a write job: wait while another bridge's transaction holds `key`, then hold it
+    until this transaction ends, so check-then-insert work on one key (no unique key to catch
+    a race) sees what the other bridge committed. PostgreSQL's transaction advisory lock; on
+    SQLite nothing to do: its one writer runs every job of the database in turn."""
+    if dialect_of(conn) == POSTGRESQL:
+        conn.execute(  # type: ignore[attr-defined]
+            "SELECT pg_advisory_xact_lock(hashtext(?))", ("\x1f".join(key),)
+        )
+
+
+def open_store(database: Path | str, *, migrate: bool = True, max_batch: int = 512) -> Store:
+    """The store of SMSBRIDGE_DATABASE: an SQLite `Store` for a path, a `PgStore` (the same
+    API: smsbridge/pgstore.py) for a `postgresql://` URL. PostgreSQL needs the `postgres`
+    extra (psycopg); without it, a URL is a ConfigError."""
+    if not is_postgres_url(database):
+        return Store(database, migrate=migrate, max_batch=max_batch)
+    try:
+        from smsbridge.pgstore import PgStore
+    except ImportError as exc:
+        raise ConfigError(
+            "SMSBRIDGE_DATABASE is a PostgreSQL URL but psycopg is not installed: "
+            "pip install 'smsbridge[postgres]'"
+        ) from exc
+    return PgStore(str(database), migrate=migrate, max_batch=max_batch)
 
 
 def _create_private(path: Path) -> None:
@@ -172,10 +218,13 @@ def _settle_in_loop(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 class Store:
     """The SQLite database: one writer thread with group commit, one reader per thread."""
 
+    dialect = SQLITE
+
     def __init__(self, path: Path | str, *, max_batch: int = 512, migrate: bool = True) -> None:
         """Open (creating, 0600) the database at `path`. `migrate=False`: leave the schema as
         it is, and raise ConfigError unless it is the version this code expects."""
         self.path = Path(path)
+        self.name = str(self.path)  # what logs and messages call the database
         _create_private(self.path)
         self._writer = _connect(self.path)
         try:
@@ -340,6 +389,15 @@ class Store:
             "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             (key, value, now),
         )
+
+    # -- one process at a time -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Whether this process may do the work `name` that only one bridge may do at a time
+        (the CHT sync): always, on SQLite, where `smsbridge serve` holds the database alone
+        (smsbridge/dblock.py); PgStore answers with an advisory lock."""
+        yield True
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from smsbridge.chtsim import ChtSim, running_chtsim
 from smsbridge.chtsim.demo_data import GATEWAY_USER
 from smsbridge.chtsim.sim import SimSwitch
 from tests.fakeclock import FakeClock
+from tests.postgres import pg_database, pg_server  # noqa: F401 (fixtures for every module)
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -49,6 +50,119 @@ def _guarded_connect_ex(self: socket.socket, address: object) -> int:
 def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+# -- the database: SQLite, and PostgreSQL for the modules that concern storage -------------------
+
+# These modules run twice, on SQLite and on PostgreSQL (tests/postgres.py's server): everything
+# in them that opens a store or a bridge uses the `database` fixture or `running_bridge`, which
+# give the module's backend. A test that only makes sense on one engine says so with
+# `only_on(backend, "sqlite", why)`.
+POSTGRES_MODULES = (
+    "test_store.py",
+    "test_tasks.py",
+    "test_retention.py",
+    "inbound/",
+    "outbound/",
+)
+# ... but not these, which store nothing of their own (routing and rates decided in memory)
+SQLITE_ONLY_MODULES = ("outbound/test_routing", "outbound/test_ratelimit.py")
+_backend = {"name": "sqlite"}  # the current module's backend, for `new_database`
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    where = metafunc.definition.path.relative_to(Path(__file__).parent).as_posix()
+    on_both = where.startswith(POSTGRES_MODULES) and not where.startswith(SQLITE_ONLY_MODULES)
+    if "backend" in metafunc.fixturenames and on_both:
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The module's database engine: "sqlite", or "postgresql" in the second run of the
+    POSTGRES_MODULES (skipped locally, failed with CI set, when no server can start)."""
+    from tests.postgres import require
+
+    name = getattr(request, "param", "sqlite")
+    if name == "postgresql":
+        require()
+    _backend["name"] = name
+    try:
+        yield name
+    finally:
+        _backend["name"] = "sqlite"
+
+
+def new_database(directory: Path, name: str = "bridge.db") -> Path | str:
+    """A new, empty database of the current backend: a file in `directory`, or the URL of a new
+    PostgreSQL database."""
+    if _backend["name"] == "postgresql":
+        from tests import pgpool
+
+        return pgpool.take(str(directory / name))
+    return directory / name
+
+
+@pytest.fixture(autouse=True)
+def _recycle_databases(backend: str) -> Iterator[None]:
+    """PostgreSQL databases a test took go back to the pool, emptied (tests/pgpool.py)."""
+    yield
+    if backend == "postgresql":
+        from tests import pgpool
+
+        pgpool.recycle()
+
+
+@pytest.fixture
+def database(tmp_path: Path, backend: str) -> Path | str:
+    """SMSBRIDGE_DATABASE for this test: an SQLite file in tmp_path, or a fresh PostgreSQL
+    database's URL (module backend "postgresql")."""
+    return new_database(tmp_path)
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    import sqlite3
+
+    try:
+        from psycopg.errors import RaiseException
+    except ImportError:  # no PostgreSQL here: its tests skip
+        return (sqlite3.IntegrityError,)
+    return (sqlite3.IntegrityError, RaiseException)
+
+
+CRASHED = _refusals()  # what a write refused by `inject_crash` raises, on either engine
+
+
+def inject_crash(store: Any, table: str, when: str) -> Callable[[], None]:
+    """Make the database refuse an UPDATE of `table`'s `state` where `when` holds (SQL on OLD
+    and NEW), as a crash between two commits would: a trigger raising "injected crash" (one
+    of CRASHED), on either engine. Returns what lifts it."""
+    if store.dialect == "postgresql":
+        store.write_sync(
+            lambda c: c.execute(
+                "CREATE OR REPLACE FUNCTION injected_crash() RETURNS trigger LANGUAGE plpgsql "
+                "AS $$ BEGIN RAISE EXCEPTION 'injected crash'; END $$"
+            )
+        )
+        create = (
+            f"CREATE TRIGGER crash BEFORE UPDATE OF state ON {table} FOR EACH ROW "
+            f"WHEN ({when}) EXECUTE FUNCTION injected_crash()"
+        )
+        lift = f"DROP TRIGGER crash ON {table}"
+    else:
+        create = (
+            f"CREATE TRIGGER crash BEFORE UPDATE OF state ON {table} WHEN {when} "
+            "BEGIN SELECT RAISE(ABORT, 'injected crash'); END"
+        )
+        lift = "DROP TRIGGER crash"
+    store.write_sync(lambda c: c.execute(create))
+    return lambda: store.write_sync(lambda c: c.execute(lift))
+
+
+def only_on(backend: str, engine: str, why: str) -> None:
+    """Skip the test unless the module runs on `engine` (what it checks exists only there)."""
+    if backend != engine:
+        pytest.skip(f"{engine} only: {why}")
 
 
 # -- INBOUND: a running bridge (the app under uvicorn on 127.0.0.1, its store, a fake clock) ---
@@ -86,8 +200,9 @@ class RunningBridge:
 
 
 def bridge_env(tmp_path: Path, cht_url: str, **env: str) -> dict[str, str]:
+    database = env.get("SMSBRIDGE_DATABASE") or str(new_database(tmp_path))  # the backend's
     values = {
-        "SMSBRIDGE_DATABASE": str(tmp_path / "bridge.db"),
+        "SMSBRIDGE_DATABASE": database,
         "SMSBRIDGE_CHT_URL": cht_url,
         "SMSBRIDGE_CARRIERS": "africastalking,twilio,vonage,generic,kannel,rapidpro",
         "SMSBRIDGE_PUBLIC_URL": "https://sms.example.org",
@@ -112,12 +227,12 @@ def running_bridge(
 
     from smsbridge.carriers import load_settings
     from smsbridge.loopback import serve_in_thread
-    from smsbridge.store import Store
+    from smsbridge.store import open_store
     from smsbridge.web.app import create_app
 
     settings = load_settings(bridge_env(tmp_path, cht_url, **env))
     clock = clock or FakeClock()
-    store = Store(settings.database)
+    store = open_store(settings.database)
     app = create_app(settings, clock=clock, store=store, start_workers=start_workers, idle=0.02)
     try:
         with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=10) as http:
@@ -141,7 +256,9 @@ def bridge_factory(tmp_path: Path) -> Iterator[Callable[..., RunningBridge]]:
 
 
 @pytest.fixture(scope="module")
-def _shared_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBridge]:
+def _shared_bridge(
+    tmp_path_factory: pytest.TempPathFactory, backend: str
+) -> Iterator[RunningBridge]:
     with running_bridge(tmp_path_factory.mktemp("bridge")) as running:
         yield running
 

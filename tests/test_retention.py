@@ -20,7 +20,7 @@ from smsbridge.loopback import wait_for
 from smsbridge.outbound import delivery, reports
 from smsbridge.outbound import messages as outgoing
 from smsbridge.sms import DeliveryState, InboundSms, StatusUpdate
-from smsbridge.store import Store
+from smsbridge.store import Store, open_store
 from tests.web.test_metrics import scrape
 
 DAY = 86400.0
@@ -30,8 +30,8 @@ BEFORE = retention.cut_off(NOW, 90)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "bridge.db") as s:
+def store(database: Path | str) -> Iterator[Store]:
+    with open_store(database) as s:
         yield s
 
 
@@ -92,7 +92,7 @@ def add_unmatched_report(store: Store, at: float, external_id: str) -> None:
 
 
 def count(store: Store, table: str) -> int:
-    return len(store.query(f"SELECT rowid FROM {table}"))
+    return int(store.query(f"SELECT COUNT(*) FROM {table}")[0][0])
 
 
 def states(store: Store, table: str) -> list[str]:

@@ -23,11 +23,13 @@ OWNERS = {
     "inbound_parts": "smsbridge/inbound/messages.py",
     "outgoing": "smsbridge/outbound/messages.py",
     "outgoing_reports": "smsbridge/outbound/reports.py",
+    "outgoing_parts": "smsbridge/outbound/parts.py",
     "delivery_reports": "smsbridge/outbound/delivery.py",
     "tasks": "smsbridge/tasks.py",
     "kv": "smsbridge/store.py",
     "retention_totals": "smsbridge/retention.py",
     "console_audit": "smsbridge/web/console/audit.py",
+    "rate_buckets": "smsbridge/outbound/ratebuckets.py",
 }
 SCHEMA = "smsbridge/migrations.py"  # creates and migrates every table: not a row owner
 

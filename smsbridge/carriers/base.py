@@ -100,6 +100,12 @@ class Carrier(Protocol):
         ...
 
     @property
+    def sender_setting(self) -> str:
+        """Its setting that holds the sender number of its SMS (a route's `format` rewrites it:
+        smsbridge/outbound/routing.py); a setting it lacks is empty, which changes nothing."""
+        ...
+
+    @property
     def polls_status(self) -> bool:
         """It reports no delivery states: they are read from it (`poll_status`), periodically
         (smsbridge/outbound/statuspoll.py)."""
@@ -166,6 +172,7 @@ class BaseCarrier:
     inbound_methods: frozenset[str] = frozenset()
     takes_status: bool = False
     sends: bool = False
+    sender_setting: str = "sender"
     polls_status: bool = False
     asks_status_url: bool = False
     status_map: Mapping[str, DeliveryState | None] = {}

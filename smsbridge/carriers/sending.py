@@ -3,8 +3,11 @@ place an HTTP outcome of a send becomes retryable or permanent, a send
 refused before any request when its settings are missing (each carrier's `send_needs`), and a
 delivery report as our `StatusUpdate`.
 
-Carrier error tables (`ERRORS` in each module) map the carrier's own codes to `RETRYABLE` or
-`PERMANENT`; a code missing from the table falls back on the HTTP status.
+Carrier error tables (`ERRORS` in each module) map the carrier's own codes to `RETRYABLE`,
+`THROTTLE`, `PERMANENT` or `AUTH`; a code missing from the table falls back on the HTTP status.
+A throttle (a `THROTTLE` code, or HTTP 429) is a RetryableError that says when to come back
+(`retry_after`; THROTTLE_WAIT when the carrier names no time): outbound/channels.py
+`is_throttle` reads it and pauses the whole channel, bounded, rather than this one SMS.
 """
 
 from __future__ import annotations
@@ -21,8 +24,13 @@ from smsbridge.retryafter import retry_after
 from smsbridge.sms import DeliveryState, StatusUpdate
 
 RETRYABLE = "retryable"
+THROTTLE = "throttle"  # the carrier took nothing, we send too fast: the channel waits
 PERMANENT = "permanent"
 AUTH = "auth"  # our credentials or account: the channel is unusable until an operator acts
+
+THROTTLE_WAIT = 1.0
+"""Seconds a throttle answer that names no time asks for (carriers count their limits per
+second: Vonage, for one, 30 requests a second per API key)."""
 
 
 def status_url(config: CarrierConfig, ref: str | None = None) -> str:
@@ -46,9 +54,13 @@ def failure(
     after: float | None = None,
 ) -> PeerError:
     """The exception for a failed send: the carrier's code decides when the table knows it,
-    else the HTTP status (429, 5xx: retryable; 401/403: auth; other 4xx: permanent)."""
+    else the HTTP status (429, 5xx: retryable; 401/403: auth; other 4xx: permanent). A
+    throttle carries `after`, else THROTTLE_WAIT."""
     label = f"{carrier}: {code} {detail}".strip() if code else f"{carrier}: {detail}"
     kind = errors.get(code or "")
+    if kind == THROTTLE:
+        wait = THROTTLE_WAIT if after is None else after
+        return RetryableError(label, code=f"{carrier}_{code}", status=status, retry_after=wait)
     if kind == RETRYABLE:
         return RetryableError(label, code=f"{carrier}_{code}", status=status, retry_after=after)
     if kind == PERMANENT:

@@ -291,6 +291,7 @@ class Twilio(BaseCarrier):
     inbound_methods = INBOUND_METHODS
     takes_status = True
     sends = True
+    sender_setting = "from_number"
     asks_status_url = True
     status_map = STATUS_MAP
     send_needs = SEND_NEEDS

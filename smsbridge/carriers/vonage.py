@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping, Sequence
 
 import httpx
@@ -41,6 +42,7 @@ from smsbridge.carriers.sending import (
     AUTH,
     PERMANENT,
     RETRYABLE,
+    THROTTLE,
     failure,
     json_body,
     rejected,
@@ -166,28 +168,44 @@ STATUS_MAP: dict[str, DeliveryState] = {
     "rejected": DeliveryState.FAILED,
 }
 
-# Send response `status` (answered with HTTP 200) -> retryable or permanent.
+# Send response `status` (answered with HTTP 200; Vonage's SMS API error codes): THROTTLE pauses
+# the channel; RETRYABLE tries this SMS again later; PERMANENT hands it to the route's next
+# channel (or fails it); AUTH: nothing can go on this account until an operator acts (it fails
+# over meanwhile, or keeps retrying).
 ERRORS: dict[str, str] = {
-    "1": RETRYABLE,  # Throttled
+    "1": THROTTLE,  # Throttled: faster than the account's limit (THROTTLE_TEXT says how long)
     "2": PERMANENT,  # Missing parameters
     "3": PERMANENT,  # Invalid parameters (e.g. the to address)
     "4": AUTH,  # Invalid credentials
     "5": RETRYABLE,  # Internal error
-    "6": PERMANENT,  # Invalid message
+    "6": PERMANENT,  # Invalid message (e.g. an unrecognised number prefix)
     "7": PERMANENT,  # Number barred
-    "8": RETRYABLE,  # Partner account barred
-    "9": RETRYABLE,  # Partner quota violation (balance)
-    "10": RETRYABLE,  # Too many existing binds
-    "11": PERMANENT,  # Account not enabled for HTTP
+    "8": AUTH,  # Partner account barred: the account is suspended
+    "9": AUTH,  # Partner quota violation: no credit left, top up
+    "10": RETRYABLE,  # Too many existing binds: back off and retry
+    "11": AUTH,  # Account not enabled for HTTP (the SMS API)
     "12": PERMANENT,  # Message too long
     "14": AUTH,  # Invalid signature
-    "15": PERMANENT,  # Invalid sender address
+    "15": PERMANENT,  # Invalid sender address (for this destination's country)
     "22": PERMANENT,  # Invalid network code
-    "23": PERMANENT,  # Invalid callback URL
-    "29": PERMANENT,  # Non-whitelisted destination
+    "23": AUTH,  # Invalid callback URL: SMSBRIDGE_PUBLIC_URL, the same for every SMS
+    "29": PERMANENT,  # Non-whitelisted destination (a trial account)
     "32": AUTH,  # Signature and API secret disallowed
     "33": PERMANENT,  # Number de-activated
 }
+
+# A throttle's `error-text`, e.g. "Throughput Rate Exceeded - please wait [ 1000 ] and retry":
+# the wait, in milliseconds.
+THROTTLE_TEXT = re.compile(r"please wait \[\s*(\d{1,9})\s*\]", re.IGNORECASE)
+MIN_THROTTLE_WAIT = 0.1  # seconds: a "wait [ 0 ]" must not make a busy loop of sends
+
+
+def throttle_wait(text: str) -> float | None:
+    """The seconds a throttle's `error-text` asks us to wait (None when it names none: the
+    shared default, carriers/sending.py THROTTLE_WAIT)."""
+    found = THROTTLE_TEXT.search(text)
+    return max(MIN_THROTTLE_WAIT, int(found.group(1)) / 1000) if found else None
+
 
 SEND_NEEDS: Needs = ("api_key", "api_secret", "sender")
 
@@ -224,13 +242,9 @@ async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms)
     for part in messages:
         code = str(part.get("status", ""))
         if code != "0":
-            raise failure(
-                NAME,
-                code=code,
-                detail=str(part.get("error-text", "")),
-                errors=ERRORS,
-                after=1.0 if code == "1" else None,
-            )
+            text = str(part.get("error-text", ""))
+            wait = throttle_wait(text) if ERRORS.get(code) == THROTTLE else None
+            raise failure(NAME, code=code, detail=text, errors=ERRORS, after=wait)
     return SendResult(NAME, str(messages[0].get("message-id")), DeliveryState.SENT, "0")
 
 

@@ -206,7 +206,8 @@ async def vonage(sim: CarrierSim, request: Request) -> Response:
     if fault in ("5xx", "timeout"):
         return PlainTextResponse("Service Unavailable", status_code=503 if fault == "5xx" else 504)
     if fault == "throttle":
-        return _vonage_error("1", "Throughput Rate Exceeded - please wait [ 1000 ] and retry")
+        wait = round(sim.state["vonage"].throttle_wait * 1000)
+        return _vonage_error("1", f"Throughput Rate Exceeded - please wait [ {wait} ] and retry")
     to, text = params.get("to", ""), params.get("text", "")
     for name in ("from", "to", "text"):
         if not params.get(name):

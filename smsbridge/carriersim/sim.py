@@ -9,7 +9,8 @@ carrier's own 429 / "Throttled"), `invalid_number`; and behaviour switches: `rep
 status: delivered, failed, expired), `reports` (off: no callbacks), `latency` (seconds between
 accepting an SMS and answering the send request: a crash in between leaves the sender not knowing
 it went), `report_delay` (seconds before the delivery reports are posted), `report_retry_for`
-(seconds a report that got no 2xx is posted again, as real carriers retry their callbacks).
+(seconds a report that got no 2xx is posted again, as real carriers retry their callbacks),
+`throttle_wait` (the seconds Vonage's throttle answer, status 1, asks to wait, in its text).
 Counts for tests: `sent_count(to, text)`, `sends_per_ref(carrier)`, `sends`, `requests`.
 """
 
@@ -26,7 +27,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -34,9 +34,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from smsbridge.carriersim import apis, kannel, rapidpro
+from smsbridge.carriersim.callbacks import CallbackClient, CallbackError
 
 CARRIERS = ("africastalking", "twilio", "vonage", "generic", "kannel", "rapidpro")
 FAULTS = ("5xx", "timeout", "slow", "throttle", "invalid_number")
+_NO_FAULT = ""  # a request `fail_next(..., after=N)` lets through
+REPORT_CONNECTIONS = 16  # delivery reports in flight at once (each a kept-alive connection)
 
 DEFAULT_CREDENTIALS = {
     "africastalking": ("sandbox", "at-api-key"),
@@ -103,6 +106,7 @@ class CarrierState:
     latency: float = 0.0  # seconds from accepting an SMS to answering the send request
     report_delay: float = 0.0  # seconds before delivery reports are posted
     report_retry_for: float = 0.0  # seconds a report refused (or unreachable) is posted again
+    throttle_wait: float = 1.0  # seconds a `throttle` answer asks to wait (Vonage: in its text)
 
 
 class CarrierSim:
@@ -120,7 +124,7 @@ class CarrierSim:
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._later: set[asyncio.Task[None]] = set()  # reports posted after report_delay
-        self._http: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+        self._http: tuple[asyncio.AbstractEventLoop, CallbackClient] | None = None
 
         def serve(
             api: Callable[[CarrierSim, Request], Awaitable[Response]],
@@ -149,11 +153,12 @@ class CarrierSim:
 
     # -- test controls -------------------------------------------------------------------------
 
-    def fail_next(self, carrier: str, fault: str, times: int = 1) -> None:
-        """The next `times` send requests to `carrier` meet `fault`."""
+    def fail_next(self, carrier: str, fault: str, times: int = 1, *, after: int = 0) -> None:
+        """The next `times` send requests to `carrier` meet `fault`, once `after` more have
+        gone through (e.g. the 2nd part of an SMS sent in split mode)."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}")
-        self.state[carrier].faults.extend([fault] * times)
+        self.state[carrier].faults.extend([_NO_FAULT] * after + [fault] * times)
 
     def outage(self, carrier: str, fault: str | None) -> None:
         """Every send request meets `fault` until `outage(carrier, None)`."""
@@ -194,7 +199,7 @@ class CarrierSim:
         fault = state.faults.popleft() if state.faults else state.outage
         if fault in ("timeout", "slow"):
             await asyncio.sleep(state.timeout_seconds)
-        return None if fault == "slow" else fault
+        return None if fault in ("slow", _NO_FAULT) else fault
 
     def record(
         self,
@@ -227,9 +232,8 @@ class CarrierSim:
         deadline = time.monotonic() + self.state[carrier].report_retry_for
         while True:
             try:
-                response = await self._client().request(method, url, **kwargs)
-                code = response.status_code
-            except httpx.HTTPError:
+                code = await self._client().request(method, url, **kwargs)
+            except CallbackError:
                 code = 0
             with self._lock:
                 self.reports_posted.append((carrier, status, code))
@@ -247,12 +251,14 @@ class CarrierSim:
             await self._http[1].aclose()
             self._http = None
 
-    def _client(self) -> httpx.AsyncClient:
-        """One HTTP client for the reports posted from the running event loop (a client per
-        report costs a TLS context each: a burst of them stalls the simulator's answers)."""
+    def _client(self) -> CallbackClient:
+        """One callback sender for the reports posted from the running event loop (a client
+        per report costs a TLS context each: a burst of them stalls the simulator's answers):
+        REPORT_CONNECTIONS kept-alive connections, as a carrier's callback workers
+        (callbacks.py)."""
         loop = asyncio.get_running_loop()
         if self._http is None or self._http[0] is not loop:
-            self._http = (loop, httpx.AsyncClient(timeout=10))
+            self._http = (loop, CallbackClient(connections=REPORT_CONNECTIONS))
         return self._http[1]
 
     def report(self, carrier: str, status: str, url: str, **request: Any) -> Report:

@@ -7,7 +7,10 @@ well, and so are the carriers (smsbridge/outbound/carriercheck.py): what would f
 on every request is a problem (exit 2: `serve` refuses to start); what only leaves a carrier
 half-working (no webhook token, no sending credentials for a channel that routing can pick, no
 URL for delivery reports) is a warning. Each carrier checks its own settings (`Carrier.check`);
-nothing here names one.
+nothing here names one. Settings of a carrier that is not enabled are a warning too (they do
+nothing: a phone account with the phones' carrier not enabled cannot log in). When the carrier
+list or the routes are set aside as invalid, no carrier warning is given: they would be about
+carriers and routes other than the ones configured.
 
 An `SMSBRIDGE_*` variable no setting declares (a typo: `SMSBRIDGE_TWILLIO_AUTH_TOKEN`) is a
 warning naming the closest known setting. With `probe_cht` (the `check-config` command; `serve`
@@ -27,7 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smsbridge.carriers import every_setting, load_settings
+from smsbridge.carriers import CARRIERS, every_setting, load_settings
+from smsbridge.carriers.base import CarrierConfig
 from smsbridge.cht.requirements import cht_findings
 from smsbridge.cli.tables import render_table
 from smsbridge.errors import ConfigError
@@ -35,6 +39,9 @@ from smsbridge.migrations import MIGRATIONS, newer_schema, schema_version
 from smsbridge.outbound.carriercheck import carrier_problems, carrier_warnings
 from smsbridge.sandbox import as_served
 from smsbridge.settings import Settings, SettingsError
+
+# The settings the carrier warnings (smsbridge/outbound/carriercheck.py) are worked out from.
+_CARRIER_CHOICE = frozenset({"SMSBRIDGE_CARRIERS", "SMSBRIDGE_ROUTES"})
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,8 @@ def check(environ: Mapping[str, str] | None = None, *, probe_cht: bool = False) 
         problems += [p for p in _database_problems(settings.database) if p not in problems]
         served = as_served(settings)  # the sandbox's demo carrier, when it would run
         problems += [p for p in carrier_problems(served) if p not in problems]
-        warnings = carrier_warnings(settings)
+        if not bad & _CARRIER_CHOICE:
+            warnings = carrier_warnings(settings) + idle_carrier_settings(env, settings)
         if probe_cht and settings.cht_url and not problems:
             cht_problems, cht_warnings = asyncio.run(cht_findings(settings))
             problems += cht_problems
@@ -90,6 +98,29 @@ def unknown_names(env: Mapping[str, str]) -> list[str]:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         hint = f": did you mean {close[0]}?" if close else ""
         found.append(f"{name} is not a smsbridge setting and is ignored{hint}")
+    return found
+
+
+def idle_carrier_settings(env: Mapping[str, str], settings: Settings) -> list[str]:
+    """A warning for each carrier that is not enabled but has settings of its own in `env`."""
+    enabled = settings.enabled_carriers
+    if settings.carriers:
+        why = f"SMSBRIDGE_CARRIERS={','.join(enabled)}"
+    else:
+        why = "SMSBRIDGE_CARRIERS is empty: only carriers with a webhook token are"
+    found = []
+    for carrier in CARRIERS.values():
+        if carrier.name in enabled:
+            continue
+        config = CarrierConfig(carrier.name)
+        names = [config.env(s.name) for s in carrier.settings if env.get(config.env(s.name))]
+        if names:
+            verb = "is" if len(names) == 1 else "are"
+            found.append(
+                f"{', '.join(names)} {verb} set but {carrier.name} is not enabled ({why}): "
+                f"{'it is' if len(names) == 1 else 'they are'} ignored until {carrier.name} "
+                "is added to SMSBRIDGE_CARRIERS"
+            )
     return found
 
 
@@ -125,7 +156,11 @@ def _plain(value: str) -> str:
     return value
 
 
-def _database_problems(database: Path) -> list[str]:
+def _database_problems(database: Path | str) -> list[str]:
+    if isinstance(database, str):  # PostgreSQL: smsbridge/pgstore.py says what is wrong
+        from smsbridge.pgstore import problems
+
+        return problems(database)
     directory = database.parent if str(database.parent) else Path(".")
     if database.exists() and not os.access(database, os.W_OK):
         return [f"SMSBRIDGE_DATABASE: {str(database)!r} is not writable"]

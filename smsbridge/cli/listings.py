@@ -3,7 +3,10 @@
 
 Each listing is a list of plain dicts (the `--json` output), rendered as a table for people.
 Phone numbers are masked and SMS text left out unless `reveal` is asked for: a terminal is
-not a log, but screens get shared.
+not a log, but screens get shared. A filter value that can match nothing (an unknown state,
+task kind or carrier) is a usage error naming the values it accepts, not an empty listing; a
+channel is accepted when its carrier is known (`chtgateway:<user>` for any phone user), even
+one no longer enabled: its SMS are still in the database.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from smsbridge.carriers import CARRIERS
 from smsbridge.cli.tables import render_table
 from smsbridge.errors import ConfigError, UsageError
 from smsbridge.logs import mask_phone
-from smsbridge.outbound import channels
+from smsbridge.outbound import channels, parts
 from smsbridge.outbound import messages as outgoing
+from smsbridge.outbound.routing import channel_carrier
 from smsbridge.store import Store
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -34,10 +39,14 @@ def duration(text: str) -> float:
     return float(match[1]) * _UNITS[match[2] or "s"]
 
 
-def open_store(database: Path) -> Store:
+def open_store(database: Path | str) -> Store:
     """The bridge's database for reading and operator actions; a missing file is a
     configuration problem (a listing must not create an empty database somewhere), and so is
     a schema of another version (only `serve` and `migrate` change the schema)."""
+    if isinstance(database, str):  # PostgreSQL (smsbridge/store.py `open_store`)
+        from smsbridge.store import open_store as open_database
+
+        return open_database(database, migrate=False)
     if not database.exists():
         raise ConfigError(
             f"SMSBRIDGE_DATABASE: no database at {str(database)!r} (has `smsbridge serve` run "
@@ -77,6 +86,23 @@ def age_text(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
+def _check_filters(filters: Filters, channel_option: str, *, phones: bool) -> None:
+    """UsageError for a --kind or channel filter value that can match nothing; `phones`: a
+    channel may name one phone (`chtgateway:<user>`)."""
+    if filters.kind is not None:
+        from smsbridge.web.metrics import TASK_KINDS  # every task kind (loaded only when asked)
+
+        if filters.kind not in TASK_KINDS:
+            known = ", ".join(sorted(TASK_KINDS))
+            raise UsageError(f"--kind: unknown task kind {filters.kind!r} (one of {known})")
+    if filters.channel is None:
+        return
+    carrier = channel_carrier(filters.channel) if phones else filters.channel
+    if carrier not in CARRIERS:
+        known = ", ".join(sorted(CARRIERS)) + ("; one phone: chtgateway:<user>" if phones else "")
+        raise UsageError(f"{channel_option}: unknown carrier {carrier!r} (one of {known})")
+
+
 def _phone(number: str | None, reveal: bool) -> str | None:
     if number is None or reveal:
         return number
@@ -93,6 +119,7 @@ def inbox(
     store: Store, filters: Filters, now: float, *, reveal: bool = False
 ) -> list[dict[str, Any]]:
     """Inbound SMS, newest first."""
+    _check_filters(filters, "--carrier", phones=False)
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
     if filters.state and filters.state not in INBOX_STATES:
@@ -169,7 +196,12 @@ def outbox(
     have no task: `outbox release|drop REF`). `filters.ref` alone: that outgoing SMS whatever
     its state (else the tasks with that ref). Each row's `channel_state` says whether its
     channel is open (circuit breaker) or paused (throttle): outbound/channels.py."""
-    return _with_channel_states(store, _outbox_rows(store, filters, now, reveal), now)
+    _check_filters(filters, "--channel", phones=True)
+    rows = _with_channel_states(store, _outbox_rows(store, filters, now, reveal), now)
+    progress = parts.progress(store, [r["ref"] for r in rows if r.get("sms_state")])
+    for row in rows:  # an SMS sent in split mode: how far its parts are (outbound/parts.py)
+        row["parts"] = str(progress[row["ref"]]) if row["ref"] in progress else None
+    return rows
 
 
 def _with_channel_states(
@@ -281,8 +313,8 @@ def _row(task: Any, sms: outgoing.Outgoing | None, now: float, reveal: bool) -> 
         # a send that may have reached the carrier, its answer never stored (outbound/send.py)
         "ambiguous_since": None if sms is None else _iso(sms.ambiguous_since),
     }
-    if reveal and sms is not None:
-        item["text"] = sms.content
+    if reveal:
+        item["text"] = None if sms is None else sms.content
     return item
 
 
@@ -291,6 +323,9 @@ def render_outbox(rows: Sequence[dict[str, Any]]) -> str:
         "ID", "KIND", "REF", "STATE", "TRIES", "AGE", "DUE", "CHANNEL", "SMS", "CARRIER ID", "TO",
         "ERROR",
     ]  # fmt: skip
+    revealed = bool(rows) and "text" in rows[0]  # `--reveal`: the SMS text, last
+    if revealed:
+        headers.append("TEXT")
     table = [
         [
             r["id"],
@@ -301,14 +336,25 @@ def render_outbox(rows: Sequence[dict[str, Any]]) -> str:
             age_text(r["age_seconds"]),
             _due(r["due_in_seconds"]),
             f"{r['channel']} ({r['channel_state']})" if r.get("channel_state") else r["channel"],
-            f"{r['sms_state']} (ambiguous)" if r.get("ambiguous_since") else r["sms_state"],
+            _sms_cell(r),
             r.get("carrier_id"),
             r["to"],
             r["error"],
+            *([r.get("text")] if revealed else []),
         ]
         for r in rows
     ]
     return render_table(headers, table) if rows else "nothing to list"
+
+
+def _sms_cell(row: dict[str, Any]) -> str | None:
+    """The SMS's state, marked when ambiguous, with its parts' progress (split mode)."""
+    words = [row["sms_state"]]
+    if row.get("ambiguous_since"):
+        words.append("(ambiguous)")
+    if row.get("parts"):
+        words.append(f"({row['parts']})")
+    return " ".join(word for word in words if word) or None
 
 
 def _due(seconds: float | None) -> str:

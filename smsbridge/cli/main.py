@@ -77,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(func=cmd_migrate)
 
+    migrate_store = sub.add_parser(
+        "migrate-store",
+        help="copy the SQLite database into an empty PostgreSQL database (several bridges)",
+    )
+    migrate_store.add_argument(
+        "--to", required=True, metavar="URL", help="the PostgreSQL database: postgresql://..."
+    )
+    migrate_store.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="PATH",
+        help="the SQLite database to copy (default: SMSBRIDGE_DATABASE)",
+    )
+    migrate_store.set_defaults(func=cmd_migrate_store)
+
     prune = sub.add_parser(
         "prune", help="delete finished SMS older than the retention window (counts printed)"
     )
@@ -240,6 +256,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from smsbridge.store import backup
 
     database = Settings.from_env().database
+    if isinstance(database, str):
+        raise UsageError(
+            "backup copies an SQLite database; SMSBRIDGE_DATABASE is PostgreSQL: back it up "
+            "with PostgreSQL's own tools (pg_dump, a replica)"
+        )
     target: Path = args.path
     if target.is_dir():
         raise UsageError(f"{str(target)!r} is a directory: name the backup file to write")
@@ -258,18 +279,29 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from smsbridge.migrations import schema_version
     from smsbridge.settings import Settings
-    from smsbridge.store import Store
+    from smsbridge.store import open_store
 
     database = Settings.from_env().database
-    if not database.exists():
+    if isinstance(database, str):  # PostgreSQL
+        from smsbridge.pgstore import schema_version_at
+
+        before = schema_version_at(database)
+    elif not database.exists():
         raise ConfigError(f"SMSBRIDGE_DATABASE: no database at {str(database)!r}")
-    before = schema_version(database)  # ConfigError when it is not a database
-    with Store(database) as store:  # ConfigError when a newer release wrote it
+    else:
+        before = schema_version(database)  # ConfigError when it is not a database
+    with open_store(database) as store:  # ConfigError when a newer release wrote it
         if store.version == before:
-            print(f"{database}: schema version {before}, up to date")
+            print(f"{store.name}: schema version {before}, up to date")
         else:
-            print(f"{database}: schema version {before} -> {store.version}")
+            print(f"{store.name}: schema version {before} -> {store.version}")
     return 0
+
+
+def cmd_migrate_store(args: argparse.Namespace) -> int:
+    from smsbridge.cli.migrate_store import migrate_store_command
+
+    return migrate_store_command(args.to, args.source, sys.stdout)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

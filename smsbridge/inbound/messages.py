@@ -12,17 +12,19 @@ This module is the only one that writes or counts rows of `messages` and `inboun
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from smsbridge import tasks
 from smsbridge.sms import InboundSms
-from smsbridge.store import Store
+from smsbridge.store import Store, serialize_in
 
 if TYPE_CHECKING:
     from smsbridge.smsparser.parser import Report
@@ -50,34 +52,170 @@ def accept_in(
     """Inside a write job: store each new message and its submit task; recognise duplicates
     (same carrier + external id; or, without an id, same carrier + sender + text within
     `dedup_window` seconds). A part of a long SMS is kept until its message is complete."""
-    out: list[Accepted] = []
-    now_ms = int(now * 1000)
-    for sms in messages:
-        if part_of(sms) is not None:
-            out.append(accept_part_in(conn, sms, now))
+    return accept_many_in(conn, [(messages, now)], dedup_window)[0]
+
+
+def accept_many_in(
+    conn: sqlite3.Connection,
+    calls: Sequence[tuple[Sequence[InboundSms], float]],
+    dedup_window: float,
+) -> list[list[Accepted]]:
+    """`accept_in` for several callers at once, each (its messages, its `now`): what each
+    caller's messages became, in order. The messages that carry their carrier's id (nearly
+    all) are looked up, stored and given their tasks in three statements for them all; a
+    message without an id, or a part of a long SMS, on its own."""
+    out: list[list[Accepted]] = [[] for _ in calls]
+    keyed: list[tuple[int, int, InboundSms, float]] = []
+    for i, (messages, now) in enumerate(calls):
+        for j, sms in enumerate(messages):
+            if sms.external_id and part_of(sms) is None:
+                keyed.append((i, j, sms, now))
+                out[i].append(Accepted("", duplicate=True))  # known below
+            else:
+                out[i].append(_accept_unkeyed_in(conn, sms, now, dedup_window))
+    if not keyed:
+        return out
+    stored = _stored(conn, {(sms.carrier, str(sms.external_id)) for _, _, sms, _ in keyed})
+    ids = _new_ids(len(keyed))
+    rows, due = [], []
+    for i, j, sms, now in keyed:
+        key = (sms.carrier, str(sms.external_id))
+        known = stored.get(key)
+        if known is not None:  # a carrier's retry (or twice in this group): stored once
+            out[i][j] = Accepted(known, duplicate=True)
             continue
-        digest = None
-        if sms.external_id:
-            row = conn.execute(
-                "SELECT uuid FROM messages WHERE carrier = ? AND external_id = ?",
-                (sms.carrier, sms.external_id),
-            ).fetchone()
-        else:
-            digest = content_hash(sms.sender, sms.text)
-            row = conn.execute(
-                "SELECT uuid FROM messages WHERE carrier = ? AND sender = ? AND content_hash = ? "
-                "AND external_id IS NULL AND accepted_at >= ? ORDER BY id DESC LIMIT 1",
-                (sms.carrier, sms.sender, digest, now_ms - int(dedup_window * 1000)),
-            ).fetchone()
-        if row is not None:
-            out.append(Accepted(row[0], duplicate=True))
-            continue
-        message_id = insert_message_in(
-            conn, sms.carrier, sms.external_id, sms.sender, sms.recipient, sms.text,
-            _ms(sms.received_at), now, digest,
+        message_id = stored[key] = next(ids)
+        rows.append(
+            (message_id, sms.carrier, sms.external_id, sms.sender, sms.recipient, sms.text,
+             _ms(sms.received_at), int(now * 1000), None)
         )  # fmt: skip
-        out.append(Accepted(message_id, duplicate=False))
+        due.append((message_id, now))
+        out[i][j] = Accepted(message_id, duplicate=False)
+    if rows:
+        conn.executemany(_INSERT_MESSAGE, rows)
+        tasks.enqueue_many_in(conn, SUBMIT, due)
     return out
+
+
+def _stored(conn: sqlite3.Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(carrier, external id) -> uuid of the messages stored under those of `keys`."""
+    found: dict[tuple[str, str], str] = {}
+    by_carrier: dict[str, list[str]] = {}
+    for carrier, external_id in keys:
+        by_carrier.setdefault(carrier, []).append(external_id)
+    for carrier, external_ids in by_carrier.items():
+        for at in range(0, len(external_ids), _CHUNK):
+            chunk = external_ids[at : at + _CHUNK]
+            marks = ",".join("?" for _ in chunk)
+            for row in conn.execute(
+                f"SELECT external_id, uuid FROM messages WHERE carrier = ? "
+                f"AND external_id IN ({marks})",
+                (carrier, *chunk),
+            ):
+                found[(carrier, row[0])] = row[1]
+    return found
+
+
+_CHUNK = 500  # ids per look-up (well under SQLite's limit of bound parameters)
+
+
+def _new_ids(count: int) -> Iterator[str]:
+    """`count` new message uuids (version 4), their randomness read in one call."""
+    random = os.urandom(16 * count)
+    for at in range(0, 16 * count, 16):
+        yield str(uuid.UUID(bytes=random[at : at + 16], version=4))
+
+
+def _accept_unkeyed_in(
+    conn: sqlite3.Connection, sms: InboundSms, now: float, dedup_window: float
+) -> Accepted:
+    """A message without its carrier's id (a duplicate is the same sender and text within
+    `dedup_window` seconds), or a part of a long SMS."""
+    if part_of(sms) is not None:
+        return accept_part_in(conn, sms, now)
+    digest = content_hash(sms.sender, sms.text)
+    serialize_in(conn, "inbound-dedup", sms.carrier, sms.sender, digest)  # several bridges
+    row = conn.execute(
+        "SELECT uuid FROM messages WHERE carrier = ? AND sender = ? AND content_hash = ? "
+        "AND external_id IS NULL AND accepted_at >= ? ORDER BY id DESC LIMIT 1",
+        (sms.carrier, sms.sender, digest, int(now * 1000) - int(dedup_window * 1000)),
+    ).fetchone()
+    if row is not None:
+        return Accepted(row[0], duplicate=True)
+    message_id = insert_message_in(
+        conn, sms.carrier, sms.external_id, sms.sender, sms.recipient, sms.text,
+        _ms(sms.received_at), now, digest,
+    )  # fmt: skip
+    return Accepted(message_id, duplicate=False)
+
+
+class AcceptGroups:
+    """Accepts the inbound SMS of all the webhooks that arrive in one turn of the event loop
+    with ONE write job (`accept_many_in`) instead of a job each: under load dozens of them wait
+    for the same commit anyway, and their messages then cost three statements, not three each
+    (the store's writer takes the GIL back after every statement: smsbridge/store.py). Each
+    caller still returns only once its messages are committed (docs/architecture.md, rule 1).
+    If the group's job fails, each caller's messages are accepted in a job of their own, so
+    that a webhook that cannot be stored fails alone."""
+
+    def __init__(self, store: Store, dedup_window: float) -> None:
+        self.store = store
+        self.dedup_window = dedup_window
+        self._waiting: list[Waiting] = []
+        self._writing: set[asyncio.Task[None]] = set()
+
+    async def accept(self, messages: Sequence[InboundSms], now: float) -> list[Accepted]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Accepted]] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._write_group)
+        self._waiting.append((messages, now, future))
+        return await future
+
+    def _write_group(self) -> None:
+        group, self._waiting = self._waiting, []
+        task = asyncio.ensure_future(self._write(group))
+        self._writing.add(task)  # held until done (the loop keeps weak references only)
+        task.add_done_callback(self._writing.discard)
+
+    async def _write(self, group: list[Waiting]) -> None:
+        calls = [(messages, now) for messages, now, _ in group]
+        try:
+            outcomes = await self.store.write(
+                lambda c: accept_many_in(c, calls, self.dedup_window), rerunnable=True
+            )
+        except Exception as exc:
+            if len(group) == 1:
+                _settle(group[0][2], exc)
+                return
+            await asyncio.gather(*(self._write_alone(waiting) for waiting in group))
+            return
+        for (_, _, future), accepted in zip(group, outcomes, strict=True):
+            _settle(future, accepted)
+
+    async def _write_alone(self, waiting: Waiting) -> None:
+        messages, now, future = waiting
+        try:
+            accepted = await self.store.write(
+                lambda c: accept_in(c, messages, now, self.dedup_window), rerunnable=True
+            )
+        except Exception as exc:
+            _settle(future, exc)
+        else:
+            _settle(future, accepted)
+
+
+Waiting = tuple[Sequence[InboundSms], float, "asyncio.Future[list[Accepted]]"]
+"""A caller of `AcceptGroups.accept`: its messages, its `now`, where its outcome goes."""
+
+
+def _settle(future: asyncio.Future[list[Accepted]], outcome: list[Accepted] | Exception) -> None:
+    if future.done():  # the caller gave up (cancelled)
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def insert_message_in(
@@ -94,14 +232,18 @@ def insert_message_in(
     """Store one new message and its submit task; returns the message's uuid."""
     message_id = str(uuid.uuid4())
     conn.execute(
-        "INSERT INTO messages(uuid, carrier, external_id, sender, recipient, text, "
-        "received_at, accepted_at, content_hash, state) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')",
+        _INSERT_MESSAGE,
         (message_id, carrier, external_id, sender, recipient, text, received_at_ms,
          int(now * 1000), digest),
     )  # fmt: skip
     tasks.enqueue_in(conn, SUBMIT, message_id, now)
     return message_id
+
+
+_INSERT_MESSAGE = (
+    "INSERT INTO messages(uuid, carrier, external_id, sender, recipient, text, received_at, "
+    "accepted_at, content_hash, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')"
+)
 
 
 # -- long SMS in parts ---------------------------------------------------------------------------
@@ -132,6 +274,8 @@ def accept_part_in(conn: sqlite3.Connection, sms: InboundSms, now: float) -> Acc
     parsed = part_of(sms)
     assert parsed is not None
     ref, part, total = parsed
+    # the parts of one SMS reaching several bridges at once: one joins them (smsbridge/store.py)
+    serialize_in(conn, "inbound-parts", sms.carrier, sms.sender, ref)
     if sms.external_id:
         row = conn.execute(
             "SELECT id, message_uuid FROM inbound_parts WHERE carrier = ? AND external_id = ?",
@@ -148,11 +292,11 @@ def accept_part_in(conn: sqlite3.Connection, sms: InboundSms, now: float) -> Acc
         return Accepted(f"part-{row['id']}", duplicate=True)
     cur = conn.execute(
         "INSERT INTO inbound_parts(carrier, sender, recipient, ref, part, total, external_id, "
-        "text, received_at, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "text, received_at, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (sms.carrier, sms.sender, sms.recipient, ref, part, total, sms.external_id, sms.text,
          _ms(sms.received_at), int(now * 1000)),
     )  # fmt: skip
-    part_id = int(cur.lastrowid or 0)
+    part_id = int(cur.fetchone()[0])
     pending = _pending_parts(conn, sms.carrier, sms.sender, ref)
     if len(pending) >= total:
         return Accepted(_join_in(conn, pending, now), duplicate=False)

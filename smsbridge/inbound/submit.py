@@ -41,6 +41,7 @@ from smsbridge.inbound.messages import (
     ASSEMBLE,
     SUBMIT,
     Accepted,
+    AcceptGroups,
     Message,
     accept_in,
     assemble_in,
@@ -94,15 +95,24 @@ UNKNOWN_SENDER_REPLY = (
 
 
 async def accept_inbound(
-    store: Store, messages: Sequence[InboundSms], now: float, dedup_window: float
+    store: Store,
+    messages: Sequence[InboundSms],
+    now: float,
+    dedup_window: float,
+    *,
+    groups: AcceptGroups | None = None,
 ) -> list[Accepted]:
     """Store `messages` and their submit tasks in one transaction; returns once committed and
-    on disk (group commit with concurrent callers). Only then may the carrier hear 2xx."""
+    on disk (group commit with concurrent callers). Only then may the carrier hear 2xx.
+    `groups`: with the messages of concurrent webhooks, in one write job (the service's)."""
     if not messages:
         return []
-    accepted = await store.write(
-        lambda c: accept_in(c, messages, now, dedup_window), rerunnable=True
-    )
+    if groups is not None:
+        accepted = await groups.accept(messages, now)
+    else:
+        accepted = await store.write(
+            lambda c: accept_in(c, messages, now, dedup_window), rerunnable=True
+        )
     log_accepted(messages, accepted)
     return accepted
 

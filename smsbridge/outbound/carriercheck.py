@@ -64,14 +64,16 @@ def carrier_warnings(settings: Settings) -> list[str]:
     try:
         routes = Routes.parse(settings.routes, settings.enabled_carriers)
         senders = {channel_carrier(c) for c in routes.channels}
+        named = {channel_carrier(c) for c in Routes.parse(settings.routes).channels}
     except ConfigError:
-        senders = set()
+        senders = named = set()
     for name in [c for c in enabled if c in senders]:
         # what the carrier cannot deliver SMS without (its `send_needs`)
         missing = unset(configs[name], CARRIERS[name].send_needs)
+        why = "SMSBRIDGE_ROUTES" if name in named else "the default route: first enabled carrier"
         if missing:
             found.append(
-                f"{name} sends SMS (SMSBRIDGE_ROUTES) but {', '.join(missing)} "
+                f"{name} sends SMS ({why}) but {', '.join(missing)} "
                 f"{'is' if len(missing) == 1 else 'are'} empty: its SMS will fail"
             )
     reported = sorted(c for c in enabled if c in senders and CARRIERS[c].asks_status_url)

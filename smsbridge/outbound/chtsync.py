@@ -15,6 +15,10 @@ but would hand it over only at the next exchange (up to SMSBRIDGE_SYNC_INTERVAL 
 CHT has accepted a report or a relayed SMS, `expedite` asks for follow-up exchanges shortly
 after (FOLLOW_UPS), coalesced across messages; a small loop of their own (`follow_up`) wakes
 the sync loop when one is due. The periodic exchange stays as the floor.
+
+Several bridges on one PostgreSQL database: each runs this loop, but an exchange happens in one
+of them at a time (SYNC_LOCK); the others skip that turn, as the owed updates and the offered
+messages are the database's, not a process's.
 """
 
 from __future__ import annotations
@@ -43,6 +47,12 @@ SWEEP_EVERY = 60.0  # seconds between sweeps for expired held and dropped messag
 FOLLOW_UPS = (1.0, 5.0)  # seconds after CHT accepted a report: exchange again then
 COALESCE = 0.5  # a follow-up this close to one already planned is the same one
 IDLE_WAIT = 3600.0  # the follow-up loop's wait with nothing planned (it is woken when needed)
+# States owed to CHT within this many seconds of the last exchange wait for the next one, so
+# that under load one exchange carries the states of many SMS (`report_owed`).
+REPORT_GAP = 0.25
+# Bridges sharing a PostgreSQL database exchange one at a time (smsbridge/store.py `exclusive`:
+# an advisory lock; on SQLite one bridge holds the database anyway, smsbridge/dblock.py).
+SYNC_LOCK = "cht_sync"
 
 
 class ChtSync:
@@ -58,10 +68,12 @@ class ChtSync:
         wake_sync: Callable[[], None] = lambda: None,
         wake_follow_up: Callable[[], None] = lambda: None,
         lanes: outgoing.Lanes | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         """`on_messages`: new SMS to send were stored (wakes the send workers); `wake_sync`
         wakes the sync loop (an exchange now); `wake_follow_up` wakes the follow-up loop (its
-        plan changed)."""
+        plan changed); `clock`: the time new SMS are stored at (an exchange's answer may come
+        after the `now` it began with; a message's age counts from its storing)."""
         self.store = store
         self.cht = cht
         self.interval = interval
@@ -71,12 +83,15 @@ class ChtSync:
         self.wake_sync = wake_sync
         self.wake_follow_up = wake_follow_up
         self.lanes = lanes  # which new SMS are replies (outbound/messages.py `Lanes`)
+        self.clock = clock
         self.retry_at = 0.0
         self.next_sweep = 0.0
         self.follow_ups: list[float] = []  # when to exchange again, soonest first
+        self.last_exchange = float("-inf")  # when the last exchange began
 
     async def exchange(self, now: float) -> bool:
         """One POST /api/sms. True when another should follow at once."""
+        self.last_exchange = now
         owed = reports.owed_reports(self.store, MAX_UPDATES)
         try:
             messages = await self.cht.exchange_sms([], [update for _id, update in owed])
@@ -87,10 +102,11 @@ class ChtSync:
                 )
             raise
         ids = [row_id for row_id, _update in owed]
+        stored_at = self.clock() if self.clock else now
 
         def job(conn: sqlite3.Connection) -> int:
             reports.mark_reported_in(conn, ids, now)
-            return outgoing.store_cht_messages_in(conn, messages, now, self.lanes)
+            return outgoing.store_cht_messages_in(conn, messages, stored_at, self.lanes)
 
         new = await transitions.write(self.store, job)  # each new SMS: outgoing_queued
         if new:
@@ -124,7 +140,9 @@ class ChtSync:
             return
         if now >= self.retry_at:
             try:
-                await self.sync(now)
+                with self.store.exclusive(SYNC_LOCK) as ours:
+                    if ours:  # else another bridge on this database is exchanging right now
+                        await self.sync(now)
             except RetryableError as exc:
                 self.retry_at = now + max(exc.retry_after or 0.0, min(self.interval, 30.0))
                 event(log, "cht_sync_failed", logging.WARNING, error=exc.code)
@@ -159,6 +177,19 @@ class ChtSync:
         if due:
             self.follow_ups = self.follow_ups[len(due) :]
             self.wake_sync()
+
+    def report_owed(self, now: float) -> None:
+        """A state is owed to CHT (the send pipeline's `on_report`): exchange now, or, within
+        REPORT_GAP of the last exchange, once the gap is over (one follow-up, shared by every
+        state owed meanwhile; a follow-up already planned by then serves as well). A clock that
+        has not moved since the last exchange (a test's) cannot time the gap: exchange now."""
+        due = self.last_exchange + REPORT_GAP
+        if now >= due or now <= self.last_exchange:
+            self.wake_sync()
+        elif not any(now <= at <= due + COALESCE for at in self.follow_ups):
+            self.follow_ups.append(due)
+            self.follow_ups.sort()
+            self.wake_follow_up()
 
     def follow_up_wait(self, now: float) -> float:
         """Seconds until the next planned exchange (IDLE_WAIT when none)."""

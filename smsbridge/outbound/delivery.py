@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from smsbridge.outbound import parts
 from smsbridge.outbound.messages import (
     advance_in,
     attempt_over_in,
@@ -48,20 +49,30 @@ def accepted_in(
     )
     message = attempt_over_in(conn, message)  # answered: not ambiguous
     advance_in(conn, message, state, now)
+    for early_state, reason in early_in(conn, carrier, external_id, message.id):
+        current = get_in(conn, ref)
+        if current is not None:
+            advance_in(conn, current, early_state, now, reason=reason)
+
+
+def early_in(
+    conn: sqlite3.Connection, carrier: str, external_id: str | None, outgoing_id: int
+) -> list[tuple[DeliveryState, str | None]]:
+    """The reports `carrier` sent about `external_id` before its send response told us the id
+    (state, reason; in arrival order), now bound to the SMS `outgoing_id`, for the caller to
+    apply (to the SMS, or to its part: outbound/split.py)."""
     if external_id is None:
-        return
+        return []
     early = conn.execute(
         "SELECT * FROM delivery_reports WHERE carrier = ? AND external_id = ? "
         "AND outgoing_id IS NULL ORDER BY id",
         (carrier, external_id),
     ).fetchall()
     for row in early:
-        current = get_in(conn, ref)
-        if current is not None:
-            advance_in(conn, current, DeliveryState(row["state"]), now, reason=row["reason"])
         conn.execute(
-            "UPDATE delivery_reports SET outgoing_id = ? WHERE id = ?", (message.id, row["id"])
+            "UPDATE delivery_reports SET outgoing_id = ? WHERE id = ?", (outgoing_id, row["id"])
         )
+    return [(DeliveryState(row["state"]), row["reason"]) for row in early]
 
 
 def tried_in(
@@ -89,6 +100,11 @@ def delivery_report_in(conn: sqlite3.Connection, update: StatusUpdate, now: floa
             message = None  # another carrier's SMS: this carrier cannot speak for it
     if message is None and update.external_id:
         message = by_external_id_in(conn, update.carrier, update.external_id)
+    part = None
+    if message is None:  # a part of an SMS sent in split mode (outbound/parts.py)?
+        part = parts.find_in(conn, update.carrier, update.ref, update.external_id)
+    if part is not None:
+        message = part[1]
     conn.execute(
         "INSERT INTO delivery_reports(carrier, external_id, ref, state, carrier_status, reason, "
         "received_at, outgoing_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -105,6 +121,9 @@ def delivery_report_in(conn: sqlite3.Connection, update: StatusUpdate, now: floa
     )
     if message is None:
         return False
+    if part is not None:
+        parts.reported_in(conn, part[0], message, update.state, now, reason=update.reason)
+        return True
     if update.external_id and message.external_id is None:
         message = route_in(conn, message, carrier=update.carrier, external_id=update.external_id)
     advance_in(conn, message, update.state, now, reason=update.reason)

@@ -29,7 +29,7 @@ from smsbridge.outbound.transitions import Change, note
 from smsbridge.segments import segment
 from smsbridge.settings import Settings
 from smsbridge.sms import RANK, DeliveryState, well_formed
-from smsbridge.store import Store
+from smsbridge.store import POSTGRESQL, Store
 
 SEND = "send"  # task kind: send one outgoing SMS (ref = its ref)
 
@@ -169,9 +169,9 @@ def insert_in(
     reply's (`Lanes`)."""
     seg = segment(content)
     cur = conn.execute(
-        "INSERT OR IGNORE INTO outgoing(ref, origin, to_number, content, text_key, segments, "
+        "INSERT INTO outgoing(ref, origin, to_number, content, text_key, segments, "
         "encoding, automatic, state, source, lead, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (
             ref,
             origin,
@@ -363,8 +363,8 @@ def advance_in(
     # a success clears the reason an earlier failed attempt or report left behind
     conn.execute(
         "UPDATE outgoing SET state = ?, updated_at = ?, "
-        "reason = CASE WHEN ? THEN NULL ELSE COALESCE(?, reason) END, "
-        "sent_at = CASE WHEN ? AND sent_at IS NULL THEN ? ELSE sent_at END WHERE id = ?",
+        "reason = CASE WHEN ? = 1 THEN NULL ELSE COALESCE(?, reason) END, "
+        "sent_at = CASE WHEN ? = 1 AND sent_at IS NULL THEN ? ELSE sent_at END WHERE id = ?",
         (state.value, now, int(sent_now), reason, int(sent_now), now, message.id),
     )
     if message.origin == "cht":
@@ -556,12 +556,16 @@ def hourly(store: Store, since: float) -> list[tuple[int, str, int]]:
     """(hour, what, count) since `since` (epoch seconds; `hour` counts whole hours from it):
     `queued` by when each SMS was created, `sent` by when it left, `delivered` and `failed`
     by its last change."""
+    # whole hours: SQLite's CAST truncates, PostgreSQL's rounds (so it floors)
+    hour = "CAST((%s - ?) / 3600 AS INTEGER)"
+    if store.dialect == POSTGRESQL:
+        hour = "FLOOR((%s - ?) / 3600)"
     rows = store.query(
-        "SELECT CAST((created_at - ?) / 3600 AS INTEGER) AS hour, 'queued', COUNT(*) "
+        f"SELECT {hour % 'created_at'} AS hour, 'queued', COUNT(*) "
         "FROM outgoing WHERE created_at >= ? GROUP BY hour "
-        "UNION ALL SELECT CAST((sent_at - ?) / 3600 AS INTEGER) AS hour, 'sent', COUNT(*) "
+        f"UNION ALL SELECT {hour % 'sent_at'} AS hour, 'sent', COUNT(*) "
         "FROM outgoing WHERE sent_at >= ? GROUP BY hour "
-        "UNION ALL SELECT CAST((updated_at - ?) / 3600 AS INTEGER) AS hour, state, COUNT(*) "
+        f"UNION ALL SELECT {hour % 'updated_at'} AS hour, state, COUNT(*) "
         "FROM outgoing WHERE state IN (?, ?) AND updated_at >= ? GROUP BY hour, state",
         (since, since, since, since, since,
          DeliveryState.DELIVERED.value, DeliveryState.FAILED.value, since),

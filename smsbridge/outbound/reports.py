@@ -30,8 +30,8 @@ def owe_in(
 ) -> None:
     """The message `ref` entered `state`: CHT is owed it (once; a failure with its reason)."""
     conn.execute(
-        "INSERT OR IGNORE INTO outgoing_reports(ref, status, reason, created_at) "
-        "VALUES (?, ?, ?, ?)",
+        "INSERT INTO outgoing_reports(ref, status, reason, created_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (ref, GATEWAY_STATUS[state], reason if state is DeliveryState.FAILED else None, now),
     )
 

@@ -4,10 +4,21 @@ Format of `SMSBRIDGE_ROUTES` (rules separated by `;`, the longest matching prefi
 
     +254=africastalking|twilio;+1=twilio;*=twilio
 
-Each rule is `<prefix>=<channel>[|<failover>...]`. A prefix is matched against the E.164
-destination (`+2547...`); `*` is the default. A channel is a carrier name (`africastalking`,
-`twilio`, `vonage`, `generic`) or `chtgateway` (any cht-gateway phone) or `chtgateway:<user>`
-(that phone only). With no rules every SMS goes through the first enabled carrier.
+Each rule is `<prefix>=<channel>[|<failover>...][?<option>&...]`. A prefix is matched against
+the E.164 destination (`+2547...`); `*` is the default. A channel is a carrier name
+(`africastalking`, `twilio`, `vonage`, `generic`, `kannel`, `rapidpro`) or `chtgateway` (any
+cht-gateway phone) or `chtgateway:<user>` (that phone only). With no rules every SMS goes
+through the first enabled carrier.
+
+A rule's options (`RouteOptions`) apply to the SMS it sends on its own channels:
+
+    +977=kannel|generic?format=national&split;*=twilio
+
+- `format=e164|national|digits` (default e164): how the destination and the sender number are
+  written for the carrier (`for_carrier`; smsbridge/phone.py `written`). A sender that is not
+  an international phone number (an alphanumeric sender id, a short code) is left as it is;
+  phones (`chtgateway`) get the number CHT gave.
+- `split` (`split=yes|no`, default no): long SMS go as standalone segments prefixed `1/3 `...
 
 An SMS that starts elsewhere (a reply on the channel its number wrote in on: outbound/send.py)
 fails over to the route's first channel, then along the route. A destination that is not a
@@ -17,12 +28,17 @@ phone number (`routable`) has no route at all: it fails at once, before any carr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
+from smsbridge.carriers.base import CarrierConfig
 from smsbridge.errors import ConfigError
+from smsbridge.phone import written
 from smsbridge.settings import DEFAULT_ROUTE as DEFAULT
-from smsbridge.settings import route_rules
+from smsbridge.settings import NUMBER_FORMATS, route_rules
+from smsbridge.sms import OutboundSms
+
+E164, NATIONAL, DIGITS = NUMBER_FORMATS
 
 _NUMBER = re.compile(r"\+?[0-9]{3,15}")
 _SEPARATORS = re.compile(r"[\s().-]")
@@ -41,9 +57,42 @@ def channel_carrier(channel: str) -> str:
 
 
 @dataclass(frozen=True)
+class RouteOptions:
+    """A rule's options (`?format=national&split`)."""
+
+    number_format: str = E164  # one of NUMBER_FORMATS
+    split: bool = False
+
+    @classmethod
+    def of(cls, options: Mapping[str, str]) -> RouteOptions:
+        """From settings.route_rules' options (names and values already checked there)."""
+        return cls(options.get("format", E164), options.get("split", "no") == "yes")
+
+    def for_carrier(
+        self, sms: OutboundSms, config: CarrierConfig, sender_setting: str
+    ) -> tuple[OutboundSms, CarrierConfig]:
+        """The SMS and the carrier's settings as the carrier is to get them: the destination
+        and the sender number (the carrier's `sender_setting`) written in `number_format`.
+        The stored SMS keeps CHT's number, so delivery reports (found by our ref or the
+        carrier's id) and replies are matched as before."""
+        to = written(sms.to, self.number_format)
+        sender = config.get(sender_setting) if sender_setting else ""
+        from_ = written(sender, self.number_format)
+        if to != sms.to:
+            sms = replace(sms, to=to)
+        if from_ != sender:
+            config = replace(config, values={**config.values, sender_setting: from_})
+        return sms, config
+
+
+DEFAULT_OPTIONS = RouteOptions()
+
+
+@dataclass(frozen=True)
 class Routes:
     rules: tuple[tuple[str, tuple[str, ...]], ...]  # (prefix, channels), longest prefix first
     enabled: tuple[str, ...] = ()  # the enabled carriers (empty: only the routes' channels)
+    options: tuple[tuple[str, RouteOptions], ...] = ()  # (prefix, options) of rules that have some
 
     @classmethod
     def parse(cls, spec: str, enabled: Iterable[str] = ()) -> Routes:
@@ -51,9 +100,13 @@ class Routes:
         given), and the first is the default when the spec has no `*` rule."""
         enabled = tuple(enabled)
         try:
-            rules = dict(route_rules(spec))
+            parsed = route_rules(spec)
         except ValueError as exc:
             raise ConfigError(f"SMSBRIDGE_ROUTES: {exc}") from None
+        rules = {prefix: channels for prefix, channels, _options in parsed}
+        options = tuple(
+            (prefix, RouteOptions.of(given)) for prefix, _channels, given in parsed if given
+        )
         for channels in rules.values():
             for channel in channels:
                 if enabled and channel_carrier(channel) not in enabled:
@@ -64,14 +117,31 @@ class Routes:
         if DEFAULT not in rules and enabled:
             rules[DEFAULT] = (enabled[0],)
         ordered = sorted(rules.items(), key=lambda kv: (kv[0] == DEFAULT, -len(kv[0])))
-        return cls(tuple(ordered), enabled)
+        return cls(tuple(ordered), enabled, options)
+
+    def _rule_for(self, number: str) -> tuple[str, tuple[str, ...]] | None:
+        """The rule (prefix, channels) that matches `number`: the longest prefix, else `*`."""
+        for prefix, channels in self.rules:
+            if prefix == DEFAULT or number.startswith(prefix):
+                return prefix, channels
+        return None
 
     def channels_for(self, number: str) -> tuple[str, ...]:
         """The ordered channels (primary first, then failovers) for `number`; () if none."""
-        for prefix, channels in self.rules:
-            if prefix == DEFAULT or number.startswith(prefix):
-                return channels
-        return ()
+        rule = self._rule_for(number)
+        return rule[1] if rule else ()
+
+    def options_for(self, number: str, channel: str | None = None) -> RouteOptions:
+        """The options of the rule that matches `number`. With `channel`, the defaults unless
+        that channel (or, for one phone, `chtgateway`) is one of the rule's: a reply sent on the
+        channel its number wrote in on (outbound/send.py) is not that rule's SMS."""
+        rule = self._rule_for(number)
+        if rule is None:
+            return DEFAULT_OPTIONS
+        prefix, channels = rule
+        if channel is not None and not {channel, channel_carrier(channel)} & set(channels):
+            return DEFAULT_OPTIONS
+        return dict(self.options).get(prefix, DEFAULT_OPTIONS)
 
     def next_channel(self, number: str, current: str | None) -> str | None:
         """The channel after `current` in `number`'s route (the first one if `current` is None)."""

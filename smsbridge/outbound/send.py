@@ -12,12 +12,13 @@ channel its number last wrote in on; else the route's first) → channel health
 (outbound/channels.py: a channel paused by a throttle makes the SMS wait for the pause's end, an
 open one sends it to the route's next channel at once, no attempt counted) → rate (a slot is
 booked on the channel's token bucket; the worker waits for a slot up to `hold` seconds away,
-else the task comes back at its slot) → the carrier's `send` → accepted (SENT, the carrier's id,
-the task done: one transaction). A RetryableError marks it SENDING (it may have left) and
-retries with backoff (the task queue's policy) and counts toward the channel's breaker (the
-failure that opens it moves the SMS on at once); a throttle answer pauses the whole channel; a
-PermanentError (or AuthFailure: that channel is unusable) hands the SMS to the route's next
-channel; with none left a permanent failure fails it with the carrier's
+else the task comes back at its slot; replies first: other SMS book no further than `hold` and
+wait in the channel's line, outbound/ratelimit.py) → the carrier's `send` → accepted (SENT,
+the carrier's id, the task done: one transaction). A RetryableError marks it SENDING (it may
+have left) and retries with backoff (the task queue's policy) and counts toward the channel's
+breaker (the failure that opens it moves the SMS on at once); a throttle answer pauses the
+whole channel; a PermanentError (or AuthFailure: that channel is unusable) hands the SMS to
+the route's next channel; with none left a permanent failure fails it with the carrier's
 reason (an auth failure keeps retrying: an operator can fix credentials). Given-up tasks wait
 in the dead-letter list (`smsbridge outbox retry/drop`). Each outcome — the SMS's new state or
 channel together with its task done, retried or put back — is one write job.
@@ -64,6 +65,7 @@ from smsbridge.logs import event
 from smsbridge.outbound import channels as channel_state
 from smsbridge.outbound import delivery, phones, transitions
 from smsbridge.outbound import messages as outgoing
+from smsbridge.outbound import split as splitmode
 from smsbridge.outbound.channels import ChannelPolicy, Channels, ChannelState, Verdict
 from smsbridge.outbound.loopguard import BURST_WINDOW, LoopLimits, verdict
 from smsbridge.outbound.messages import SEND, Outgoing
@@ -173,10 +175,19 @@ class OutboundPipeline:
         self.on_ambiguous = on_ambiguous or (lambda channel, what: None)
         self.on_unknown_reports = on_unknown_reports or (lambda carrier, why, count: None)
 
-    async def _write(self, job: Callable[[sqlite3.Connection], Any], **log_fields: Any) -> Any:
+    async def _write(
+        self,
+        job: Callable[[sqlite3.Connection], Any],
+        *,
+        rerunnable: bool = False,
+        **log_fields: Any,
+    ) -> Any:
         """Run `job`; once committed, log the state changes it made (with `log_fields`), feed
-        them to the metrics and wake the CHT sync loop."""
-        result = await transitions.write(self.store, job, on_changes=self.on_changes, **log_fields)
+        them to the metrics and wake the CHT sync loop. `rerunnable`: see Store.write (the
+        steps that run once per SMS: no savepoint, store.py)."""
+        result = await transitions.write(
+            self.store, job, on_changes=self.on_changes, rerunnable=rerunnable, **log_fields
+        )
         self.on_report()
         return result
 
@@ -186,7 +197,7 @@ class OutboundPipeline:
         """Claim one due send task and run it; False when there is nothing to do."""
         if not self.outbox.has_due([SEND], now):
             return False  # a cheap read first: idle workers polling cost no write
-        claimed = await self.store.write(lambda c: self._claim_in(c, now))
+        claimed = await self.store.write(lambda c: self._claim_in(c, now), rerunnable=True)
         if claimed is None:
             return False
         task, message, newly_ambiguous = claimed
@@ -272,11 +283,21 @@ class OutboundPipeline:
             await self._channel_unavailable(task, message, channel, verdict, now)
             return
         if task.memo != SLOT:
-            slot = self.limiter.reserve(channel, message.segments, now)
-            if slot - now > self.config.hold:
+            split = self.routes.options_for(message.to, channel).split
+            booking = self.limiter.book(  # replies first, the rest in line (ratelimit.py)
+                channel,
+                splitmode.cost(self.store, message, split),
+                now,
+                reply=message.lead > 0,
+                memo=task.memo,
+                horizon=self.config.hold,
+            )
+            slot = booking.at
+            if booking.ticket is not None or slot - now > self.config.hold:
                 if verdict is Verdict.PROBE:
                     self.channels.probe_over(channel)  # the next SMS probes instead
-                await self._move_and_release(task, message, channel, now, slot, memo=SLOT)
+                memo = booking.ticket or SLOT  # its place in line, or its booked slot
+                await self._move_and_release(task, message, channel, now, slot, memo=memo)
                 return
             if slot > now:
                 await asyncio.sleep(slot - now)
@@ -303,12 +324,23 @@ class OutboundPipeline:
             message.content,
             datetime.fromtimestamp(message.created_at, UTC),
         )
+        options = self.routes.options_for(message.to, channel)  # outbound/routing.py
+        sms, config = options.for_carrier(sms, config, sender.sender_setting)
         started = time.perf_counter()
         try:
             # Finish well inside the lease: once it expires another worker may claim the task
             # and send the SMS again while this request is still in flight.
             async with asyncio.timeout(self.config.lease * 0.8):
-                result = await sender.send(self.http, config, sms)
+                result = await splitmode.send(  # whole, or in parts (outbound/split.py)
+                    self.store,
+                    self._write,
+                    lambda part: sender.send(self.http, config, part),
+                    sms,
+                    message,
+                    channel,
+                    now,
+                    split=options.split,
+                )
         except TimeoutError:
             exc = RetryableError(f"{carrier}: the send outlasted its lease", code="timeout")
             await self._retry_send(task, message, channel, exc, now)
@@ -338,7 +370,8 @@ class OutboundPipeline:
             if state is not None:
                 channel_state.save_in(conn, state, now)
 
-        await self._write(accepted, attempt=task.attempts)  # logged as outgoing_sent
+        # logged as outgoing_sent
+        await self._write(accepted, rerunnable=True, attempt=task.attempts)
         self._channel_changed(state, now, saved=True)
 
     # -- channel health (outbound/channels.py) --------------------------------------------------
@@ -613,7 +646,9 @@ class OutboundPipeline:
         matched = 0
         if updates:
             matched = int(
-                await self._write(lambda c: delivery.delivery_reports_in(c, updates, now))
+                await self._write(
+                    lambda c: delivery.delivery_reports_in(c, updates, now), rerunnable=True
+                )
             )
         if carrier is None:
             return matched

@@ -91,11 +91,13 @@ async def write(
     job: Callable[[sqlite3.Connection], T],
     *,
     on_changes: Callable[[Sequence[Change]], None] | None = None,
+    rerunnable: bool = False,
     **log_fields: Any,
 ) -> T:
     """`await store.write(job)`, then log the changes it made (with `log_fields`) and hand
-    them to `on_changes` (the metrics)."""
-    result, changes = await store.write(tracked(job))
+    them to `on_changes` (the metrics). `rerunnable`: `job` only reads and writes the database
+    (smsbridge/store.py `Store.write`; its changes are collected afresh on each run)."""
+    result, changes = await store.write(tracked(job), rerunnable=rerunnable)
     log_changes(changes, **log_fields)
     if changes and on_changes is not None:
         on_changes(changes)

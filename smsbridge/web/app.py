@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
 from smsbridge import __version__
 from smsbridge.cht.appsettings import ChtSettingsCache
@@ -34,7 +34,7 @@ from smsbridge.errors import RequestError, SmsBridgeError
 from smsbridge.logs import event
 from smsbridge.service import Service, build_service
 from smsbridge.settings import Settings
-from smsbridge.store import Store
+from smsbridge.store import Store, open_store
 from smsbridge.web.bodylimit import BodyLimit, error_json
 from smsbridge.web.console import Console, console_routes
 from smsbridge.web.health import (
@@ -49,7 +49,14 @@ from smsbridge.web.httpmetrics import HttpMetrics
 from smsbridge.web.logins import PhoneLogins
 from smsbridge.web.metrics import Metrics, metrics_endpoint
 from smsbridge.web.openapi import openapi_endpoint, webhook_carriers
-from smsbridge.web.routes import REFUSALS, UNKNOWN_CARRIER, refused_webhook
+from smsbridge.web.routes import (
+    INBOUND,
+    REFUSALS,
+    UNKNOWN_CARRIER,
+    InboundWebhooks,
+    LeanRoute,
+    refused_webhook,
+)
 from smsbridge.web.routes import ROUTES as CARRIER_ROUTES
 
 log = logging.getLogger(__name__)
@@ -92,6 +99,20 @@ def _safe_path(request: Request) -> str:
 # -- the app -------------------------------------------------------------------------------------
 
 
+class BridgeApp(Starlette):
+    """Starlette, with a lean path for the inbound webhook (routes.py `LeanRoute`,
+    `InboundWebhooks`): a request to that route goes through the app's middleware (the same
+    list, `add_middleware`'s, built a second time around it: the body limit, the HTTP
+    metrics) straight to its handler, without Starlette's exception layers and router. Every
+    other request is Starlette's."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        lean: ASGIApp = InboundWebhooks(self.state, handle_error)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            lean = cls(lean, *args, **kwargs)
+        return LeanRoute(INBOUND, lean, super().build_middleware_stack())
+
+
 def create_app(
     settings: Settings,
     *,
@@ -111,7 +132,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             own_store = store is None
-            db = store if store is not None else Store(settings.database)
+            db = store if store is not None else open_store(settings.database)
             if own_store:
                 stack.callback(db.close)
             client: ChtApi
@@ -148,7 +169,7 @@ def create_app(
                 "started",
                 version=__version__,
                 carriers=",".join(sorted(service.enabled)) or "none",
-                database=str(db.path),
+                database=db.name,
             )
             try:
                 yield
@@ -165,7 +186,7 @@ def create_app(
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         *(console_routes(console) if console is not None else []),
     ]
-    app = Starlette(
+    app = BridgeApp(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={

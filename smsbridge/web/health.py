@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from smsbridge.errors import AuthFailure, PeerError
-from smsbridge.store import Store
+from smsbridge.store import SQLITE, Store
 
 ChtProbe = Callable[[], Awaitable[None]]
 """Raises on failure (AuthFailure when CHT refuses our credentials), e.g. `cht.check_auth`."""
@@ -172,7 +172,7 @@ class Readiness:
             await self.store.write(probe)
         except Exception as exc:  # any failure to write is the answer
             return CheckResult(False, f"database not writable: {type(exc).__name__}: {exc}")
-        if self.min_free_bytes > 0:
+        if self.min_free_bytes > 0 and self.store.dialect == SQLITE:  # a file on our disk
             free = shutil.disk_usage(self.store.path.resolve().parent).free
             if free < self.min_free_bytes:
                 return CheckResult(

@@ -13,23 +13,27 @@ carrier turns it into values (`InboundSms`, `StatusUpdate`) and the service stor
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import Scope
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from smsbridge.carriers import CARRIERS, chtgateway
-from smsbridge.carriers.base import Carrier, CarrierConfig, WebhookRequest
+from smsbridge.carriers.base import Carrier, CarrierConfig, WebhookReply, WebhookRequest
 from smsbridge.carriers.webhook import inflate
 from smsbridge.errors import (
     BadRequest,
     MethodNotAllowed,
     NotFound,
+    SmsBridgeError,
     Unauthorized,
     Unavailable,
 )
@@ -44,7 +48,12 @@ GET_INBOUND = frozenset(name for name, c in CARRIERS.items() if "GET" in c.inbou
 
 
 def current_service(request: Request) -> Service:
-    service: Service | None = getattr(request.app.state, "service", None)
+    return running_service(request.app.state)
+
+
+def running_service(state: Any) -> Service:
+    """The service on the app's `state`; Unavailable (503) before the lifespan has built it."""
+    service: Service | None = getattr(state, "service", None)
     if service is None:
         raise Unavailable("service is starting")
     return service
@@ -129,18 +138,16 @@ def _refused_sender(scope: Scope) -> str | None:
     return messages[0].sender if messages else None
 
 
-async def webhook_request(request: Request, now: float) -> WebhookRequest:
+def webhook_request(scope: Scope, body: bytes, now: float) -> WebhookRequest:
     """The request as a carrier module sees it (read straight from the ASGI scope: this is
     the hot path of every webhook)."""
-    body = await request.body()
-    scope = request.scope
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
     query = scope.get("query_string", b"").decode("latin-1")
     path = scope["path"]
     host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
     url = f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
     return WebhookRequest.build(
-        method=request.method,
+        method=scope["method"],
         url=url,
         path=path,
         headers=headers,
@@ -151,30 +158,44 @@ async def webhook_request(request: Request, now: float) -> WebhookRequest:
 
 
 async def verified_webhook(
-    service: Service, request: Request, carrier: str, module: Carrier
+    service: Service,
+    scope: Scope,
+    body: Callable[[], Awaitable[bytes]],
+    carrier: str,
+    module: Carrier,
 ) -> tuple[WebhookRequest, CarrierConfig, float]:
     """A carrier's webhook after the URL token and the carrier's signature check: the request
-    as the carrier module sees it, that carrier's config, and `now`. `carrier` is enabled (the
-    route checked), so the service holds its config."""
-    check_token(service.settings, carrier, request.path_params["token"])
+    as the carrier module sees it (its body read by `body()` once the token is right), that
+    carrier's config, and `now`. `carrier` is enabled (the route checked), so the service
+    holds its config."""
+    check_token(service.settings, carrier, scope["path_params"]["token"])
     now = service.clock()
-    req = await webhook_request(request, now)
+    req = webhook_request(scope, await body(), now)
     config = service.configs[carrier]
-    request.state.webhook = (module, req, config)  # for `refused_webhook`'s masked sender
+    # for `refused_webhook`'s masked sender (what Starlette's `request.state` holds)
+    scope.setdefault("state", {})["webhook"] = (module, req, config)
     module.verify(req, config)
     return req, config, now
 
 
-async def carrier_inbound(request: Request) -> Response:
-    service = current_service(request)
-    carrier = request.path_params["carrier"]
+async def inbound_webhook(
+    service: Service, scope: Scope, body: Callable[[], Awaitable[bytes]]
+) -> WebhookReply:
+    """An inbound webhook (scope: its route matched, `path_params` set): checked, its SMS
+    stored with their tasks and committed, and the answer its carrier expects. Raises the
+    errors.py error that answers a refused one."""
+    carrier = scope["path_params"]["carrier"]
     module = webhook_carrier(service, carrier, status=False)
-    if request.method == "GET" and carrier not in GET_INBOUND:
+    if scope["method"] == "GET" and carrier not in GET_INBOUND:
         raise MethodNotAllowed(f"{carrier} webhooks are POST")
-    req, config, now = await verified_webhook(service, request, carrier, module)
+    req, config, now = await verified_webhook(service, scope, body, carrier, module)
     messages = module.parse_inbound(req, config)
     await service.accept(messages, now)
-    reply = module.inbound_reply(messages, config)
+    return module.inbound_reply(messages, config)
+
+
+async def carrier_inbound(request: Request) -> Response:
+    reply = await inbound_webhook(current_service(request), request.scope, request.body)
     return Response(reply.body, status_code=reply.status, media_type=reply.media_type)
 
 
@@ -182,7 +203,7 @@ async def carrier_status(request: Request) -> Response:
     service = current_service(request)
     carrier = request.path_params["carrier"]
     module = webhook_carrier(service, carrier, status=True)
-    req, config, now = await verified_webhook(service, request, carrier, module)
+    req, config, now = await verified_webhook(service, request.scope, request.body, carrier, module)
     updates = module.parse_status(req, config)
     matched = await service.outbound.delivery_reports(updates, now, carrier=carrier)
     event(
@@ -252,9 +273,96 @@ async def gateway_api(request: Request) -> Response:
     return JSONResponse(chtgateway.reply(messages))
 
 
+INBOUND = Route("/carriers/{carrier}/{token}/inbound", carrier_inbound, methods=["GET", "POST"])
+
 ROUTES = [
-    Route("/carriers/{carrier}/{token}/inbound", carrier_inbound, methods=["GET", "POST"]),
+    INBOUND,
     Route("/carriers/{carrier}/{token}/status", carrier_status, methods=["GET", "POST"]),
     Route("/api/sms", gateway_api, methods=["GET", "POST"]),
     Route("/api/sms/", gateway_api, methods=["GET", "POST"]),
 ]
+
+
+# -- the lean path of the inbound webhook ----------------------------------------------------------
+# The one route that takes a carrier's whole traffic skips Starlette's exception layers, its
+# router and its Request and Response objects (web/app.py `BridgeApp`). What it answers, logs
+# and counts is what the route above answers, logs and counts: the same `inbound_webhook`, the
+# app's error handler, the same middleware in front of it.
+
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+LEAN_METHODS = frozenset({"GET", "POST"})  # HEAD and the rest: through the router
+
+
+class LeanRoute:
+    """ASGI: a request `route` takes (path and method) goes to `lean`, with the route's path
+    parameters in its scope as the router would put them; any other to `full`."""
+
+    def __init__(self, route: Route, lean: ASGIApp, full: ASGIApp) -> None:
+        self.route = route
+        self.lean = lean
+        self.full = full
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in LEAN_METHODS:
+            match, child_scope = self.route.matches(scope)
+            if match is Match.FULL:
+                scope.update(child_scope)
+                await self.lean(scope, receive, send)
+                return
+        await self.full(scope, receive, send)
+
+
+class InboundWebhooks:
+    """ASGI: the inbound webhook route's handler (`inbound_webhook`) without Starlette's layers
+    around it. `state` is the app's (`state.service`); `on_error(request, exc)` is the app's
+    error handler, answering what the handler raised as the router's path would: an error of
+    errors.py or Starlette's HTTPException is answered; anything else is answered 500 and
+    raised again for the server to log (as Starlette's ServerErrorMiddleware does)."""
+
+    def __init__(self, state: Any, on_error: ErrorHandler) -> None:
+        self.state = state
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = INBOUND  # as the router notes it (the HTTP metrics' `route` label)
+
+        async def body() -> bytes:
+            return await read_body(receive)
+
+        try:
+            reply = await inbound_webhook(running_service(self.state), scope, body)
+        except Exception as exc:
+            response = await self.on_error(Request(scope, receive), exc)
+            await response(scope, receive, send)
+            if not isinstance(exc, SmsBridgeError | HTTPException):
+                raise
+            return
+        await send(
+            {"type": "http.response.start", "status": reply.status, "headers": _headers(reply)}
+        )
+        await send({"type": "http.response.body", "body": reply.body})
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The request body, all of it (Starlette's `Request.body` without the stream around it);
+    ClientDisconnect when the client goes first."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            if not message.get("more_body", False):
+                return b"".join([*chunks, chunk]) if chunks else chunk
+            chunks.append(chunk)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+
+
+@functools.lru_cache(maxsize=64)
+def _raw_headers(status: int, media_type: str, length: int) -> list[tuple[bytes, bytes]]:
+    """The headers Starlette's Response gives a body of `length` bytes of `media_type`."""
+    return Response(b"\0" * length, status_code=status, media_type=media_type).raw_headers
+
+
+def _headers(reply: WebhookReply) -> list[tuple[bytes, bytes]]:
+    return list(_raw_headers(reply.status, reply.media_type, len(reply.body)))

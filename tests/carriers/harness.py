@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 
+from smsbridge.carriers import sending
 from smsbridge.carriers.base import CarrierConfig, WebhookRequest
 from smsbridge.carriersim import DEFAULT_CREDENTIALS, CarrierSim
 from smsbridge.errors import AuthFailure, PermanentError, RetryableError
@@ -360,6 +361,7 @@ def sending_tests(
         def test_status_map_covers_only_our_states(self) -> None:
             module = module_of(carrier)
             assert set(module.STATUS_MAP.values()) <= set(DeliveryState)
-            assert set(module.ERRORS.values()) <= {"retryable", "permanent", "auth"}
+            kinds = {sending.RETRYABLE, sending.THROTTLE, sending.PERMANENT, sending.AUTH}
+            assert set(module.ERRORS.values()) <= kinds
 
     return Sending

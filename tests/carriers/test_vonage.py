@@ -1,20 +1,28 @@
 """Vonage: inbound webhooks (GET or POST, form or JSON) -> stored messages, the optional `sig`
 signature checked against Vonage's published vectors, sending through the carrier simulator and
-its delivery reports. Driven by tests/carriers/harness.py."""
+its delivery reports, its send error codes (a throttle pauses the channel). Driven by
+tests/carriers/harness.py."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from smsbridge.carriers import vonage
 from smsbridge.carriers.base import CarrierConfig, WebhookRequest
+from smsbridge.carriers.sending import failure
 from smsbridge.carriersim import CarrierSim
-from smsbridge.errors import Forbidden
+from smsbridge.chtsim import ChtSim
+from smsbridge.errors import AuthFailure, Forbidden, PeerError, PermanentError, RetryableError
+from smsbridge.loopback import wait_for
+from smsbridge.outbound.channels import is_throttle
 from smsbridge.sms import DeliveryState, StatusUpdate
 from tests.carriers.harness import Case, incoming_tests, query_request, send, sending_tests
 from tests.conftest import RunningBridge
+from tests.outbound.test_channels import _row as row  # `outbox ls --ref`'s row
+from tests.outbound.test_e2e import e2e
 
 # As Vonage sends them (developer.vonage.com/messaging/sms/guides/inbound-sms).
 BASE = {
@@ -178,3 +186,76 @@ def test_sends_unicode_type_and_client_ref(
     send("vonage", carriers[1])
     [sent] = sim.sent_by("vonage")
     assert sent.to == "254712345678" and sent.ref == "ref-1"
+
+
+def test_a_throttle_says_how_long_to_wait(
+    carriers: tuple[CarrierSim, str], sim: CarrierSim
+) -> None:
+    sim.configure("vonage", throttle_wait=2.5)
+    try:
+        sim.fail_next("vonage", "throttle")
+        with pytest.raises(RetryableError) as throttled:
+            send("vonage", carriers[1])
+    finally:
+        sim.configure("vonage", throttle_wait=1.0)
+    assert throttled.value.code == "vonage_1" and throttled.value.retry_after == 2.5
+    assert is_throttle(throttled.value)  # the channel pauses, not only this SMS
+    assert sim.sent_by("vonage") == []
+    # a throttle that names no time (or zero) still waits a moment
+    assert vonage.throttle_wait("Throttled") is None
+    assert vonage.throttle_wait("please wait [ 0 ] and retry") == vonage.MIN_THROTTLE_WAIT
+
+
+# Vonage's SMS API error codes (developer.vonage.com/messaging/sms/guides/troubleshooting-sms)
+# -> what the bridge does with the SMS.
+CODES: list[tuple[str, type[PeerError], bool]] = [
+    ("1", RetryableError, True),  # Throttled: the channel pauses
+    ("5", RetryableError, False),  # Internal error: this SMS again later
+    ("10", RetryableError, False),  # Too many existing binds: back off
+    ("2", PermanentError, False),  # Missing parameters
+    ("3", PermanentError, False),  # Invalid parameters
+    ("6", PermanentError, False),  # Invalid message
+    ("7", PermanentError, False),  # Number barred
+    ("12", PermanentError, False),  # Message too long
+    ("15", PermanentError, False),  # Invalid sender address (another channel may carry it)
+    ("29", PermanentError, False),  # Non-whitelisted destination
+    ("33", PermanentError, False),  # Number de-activated
+    ("4", AuthFailure, False),  # Invalid credentials
+    ("8", AuthFailure, False),  # Partner account barred: suspended
+    ("9", AuthFailure, False),  # Partner quota violation: no credit
+    ("11", AuthFailure, False),  # Account not enabled for HTTP
+    ("14", AuthFailure, False),  # Invalid signature
+    ("23", AuthFailure, False),  # Invalid callback URL (ours, the same for every SMS)
+    ("32", AuthFailure, False),  # Signature and API secret disallowed
+]
+
+
+@pytest.mark.parametrize(("code", "kind", "throttle"), CODES)
+def test_send_error_codes_are_classified(code: str, kind: type[PeerError], throttle: bool) -> None:
+    error = failure("vonage", code=code, detail="x", errors=vonage.ERRORS)
+    assert type(error) is kind
+    assert (isinstance(error, RetryableError) and is_throttle(error)) is throttle
+
+
+def test_a_throttle_pauses_the_channel_for_the_time_vonage_names_then_sends(
+    tmp_path: Path, chtsim: tuple[ChtSim, str]
+) -> None:
+    with e2e(tmp_path, chtsim, SMSBRIDGE_ROUTES="*=vonage") as world:
+        world.carriers.configure("vonage", throttle_wait=30.0)  # "please wait [ 30000 ]"
+        world.carriers.fail_next("vonage", "throttle")
+        first = world.cht.add_outgoing("+254712345678", "Throttled one")
+        wait_for(lambda: world.carriers.requests["vonage"] >= 1, what="the first attempt")
+        wait_for(lambda: (row(world, first).get("due_in_seconds") or 0) > 0, what="first waits")
+        second = world.cht.add_outgoing("+15005550006", "Throttled two")
+        wait_for(lambda: (row(world, second).get("due_in_seconds") or 0) > 0, what="second waits")
+        # the whole channel waits, as long as Vonage asked
+        assert row(world, second)["channel_state"] == "paused 30s"
+        world.clock.advance(5)  # a 1 s pause would be over
+        wait_for(lambda: row(world, second)["channel_state"] == "paused 25s", what="still paused")
+        assert world.carriers.requests["vonage"] == 1  # nothing else met the wall
+        assert [row(world, ref)["attempts"] for ref in (first, second)] == [0, 0]
+        world.clock.advance(26)  # the pause is over: both go
+        for ref in (first, second):
+            wait_for(lambda ref=ref: world.states(ref)[-1] == "delivered", what="delivered")
+        assert world.carriers.sent_count("254712345678", "Throttled one") == 1
+        assert world.carriers.sent_count("15005550006", "Throttled two") == 1

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from smsbridge.inbound import messages
-from smsbridge.store import Store
+from smsbridge.store import open_store
 
 
 def test_a_replayed_dead_letter_that_reaches_cht_loses_its_old_failure_reason(
-    tmp_path: Path,
+    database: Path | str,
 ) -> None:
-    with Store(tmp_path / "bridge.db") as store:
+    with open_store(database) as store:
         uuid = store.write_sync(
             lambda c: messages.insert_message_in(
                 c, "generic", "x1", "+254712345678", None, "P 12 Jane", 0, 1.0

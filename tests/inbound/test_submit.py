@@ -6,7 +6,6 @@ passed in (`now`); nothing sleeps for a retry."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +23,8 @@ from smsbridge.inbound.messages import SUBMIT, get_message
 from smsbridge.inbound.submit import accept_inbound
 from smsbridge.service import Service, build_service
 from smsbridge.sms import InboundSms
-from smsbridge.store import Store
+from smsbridge.store import Store, open_store
+from tests.conftest import CRASHED, inject_crash
 
 ALICE = CHW_PHONES["chw-alice"]
 T0 = 1_700_000_000.0  # "now" at the start of every scenario
@@ -93,7 +93,7 @@ Play = Callable[..., None]
 
 
 @pytest.fixture
-def play(tmp_path: Path, demo_sim: ChtSim, demo_cht_url: str) -> Play:
+def play(database: Path | str, demo_sim: ChtSim, demo_cht_url: str) -> Play:
     """`play(scenario, **env)`: run `scenario` against a bridge (its store in tmp_path; workers
     driven by the scenario) talking to `demo_sim`, with extra SMSBRIDGE_* settings `env`. A
     second call is the same bridge restarted."""
@@ -101,7 +101,7 @@ def play(tmp_path: Path, demo_sim: ChtSim, demo_cht_url: str) -> Play:
     def run(scenario: Scenario, **env: str) -> None:
         settings = load_settings(
             {
-                "SMSBRIDGE_DATABASE": str(tmp_path / "bridge.db"),
+                "SMSBRIDGE_DATABASE": str(database),
                 "SMSBRIDGE_CHT_URL": demo_cht_url,
                 "SMSBRIDGE_CHT_TIMEOUT": "2",
                 **env,
@@ -109,7 +109,7 @@ def play(tmp_path: Path, demo_sim: ChtSim, demo_cht_url: str) -> Play:
         )
 
         async def main() -> None:
-            with Store(settings.database) as store:
+            with open_store(settings.database) as store:
                 async with ChtClient.from_settings(settings) as cht:
                     service = build_service(settings, store, cht, clock=lambda: T0)
                     harness = Harness(demo_sim, store, service)
@@ -583,15 +583,10 @@ def test_giving_up_and_marking_the_message_dead_are_one_transaction(
     the task must not be left dead with its message still "received"."""
 
     async def scenario(h: Harness) -> None:
-        h.store.write_sync(
-            lambda c: c.execute(
-                "CREATE TRIGGER crash BEFORE UPDATE OF state ON messages "
-                "WHEN NEW.state = 'dead' BEGIN SELECT RAISE(ABORT, 'injected crash'); END"
-            )
-        )
+        lift = inject_crash(h.store, "messages", "NEW.state = 'dead'")
         demo_sim.faults.fail_next(1, 503, path="/api/v2/records")
         message_id = await h.receive("P 12 Jane")
-        with pytest.raises(sqlite3.IntegrityError, match="injected crash"):
+        with pytest.raises(CRASHED, match="injected crash"):
             await h.service.inbound.run_once(h.now)
         assert h.state(message_id) == "received"
         assert h.service.tasks.dead_letters() == []  # the task did not give up on its own
@@ -599,7 +594,7 @@ def test_giving_up_and_marking_the_message_dead_are_one_transaction(
         assert task.ref == message_id and task.state == "leased"
         # the fault is gone; the lease runs out and the next worker (which re-checks by
         # gateway_ref: the record may have been created) meets CHT down again: the same outcome
-        h.store.write_sync(lambda c: c.execute("DROP TRIGGER crash"))
+        lift()
         demo_sim.faults.fail_next(1, 503, path=GATEWAY_REF_VIEW)
         h.now += h.service.settings.lease_seconds
         await h.run()

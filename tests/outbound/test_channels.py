@@ -14,7 +14,7 @@ from smsbridge.cli.listings import Filters, outbox
 from smsbridge.loopback import wait_for
 from smsbridge.outbound import channels
 from smsbridge.outbound.send import NOT_ROUTABLE
-from smsbridge.store import Store
+from smsbridge.store import open_store
 from tests.outbound.test_e2e import DELIVERED_HISTORY, E2E, e2e
 
 ALICE = "+254712345678"
@@ -58,6 +58,8 @@ def test_a_failing_channel_opens_and_its_sms_fail_over_at_once_until_a_probe_clo
         world.carriers.outage("generic", "5xx")
         first = world.cht.add_outgoing(ALICE, "Breaker one")
         wait_for(lambda: world.carriers.requests["generic"] >= 1, what="first attempt")
+        # its outcome committed (else the clock moves before the retry is scheduled from it)
+        wait_for(lambda: (_row(world, first).get("due_in_seconds") or 0) > 0, what="retry set")
         world.clock.advance(120)  # its retry is due: the second failure opens generic
         wait_for(lambda: world.states(first)[-1] == "delivered", what="failed over, delivered")
         assert world.carriers.requests["generic"] == 2  # no third try on the sick channel
@@ -160,9 +162,9 @@ def test_a_destination_that_is_not_a_phone_number_fails_at_once_with_its_reason(
         assert sum(world.carriers.requests.values()) == 0  # no carrier ever saw it
 
 
-def test_an_open_or_paused_channel_stays_so_across_a_restart(tmp_path: Path) -> None:
+def test_an_open_or_paused_channel_stays_so_across_a_restart(database: Path | str) -> None:
     policy = channels.ChannelPolicy(failures=2, window=60, open_seconds=300, throttle_max=600)
-    with Store(tmp_path / "bridge.db") as store:
+    with open_store(database) as store:
         before = channels.Channels(store, policy)
         assert before.failed("generic", 1000.0) is None
         opened = before.failed("generic", 1010.0)

@@ -13,7 +13,7 @@ from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound import reports
 from smsbridge.outbound.chtsync import ChtSync
 from smsbridge.sms import DeliveryState
-from smsbridge.store import Store
+from smsbridge.store import open_store
 
 NOW = 1_800_000_000.0
 
@@ -29,14 +29,14 @@ def _advance(ref: str, *states: DeliveryState):  # type: ignore[no-untyped-def]
 
 
 def test_updates_whose_answer_was_lost_are_not_replayed_into_chts_history(
-    tmp_path: Path, chtsim: tuple[ChtSim, str]
+    database: Path | str, chtsim: tuple[ChtSim, str]
 ) -> None:
     sim, url = chtsim
     message_id = sim.add_outgoing("+254712345678", "Your results are ready")
 
     async def play() -> None:
         async with ChtClient(url, ("admin", "pass"), timeout=10) as cht:
-            with Store(tmp_path / "sync.db") as store:
+            with open_store(database) as store:
                 sync = ChtSync(store, cht, interval=30, ttl=86400)
                 await sync.step(NOW)  # the message arrives; its UNSENT ack is owed
                 assert outgoing.get(store, message_id) is not None
@@ -70,8 +70,8 @@ def test_superseded_keeps_the_newest_report_of_each_message() -> None:
     assert reports.superseded(owed) == [1]
 
 
-def test_a_cht_message_with_half_a_character_is_stored(tmp_path: Path) -> None:
-    with Store(tmp_path / "half.db") as store:
+def test_a_cht_message_with_half_a_character_is_stored(database: Path | str) -> None:
+    with open_store(database) as store:
         offered = [{"id": "m-half", "to": "+254712345678", "content": "Karibu \ud83d"}]
         new = store.write_sync(lambda c: outgoing.store_cht_messages_in(c, offered, NOW))
         message = outgoing.get(store, "m-half")

@@ -4,6 +4,7 @@ simulators; retries are made due by moving the bridge's clock, never by sleeping
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from smsbridge.loopback import free_port, serve_in_thread, wait_for
 from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound import reports
 from smsbridge.sms import DeliveryState
-from smsbridge.store import Store
+from smsbridge.store import Store, open_store
 from smsbridge.web.app import create_app
+from tests.conftest import new_database
 from tests.fakeclock import FakeClock
 
 TOKENS = {"africastalking": "at-tok", "twilio": "tw-tok", "vonage": "vn-tok", "generic": "gn-tok"}
@@ -59,7 +61,7 @@ def e2e(tmp_path: Path, chtsim: tuple[ChtSim, str], **env: str) -> Iterator[E2E]
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         values = {
-            "SMSBRIDGE_DATABASE": str(tmp_path / "bridge.db"),
+            "SMSBRIDGE_DATABASE": str(new_database(tmp_path)),
             "SMSBRIDGE_CHT_URL": cht_url.replace("http://", "http://admin:pass@"),
             "SMSBRIDGE_CARRIERS": "africastalking,twilio,vonage,generic,chtgateway",
             "SMSBRIDGE_PUBLIC_URL": url,
@@ -73,7 +75,7 @@ def e2e(tmp_path: Path, chtsim: tuple[ChtSim, str], **env: str) -> Iterator[E2E]
         }
         settings = load_settings(values)
         carriers.set_callback("africastalking", f"{url}/carriers/africastalking/at-tok/status")
-        store = Store(settings.database)
+        store = open_store(settings.database)
         stack.callback(store.close)
         app = create_app(settings, clock=clock, store=store, idle=0.02)
         stack.enter_context(serve_in_thread(app, port=port))
@@ -154,7 +156,8 @@ def test_operator_drops_or_retries_a_dead_send(
     from smsbridge.tasks import TaskQueue
 
     with e2e(tmp_path, chtsim, SMSBRIDGE_MAX_ATTEMPTS="1") as world:
-        assert cli_database == world.store.path  # `smsbridge outbox ...` works on this one
+        assert cli_database == tmp_path / "bridge.db"
+        os.environ["SMSBRIDGE_DATABASE"] = str(new_database(tmp_path))  # the CLI's, this one
         world.carriers.outage("twilio", "5xx")
         dropped = world.cht.add_outgoing("+254712345671", "Never mind")
         retried = world.cht.add_outgoing("+254712345672", "Try again")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ from smsbridge.outbound.messages import SEND
 from smsbridge.outbound.send import OutboundPipeline
 from smsbridge.service import Service, build_service
 from smsbridge.sms import DeliveryState, StatusUpdate
-from smsbridge.store import Store
+from smsbridge.store import Store, open_store
 from smsbridge.tasks import TaskQueue
+from tests.conftest import CRASHED, inject_crash, new_database
 
 T0 = 1_700_000_000.0
 KE = "+254712345678"
@@ -89,14 +89,14 @@ async def world(
     """The send side of a service built at `started` (its rate buckets are empty then)."""
     values = {
         "SMSBRIDGE_CARRIERS": "africastalking,twilio,vonage,generic,chtgateway",
-        "SMSBRIDGE_DATABASE": str(tmp_path / "out.db"),
+        "SMSBRIDGE_DATABASE": str(new_database(tmp_path, "out.db")),
         "SMSBRIDGE_ROUTES": "*=twilio",
         "SMSBRIDGE_SEND_TIMEOUT": "10",
         **bridge_env(url),
         **env,
     }
     settings = load_settings({"SMSBRIDGE_MAX_ATTEMPTS": "5", **values})
-    store = Store(settings.database)
+    store = open_store(settings.database)
     # the service's own wiring, only its send pipeline driven (by the test, on its clock); the
     # send side never calls CHT, so there is none
     service = build_service(
@@ -356,9 +356,11 @@ def test_rate_limit_books_slots_in_segments(
             assert len(sim.sent_by("twilio")) == 1  # bucket of 2 segments: one message
             slots = sorted(t.not_before for t in w.outbox.pending())
             assert slots == pytest.approx([T0 + 1, T0 + 2, T0 + 3, T0 + 4, T0 + 5])
-            await w.drain(T0 + 2.5)
+            for second in (1, 2, 2.5):  # each slot when it comes: a 2-segment SMS a second
+                await w.drain(T0 + second)
             assert len(sim.sent_by("twilio")) == 3
-            await w.drain(T0 + 5)
+            for second in (3, 4, 5):
+                await w.drain(T0 + second)
             assert len(sim.sent_by("twilio")) == 6
 
     run(body)
@@ -491,14 +493,7 @@ def test_dead_letters_can_be_retried_or_dropped(
 def refuse_putting_tasks_back(store: Store) -> Callable[[], None]:
     """Until the returned function is called, putting a leased task back (retry or release)
     fails in the database; returns that function (it lifts the fault)."""
-    store.write_sync(
-        lambda c: c.execute(
-            "CREATE TRIGGER crash BEFORE UPDATE OF state ON tasks "
-            "WHEN OLD.state = 'leased' AND NEW.state = 'ready' "
-            "BEGIN SELECT RAISE(ABORT, 'injected crash'); END"
-        )
-    )
-    return lambda: store.write_sync(lambda c: c.execute("DROP TRIGGER crash"))
+    return inject_crash(store, "tasks", "OLD.state = 'leased' AND NEW.state = 'ready'")
 
 
 def test_choosing_the_next_channel_and_releasing_the_task_are_one_transaction(
@@ -510,7 +505,7 @@ def test_choosing_the_next_channel_and_releasing_the_task_are_one_transaction(
             w.add("m1")
             sim.fail_next("africastalking", "invalid_number", times=2)
             lift = refuse_putting_tasks_back(w.store)
-            with pytest.raises(sqlite3.IntegrityError, match="injected crash"):
+            with pytest.raises(CRASHED, match="injected crash"):
                 await w.pipeline.run_once(T0)
             # not "moved to vonage" with its task still held by the failed attempt
             assert w.get("m1").channel is None
@@ -538,7 +533,7 @@ def test_noting_a_failed_send_and_scheduling_its_retry_are_one_transaction(
             w.add("m1")
             sim.outage("twilio", "5xx")
             lift = refuse_putting_tasks_back(w.store)
-            with pytest.raises(sqlite3.IntegrityError, match="injected crash"):
+            with pytest.raises(CRASHED, match="injected crash"):
                 await w.pipeline.run_once(T0)
             # not "sending" (and PENDING owed to CHT) with no retry scheduled
             assert w.get("m1").state is DeliveryState.QUEUED
