@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from smsbridge.errors import ConfigError
+from smsbridge.store import is_postgres_url
 
 
 def lock_path(database: Path) -> Path:
@@ -35,10 +36,10 @@ def hold_database(database: Path | str) -> Iterator[Path | None]:
     """Hold `database`'s lock until the block ends; yields the lock file (None for SQLite's
     in-memory database, which no other process can open, and for a PostgreSQL URL: any number
     of bridges share one PostgreSQL database, smsbridge/pgstore.py)."""
-    if isinstance(database, str) or str(database) == ":memory:":
+    if is_postgres_url(database) or str(database) == ":memory:":
         yield None
         return
-    path = lock_path(database)
+    path = lock_path(Path(database))
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:

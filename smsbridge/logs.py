@@ -31,6 +31,8 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from smsbridge import dburl
+
 if TYPE_CHECKING:
     from smsbridge.settings import Settings
 
@@ -237,12 +239,15 @@ def _is_structured(message: str) -> bool:
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """Every secret value in `settings`: the CHT password (separate or in the URL) and every
-    carrier setting declared secret (tokens, API keys)."""
+    """Every secret value in `settings`: the CHT password (separate or in the URL), the
+    database's password (in a PostgreSQL URL) and every carrier setting declared secret
+    (tokens, API keys)."""
     found: list[str] = []
     credentials = settings.cht_credentials
     if credentials is not None:
         found.append(credentials[1].reveal())
+    if isinstance(settings.database, str):  # a PostgreSQL URL
+        found += dburl.passwords(settings.database)
     for carrier, declared in (settings.carrier_settings or {}).items():
         for setting in declared:
             value = settings.carrier_setting(carrier, setting.name)

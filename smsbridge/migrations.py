@@ -318,18 +318,34 @@ def not_a_database(path: Path | str, exc: Exception) -> ConfigError:
     return ConfigError(f"SMSBRIDGE_DATABASE: {str(path)!r} is not an SQLite database ({exc})")
 
 
-def newer_schema(path: Path | str, version: int) -> str:
-    return (
-        f"SMSBRIDGE_DATABASE: {str(path)!r} has schema version {version}, newer than this "
-        f"smsbridge knows ({len(MIGRATIONS)}): use the smsbridge release that wrote it"
-    )
+UPGRADE = "run `smsbridge migrate` (or start `smsbridge serve`) to upgrade it"
+
+
+def schema_mismatch(
+    where: str, version: int, *, setting: str = "SMSBRIDGE_DATABASE", upgrade: str = UPGRADE
+) -> str | None:
+    """What keeps this release from a database (`where`, as messages name it) at schema
+    `version`, on either engine: older (`upgrade` says what to do), newer (only the release
+    that wrote it may use it); None when it is this release's."""
+    latest = len(MIGRATIONS)
+    if version < latest:
+        return (
+            f"{setting}: {where} has schema version {version}, this smsbridge needs {latest}: "
+            f"{upgrade}"
+        )
+    if version > latest:
+        return (
+            f"{setting}: {where} has schema version {version}, newer than this smsbridge knows "
+            f"({latest}): use the smsbridge release that wrote it"
+        )
+    return None
 
 
 def run_migrations(conn: sqlite3.Connection) -> int:
     """Run the migrations this database has not seen yet; returns the schema version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):  # a newer release's database: never touch it
-        raise ConfigError(newer_schema("the database", version))
+        raise ConfigError(str(schema_mismatch("the database", version)))
     db = sqlite_utils.Database(conn)
     for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
         conn.execute("BEGIN IMMEDIATE")

@@ -146,17 +146,10 @@ def schema_version(conn: Any) -> int:
     return int(conn.execute(f"SELECT version FROM {VERSION_TABLE}").fetchone()[0])
 
 
-def newer_schema(where: str, version: int, known: int) -> ConfigError:
-    return ConfigError(
-        f"SMSBRIDGE_DATABASE: {where} has schema version {version}, newer than this smsbridge "
-        f"knows ({known}): use the smsbridge release that wrote it"
-    )
-
-
 def run_pg_migrations(conn: Any, where: str = "the database") -> int:
     """Run the twins this database has not seen yet (`conn`: a psycopg connection in autocommit
     mode), each in its own transaction; returns the schema version."""
-    from smsbridge.migrations import MIGRATIONS
+    from smsbridge.migrations import MIGRATIONS, schema_mismatch
 
     if len(PG_MIGRATIONS) != len(MIGRATIONS):  # a SQLite migration without its twin
         raise RuntimeError(
@@ -168,7 +161,7 @@ def run_pg_migrations(conn: Any, where: str = "the database") -> int:
             conn.execute(f"SELECT pg_advisory_xact_lock({_lock_key()})")
             version = schema_version(conn)
             if version > len(PG_MIGRATIONS):
-                raise newer_schema(where, version, len(PG_MIGRATIONS))
+                raise ConfigError(str(schema_mismatch(where, version)))
             if version == len(PG_MIGRATIONS):
                 return version
             if version == 0:

@@ -17,216 +17,56 @@ rule 1). What differs is that other processes write the same rows:
   accepting the same webhook at once) runs once more in its savepoint, where it now sees that
   row and takes the duplicate path;
 - the writer reconnects after losing its connection (the batch then fails: its callers were
-  not told "done", so nothing acknowledged is lost).
+  not told "done", so nothing acknowledged is lost);
+- another session may keep a row or key for long (a bridge whose machine was lost mid-batch,
+  until the server gives its connection up): the writer waits LOCK_TIMEOUT at most, then the
+  job that waited fails alone with DatabaseUnavailable (503), the rest of the batch committed.
 
-Jobs see a `PgConnection`: it speaks like `sqlite3.Connection` (`execute` with `?` placeholders,
-rows by name or index), so the record modules write their SQL once, in the subset both engines
-accept. Where the engines really differ a job asks `dialect_of(conn)` (smsbridge/store.py).
+Whatever else goes wrong with the server or the connection reaches callers as
+DatabaseUnavailable (503 with Retry-After), and an integrity or data error without its DETAIL
+(which quotes the row). Connections give up on a silent server (smsbridge/dburl.py).
+
+Jobs see a `PgConnection` (smsbridge/pgconn.py): it speaks like `sqlite3.Connection` (`execute`
+with `?` placeholders, rows by name or index), so the record modules write their SQL once, in
+the subset both engines accept. Where the engines really differ a job asks `dialect_of(conn)`
+(smsbridge/store.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
-import functools
-import logging
 import queue
-import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg.adapt import Dumper, Loader
-from psycopg.pq import TransactionStatus
 
-from smsbridge import pgschema
-from smsbridge.errors import ConfigError, Unavailable
-from smsbridge.logs import event
+from smsbridge import dburl, pgschema
+from smsbridge.errors import ConfigError
+from smsbridge.migrations import schema_mismatch
+from smsbridge.pgconn import (
+    DIALECT,
+    RETRY_BATCH,
+    DatabaseUnavailable,
+    PgConnection,
+    connect,
+    reason_of,
+    unavailable,
+    wait_for_locks,
+)
 from smsbridge.store import Job, Store, StoreClosed, _Entry, _settle
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
-DIALECT = "postgresql"
 BATCH_RETRIES = 5  # a batch that keeps losing deadlocks fails after this many runs
-_RETRY_BATCH = (pgerrors.SerializationFailure, pgerrors.DeadlockDetected)
-
-
-# -- what jobs see --------------------------------------------------------------------------------
-
-
-class PgRow:
-    """A result row as `sqlite3.Row` offers it: by index, by column name, `keys()`, `dict(row)`."""
-
-    __slots__ = ("_index", "_values")
-
-    def __init__(self, values: Sequence[Any], index: dict[str, int]) -> None:
-        self._values = values
-        self._index = index
-
-    def __getitem__(self, key: int | str) -> Any:
-        if isinstance(key, str):
-            return self._values[self._index[key]]
-        return self._values[key]
-
-    def keys(self) -> list[str]:
-        return list(self._index)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __repr__(self) -> str:
-        return f"PgRow({dict(zip(self._index, self._values, strict=False))!r})"
-
-
-def _row_factory(cursor: Any) -> Any:
-    names = [column.name for column in cursor.description or ()]
-    index: dict[str, int] = {}
-    for i, name in enumerate(names):
-        index.setdefault(name, i)  # as sqlite3.Row: the first column of a name wins
-
-    def make(values: Sequence[Any]) -> PgRow:
-        return PgRow(values, index)
-
-    return make
-
-
-class _BoolAsInt(Dumper):
-    """SQLite has no booleans: our columns of flags are integers, so a Python bool goes in as
-    0 or 1, as it does in SQLite."""
-
-    oid = psycopg.postgres.types["int8"].oid
-
-    def dump(self, obj: bool) -> bytes:
-        return b"1" if obj else b"0"
-
-
-class _Number(Loader):
-    """`numeric` (what SUM of integers gives) as int or float, as SQLite would, never Decimal."""
-
-    def load(self, data: Any) -> int | float:
-        text = bytes(data).decode("ascii")
-        try:
-            return int(text)
-        except ValueError:
-            return float(text)
-
-
-_INDEX_HINT = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.IGNORECASE)
-
-
-@functools.lru_cache(maxsize=2048)
-def convert(sql: str, named: bool = False) -> str:
-    """`sql` as written for SQLite (`?` or `:name` placeholders) in psycopg's words (`%s`,
-    `%(name)s`): `%` doubled, placeholders inside quotes left alone, and SQLite's index hints
-    (`INDEXED BY`, which PostgreSQL has no use for) removed."""
-    sql = _INDEX_HINT.sub("", sql)
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if c in "'\"":  # a literal or a quoted name: copied as is ('' and "" included)
-            end = sql.find(c, i + 1)
-            while end != -1 and end + 1 < n and sql[end + 1] == c:
-                end = sql.find(c, end + 2)
-            end = n - 1 if end == -1 else end
-            out.append(sql[i : end + 1].replace("%", "%%"))
-            i = end + 1
-            continue
-        if c == "%":
-            out.append("%%")
-        elif c == "?" and not named:
-            out.append("%s")
-        elif (
-            c == ":"
-            and named
-            and i + 1 < n
-            and (sql[i + 1].isalpha() or sql[i + 1] == "_")
-            and sql[i - 1 : i] != ":"  # `x::text` is a cast
-        ):
-            j = i + 1
-            while j < n and (sql[j].isalnum() or sql[j] == "_"):
-                j += 1
-            out.append(f"%({sql[i + 1 : j]})s")
-            i = j
-            continue
-        else:
-            out.append(c)
-        i += 1
-    return "".join(out)
-
-
-class PgConnection:
-    """A psycopg connection, spoken to as the jobs speak to `sqlite3.Connection`."""
-
-    dialect = DIALECT
-
-    def __init__(self, raw: psycopg.Connection[Any]) -> None:
-        self.raw = raw
-
-    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        named = isinstance(params, dict)
-        try:
-            return self.raw.execute(convert(sql, named), params)
-        except psycopg.OperationalError as exc:
-            if self.broken:  # the connection is gone (not a deadlock: that one is retried)
-                event(log, "database_unavailable", logging.WARNING, error=str(exc).strip())
-                raise DatabaseUnavailable() from exc
-            raise
-
-    def executemany(self, sql: str, seq: Any) -> Any:
-        cursor = self.raw.cursor()
-        cursor.executemany(convert(sql), list(seq))
-        return cursor
-
-    @property
-    def in_transaction(self) -> bool:
-        return self.raw.info.transaction_status != TransactionStatus.IDLE
-
-    def close(self) -> None:
-        self.raw.close()
-
-    @property
-    def broken(self) -> bool:
-        return self.raw.closed or self.raw.broken
-
-
-class DatabaseUnavailable(Unavailable):
-    """The PostgreSQL server went away while the bridge runs (a restart, a failover): the
-    request is refused with 503 and Retry-After, naming no host (the log has the reason)."""
-
-    def __init__(self) -> None:
-        super().__init__("the database is unavailable: try again shortly")
-        self.headers = {"Retry-After": "5"}
-
-
-def connect(url: str, *, read_only: bool = False, starting: bool = False) -> PgConnection:
-    """A connection to `url` in autocommit mode (transactions are begun explicitly, as on
-    SQLite), returning `PgRow`s. When the server cannot be reached: ConfigError while
-    `starting` (the operator's to fix), DatabaseUnavailable later (a request to retry)."""
-    try:
-        raw = psycopg.connect(url, autocommit=True, row_factory=_row_factory)
-    except psycopg.OperationalError as exc:
-        if not starting:
-            event(log, "database_unavailable", logging.WARNING, error=str(exc).strip())
-            raise DatabaseUnavailable() from exc
-        raise ConfigError(f"SMSBRIDGE_DATABASE: cannot connect to PostgreSQL ({exc})") from exc
-    raw.adapters.register_dumper(bool, _BoolAsInt)
-    raw.adapters.register_loader("numeric", _Number)
-    if read_only:
-        raw.execute("SET default_transaction_read_only = on")
-    return PgConnection(raw)
-
-
-def redacted(url: str) -> str:
-    """`url` with its password hidden, for messages."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1****@", url)
+LOCK_TIMEOUT = "2s"  # the longest the writer waits for a row or key another session holds
+OFF_LOOP_THREADS = 8  # reads from async code at once (each thread has its own connection)
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -242,13 +82,14 @@ class PgStore(Store):
 
     def __init__(self, url: str, *, max_batch: int = 512, migrate: bool = True) -> None:
         self.url = url
-        self.name = redacted(url)
+        self.name = dburl.masked(url)
         self._pg = connect(url, starting=True)
         try:
             if migrate:
                 self.version = pgschema.run_pg_migrations(self._pg.raw, self.name)
             else:
                 self.version = self._expect_current()
+            wait_for_locks(self._pg, LOCK_TIMEOUT)  # not while migrating: bridges take turns
         except BaseException:
             self._pg.close()
             raise
@@ -258,10 +99,18 @@ class PgStore(Store):
         self._local = threading.local()
         self._readers = []
         self._readers_lock = threading.Lock()
+        self._exclusive_held: set[str] = set()  # the names this process holds (exclusive)
+        self._exclusive_conns: dict[str, PgConnection] = {}
+        # off_loop's threads: its own, so that a stalled server ties up none of the event
+        # loop's default executor (which resolves host names for every HTTP client)
+        self._off_loop = concurrent.futures.ThreadPoolExecutor(
+            max_workers=OFF_LOOP_THREADS, thread_name_prefix="smsbridge-pgstore-read"
+        )
         self._closed = False
         self.batches = 0
         self.jobs_done = 0
-        self.batch_retries = 0  # batches run again after a deadlock or serialization failure
+        self.batch_retries = 0  # batches run again after a deadlock, serialization failure
+        # or lock timeout
         self._thread = threading.Thread(
             target=self._run, name="smsbridge-pgstore-writer", daemon=True
         )
@@ -269,15 +118,9 @@ class PgStore(Store):
 
     def _expect_current(self) -> int:
         version = pgschema.schema_version(self._pg.raw)
-        latest = len(pgschema.PG_MIGRATIONS)
-        if version < latest:
-            raise ConfigError(
-                f"SMSBRIDGE_DATABASE: {self.name} has schema version {version}, this smsbridge "
-                f"needs {latest}: run `smsbridge migrate` (or start `smsbridge serve`) to "
-                "upgrade it"
-            )
-        if version > latest:
-            raise pgschema.newer_schema(self.name, version, latest)
+        problem = schema_mismatch(self.name, version)
+        if problem is not None:
+            raise ConfigError(problem)
         return version
 
     # -- writing: a batch per transaction ---------------------------------------------------------
@@ -289,16 +132,19 @@ class PgStore(Store):
         while True:
             try:
                 if self._pg.broken:
-                    self._pg = self._writer = connect(self.url)  # type: ignore[assignment]
+                    self._pg = self._writer = connect(  # type: ignore[assignment]
+                        self.url, lock_timeout=LOCK_TIMEOUT
+                    )
                 outcomes = self._run_batch(started, savepoints)
             except _RetryWithSavepoints:
                 savepoints = True
                 continue
-            except _RETRY_BATCH as exc:
+            except RETRY_BATCH as exc:
                 self.batch_retries += 1
                 attempt += 1
                 if attempt == BATCH_RETRIES:
-                    _settle([(entry, False, exc) for entry in started])
+                    failed = unavailable(exc)
+                    _settle([(entry, False, failed) for entry in started])
                     return
                 time.sleep(0.005 * attempt)
                 continue
@@ -323,7 +169,7 @@ class PgStore(Store):
                     continue
                 try:
                     outcomes.append((entry, True, entry.job(conn)))  # type: ignore[arg-type]
-                except _RETRY_BATCH:
+                except RETRY_BATCH:
                     raise
                 except BaseException:
                     raise _RetryWithSavepoints() from None
@@ -341,7 +187,7 @@ class PgStore(Store):
             conn.execute("SAVEPOINT job")
             try:
                 result = entry.job(conn)  # type: ignore[arg-type]
-            except _RETRY_BATCH:
+            except RETRY_BATCH:
                 raise
             except BaseException as exc:
                 if conn.broken:
@@ -350,6 +196,10 @@ class PgStore(Store):
                 conn.execute("RELEASE job")
                 if isinstance(exc, pgerrors.UniqueViolation) and run + 1 < runs:
                     continue
+                if isinstance(exc, pgerrors.LockNotAvailable):
+                    # a row or key another session keeps past LOCK_TIMEOUT (a bridge lost
+                    # mid-batch): this job alone fails, with a 503; the batch goes on
+                    return (entry, False, unavailable(exc))
                 return (entry, False, exc)
             conn.execute("RELEASE job")
             return (entry, True, result)
@@ -359,53 +209,83 @@ class PgStore(Store):
 
     def reader(self) -> sqlite3.Connection:
         """This thread's read connection (autocommit: each statement sees every commit)."""
-        conn: PgConnection | None = getattr(self._local, "conn", None)
-        if conn is None or conn.broken:
-            if self._closed:
-                raise StoreClosed("store is closed")
-            conn = connect(self.url, read_only=True)
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)  # type: ignore[arg-type]
-        return conn  # type: ignore[return-value]
+        return self._thread_connection("conn", read_only=True)  # type: ignore[return-value]
+
+    async def off_loop(self, call: Callable[[], T]) -> T:
+        """`call` on one of this store's threads (Store.off_loop): a slow or lost server then
+        holds up that call, not the event loop (every webhook, /healthz)."""
+        return await asyncio.get_running_loop().run_in_executor(self._off_loop, call)
+
+    def close(self) -> None:
+        super().close()
+        self._off_loop.shutdown(wait=False, cancel_futures=True)
 
     # -- one process at a time -----------------------------------------------------------------
 
     @contextlib.contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
         """Whether this process holds the lock `name` among every bridge on this database
-        (PostgreSQL's advisory lock, in this schema, on a connection of its own for the
-        block's life: no home-made election; False: another bridge holds it now)."""
-        conn = self._lock_connection()
-        (held,) = conn.execute(
-            "SELECT pg_try_advisory_lock(hashtext(current_schema()), hashtext(?))", (name,)
-        ).fetchone()
+        (PostgreSQL's advisory lock, in this schema, on a connection of its own kept for that
+        name: no home-made election). False: another bridge holds it now, or this process
+        does already (a nested or concurrent block of this process: the lock is not
+        re-entrant)."""
+        with self._readers_lock:
+            mine = name not in self._exclusive_held
+            self._exclusive_held.add(name)
+        if not mine:
+            yield False
+            return
         try:
-            yield bool(held)
+            conn = self._exclusive_conns.get(name)
+            if conn is None or conn.broken:
+                conn = self._exclusive_conns[name] = self._open()
+            (held,) = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext(current_schema()), hashtext(?))", (name,)
+            ).fetchone()
+            try:
+                yield bool(held)
+            finally:
+                if held and not conn.broken:
+                    with contextlib.suppress(DatabaseUnavailable):  # gone: so is the lock
+                        conn.execute(
+                            "SELECT pg_advisory_unlock(hashtext(current_schema()), hashtext(?))",
+                            (name,),
+                        )
         finally:
-            if held and not conn.broken:
-                conn.execute(
-                    "SELECT pg_advisory_unlock(hashtext(current_schema()), hashtext(?))", (name,)
-                )
+            with self._readers_lock:
+                self._exclusive_held.discard(name)
 
     def transact(self, job: Job[T]) -> T:
         """Run `job` at once in a short transaction of its own, on this thread's side
         connection, outside the writer's batches: for a row that bridges take turns on for a
         moment (outbound/ratebuckets.py), where waiting for the next group commit would hold
-        the caller up."""
-        conn = self._lock_connection()
-        with conn.raw.transaction():
-            return job(conn)  # type: ignore[arg-type]
+        the caller up. A lock held past LOCK_TIMEOUT, a deadlock or a lost connection is
+        DatabaseUnavailable (a 503), as in the writer."""
+        conn = self._thread_connection("side")
+        try:
+            with conn.raw.transaction():
+                return job(conn)  # type: ignore[arg-type]
+        except psycopg.OperationalError as exc:
+            raise unavailable(exc) from exc
 
-    def _lock_connection(self) -> PgConnection:
-        conn: PgConnection | None = getattr(self._local, "locks", None)
+    def _thread_connection(self, kind: str, *, read_only: bool = False) -> PgConnection:
+        """This thread's connection of `kind`, opened (again) when it has none or lost it."""
+        conn: PgConnection | None = getattr(self._local, kind, None)
         if conn is None or conn.broken:
-            if self._closed:
-                raise StoreClosed("store is closed")
-            conn = connect(self.url)
-            self._local.locks = conn
-            with self._readers_lock:
-                self._readers.append(conn)  # type: ignore[arg-type]
+            conn = self._open(read_only=read_only)
+            setattr(self._local, kind, conn)
+        return conn
+
+    def _open(self, *, read_only: bool = False) -> PgConnection:
+        """A new connection of this store, closed with it (one that writes waits LOCK_TIMEOUT
+        at most for a lock, as the writer does)."""
+        if self._closed:
+            raise StoreClosed("store is closed")
+        conn = connect(
+            self.url, read_only=read_only, lock_timeout="" if read_only else LOCK_TIMEOUT
+        )
+        with self._readers_lock:
+            self._readers.append(conn)  # type: ignore[arg-type]
         return conn
 
 
@@ -432,6 +312,11 @@ def problems(url: str) -> list[str]:
         version = schema_version_at(url)
     except ConfigError as exc:
         return [exc.detail]
-    if version > len(pgschema.PG_MIGRATIONS):
-        return [pgschema.newer_schema(redacted(url), version, len(pgschema.PG_MIGRATIONS)).detail]
+    except psycopg.Error as exc:  # connected, but the schema could not be read (permissions)
+        return [
+            f"SMSBRIDGE_DATABASE: cannot read the schema version of {dburl.masked(url)} "
+            f"({reason_of(exc)})"
+        ]
+    if version > len(pgschema.PG_MIGRATIONS):  # an older one `serve` upgrades
+        return [str(schema_mismatch(dburl.masked(url), version))]
     return []

@@ -1,8 +1,10 @@
-"""Phone numbers the way CHT's `@medic/phone-number` normalises them, written in a route's
-format for a carrier, and masked for logs. The only module that imports `phonenumbers`."""
+"""Phone numbers the way CHT's `@medic/phone-number` normalises them (and keeps a sender),
+written in a route's format for a carrier, and masked for logs. The only module that imports
+`phonenumbers`."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -61,6 +63,30 @@ def normalize(
     if shortnumberinfo.is_valid_short_number(parsed):
         return phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL)
     return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+
+
+def as_cht_keeps(
+    number: str,
+    default_country_code: str | int | None = None,
+    phone_validation: str | None = None,
+) -> str:
+    """An SMS sender the way CHT keeps the `from` of an SMS it is given (its records service:
+    `normalize` under its app settings when that gives a number, else the number as given): a
+    national `0712345678` or `712345678` is `+254712345678` under country code 254, while a short
+    code or an alphanumeric sender id stays as the carrier wrote it. CHT applies the same to
+    what the bridge submits, so this is the number CHT files the report under and sends its
+    replies to. Senders repeat (the same health workers), so answers are cached."""
+    try:
+        return _as_cht_keeps(number, default_country_code, phone_validation)
+    except TypeError:  # a setting that is a JSON list or object: not cacheable
+        return normalize(number, default_country_code, phone_validation) or number
+
+
+@functools.lru_cache(maxsize=4096, typed=True)  # typed: `True` is not country code 1
+def _as_cht_keeps(
+    number: str, default_country_code: str | int | None, phone_validation: str | None
+) -> str:
+    return normalize(number, default_country_code, phone_validation) or number
 
 
 def written(number: str, number_format: str) -> str:

@@ -153,7 +153,9 @@ def build_service(
     groups = AcceptGroups(store, settings.dedup_window)  # concurrent webhooks: one write job
 
     async def accept(messages: Sequence[InboundSms], now: float) -> list[Accepted]:
-        accepted = await accept_inbound(store, messages, now, settings.dedup_window, groups=groups)
+        accepted = await accept_inbound(
+            store, messages, now, settings.dedup_window, groups=groups, sender=cht_settings.sender
+        )
         inbound_wakeup.set()
         for sms, result in zip(messages, accepted, strict=True):
             if not result.duplicate:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
+from smsbridge.dburl import masked
 from smsbridge.errors import ConfigError
 
 MASK = "****"
@@ -856,7 +857,7 @@ class Settings:
         for setting in SETTINGS:
             value = getattr(self, setting.name)
             if setting.name in ("cht_url", "database") and isinstance(value, str) and value:
-                value = _mask_url(value)  # a password in a CHT or PostgreSQL URL
+                value = masked(value)  # a password in a CHT or PostgreSQL URL
             rows.append((setting.env, _show(value, setting.secret)))
         for carrier, group in (self.carrier_settings or {}).items():
             for s in group:
@@ -890,11 +891,3 @@ def _show(value: object, secret: bool) -> str:
     if value is None:
         return ""
     return str(value)
-
-
-def _mask_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:{MASK}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -90,9 +90,12 @@ class StatusUpdate:
 @dataclass(frozen=True)
 class SendResult:
     """What a carrier said when it accepted an SMS: its id for the message (delivery reports
-    name it) and the state that acceptance means (normally SENT)."""
+    name it) and the state that acceptance means (normally SENT; FAILED, with its `reason`,
+    for an SMS the carrier took only in part that must not be sent again: carriers/vonage.py
+    `taken_in_part`)."""
 
     carrier: str
     external_id: str | None
     state: DeliveryState = DeliveryState.SENT
     carrier_status: str | None = None
+    reason: str | None = None  # with FAILED: the carrier took the SMS only in part (its why)

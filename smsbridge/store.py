@@ -16,6 +16,7 @@ jobs run again, each in its savepoint.
     await store.write(fn)       from async code (webhooks, workers)
     store.write_sync(fn)        from sync code (CLI, tests)
     store.read(fn)              a read on this thread's own connection (WAL: never blocks writes)
+    await store.off_loop(f)     from async code: a read (PostgreSQL: on a thread)
 
 Opening a store for the service brings its schema up to date (migrations.py); the CLI's
 commands open it with `migrate=False` and refuse a schema of another version instead of changing
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from smsbridge.errors import ConfigError
-from smsbridge.migrations import MIGRATIONS, newer_schema, not_a_database, run_migrations
+from smsbridge.migrations import not_a_database, run_migrations, schema_mismatch
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], T]
@@ -67,11 +68,14 @@ def dialect_of(conn: object) -> str:
 def serialize_in(conn: object, *key: str) -> None:
     """Inside a write job: wait while another bridge's transaction holds `key`, then hold it
     until this transaction ends, so check-then-insert work on one key (no unique key to catch
-    a race) sees what the other bridge committed. PostgreSQL's transaction advisory lock; on
-    SQLite nothing to do: its one writer runs every job of the database in turn."""
+    a race) sees what the other bridge committed. PostgreSQL's transaction advisory lock, in
+    this schema (as PgStore.exclusive's: deployments in two schemas of one database do not
+    wait for each other); on SQLite nothing to do: its one writer runs every job of the
+    database in turn."""
     if dialect_of(conn) == POSTGRESQL:
         conn.execute(  # type: ignore[attr-defined]
-            "SELECT pg_advisory_xact_lock(hashtext(?))", ("\x1f".join(key),)
+            "SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(?))",
+            ("\x1f".join(key),),
         )
 
 
@@ -109,16 +113,10 @@ def _connect(path: Path | str) -> sqlite3.Connection:
 
 def _expect_current(conn: sqlite3.Connection, path: Path) -> int:
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    latest = len(MIGRATIONS)
-    if version < latest:
+    problem = schema_mismatch(repr(str(path)), version)
+    if problem is not None:
         conn.close()
-        raise ConfigError(
-            f"SMSBRIDGE_DATABASE: {str(path)!r} has schema version {version}, this smsbridge "
-            f"needs {latest}: run `smsbridge migrate` (or start `smsbridge serve`) to upgrade it"
-        )
-    if version > latest:
-        conn.close()
-        raise ConfigError(newer_schema(path, version))
+        raise ConfigError(problem)
     return version
 
 
@@ -372,6 +370,13 @@ class Store:
 
     def read(self, job: Job[T]) -> T:
         return job(self.reader())
+
+    async def off_loop(self, call: Callable[[], T]) -> T:
+        """`call` (a read, or anything else that waits on this store's database), from async
+        code. On SQLite it runs at once: a read of a local file in WAL mode takes
+        microseconds and never waits for a writer. PgStore runs it on a thread, so that a slow
+        or lost server holds up that call, not the event loop."""
+        return call()
 
     def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         return self.reader().execute(sql, params).fetchall()

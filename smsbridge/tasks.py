@@ -406,7 +406,7 @@ class TaskQueue:
         """The next task of `kinds` that is due (or whose lease expired; `order`: see
         `claim_in`), leased to the caller until `now + lease`; None when there is nothing to
         do. (A cheap read first: idle workers polling an empty queue cost no write.)"""
-        if not self.has_due(kinds, now):
+        if not await self.store.off_loop(lambda: self.has_due(kinds, now)):
             return None
         return await self.store.write(lambda c: claim_in(c, kinds, now, lease, order=order))
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from smsbridge.carriersim import CarrierSim
 from smsbridge.chtsim import ChtSim, running_chtsim
 from smsbridge.chtsim.demo_data import GATEWAY_USER
 from smsbridge.chtsim.sim import SimSwitch
@@ -133,10 +134,13 @@ def _refusals() -> tuple[type[Exception], ...]:
 CRASHED = _refusals()  # what a write refused by `inject_crash` raises, on either engine
 
 
-def inject_crash(store: Any, table: str, when: str) -> Callable[[], None]:
-    """Make the database refuse an UPDATE of `table`'s `state` where `when` holds (SQL on OLD
-    and NEW), as a crash between two commits would: a trigger raising "injected crash" (one
-    of CRASHED), on either engine. Returns what lifts it."""
+def inject_crash(
+    store: Any, table: str, when: str, *, on: str = "UPDATE OF state"
+) -> Callable[[], None]:
+    """Make the database refuse an UPDATE of `table`'s `state` (or the statement `on` names:
+    `INSERT`) where `when` holds (SQL on OLD and NEW), as a crash between two commits would:
+    a trigger raising "injected crash" (one of CRASHED), on either engine. Returns what
+    lifts it."""
     if store.dialect == "postgresql":
         store.write_sync(
             lambda c: c.execute(
@@ -145,13 +149,13 @@ def inject_crash(store: Any, table: str, when: str) -> Callable[[], None]:
             )
         )
         create = (
-            f"CREATE TRIGGER crash BEFORE UPDATE OF state ON {table} FOR EACH ROW "
+            f"CREATE TRIGGER crash BEFORE {on} ON {table} FOR EACH ROW "
             f"WHEN ({when}) EXECUTE FUNCTION injected_crash()"
         )
         lift = f"DROP TRIGGER crash ON {table}"
     else:
         create = (
-            f"CREATE TRIGGER crash BEFORE UPDATE OF state ON {table} WHEN {when} "
+            f"CREATE TRIGGER crash BEFORE {on} ON {table} WHEN {when} "
             "BEGIN SELECT RAISE(ABORT, 'injected crash'); END"
         )
         lift = "DROP TRIGGER crash"
@@ -275,6 +279,27 @@ def bridge(_shared_bridge: RunningBridge) -> RunningBridge:
     _shared_bridge.store.write_sync(empty)
     _shared_bridge.clock.now = FakeClock().now
     return _shared_bridge
+
+
+# -- the carrier simulator (send-side tests) ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def carriers() -> Iterator[tuple[CarrierSim, str]]:
+    """The carrier simulator served on 127.0.0.1: `(sim, url)`, one per test module."""
+    from smsbridge.loopback import serve_in_thread
+
+    sim = CarrierSim()
+    with serve_in_thread(sim.app) as url:
+        yield sim, url
+
+
+@pytest.fixture
+def sim(carriers: tuple[CarrierSim, str]) -> CarrierSim:
+    """`carriers`' simulator as new (nothing sent, no fault or outage), posting no delivery
+    reports: the tests hand the pipeline the reports they want, when they want."""
+    carriers[0].reset(reports=False)
+    return carriers[0]
 
 
 # -- the CHT simulator (CHTSIM) -------------------------------------------------------------------

@@ -10,6 +10,7 @@ skip, or fail with CI set."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -168,7 +169,7 @@ def test_bridges_started_together_on_an_empty_database_migrate_it_once(
 
 
 def test_placeholders_are_converted_outside_quotes_only(url: str) -> None:
-    from smsbridge.pgstore import convert
+    from smsbridge.pgconn import convert
 
     assert convert("SELECT * FROM t WHERE a = ? AND b LIKE '%?%'") == (
         "SELECT * FROM t WHERE a = %s AND b LIKE '%%?%%'"
@@ -311,12 +312,33 @@ def test_one_bridge_at_a_time_holds_the_cht_sync(two: tuple[Store, Store]) -> No
     first, second = two
     with first.exclusive("cht_sync") as mine:
         assert mine
+        with first.exclusive("cht_sync") as again:
+            assert not again  # not re-entrant: a second sync of this process waits its turn
         with second.exclusive("cht_sync") as theirs:
-            assert not theirs
+            assert not theirs  # still held after the nested block
         with second.exclusive("other_work") as other:
             assert other  # another name, another lock
     with second.exclusive("cht_sync") as theirs:
         assert theirs  # released at the end of the block
+
+
+def test_deployments_in_two_schemas_of_one_database_do_not_wait_for_each_other(url: str) -> None:
+    """`serialize_in` is scoped to the schema, as the CHT sync's and the migrations' locks are:
+    a key held by the deployment in schema `a` does not hold up the one in schema `b`."""
+    import psycopg
+
+    from smsbridge.store import serialize_in
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        for schema in ("a", "b"):
+            admin.execute(f"CREATE SCHEMA {schema}")
+    in_a, in_b = (f"{url}?options=-csearch_path%3D{schema}" for schema in ("a", "b"))
+    with open_store(in_a) as first, open_store(in_b) as second:
+        _, release = _held(first, lambda c: serialize_in(c, "outgoing", "1"))
+        try:
+            assert second.submit(lambda c: serialize_in(c, "outgoing", "1")).result(20) is None
+        finally:
+            release.set()
 
 
 def test_sqlite_grants_the_exclusive_work_to_its_one_bridge(tmp_path: Path) -> None:
@@ -343,9 +365,10 @@ def test_any_number_of_bridges_may_hold_one_postgresql_database(url: str) -> Non
 
 
 def test_messages_name_the_database_without_its_password(url: str) -> None:
-    from smsbridge.pgstore import PgStore, redacted
+    from smsbridge.dburl import masked
+    from smsbridge.pgstore import PgStore
 
-    assert redacted("postgresql://sms:s3cret@db:5432/sms") == "postgresql://sms:****@db:5432/sms"
+    assert masked("postgresql://sms:s3cret@db:5432/sms") == "postgresql://sms:****@db:5432/sms"
     with open_store(url) as store:
         assert isinstance(store, PgStore) and store.dialect == "postgresql"
     with pytest.raises(Exception, match="cannot connect") as refused:
@@ -527,3 +550,247 @@ def test_a_lost_database_connection_is_a_503_then_heals(url: str, tmp_path: Path
         again = bridge.http.post(path, data={"from": "+1555", "text": "b", "id": "2"})
         assert again.is_success
         assert [m["external_id"] for m in bridge.messages()] == ["1", "2"]
+
+
+# -- split SMS settled by two bridges at once ------------------------------------------------------
+
+
+def test_two_bridges_settling_different_parts_of_one_sms_at_once_deliver_it(
+    two: tuple[Store, Store],
+) -> None:
+    """The carrier's DELIVERED reports for parts 1/2 and 2/2 reach one bridge each: the second
+    waits for the first (outbound/parts.py) and sees part 1 delivered, so the SMS is
+    delivered, not left `sent` forever by two transactions each seeing the other part sent."""
+    from smsbridge.outbound import parts
+    from smsbridge.segments import standalone_parts
+
+    first, second = two
+    text = "word " * 60
+
+    def planned(conn: Any) -> list[parts.Part]:
+        outgoing.insert_in(conn, "s-1", "+254712345678", text, T0)
+        message = outgoing.get_in(conn, "s-1")
+        assert message is not None
+        for part in parts.plan_in(conn, message, standalone_parts(text), T0):
+            parts.accepted_in(conn, part, "generic", "generic", f"g-{part.part}", _SENT, T0)
+        return parts.of_in(conn, message.id)
+
+    one, other = first.write_sync(planned)
+    assert outgoing.get(first, "s-1").state is _SENT  # type: ignore[union-attr]
+    _, release = _held(first, lambda c: parts.advance_in(c, one, _DELIVERED, T0 + 1))
+    settled = second.submit(lambda c: parts.advance_in(c, other, _DELIVERED, T0 + 1))
+    try:
+        wait_for(
+            lambda: settled.done() or _waiting_on_a_lock(first),
+            "bridge 2's report applied, or waiting for bridge 1's",
+            timeout=20,
+        )
+    finally:
+        release.set()
+    settled.result(20)
+    assert [p.state for p in parts.of(first, one.outgoing_id)] == [_DELIVERED, _DELIVERED]
+    assert outgoing.get(first, "s-1").state is _DELIVERED  # type: ignore[union-attr]
+
+
+_SENT, _DELIVERED = DeliveryState.SENT, DeliveryState.DELIVERED
+
+
+def _waiting_on_a_lock(store: Store) -> bool:
+    return bool(
+        store.query(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        )[0][0]
+    )
+
+
+# -- a stalled or lost peer ------------------------------------------------------------------------
+
+
+def test_connections_give_up_on_a_silent_server_unless_the_url_says_otherwise(url: str) -> None:
+    """Without a connect timeout, keepalives and a TCP user timeout a bridge waits for a lost
+    server (or a dead network) as long as the kernel does: hours."""
+    with open_store(url) as store:
+        given = store.reader().raw.info.get_parameters()  # type: ignore[attr-defined]
+        assert given["connect_timeout"] == "5"
+        assert (given["keepalives_idle"], given["keepalives_count"]) == ("10", "3")
+        assert given["tcp_user_timeout"] == "30000"
+    with open_store(url + "?connect_timeout=17&tcp_user_timeout=0") as store:
+        given = store.reader().raw.info.get_parameters()  # type: ignore[attr-defined]
+        assert (given["connect_timeout"], given["tcp_user_timeout"]) == ("17", "0")
+
+
+def test_a_key_another_session_keeps_fails_that_job_alone_with_a_503(url: str) -> None:
+    """Another bridge inserted a key and then stalled (its machine lost) with its transaction
+    open: the job that needs that key gives up after the lock timeout with a 503, and an
+    unrelated job of the same writer is committed meanwhile, not held up for hours."""
+    import psycopg
+
+    from smsbridge.pgconn import DatabaseUnavailable
+
+    with open_store(url) as store, psycopg.connect(url) as stalled:
+        stalled.execute("INSERT INTO kv(key, value, updated_at) VALUES ('k', 'theirs', 0)")
+        blocked = store.submit(lambda c: Store.put_kv(c, "k", "ours", T0))
+        unrelated = store.submit(lambda c: Store.put_kv(c, "other", "ours", T0))
+        try:
+            assert unrelated.result(30) is None
+            with pytest.raises(DatabaseUnavailable) as refused:
+                blocked.result(30)
+            assert refused.value.http_status == 503 and refused.value.headers["Retry-After"]
+        finally:
+            stalled.rollback()
+        assert store.get_kv("other") == "ours" and store.get_kv("k") is None
+
+
+def test_the_event_loop_goes_on_while_a_worker_waits_for_the_database(url: str) -> None:
+    """A worker's poll for due tasks waits on the server (here: a table another session has
+    locked; a stalled server or a lost network is the same to the bridge): meanwhile the
+    event loop serves everything else, and the poll ends once the server answers."""
+    import psycopg
+
+    with open_store(url) as store:
+        queue = tasks.TaskQueue(store)
+        store.write_sync(lambda c: tasks.enqueue_in(c, "submit", "r-1", T0))
+        loop_ran, released = threading.Event(), threading.Event()
+        with psycopg.connect(url) as locker:
+            locker.execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+
+            def release() -> None:  # after the loop has run, or 30 s: the test then fails
+                loop_ran.wait(30)
+                released.set()
+                locker.rollback()
+
+            releaser = threading.Thread(target=release, daemon=True)
+            releaser.start()
+
+            async def play() -> tasks.Task | None:
+                claim = asyncio.create_task(queue.claim(["submit"], T0, 30))
+                await asyncio.to_thread(
+                    wait_for, lambda: _waiting_on_a_lock(store), "the poll waiting", 20
+                )
+                served_meanwhile = not released.is_set()
+                loop_ran.set()
+                assert served_meanwhile, "the event loop stood still while the poll waited"
+                return await claim
+
+            try:
+                claimed = asyncio.run(play())
+            finally:
+                loop_ran.set()
+                releaser.join(40)
+        assert claimed is not None and claimed.ref == "r-1"
+
+
+# -- errors: 503, never 500, and nothing of the row in them ---------------------------------------
+
+
+def test_a_connection_lost_under_a_batch_or_a_short_transaction_is_a_503(url: str) -> None:
+    """pg_terminate_backend stands for a server restart or a failover: the writer's job (here
+    one using executemany, as the webhooks do) and a rate bucket's short transaction both
+    end in DatabaseUnavailable (503 with Retry-After), never in a raw driver error (500)."""
+    import psycopg
+
+    from smsbridge.pgconn import DatabaseUnavailable
+    from smsbridge.pgstore import PgStore
+
+    def kill(pid: int) -> None:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    with open_store(url) as store:
+        assert isinstance(store, PgStore)
+
+        def job(conn: Any) -> None:
+            kill(conn.raw.info.backend_pid)
+            conn.executemany(
+                "INSERT INTO kv(key, value, updated_at) VALUES (?, ?, ?)", [("a", "b", T0)]
+            )
+
+        with pytest.raises(DatabaseUnavailable):
+            store.submit(job).result(30)
+        store.transact(lambda c: c.execute("SELECT 1").fetchone())
+        kill(store._local.side.raw.info.backend_pid)
+        with pytest.raises(DatabaseUnavailable):
+            store.transact(lambda c: c.execute("SELECT 1").fetchone())
+        assert store.transact(lambda c: c.execute("SELECT 2").fetchone())[0] == 2  # healed
+
+
+def test_a_constraint_error_does_not_carry_the_rows_values(url: str) -> None:
+    """PostgreSQL's DETAIL quotes the failing row (a number, an SMS's text) into whatever logs
+    the error: only its first line is kept."""
+    import psycopg
+
+    with open_store(url) as store:
+
+        def broken(conn: Any) -> None:  # a bug: a column left out
+            conn.execute(
+                "INSERT INTO outgoing(ref, origin, to_number, content, text_key, segments, "
+                "encoding, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ("d-1", "cht", "+254712345678", "my HIV test result", "k", 1, "gsm7", T0, T0),
+            )
+
+        with pytest.raises(psycopg.IntegrityError) as refused:
+            store.submit(broken).result(30)
+        said = f"{refused.value} {refused.value!r}"
+        assert "HIV" not in said and "254712345678" not in said
+        assert 'column "state"' in str(refused.value)
+
+
+# -- a URL, its password, and the CLI --------------------------------------------------------------
+
+
+def test_no_database_password_is_printed_whatever_the_url(
+    cli_database: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A raw `%` in the password (libpq refuses the URL and quotes it), a password in the query
+    string, several hosts with ports (README's failover form): check-config masks them all
+    and exits 2 with a message, never a traceback."""
+    from smsbridge.cli.main import main
+    from smsbridge.logs import secrets_of
+
+    bad = "postgresql://sms:se%zzcret@127.0.0.1:9/sms"
+    monkeypatch.setenv("SMSBRIDGE_DATABASE", bad)
+    assert main(["check-config"]) == 2
+    printed = capsys.readouterr()
+    assert "zzcret" not in printed.out + printed.err
+    assert "SMSBRIDGE_DATABASE: cannot connect" in printed.out
+    for url, shown in [
+        (
+            "postgresql://sms@127.0.0.1:9/sms?password=topsecret&sslmode=disable",
+            "postgresql://sms:****@127.0.0.1:9/sms?sslmode=disable",
+        ),
+        (
+            "postgresql://sms:s3cret@127.0.0.1:9,127.0.0.2:8/sms?target_session_attrs=read-write",
+            "postgresql://sms:****@127.0.0.1:9,127.0.0.2:8/sms?target_session_attrs=read-write",
+        ),
+    ]:
+        monkeypatch.setenv("SMSBRIDGE_DATABASE", url)
+        assert main(["check-config", "--json"]) == 2  # nothing listens there
+        printed = capsys.readouterr()
+        assert "topsecret" not in printed.out + printed.err
+        assert "s3cret" not in printed.out + printed.err
+        rows = {row["setting"]: row["value"] for row in json.loads(printed.out)["settings"]}
+        assert rows["SMSBRIDGE_DATABASE"] == shown
+    for url, password in [
+        (bad, "se%zzcret"),
+        ("postgresql://db/sms?password=topsecret", "topsecret"),
+    ]:
+        assert password in secrets_of(Settings.from_env({"SMSBRIDGE_DATABASE": url}))
+
+
+def test_migrate_store_never_prints_the_targets_password(cli_database: Path, capsys: Any) -> None:
+    from smsbridge.cli.main import main
+
+    with Store(cli_database):
+        pass
+    for target in (
+        "postgresql://sms:se%zzcret@127.0.0.1:9/sms",
+        "postgresql://sms@127.0.0.1:9/sms?password=topsecret",
+    ):
+        assert main(["migrate-store", "--to", target, "--from", str(cli_database)]) == 2
+        printed = capsys.readouterr()
+        assert "zzcret" not in printed.err and "topsecret" not in printed.err
+        assert (
+            "--to: cannot connect to PostgreSQL postgresql://sms:****@127.0.0.1:9/sms"
+            in printed.err
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from smsbridge.phone import mask, normalize
+from smsbridge.phone import as_cht_keeps, mask, normalize
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,25 @@ def test_mask_keeps_only_the_ends() -> None:
     assert "12345" not in mask("+254712345678")
     assert mask("") == ""
     assert mask("12345") == "12***"
+
+
+@pytest.mark.parametrize(
+    ("sender", "country", "validation", "kept"),
+    [
+        ("0712345678", 254, None, "+254712345678"),  # Kannel's %p, nationally
+        ("712345678", 254, "full", "+254712345678"),  # no trunk prefix
+        ("0712 345 678", "254", None, "+254712345678"),
+        ("+254712345678", 254, None, "+254712345678"),
+        ("0712345678", None, None, "0712345678"),  # no country code known: as written
+        ("+254712345678", None, None, "+254712345678"),
+        ("MPESA", 254, None, "MPESA"),  # an alphanumeric sender id
+        ("40404", 254, None, "40404"),  # a short code CHT does not take for a number
+        ("0712345678", True, None, "0712345678"),  # `true` is no country code (not 1)
+        ("0712345678", [254], None, "0712345678"),  # a list either (and is not cached)
+    ],
+)
+def test_a_sender_is_kept_as_cht_keeps_it(
+    sender: str, country: object, validation: str | None, kept: str
+) -> None:
+    assert as_cht_keeps(sender, country, validation) == kept  # type: ignore[arg-type]
+    assert as_cht_keeps(sender, country, validation) == kept  # type: ignore[arg-type]  (cached)

@@ -9,8 +9,16 @@ the request itself, and a smaller pool reconnected on most sends. `LeanTransport
 connection to the same origin from a stack (or opens one), writes the request in one call and
 reads the answer (Content-Length, chunked, or to the end of the connection).
 
-Everything above the transport is httpx's: the request's encoding and headers, timeouts,
-response decoding, and the exceptions a send classifies (carriers/sending.py `request`):
+`LeanClient` is the `httpx.AsyncClient` in front of it. A plain request (a method, a URL, and
+any of headers, params, content, data or json) is built as httpx builds it (the client's
+headers merged with the request's, the body encoded by `httpx.Request`, the client's timeouts)
+and handed straight to the transport: httpx's auth, redirect and event-hook machinery is for
+requests that need it, and a parsed URL is kept per URL string (the carriers' send URLs are a
+handful). Anything else (auth, files, a timeout of its own...) takes httpx's own path. The
+send side keeps no cookies: each send stands alone, whatever a carrier sets.
+
+Everything else is httpx's: the request's encoding and headers, timeouts, response decoding,
+and the exceptions a send classifies (carriers/sending.py `request`):
 `ConnectError`/`ConnectTimeout` when no connection was made (the SMS cannot have left),
 `ReadTimeout`, `WriteError`, `RemoteProtocolError`... once the request may have reached the
 carrier. TLS uses httpx's default context. With a proxy configured in the environment
@@ -20,15 +28,21 @@ carrier. TLS uses httpx's default context. With a proxy configured in the enviro
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import http.cookiejar
 import ssl
 import time
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
 KEEPALIVE = 4.0  # seconds an idle connection is kept: below the 5 s after which uvicorn (and
 # httpx's own pool) let an idle one go, so a reused one is not being closed at that moment
+
+CLOSE_WAIT = 1.0  # seconds `aclose` waits for a connection to be closed for good
 
 Origin = tuple[str, str, int]  # scheme, host, port
 
@@ -56,6 +70,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, keep: int = 64) -> None:
         self.keep = keep
         self._idle: dict[Origin, list[_Connection]] = {}
+        self._busy: set[_Connection] = set()  # in use by a request now: closed by `aclose` too
         self._tls: ssl.SSLContext | None = None
         self._other = httpx.AsyncHTTPTransport()  # what this one does not speak (see below)
 
@@ -70,11 +85,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
         head.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw)
         wire = b"".join(head) + b"\r\n" + body
         conn = self._take(origin) or await self._connect(request, origin, timeouts.get("connect"))
+        self._busy.add(conn)
         try:
             response = await self._exchange(request, conn, wire, timeouts)
         except BaseException:
             conn.writer.close()
             raise
+        finally:
+            self._busy.discard(conn)
         return response
 
     def _take(self, origin: Origin) -> _Connection | None:
@@ -157,10 +175,16 @@ class LeanTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        for idle in self._idle.values():
-            for conn in idle:
-                conn.writer.close()
+        """Close every connection: the idle ones, and those a request still waits on (a
+        request the client's owner never cancelled: its wait ends with a ReadError)."""
+        closing = [conn for idle in self._idle.values() for conn in idle] + list(self._busy)
         self._idle.clear()
+        self._busy.clear()
+        for conn in closing:
+            conn.writer.close()
+        for conn in closing:  # closed for good before the event loop may end
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.writer.wait_closed(), CLOSE_WAIT)
         await self._other.aclose()
 
 
@@ -207,6 +231,44 @@ async def _read_response(
     return code, rest[0].strip() if rest else b"", headers, content, close
 
 
+# What `LeanClient.request` builds itself; any other argument goes to httpx's own path.
+_LEAN_ARGUMENTS = frozenset({"headers", "params", "content", "data", "json"})
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(url: str) -> httpx.URL:
+    """`url` parsed (httpx's parser is pure Python; a URL object is immutable)."""
+    return httpx.URL(url)
+
+
+class LeanClient(httpx.AsyncClient):
+    """The send side's `httpx.AsyncClient` over a `LeanTransport` (see the module doc)."""
+
+    def __init__(self, *, timeout: float, transport: LeanTransport) -> None:
+        super().__init__(timeout=timeout, follow_redirects=False, transport=transport)
+        self.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        self._lean = transport
+        self._timeouts = self.timeout.as_dict()
+
+    async def request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        target = _parsed(url) if isinstance(url, str) else url
+        if not kwargs.keys() <= _LEAN_ARGUMENTS or target.is_relative_url or self.is_closed:
+            return await super().request(method, url, **kwargs)
+        headers = httpx.Headers(self.headers)
+        headers.update(kwargs.pop("headers", None))
+        request = httpx.Request(
+            method, target, headers=headers, extensions={"timeout": self._timeouts}, **kwargs
+        )
+        response = await self._lean.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
+
+
 def _env_proxies() -> bool:
     return any(key != "no" for key in urllib.request.getproxies())
 
@@ -214,10 +276,8 @@ def _env_proxies() -> bool:
 def client(
     *, timeout: float, connections: int, proxies: Callable[[], bool] = _env_proxies
 ) -> httpx.AsyncClient:
-    """The send side's client: up to `connections` kept alive per carrier host. httpx's own
-    when the environment names a proxy (`proxies()`)."""
+    """The send side's client: up to `connections` kept alive per carrier host (a
+    `LeanClient`). httpx's own when the environment names a proxy (`proxies()`)."""
     if proxies():
         return httpx.AsyncClient(timeout=timeout, follow_redirects=False)
-    return httpx.AsyncClient(
-        timeout=timeout, follow_redirects=False, transport=LeanTransport(keep=connections)
-    )
+    return LeanClient(timeout=timeout, transport=LeanTransport(keep=connections))

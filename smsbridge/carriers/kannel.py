@@ -148,6 +148,8 @@ REPLIES = (
 ERRORS: dict[str, str] = {
     "auth_failed": AUTH,
     "denied": PERMANENT,
+    # 503: bearerbox will not take it now (its queue is full, or no SMSC is up to take it).
+    # Not a rate limit Kannel documents: a transient failure, counted by the channel's breaker.
     "temporal_failure": RETRYABLE,
     "sending_failed": RETRYABLE,
 }

@@ -37,6 +37,7 @@ from smsbridge.carriers.base import (
 from smsbridge.carriers.sending import (
     PERMANENT,
     RETRYABLE,
+    THROTTLE,
     json_body,
     rejected,
     request,
@@ -216,9 +217,9 @@ STATUS_MAP: dict[str, DeliveryState] = {
     "canceled": DeliveryState.FAILED,
 }
 
-# REST API error `code` -> retryable or permanent (twilio.com/docs/api/errors).
+# REST API error `code` -> throttle, retryable or permanent (twilio.com/docs/api/errors).
 ERRORS: dict[str, str] = {
-    "20429": RETRYABLE,  # too many requests
+    "20429": THROTTLE,  # too many requests (HTTP 429): not processed, the channel waits
     "20500": RETRYABLE,  # internal error
     "20503": RETRYABLE,  # service unavailable
     "30001": RETRYABLE,  # queue overflow

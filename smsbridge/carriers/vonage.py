@@ -237,15 +237,37 @@ async def send(http: httpx.AsyncClient, config: CarrierConfig, sms: OutboundSms)
     body = json_body(response)
     if response.status_code >= 300 or not isinstance(body, dict):
         raise rejected(NAME, response, body, ERRORS)
-    messages = body.get("messages") or [{}]
+    messages = [m if isinstance(m, dict) else {} for m in body.get("messages") or [{}]]
     # a long text is sent as several parts, each with its own id; the first names the SMS
-    for part in messages:
-        code = str(part.get("status", ""))
-        if code != "0":
-            text = str(part.get("error-text", ""))
-            wait = throttle_wait(text) if ERRORS.get(code) == THROTTLE else None
-            raise failure(NAME, code=code, detail=text, errors=ERRORS, after=wait)
-    return SendResult(NAME, str(messages[0].get("message-id")), DeliveryState.SENT, "0")
+    taken = [part for part in messages if str(part.get("status", "")) == "0"]
+    refused = [part for part in messages if str(part.get("status", "")) != "0"]
+    if not refused:
+        return SendResult(NAME, str(messages[0].get("message-id")), DeliveryState.SENT, "0")
+    if taken:
+        return taken_in_part(messages)
+    code, text = str(refused[0].get("status", "")), str(refused[0].get("error-text", ""))
+    wait = throttle_wait(text) if ERRORS.get(code) == THROTTLE else None
+    raise failure(NAME, code=code, detail=text, errors=ERRORS, after=wait)
+
+
+def taken_in_part(messages: Sequence[Mapping[str, object]]) -> SendResult:
+    """A long SMS Vonage took in part: some of its parts accepted (status 0), another refused,
+    even with a transient error. Vonage's API cannot send one part again (each part is an SMS
+    of its own, joined on the handset by a reference Vonage picks per request), and sending the
+    whole text again would give the patient the accepted parts twice: never the same SMS twice
+    over delivering at any cost. So the SMS ends here, failed, never retried nor failed over,
+    with a reason naming what Vonage took (its first accepted part's id) and what it refused."""
+    n = len(messages)
+    taken = [k for k, part in enumerate(messages, start=1) if str(part.get("status", "")) == "0"]
+    k, part = next((k, p) for k, p in enumerate(messages, start=1) if k not in taken)
+    code = str(part.get("status", ""))
+    first = str(messages[taken[0] - 1].get("message-id"))
+    reason = (
+        f"vonage took {len(taken)} of {n} parts; part {k}/{n} refused: {code} "
+        f"{part.get('error-text', '')}".rstrip()
+        + " (not sent again: the parts Vonage took would reach the phone twice)"
+    )
+    return SendResult(NAME, first, DeliveryState.FAILED, code, reason=reason)
 
 
 def parse_status(req: WebhookRequest, config: CarrierConfig) -> list[StatusUpdate]:

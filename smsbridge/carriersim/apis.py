@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from smsbridge.segments import segment
+
 if TYPE_CHECKING:
     from smsbridge.carriersim.sim import CarrierSim, Report, SentSms
 
@@ -140,7 +142,7 @@ async def twilio(sim: CarrierSim, request: Request) -> Response:
         return JSONResponse(
             {"code": 20429, "message": "Too Many Requests", "status": 429},
             status_code=429,
-            headers={"Retry-After": "1"},
+            headers=_retry_after(sim, "twilio"),
         )
     form = await request.form()
     to, body = str(form.get("To", "")), str(form.get("Body", ""))
@@ -214,7 +216,57 @@ async def vonage(sim: CarrierSim, request: Request) -> Response:
             return _vonage_error("2", f"Missing {name} param")
     if fault == "invalid_number" or sim.is_invalid(to):
         return _vonage_error("3", "Invalid to address")
+    parts = segment(text).parts
+    refused = [k for k in sim.state["vonage"].refused_parts if 1 <= k <= len(parts)]
+    if len(parts) > 1 and refused:
+        return await _vonage_in_part(sim, params, parts, refused)
     sms = sim.record("vonage", to, text, params["from"], params.get("client-ref"))
+    body = {
+        "message-count": str(len(parts)),
+        "messages": [
+            _vonage_message(sms, sms.message_id if k == 1 else sim.message_id("vonage"))
+            for k in range(1, len(parts) + 1)
+        ],
+    }
+    return await sim.respond("vonage", JSONResponse(body), _vonage_reports(sim, sms, params))
+
+
+async def _vonage_in_part(
+    sim: CarrierSim, params: dict[str, str], parts: tuple[str, ...], refused: list[int]
+) -> Response:
+    """A long SMS Vonage takes in part: one answer per part (as Vonage sends a long text, each
+    part its own SMS), the parts in `refused` with status 5 (internal error), the others
+    accepted (each recorded as a part the handset gets: its text, its id)."""
+    messages: list[dict[str, str]] = []
+    reports: list[Report] = []
+    for k, part in enumerate(parts, start=1):
+        if k in refused:
+            messages.append({"status": "5", "error-text": "Internal Error"})
+            continue
+        sms = sim.record("vonage", params["to"], part, params["from"], params.get("client-ref"))
+        messages.append(_vonage_message(sms, sms.message_id))
+        reports.extend(_vonage_reports(sim, sms, params))
+    body = {"message-count": str(len(parts)), "messages": messages}
+    return await sim.respond("vonage", JSONResponse(body), reports)
+
+
+def _vonage_message(sms: SentSms, message_id: str) -> dict[str, str]:
+    """One part's answer, accepted (status 0)."""
+    return {
+        "to": sms.to,
+        "message-id": message_id,
+        "status": "0",
+        "remaining-balance": "3.14159265",
+        "message-price": "0.03330000",
+        "network": "23410",
+        **({"client-ref": sms.ref} if sms.ref else {}),
+    }
+
+
+def _vonage_reports(sim: CarrierSim, sms: SentSms, params: dict[str, str]) -> list[Report]:
+    """The delivery receipts of `sms` (accepted, then the final status), to the send's
+    `callback` (else the account's), with its `client-ref`."""
+    to = sms.to
     callback = params.get("callback") or sim.state["vonage"].callback
     reports = []
     if callback:
@@ -234,21 +286,7 @@ async def vonage(sim: CarrierSim, request: Request) -> Response:
             if sms.ref:
                 query["client-ref"] = sms.ref
             reports.append(sim.report("vonage", status, callback, method="GET", params=query))
-    body = {
-        "message-count": "1",
-        "messages": [
-            {
-                "to": to,
-                "message-id": sms.message_id,
-                "status": "0",
-                "remaining-balance": "3.14159265",
-                "message-price": "0.03330000",
-                "network": "23410",
-                **({"client-ref": sms.ref} if sms.ref else {}),
-            }
-        ],
-    }
-    return await sim.respond("vonage", JSONResponse(body), reports)
+    return reports
 
 
 # -- generic ---------------------------------------------------------------------------------------
@@ -263,7 +301,9 @@ async def generic(sim: CarrierSim, request: Request) -> Response:
     if fault in ("5xx", "timeout"):
         return JSONResponse({"error": "unavailable"}, status_code=503 if fault == "5xx" else 504)
     if fault == "throttle":
-        return JSONResponse({"error": "throttled"}, status_code=429, headers={"Retry-After": "1"})
+        return JSONResponse(
+            {"error": "throttled"}, status_code=429, headers=_retry_after(sim, "generic")
+        )
     if request.headers.get("content-type", "").startswith("application/json"):
         params = {k: str(v) for k, v in (await request.json()).items()}
     else:
@@ -283,6 +323,12 @@ async def generic(sim: CarrierSim, request: Request) -> Response:
                 data["ref"] = sms.ref
             reports.append(sim.report("generic", status, callback, json=data))
     return await sim.respond("generic", JSONResponse({"id": sms.message_id}), reports)
+
+
+def _retry_after(sim: CarrierSim, carrier: str) -> dict[str, str]:
+    """The Retry-After of `carrier`'s 429 throttle answer (none with `throttle_retry_after`
+    off: Twilio, for one, documents none)."""
+    return {"Retry-After": "1"} if sim.state[carrier].throttle_retry_after else {}
 
 
 def _twilio_error(code: int, message: str) -> JSONResponse:

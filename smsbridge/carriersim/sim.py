@@ -10,7 +10,11 @@ status: delivered, failed, expired), `reports` (off: no callbacks), `latency` (s
 accepting an SMS and answering the send request: a crash in between leaves the sender not knowing
 it went), `report_delay` (seconds before the delivery reports are posted), `report_retry_for`
 (seconds a report that got no 2xx is posted again, as real carriers retry their callbacks),
-`throttle_wait` (the seconds Vonage's throttle answer, status 1, asks to wait, in its text).
+`throttle_wait` (the seconds Vonage's throttle answer, status 1, asks to wait, in its text),
+`throttle_retry_after` (off: a 429 throttle answer of Twilio or generic has no Retry-After),
+`refused_parts` (Vonage: the parts of a long SMS it refuses, status 5, while it accepts the
+others, each recorded as a part: Vonage sends a long text as one SMS per part, and answers per
+part).
 Counts for tests: `sent_count(to, text)`, `sends_per_ref(carrier)`, `sends`, `requests`.
 """
 
@@ -107,6 +111,9 @@ class CarrierState:
     report_delay: float = 0.0  # seconds before delivery reports are posted
     report_retry_for: float = 0.0  # seconds a report refused (or unreachable) is posted again
     throttle_wait: float = 1.0  # seconds a `throttle` answer asks to wait (Vonage: in its text)
+    throttle_retry_after: bool = True  # a 429 `throttle` answer names the wait in Retry-After
+    # Vonage: the parts (1-based) of a long SMS it refuses (status 5) while it accepts the rest
+    refused_parts: tuple[int, ...] = ()
 
 
 class CarrierSim:
@@ -153,6 +160,19 @@ class CarrierSim:
 
     # -- test controls -------------------------------------------------------------------------
 
+    def reset(self, **options: Any) -> None:
+        """As constructed: nothing sent, requested or posted, every carrier's state fresh; then
+        `options` (fields of `CarrierState`, e.g. `reports=False`) set for every carrier."""
+        with self._lock:
+            self.sends.clear()
+            self.requests.clear()
+            self.reports_posted.clear()
+            self.invalid_numbers.clear()
+            self.rapidpro_broadcasts.clear()
+            self.state = {name: CarrierState() for name in CARRIERS}
+        for carrier in CARRIERS:
+            self.configure(carrier, **options)
+
     def fail_next(self, carrier: str, fault: str, times: int = 1, *, after: int = 0) -> None:
         """The next `times` send requests to `carrier` meet `fault`, once `after` more have
         gone through (e.g. the 2nd part of an SMS sent in split mode)."""
@@ -167,7 +187,8 @@ class CarrierSim:
         self.state[carrier].outage = fault
 
     def configure(self, carrier: str, **options: Any) -> None:
-        """Set `report_first`, `duplicate_reports`, `reports`, `final`, `timeout_seconds`."""
+        """Set `report_first`, `duplicate_reports`, `reports`, `final`, `timeout_seconds`, ...
+        (the fields of `CarrierState`)."""
         for key, value in options.items():
             if not hasattr(self.state[carrier], key):
                 raise ValueError(f"unknown option {key!r}")
@@ -213,15 +234,19 @@ class CarrierSim:
     ) -> SentSms:
         """An SMS the carrier accepted, with the carrier's id for it (`message_id` when the
         carrier's module names it)."""
-        prefix = {"africastalking": "ATXid_", "twilio": "SM", "vonage": "", "generic": "g-"}
-        if message_id is None and carrier == "vonage":
-            message_id = f"{next(self._seq):016X}"
-        elif message_id is None:
-            message_id = prefix[carrier] + uuid.uuid4().hex
-        sms = SentSms(carrier, message_id, to, text, sender, ref, time.time())
+        sms = SentSms(
+            carrier, message_id or self.message_id(carrier), to, text, sender, ref, time.time()
+        )
         with self._lock:
             self.sends.append(sms)
         return sms
+
+    def message_id(self, carrier: str) -> str:
+        """A new id of `carrier`'s kind for an SMS (or a part of one) it accepts."""
+        if carrier == "vonage":
+            return f"{next(self._seq):016X}"
+        prefix = {"africastalking": "ATXid_", "twilio": "SM", "generic": "g-"}
+        return prefix[carrier] + uuid.uuid4().hex
 
     def is_invalid(self, to: str) -> bool:
         digits = to.lstrip("+")

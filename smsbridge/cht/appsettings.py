@@ -14,6 +14,7 @@ import json
 import logging
 from typing import Any, Protocol
 
+from smsbridge import phone
 from smsbridge.cht.breaker import ChtGate
 from smsbridge.errors import AuthFailure, PeerError, RetryableError
 from smsbridge.logs import event
@@ -181,3 +182,10 @@ class ChtSettingsCache:
     @property
     def phone_validation(self) -> Any:
         return self.app_settings.get("phone_validation")
+
+    def sender(self, number: str) -> str:
+        """An SMS sender as CHT keeps it under these settings (phone.py `as_cht_keeps`: E.164
+        when it is a valid number for `default_country_code`, else as the carrier wrote it).
+        Before CHT's settings are known (never fetched, none cached) there is no country code:
+        a national number stays as written."""
+        return phone.as_cht_keeps(number, self.default_country_code, self.phone_validation)

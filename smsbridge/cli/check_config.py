@@ -35,7 +35,7 @@ from smsbridge.carriers.base import CarrierConfig
 from smsbridge.cht.requirements import cht_findings
 from smsbridge.cli.tables import render_table
 from smsbridge.errors import ConfigError
-from smsbridge.migrations import MIGRATIONS, newer_schema, schema_version
+from smsbridge.migrations import MIGRATIONS, schema_mismatch, schema_version
 from smsbridge.outbound.carriercheck import carrier_problems, carrier_warnings
 from smsbridge.sandbox import as_served
 from smsbridge.settings import Settings, SettingsError
@@ -176,7 +176,7 @@ def _database_problems(database: Path | str) -> list[str]:
         except ConfigError as exc:
             return [exc.detail]
         if version > len(MIGRATIONS):
-            return [newer_schema(database, version)]
+            return [str(schema_mismatch(repr(str(database)), version))]
     return []
 
 

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from smsbridge.dblock import hold_database
+from smsbridge.dburl import masked
 from smsbridge.errors import ConfigError, UsageError
-from smsbridge.migrations import MIGRATIONS, schema_version
+from smsbridge.migrations import schema_mismatch, schema_version
 from smsbridge.store import is_postgres_url
 
 # PostgreSQL column types whose values SQLite may hold as an integral REAL (1.7e9)
@@ -40,20 +41,16 @@ def migrate_store_command(target: str, source: Path | None, out: TextIO) -> int:
     version = schema_version(source)  # ConfigError when it is not an SQLite database
     _expect_current(source, version)
     try:
-        import psycopg
+        from smsbridge.pgconn import connect
     except ImportError as exc:
         raise ConfigError(
             "copying into PostgreSQL needs psycopg: pip install 'smsbridge[postgres]'"
         ) from exc
-    from smsbridge.pgstore import redacted
 
-    where = redacted(target)
+    where = masked(target)
     with contextlib.ExitStack() as stack:
         _hold(stack, source)
-        try:
-            pg = stack.enter_context(psycopg.connect(target, autocommit=True))
-        except psycopg.OperationalError as exc:
-            raise ConfigError(f"--to: cannot connect to PostgreSQL {where} ({exc})") from exc
+        pg = stack.enter_context(closing(connect(target, starting=True, setting="--to"))).raw
         lite = stack.enter_context(closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)))
         counts = copy_database(lite, pg, version, where)
     width = max((len(name) for name in counts), default=0)
@@ -87,19 +84,12 @@ def _configured_source() -> Path:
 
 
 def _expect_current(source: Path, version: int) -> None:
-    latest = len(MIGRATIONS)
     if version == 0:
         raise ConfigError(f"--from: {str(source)!r} is not an smsbridge database (no schema)")
-    if version < latest:
-        raise ConfigError(
-            f"--from: {str(source)!r} has schema version {version}, this smsbridge writes "
-            f"{latest}: run `smsbridge migrate` on it first"
-        )
-    if version > latest:
-        raise ConfigError(
-            f"--from: {str(source)!r} has schema version {version}, newer than this smsbridge "
-            f"knows ({latest}): use the smsbridge release that wrote it"
-        )
+    where, upgrade = repr(str(source)), "run `smsbridge migrate` on it first"
+    problem = schema_mismatch(where, version, setting="--from", upgrade=upgrade)
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 # -- the copy ------------------------------------------------------------------------------------
@@ -235,9 +225,10 @@ def _advance_sequences(lite: sqlite3.Connection, pg: Any) -> None:
     ).fetchall():
         top = pg.execute(f'SELECT max("{column}") FROM "{table}"').fetchone()[0] or 0
         top = max(int(top), handed_out.get(table, 0))
+        called = "true" if top > 0 else "false"  # (the connection sends a bool as 0 or 1)
         pg.execute(
-            "SELECT setval(pg_get_serial_sequence(%s, %s), %s, %s)",
-            (f'"{table}"', column, max(top, 1), top > 0),
+            f"SELECT setval(pg_get_serial_sequence(%s, %s), %s, {called})",
+            (f'"{table}"', column, max(top, 1)),
         )
 
 

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from smsbridge import phone, tasks
@@ -101,12 +101,21 @@ async def accept_inbound(
     dedup_window: float,
     *,
     groups: AcceptGroups | None = None,
+    sender: Callable[[str], str] | None = None,
 ) -> list[Accepted]:
     """Store `messages` and their submit tasks in one transaction; returns once committed and
     on disk (group commit with concurrent callers). Only then may the carrier hear 2xx.
-    `groups`: with the messages of concurrent webhooks, in one write job (the service's)."""
+    `groups`: with the messages of concurrent webhooks, in one write job (the service's).
+    `sender`: each sender as it is stored, from the carrier's (the service's: as CHT keeps it,
+    `ChtSettingsCache.sender`, so a national `0712345678` is stored as the `+254712345678` CHT
+    replies to, and the reply channel, the reply lane and the loop guard find it)."""
     if not messages:
         return []
+    if sender is not None:
+        messages = [
+            sms if (kept := sender(sms.sender)) == sms.sender else replace(sms, sender=kept)
+            for sms in messages
+        ]
     if groups is not None:
         accepted = await groups.accept(messages, now)
     else:
@@ -307,10 +316,8 @@ class InboundPipeline:
         if not cs.status()[0] and not await cs.refresh(self.cht, now):
             # Without CHT's form definitions a report would be mistaken for a plain message.
             raise RetryableError("form definitions not loaded from CHT yet", code="no_forms")
-        sender = (
-            phone.normalize(message.sender, cs.default_country_code, cs.phone_validation)
-            or message.sender
-        )
+        # stored so already (accept_inbound), unless accepted before CHT's settings were known
+        sender = cs.sender(message.sender)
         try:
             contact = await self.contacts.lookup(self.cht, sender, now)
         except PermanentError as exc:

@@ -37,10 +37,12 @@ def accepted_in(
     external_id: str | None,
     state: DeliveryState,
     now: float,
+    reason: str | None = None,
 ) -> None:
     """`channel` (carrier module `carrier`) accepted the SMS `ref`: record its id, move forward
-    (a queued SMS owes PENDING and SENT), then apply any delivery reports for that id that
-    arrived before the send response did."""
+    (a queued SMS owes PENDING and SENT; one the carrier took only in part, FAILED with
+    `reason`), then apply any delivery reports for that id that arrived before the send
+    response did."""
     message = get_in(conn, ref)
     if message is None:
         return
@@ -48,7 +50,7 @@ def accepted_in(
         conn, message, now, channel=channel, carrier=carrier, external_id=external_id
     )
     message = attempt_over_in(conn, message)  # answered: not ambiguous
-    advance_in(conn, message, state, now)
+    advance_in(conn, message, state, now, reason=reason)
     for early_state, reason in early_in(conn, carrier, external_id, message.id):
         current = get_in(conn, ref)
         if current is not None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound.messages import Outgoing
 from smsbridge.sms import RANK, DeliveryState
-from smsbridge.store import Store
+from smsbridge.store import Store, serialize_in
 
 ACCEPTED = frozenset({DeliveryState.SENT, DeliveryState.DELIVERED})
 """A part in one of these states reached its carrier: it is never sent again."""
@@ -152,6 +152,7 @@ def accepted_in(
     to `state` (sent at least: the carrier has it), the SMS settled. Returns the SMS's state."""
     if RANK[state] < RANK[DeliveryState.SENT]:
         state = DeliveryState.SENT
+    _hold_in(conn, part.outgoing_id)
     conn.execute(
         "UPDATE outgoing_parts SET channel = ?, carrier = ?, external_id = ?, "
         "sent_at = COALESCE(sent_at, ?), updated_at = ? WHERE id = ?",
@@ -173,6 +174,7 @@ def reported_in(
     part not yet accepted reached the carrier, that was the part whose send went unanswered
     (parts go one at a time), so `message` is no longer ambiguous: its next send goes on with
     the parts after it (unless a worker is sending it right now)."""
+    _hold_in(conn, part.outgoing_id)
     settles = not part.accepted and state in ACCEPTED
     if settles and message.ambiguous_since is not None and message.attempt_started_at is None:
         outgoing.attempt_over_in(conn, message)
@@ -189,6 +191,7 @@ def advance_in(
 ) -> DeliveryState | None:
     """Move `part` to `state` if that is forward, then settle its SMS. Returns the SMS's
     state (None: the SMS is gone)."""
+    _hold_in(conn, part.outgoing_id)
     current = _state_in(conn, part.id)
     final = (DeliveryState.DELIVERED, DeliveryState.FAILED)
     if current is not None and current not in final and RANK[state] > RANK[current]:
@@ -226,6 +229,14 @@ def settle_in(conn: sqlite3.Connection, outgoing_id: int, now: float) -> Deliver
     if outgoing.advance_in(conn, message, target, now, reason=reason):
         return target
     return message.state
+
+
+def _hold_in(conn: sqlite3.Connection, outgoing_id: int) -> None:
+    """The parts of one SMS move one transaction at a time: two bridges applying the reports
+    of two of its parts at once would each see the other part as it was and neither settle
+    the SMS (each update reads its siblings: `settle_in`). Taken before the first write, so
+    that the second waits before touching anything (no deadlock); held to the commit."""
+    serialize_in(conn, "outgoing", str(outgoing_id))
 
 
 def _message_in(conn: sqlite3.Connection, outgoing_id: int) -> Outgoing | None:

@@ -76,10 +76,22 @@ def superseded(owed: Sequence[tuple[int, dict[str, str]]]) -> list[int]:
     return [row_id for row_id, _update in owed if row_id not in keep]
 
 
+# Reports marked heard per statement: an exchange carries at most chtsync.MAX_UPDATES (100).
+_MARK_CHUNK = 100
+_MARK_SQL = (
+    f"UPDATE outgoing_reports SET reported_at = ? WHERE id IN ({','.join('?' * _MARK_CHUNK)})"
+)
+
+
 def mark_reported_in(conn: sqlite3.Connection, ids: Sequence[int], now: float) -> None:
-    conn.executemany(
-        "UPDATE outgoing_reports SET reported_at = ? WHERE id = ?", [(now, i) for i in ids]
-    )
+    """The reports `ids` were heard by CHT: one statement per _MARK_CHUNK of them, not one
+    each (the store's writer thread gives up the GIL for every statement it runs and must win
+    it back from the event loop). A short list is padded with its own first id, so the
+    statement has one shape, prepared once."""
+    for start in range(0, len(ids), _MARK_CHUNK):
+        chunk = list(ids[start : start + _MARK_CHUNK])
+        chunk += [chunk[0]] * (_MARK_CHUNK - len(chunk))
+        conn.execute(_MARK_SQL, (now, *chunk))
 
 
 def reports_for(store: Store, ref: str) -> list[tuple[str, str | None, float, float | None]]:

@@ -63,7 +63,7 @@ from smsbridge.errors import AuthFailure, PermanentError, RetryableError
 from smsbridge.inbound import messages as incoming
 from smsbridge.logs import event
 from smsbridge.outbound import channels as channel_state
-from smsbridge.outbound import delivery, phones, transitions
+from smsbridge.outbound import delivery, parts, phones, transitions
 from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound import split as splitmode
 from smsbridge.outbound.channels import ChannelPolicy, Channels, ChannelState, Verdict
@@ -73,7 +73,7 @@ from smsbridge.outbound.ratelimit import RateLimiter
 from smsbridge.outbound.routing import Routes, channel_carrier, routable
 from smsbridge.outbound.transitions import Change
 from smsbridge.settings import AMBIGUOUS_ACTIONS, REPLY_CHANNELS, Settings
-from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, StatusUpdate
+from smsbridge.sms import DeliveryState, InboundSms, OutboundSms, SendResult, StatusUpdate
 from smsbridge.store import Store
 from smsbridge.tasks import Task, TaskQueue
 
@@ -174,6 +174,7 @@ class OutboundPipeline:
         self.on_changes = on_changes
         self.on_ambiguous = on_ambiguous or (lambda channel, what: None)
         self.on_unknown_reports = on_unknown_reports or (lambda carrier, why, count: None)
+        self._at_carrier: set[int] = set()  # tasks whose send has called its carrier
 
     async def _write(
         self,
@@ -195,7 +196,7 @@ class OutboundPipeline:
 
     async def run_once(self, now: float) -> bool:
         """Claim one due send task and run it; False when there is nothing to do."""
-        if not self.outbox.has_due([SEND], now):
+        if not await self.store.off_loop(lambda: self.outbox.has_due([SEND], now)):
             return False  # a cheap read first: idle workers polling cost no write
         claimed = await self.store.write(lambda c: self._claim_in(c, now), rerunnable=True)
         if claimed is None:
@@ -211,8 +212,37 @@ class OutboundPipeline:
                 channel=message.attempt_channel,
                 why="an earlier send attempt never recorded its outcome",
             )
-        await self.send_sms(task, now, message)
+        try:
+            await self.send_sms(task, now, message)
+        except Exception:
+            if task.id not in self._at_carrier and message is not None:
+                await self._attempt_unsent(message)
+            raise
+        finally:
+            self._at_carrier.discard(task.id)
         return True
+
+    async def _attempt_unsent(self, message: Outgoing) -> None:
+        """Something failed (the database, a bug) before the carrier was called: close the
+        attempt the claim recorded, so that the SMS, never sent, is not taken for one whose
+        send went unanswered (ambiguous) at its next claim. Best effort: the failure itself
+        goes on up."""
+        opened = message.attempt_started_at
+        if opened is None:
+            return
+
+        def job(conn: sqlite3.Connection) -> None:
+            current = outgoing.get_in(conn, message.ref)
+            if current is not None and current.attempt_started_at == opened:
+                outgoing.attempt_over_in(conn, current, ambiguous_since=current.ambiguous_since)
+
+        try:
+            await self.store.write(job)
+        except Exception as exc:  # the database is still down: it stays open
+            why = type(exc).__name__
+            event(
+                log, "outgoing_attempt_left_open", logging.WARNING, message=message.ref, error=why
+            )
 
     def _claim_in(
         self, conn: sqlite3.Connection, now: float
@@ -233,7 +263,7 @@ class OutboundPipeline:
         return task, message, newly
 
     async def send_sms(self, task: Task, now: float, message: Outgoing | None = None) -> None:
-        message = message or outgoing.get(self.store, task.ref)
+        message = message or await self.store.off_loop(lambda: outgoing.get(self.store, task.ref))
         if (
             message is None
             or message.state in outgoing.FINAL
@@ -257,7 +287,7 @@ class OutboundPipeline:
             await self._fail(task, message, NOT_ROUTABLE, now)
             return
         if message.channel is None and not message.released:
-            why = self._loop_verdict(message, now)
+            why = await self.store.off_loop(lambda: self._loop_verdict(message, now))
             if why is not None:
 
                 def hold(conn: sqlite3.Connection) -> None:
@@ -267,7 +297,9 @@ class OutboundPipeline:
 
                 await self._write(hold)  # logged as outgoing_held
                 return
-        channel = self.store.read(lambda c: self._first_channel_in(c, message, now))
+        channel = await self.store.off_loop(
+            lambda: self.store.read(lambda c: self._first_channel_in(c, message, now))
+        )
         if channel is None:
             await self._fail(task, message, "no route", now)
             return
@@ -284,13 +316,15 @@ class OutboundPipeline:
             return
         if task.memo != SLOT:
             split = self.routes.options_for(message.to, channel).split
-            booking = self.limiter.book(  # replies first, the rest in line (ratelimit.py)
-                channel,
-                splitmode.cost(self.store, message, split),
-                now,
-                reply=message.lead > 0,
-                memo=task.memo,
-                horizon=self.config.hold,
+            booking = await self.store.off_loop(  # PostgreSQL: the shared buckets' rows
+                lambda: self.limiter.book(  # replies first, the rest in line (ratelimit.py)
+                    channel,
+                    splitmode.cost(self.store, message, split),
+                    now,
+                    reply=message.lead > 0,
+                    memo=task.memo,
+                    horizon=self.config.hold,
+                )
             )
             slot = booking.at
             if booking.ticket is not None or slot - now > self.config.hold:
@@ -334,7 +368,7 @@ class OutboundPipeline:
                 result = await splitmode.send(  # whole, or in parts (outbound/split.py)
                     self.store,
                     self._write,
-                    lambda part: sender.send(self.http, config, part),
+                    lambda part: self._call_carrier(task, sender, config, part),
                     sms,
                     message,
                     channel,
@@ -364,7 +398,14 @@ class OutboundPipeline:
 
         def accepted(conn: sqlite3.Connection) -> None:
             delivery.accepted_in(
-                conn, message.ref, channel, result.carrier, result.external_id, result.state, now
+                conn,
+                message.ref,
+                channel,
+                result.carrier,
+                result.external_id,
+                result.state,
+                now,
+                result.reason,
             )
             tasks.done_in(conn, task)
             if state is not None:
@@ -373,6 +414,12 @@ class OutboundPipeline:
         # logged as outgoing_sent
         await self._write(accepted, rerunnable=True, attempt=task.attempts)
         self._channel_changed(state, now, saved=True)
+
+    def _call_carrier(
+        self, task: Task, sender: Carrier, config: CarrierConfig, sms: OutboundSms
+    ) -> Awaitable[SendResult]:
+        self._at_carrier.add(task.id)  # from here a failure may have reached the carrier
+        return sender.send(self.http, config, sms)
 
     # -- channel health (outbound/channels.py) --------------------------------------------------
 
@@ -393,6 +440,23 @@ class OutboundPipeline:
                 return came_in
         return self.routes.next_channel(message.to, None)
 
+    async def _failover(self, message: Outgoing, channel: str) -> str | None:
+        """The channel after `channel` on `message`'s route; a phone's skipped once the SMS
+        has parts (outbound/split.py: begun in parts, it ends in parts), since a phone would
+        send the whole text and the recipient would get the parts already sent twice."""
+        following = self.routes.next_channel(message.to, channel)
+        if following is None or channel_carrier(following) != chtgateway.NAME:
+            return following
+        if not await self.store.off_loop(lambda: parts.of(self.store, message.id)):
+            return following
+        seen = {channel}
+        while following is not None and channel_carrier(following) == chtgateway.NAME:
+            seen.add(following)
+            following = self.routes.next_channel(message.to, following)
+            if following in seen:
+                return None
+        return following
+
     def _can_send_on(self, channel: str) -> bool:
         carrier = self.carriers.get(channel_carrier(channel))
         if carrier is None or not self.routes.can_carry(channel):
@@ -410,7 +474,7 @@ class OutboundPipeline:
             await self._move_and_release(task, message, channel, now, until)
             event(log, "outgoing_channel_paused", message=message.ref, channel=channel, until=until)
             return
-        following = self.routes.next_channel(message.to, channel)
+        following = await self._failover(message, channel)
         if following is not None and following != channel:
             await self._move_and_release(task, message, following, now, now)
         else:
@@ -450,7 +514,7 @@ class OutboundPipeline:
         this SMS moves to the route's next channel at once, unless it may have gone out (no
         answer came: the ambiguous-send rules decide); else it is retried with backoff."""
         state = self.channels.failed(channel, now)
-        following = self.routes.next_channel(message.to, channel)
+        following = await self._failover(message, channel)
         if state is not None and exc.code not in AMBIGUOUS_ERRORS and following is not None:
             await self._move_and_release(task, message, following, now, now, state=state)
         else:
@@ -516,7 +580,7 @@ class OutboundPipeline:
         exc: PermanentError | AuthFailure,
         now: float,
     ) -> None:
-        following = self.routes.next_channel(message.to, channel)
+        following = await self._failover(message, channel)
         event(
             log,
             "outgoing_channel_failed",

@@ -63,7 +63,7 @@ async def send(
     """Send `sms` (the stored `message`, as the carrier is to get it) through `carrier_send`:
     whole, or with `split`, as its parts. `write(job)` commits a part's outcome (logging the
     SMS's state changes). Raises what the carrier raised for the part it failed on."""
-    planned = _parts(store, message)
+    planned = await store.off_loop(lambda: _parts(store, message))
     if not planned:
         texts = standalone_parts(sms.content) if split else [sms.content]
         if len(texts) == 1:

@@ -76,10 +76,10 @@ class StatusPoller:
     async def _poll(self, name: str, carrier: Carrier, now: float) -> list[StatusUpdate]:
         """The news from carrier `name` about its next batch of SMS awaiting a state."""
         after = self._after.get(name, 0)
-        batch = self._awaiting(name, now, after)
+        batch = await self._awaiting(name, now, after)
         if not batch and after:
             after = 0  # the end of the list: start over
-            batch = self._awaiting(name, now, after)
+            batch = await self._awaiting(name, now, after)
         if not batch:
             self._after.pop(name, None)
             return []
@@ -110,7 +110,10 @@ class StatusPoller:
         event(log, "status_polled", logging.DEBUG, carrier=name, asked=len(batch), moved=len(news))
         return news
 
-    def _awaiting(self, name: str, now: float, after: int) -> list[outgoing.Outgoing]:
-        return self.store.read(
-            lambda c: outgoing.awaiting_state_in(c, name, now - self.max_age, after, self.batch)
+    async def _awaiting(self, name: str, now: float, after: int) -> list[outgoing.Outgoing]:
+        since = now - self.max_age
+        return await self.store.off_loop(
+            lambda: self.store.read(
+                lambda c: outgoing.awaiting_state_in(c, name, since, after, self.batch)
+            )
         )

@@ -50,11 +50,11 @@ from smsbridge.web.logins import PhoneLogins
 from smsbridge.web.metrics import Metrics, metrics_endpoint
 from smsbridge.web.openapi import openapi_endpoint, webhook_carriers
 from smsbridge.web.routes import (
-    INBOUND,
+    LEAN_ROUTES,
     REFUSALS,
     UNKNOWN_CARRIER,
-    InboundWebhooks,
     LeanRoute,
+    LeanWebhooks,
     refused_webhook,
 )
 from smsbridge.web.routes import ROUTES as CARRIER_ROUTES
@@ -100,17 +100,20 @@ def _safe_path(request: Request) -> str:
 
 
 class BridgeApp(Starlette):
-    """Starlette, with a lean path for the inbound webhook (routes.py `LeanRoute`,
-    `InboundWebhooks`): a request to that route goes through the app's middleware (the same
-    list, `add_middleware`'s, built a second time around it: the body limit, the HTTP
-    metrics) straight to its handler, without Starlette's exception layers and router. Every
-    other request is Starlette's."""
+    """Starlette, with a lean path for the carriers' webhooks, inbound SMS and delivery reports
+    (routes.py `LeanRoute`, `LeanWebhooks`): a request to one of those routes goes through the
+    app's middleware (the same list, `add_middleware`'s, built again around each: the body
+    limit, the HTTP metrics) straight to its handler, without Starlette's exception layers and
+    router. Every other request is Starlette's."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        lean: ASGIApp = InboundWebhooks(self.state, handle_error)
-        for cls, args, kwargs in reversed(self.user_middleware):
-            lean = cls(lean, *args, **kwargs)
-        return LeanRoute(INBOUND, lean, super().build_middleware_stack())
+        lean: list[tuple[Route, ASGIApp]] = []
+        for route, handler in LEAN_ROUTES:
+            app: ASGIApp = LeanWebhooks(route, handler, self.state, handle_error)
+            for cls, args, kwargs in reversed(self.user_middleware):
+                app = cls(app, *args, **kwargs)
+            lean.append((route, app))
+        return LeanRoute(lean, super().build_middleware_stack())
 
 
 def create_app(

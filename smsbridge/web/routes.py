@@ -7,6 +7,9 @@
                                                later) and committed before the 2xx
     GET|POST /api/sms                          cht-gateway phones (carriers/chtgateway.py)
 
+HEAD on a carrier's URL is a URL check (`url_check`): carrier and token checked, 200, nothing
+parsed or stored.
+
 A webhook passes the secret token in its URL and the carrier's own signature check, then the
 carrier turns it into values (`InboundSms`, `StatusUpdate`) and the service stores them.
 """
@@ -184,6 +187,8 @@ async def inbound_webhook(
     """An inbound webhook (scope: its route matched, `path_params` set): checked, its SMS
     stored with their tasks and committed, and the answer its carrier expects. Raises the
     errors.py error that answers a refused one."""
+    if scope["method"] == "HEAD":
+        return url_check(service, scope, status=False)
     carrier = scope["path_params"]["carrier"]
     module = webhook_carrier(service, carrier, status=False)
     if scope["method"] == "GET" and carrier not in GET_INBOUND:
@@ -194,16 +199,38 @@ async def inbound_webhook(
     return module.inbound_reply(messages, config)
 
 
+URL_CHECKED = WebhookReply(200, b"", "text/plain")
+
+
+def url_check(service: Service, scope: Scope, *, status: bool) -> WebhookReply:
+    """A HEAD on a webhook URL (inbound, or `status`: delivery reports). Starlette answers HEAD
+    through the GET handler, but a HEAD is a URL check, never an SMS or a report: it has no
+    body, and HEAD must change nothing. The carrier (404) and the token (401) are checked as
+    for any webhook, then 200 with no body, nothing parsed or stored, for every carrier (a 405
+    for a POST-only carrier, or the 400 a GET without the SMS's fields gets, would make a URL
+    check take a good URL for a broken one)."""
+    carrier = scope["path_params"]["carrier"]
+    webhook_carrier(service, carrier, status=status)
+    check_token(service.settings, carrier, scope["path_params"]["token"])
+    return URL_CHECKED
+
+
 async def carrier_inbound(request: Request) -> Response:
     reply = await inbound_webhook(current_service(request), request.scope, request.body)
     return Response(reply.body, status_code=reply.status, media_type=reply.media_type)
 
 
-async def carrier_status(request: Request) -> Response:
-    service = current_service(request)
-    carrier = request.path_params["carrier"]
+async def status_webhook(
+    service: Service, scope: Scope, body: Callable[[], Awaitable[bytes]]
+) -> WebhookReply:
+    """A carrier's delivery report (scope: its route matched, `path_params` set): checked, its
+    reports stored (matched or kept for later) and committed, and the JSON answer. Raises the
+    errors.py error that answers a refused one."""
+    if scope["method"] == "HEAD":
+        return url_check(service, scope, status=True)
+    carrier = scope["path_params"]["carrier"]
     module = webhook_carrier(service, carrier, status=True)
-    req, config, now = await verified_webhook(service, request.scope, request.body, carrier, module)
+    req, config, now = await verified_webhook(service, scope, body, carrier, module)
     updates = module.parse_status(req, config)
     matched = await service.outbound.delivery_reports(updates, now, carrier=carrier)
     event(
@@ -214,7 +241,18 @@ async def carrier_status(request: Request) -> Response:
         reports=len(updates),
         matched=matched,
     )
-    return JSONResponse({"ok": True, "received": len(updates)})
+    return WebhookReply(200, _status_answer(len(updates)), "application/json")
+
+
+@functools.lru_cache(maxsize=16)
+def _status_answer(received: int) -> bytes:
+    """The status webhook's JSON body, encoded as Starlette's JSONResponse encodes it."""
+    return bytes(JSONResponse({"ok": True, "received": received}).body)
+
+
+async def carrier_status(request: Request) -> Response:
+    reply = await status_webhook(current_service(request), request.scope, request.body)
+    return Response(reply.body, status_code=reply.status, media_type=reply.media_type)
 
 
 def _phone(request: Request, service: Service) -> str:
@@ -274,63 +312,78 @@ async def gateway_api(request: Request) -> Response:
 
 
 INBOUND = Route("/carriers/{carrier}/{token}/inbound", carrier_inbound, methods=["GET", "POST"])
+STATUS = Route("/carriers/{carrier}/{token}/status", carrier_status, methods=["GET", "POST"])
 
 ROUTES = [
     INBOUND,
-    Route("/carriers/{carrier}/{token}/status", carrier_status, methods=["GET", "POST"]),
+    STATUS,
     Route("/api/sms", gateway_api, methods=["GET", "POST"]),
     Route("/api/sms/", gateway_api, methods=["GET", "POST"]),
 ]
 
 
-# -- the lean path of the inbound webhook ----------------------------------------------------------
-# The one route that takes a carrier's whole traffic skips Starlette's exception layers, its
-# router and its Request and Response objects (web/app.py `BridgeApp`). What it answers, logs
-# and counts is what the route above answers, logs and counts: the same `inbound_webhook`, the
-# app's error handler, the same middleware in front of it.
+# -- the lean path of the webhooks ---------------------------------------------------------------
+# The two routes that take the carriers' whole traffic (inbound SMS, delivery reports) skip
+# Starlette's exception layers, its router and its Request and Response objects (web/app.py
+# `BridgeApp`). What they answer, log and count is what the routes above answer, log and count:
+# the same `inbound_webhook` and `status_webhook`, the app's error handler, the same middleware
+# in front of them.
 
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+WebhookHandler = Callable[[Service, Scope, Callable[[], Awaitable[bytes]]], Awaitable[WebhookReply]]
 LEAN_METHODS = frozenset({"GET", "POST"})  # HEAD and the rest: through the router
+
+# The lean routes and their handlers (web/app.py builds one `LeanWebhooks` for each).
+LEAN_ROUTES: tuple[tuple[Route, WebhookHandler], ...] = (
+    (INBOUND, inbound_webhook),
+    (STATUS, status_webhook),
+)
 
 
 class LeanRoute:
-    """ASGI: a request `route` takes (path and method) goes to `lean`, with the route's path
-    parameters in its scope as the router would put them; any other to `full`."""
+    """ASGI: a request one of `lean`'s routes takes (path and method) goes to that route's app,
+    with the route's path parameters in its scope as the router would put them; any other to
+    `full`."""
 
-    def __init__(self, route: Route, lean: ASGIApp, full: ASGIApp) -> None:
-        self.route = route
+    def __init__(self, lean: list[tuple[Route, ASGIApp]], full: ASGIApp) -> None:
         self.lean = lean
         self.full = full
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in LEAN_METHODS:
-            match, child_scope = self.route.matches(scope)
-            if match is Match.FULL:
-                scope.update(child_scope)
-                await self.lean(scope, receive, send)
-                return
+            for route, app in self.lean:
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child_scope)
+                    await app(scope, receive, send)
+                    return
         await self.full(scope, receive, send)
 
 
-class InboundWebhooks:
-    """ASGI: the inbound webhook route's handler (`inbound_webhook`) without Starlette's layers
-    around it. `state` is the app's (`state.service`); `on_error(request, exc)` is the app's
-    error handler, answering what the handler raised as the router's path would: an error of
-    errors.py or Starlette's HTTPException is answered; anything else is answered 500 and
-    raised again for the server to log (as Starlette's ServerErrorMiddleware does)."""
+class LeanWebhooks:
+    """ASGI: a webhook route's handler (`inbound_webhook`, `status_webhook`) without
+    Starlette's layers around it. `state` is the app's (`state.service`); `on_error(request,
+    exc)` is the app's error handler, answering what the handler raised as the router's path
+    would: an error of errors.py or Starlette's HTTPException is answered; anything else is
+    answered 500 and raised again for the server to log (as Starlette's ServerErrorMiddleware
+    does)."""
 
-    def __init__(self, state: Any, on_error: ErrorHandler) -> None:
+    def __init__(
+        self, route: Route, handler: WebhookHandler, state: Any, on_error: ErrorHandler
+    ) -> None:
+        self.route = route
+        self.handler = handler
         self.state = state
         self.on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["route"] = INBOUND  # as the router notes it (the HTTP metrics' `route` label)
+        scope["route"] = self.route  # as the router notes it (the HTTP metrics' `route` label)
 
         async def body() -> bytes:
             return await read_body(receive)
 
         try:
-            reply = await inbound_webhook(running_service(self.state), scope, body)
+            reply = await self.handler(running_service(self.state), scope, body)
         except Exception as exc:
             response = await self.on_error(Request(scope, receive), exc)
             await response(scope, receive, send)

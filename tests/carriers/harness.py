@@ -36,6 +36,7 @@ from smsbridge.carriers.base import CarrierConfig, WebhookRequest
 from smsbridge.carriersim import DEFAULT_CREDENTIALS, CarrierSim
 from smsbridge.errors import AuthFailure, PermanentError, RetryableError
 from smsbridge.loopback import wait_for
+from smsbridge.outbound.channels import is_throttle
 from smsbridge.sms import DeliveryState, OutboundSms, SendResult, StatusUpdate
 from tests.conftest import WEBHOOK_TOKENS, RunningBridge, bridge_env
 
@@ -249,13 +250,18 @@ def config(carrier: str, url: str, **override: str) -> CarrierConfig:
 
 
 def send(
-    carrier: str, url: str, to: str = "+254712345678", timeout: float = 10.0, **override: str
+    carrier: str,
+    url: str,
+    to: str = "+254712345678",
+    timeout: float = 10.0,
+    text: str = "Habari 😀",
+    **override: str,
 ) -> SendResult:
-    """`carrier`'s `send` of one SMS ("Habari 😀", ref `ref-1`) to the simulator at `url`."""
+    """`carrier`'s `send` of one SMS (`text`, ref `ref-1`) to the simulator at `url`."""
 
     async def go() -> SendResult:
         async with httpx.AsyncClient(timeout=timeout) as http:
-            sms = OutboundSms("ref-1", to, "Habari 😀", NOW)
+            sms = OutboundSms("ref-1", to, text, NOW)
             result: SendResult = await module_of(carrier).send(
                 http, config(carrier, url, **override), sms
             )
@@ -302,10 +308,13 @@ def sending_tests(
     bad_credentials: Mapping[str, str],
     missing_settings: Sequence[tuple[Mapping[str, str], str]],
     status_cases: Sequence[tuple[WebhookRequest, StatusUpdate | None]],
+    throttles: bool = True,
 ) -> type:
     """The send-side tests of `carrier`: a send, each fault, wrong credentials
     (`bad_credentials` overrides its settings), each of `missing_settings` (settings emptied,
-    the name the error must give), and `parse_status` on `status_cases` (None: ignored)."""
+    the name the error must give), and `parse_status` on `status_cases` (None: ignored).
+    `throttles`: the simulator's `throttle` answer is one the channel pauses for
+    (outbound/channels.py `is_throttle`), with or without a Retry-After."""
 
     class Sending:
         def test_send_returns_carrier_id(
@@ -326,9 +335,24 @@ def sending_tests(
             sim: CarrierSim,
         ) -> None:
             sim.fail_next(carrier, fault)
-            with pytest.raises(error):
+            with pytest.raises(error) as info:
                 send(carrier, carriers[1], timeout=0.5)  # the simulator hangs 1 s on "timeout"
             assert sim.sent_by(carrier) == []
+            if fault == "throttle":
+                paused = isinstance(info.value, RetryableError) and is_throttle(info.value)
+                assert paused is throttles
+
+        def test_a_throttle_without_retry_after_still_pauses_the_channel(
+            self, carriers: tuple[CarrierSim, str], sim: CarrierSim
+        ) -> None:
+            sim.configure(carrier, throttle_retry_after=False)
+            try:
+                sim.fail_next(carrier, "throttle")
+                with pytest.raises(RetryableError) as info:
+                    send(carrier, carriers[1])
+            finally:
+                sim.configure(carrier, throttle_retry_after=True)
+            assert is_throttle(info.value) is throttles
 
         def test_bad_credentials_are_auth_failures(
             self, carriers: tuple[CarrierSim, str], sim: CarrierSim

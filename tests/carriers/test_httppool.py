@@ -9,12 +9,16 @@ import asyncio
 import contextlib
 import gzip
 import random
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from smsbridge.carriers import load_settings
+from smsbridge.carriers.httppool import LeanTransport
 from smsbridge.carriers.httppool import client as send_client
 from smsbridge.carriers.sending import request
 from smsbridge.errors import RetryableError
@@ -234,3 +238,122 @@ def test_a_kept_connection_the_carrier_closed_meanwhile_is_not_reused() -> None:
         return codes
 
     assert asyncio.run(body()) == [200, 200, 200]
+
+
+async def read_whole(reader: asyncio.StreamReader) -> bytes:
+    """One request as it came on the wire: its head and its (Content-Length) body."""
+    head = b""
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        head += line
+    if not head:
+        return b""  # the client closed
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + b"\r\n" + (await reader.readexactly(length) if length else b"")
+
+
+def wire_of(make: Callable[[], httpx.AsyncClient], sends: list[dict[str, Any]]) -> list[bytes]:
+    """The requests `make()`'s client puts on the wire for `sends` (each the arguments of one
+    `request`), one connection kept alive; the carrier answers each with a cookie."""
+    seen: list[bytes] = []
+
+    async def carrier(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while wire := await read_whole(reader):
+            seen.append(wire)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nSet-Cookie: lb=node-7; Path=/\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 12\r\n\r\n" + b'{"id":"g-1"}'
+            )
+            await writer.drain()
+        writer.close()
+
+    async def body() -> None:
+        http = make()
+
+        async def send(url: str) -> None:
+            for kwargs in sends:
+                response = await http.request(**{**kwargs, "url": url + kwargs["url"]})
+                assert response.status_code == 200
+                assert response.json() == {"id": "g-1"}
+                assert response.request.url == httpx.URL(url + kwargs["url"]).copy_merge_params(
+                    kwargs.get("params") or {}
+                )
+
+        try:
+            await with_server(carrier, send)
+        finally:
+            await http.aclose()
+
+    asyncio.run(body())
+    return [re.sub(rb"127\.0\.0\.1:\d+", b"HOST", wire) for wire in seen]
+
+
+SENDS: list[dict[str, Any]] = [
+    {"method": "POST", "url": "/send", "json": {"to": "+254712345678", "text": "Habari ✓"}},
+    {"method": "POST", "url": "/send", "data": {"to": "+254712345678", "text": "a&b=c"}},
+    {"method": "GET", "url": "/sendsms", "params": {"to": "+2547", "text": "x y"}},
+    {"method": "POST", "url": "/send", "headers": {"apiKey": "k-1"}, "content": b"raw"},
+]
+
+
+def test_the_send_client_puts_on_the_wire_what_httpx_would() -> None:
+    """The lean client builds plain requests itself: byte for byte what httpx's own path over
+    the same transport sends."""
+    lean = wire_of(lambda: send_client(timeout=5, connections=2, proxies=lambda: False), SENDS)
+    own = wire_of(
+        lambda: httpx.AsyncClient(timeout=5, transport=LeanTransport(keep=2)),
+        SENDS,
+    )
+    assert [w.split(b"\r\n")[0] for w in lean] == [
+        b"POST /send HTTP/1.1",
+        b"POST /send HTTP/1.1",
+        b"GET /sendsms?to=%2B2547&text=x+y HTTP/1.1",
+        b"POST /send HTTP/1.1",
+    ]
+    # httpx's own client sends back the carrier's cookie from the second request on
+    assert [w.replace(b"Cookie: lb=node-7\r\n", b"") for w in own] == lean
+
+
+def test_the_send_client_keeps_no_cookies_and_still_authenticates() -> None:
+    """Each send stands alone: a cookie a carrier set is never sent back, on the lean path or
+    on httpx's own (a request with `auth`, as Twilio's)."""
+    sends = [SENDS[0], {**SENDS[1], "auth": ("AC1", "secret")}, SENDS[0]]
+    wires = wire_of(lambda: send_client(timeout=5, connections=2, proxies=lambda: False), sends)
+    assert len(wires) == 3
+    assert not any(b"cookie:" in wire.lower() for wire in wires)
+    assert b"Authorization: Basic QUMxOnNlY3JldA==\r\n" in wires[1]
+    assert b"authorization" not in wires[0].lower() + wires[2].lower()
+
+
+def test_closing_the_client_closes_a_connection_a_request_still_waits_on() -> None:
+    """At shutdown a request nobody cancelled (CHT hanging) must not leave its connection open:
+    closing the client closes it, and the request ends as a network error."""
+    got_request = asyncio.Event()
+    closed_by_client = asyncio.Event()
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        got_request.set()
+        if await reader.read() == b"":  # the client closed its end
+            closed_by_client.set()
+
+    async def body() -> str:
+        http = send_client(timeout=30, connections=2, proxies=lambda: False)
+        outcome: list[str] = []
+
+        async def send(url: str) -> None:
+            pending = asyncio.create_task(request(http, "generic", "POST", url + "/send"))
+            await asyncio.wait_for(got_request.wait(), 5)
+            await http.aclose()
+            try:
+                await asyncio.wait_for(pending, 5)
+            except RetryableError as exc:
+                outcome.append(exc.code)
+            await asyncio.wait_for(closed_by_client.wait(), 5)
+
+        await with_server(hang, send)
+        return outcome[0]
+
+    assert asyncio.run(body()) == "network"

@@ -19,8 +19,10 @@ from twilio.request_validator import RequestValidator
 
 from smsbridge.carriers import twilio
 from smsbridge.carriers.base import CarrierConfig, WebhookRequest
+from smsbridge.carriers.sending import THROTTLE_WAIT
 from smsbridge.carriersim import CarrierSim
 from smsbridge.errors import Forbidden, RetryableError
+from smsbridge.outbound.channels import is_throttle
 from smsbridge.sms import DeliveryState, OutboundSms, StatusUpdate
 from tests.carriers.harness import (
     ARRIVAL,
@@ -307,3 +309,21 @@ def test_throttle_carries_retry_after(carriers: tuple[CarrierSim, str], sim: Car
     with pytest.raises(RetryableError) as info:
         send("twilio", carriers[1])
     assert info.value.retry_after == 1.0
+
+
+def test_a_throttle_without_retry_after_pauses_the_channel_a_moment(
+    carriers: tuple[CarrierSim, str], sim: CarrierSim
+) -> None:
+    """Twilio's 429 (error 20429, "not processed, safe to retry") names no wait: the channel
+    pauses for a throttle code's moment (carriers/sending.py THROTTLE_WAIT), not the longer
+    pause of a bare 429."""
+    sim.configure("twilio", throttle_retry_after=False)
+    try:
+        sim.fail_next("twilio", "throttle")
+        with pytest.raises(RetryableError) as info:
+            send("twilio", carriers[1])
+    finally:
+        sim.configure("twilio", throttle_retry_after=True)
+    assert info.value.code == "twilio_20429" and info.value.status == 429
+    assert info.value.retry_after == THROTTLE_WAIT and is_throttle(info.value)
+    assert sim.sent_by("twilio") == []

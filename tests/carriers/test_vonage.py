@@ -259,3 +259,44 @@ def test_a_throttle_pauses_the_channel_for_the_time_vonage_names_then_sends(
             wait_for(lambda ref=ref: world.states(ref)[-1] == "delivered", what="delivered")
         assert world.carriers.sent_count("254712345678", "Throttled one") == 1
         assert world.carriers.sent_count("15005550006", "Throttled two") == 1
+
+
+LONG = "Your next ANC visit is on Monday at the health centre. " * 4  # 220 characters: 2 parts
+
+
+def test_a_long_sms_vonage_took_in_part_is_failed_not_sent_again(
+    tmp_path: Path, chtsim: tuple[ChtSim, str]
+) -> None:
+    """Vonage accepted part 1 of 2 and refused part 2 with a transient error (status 5): a
+    retry (or a failover) would send the whole text again and the patient would get part 1
+    twice. The SMS fails at once, its reason saying what Vonage took; nothing is sent again,
+    however long we wait."""
+    with e2e(tmp_path, chtsim, SMSBRIDGE_ROUTES="*=vonage|twilio") as world:
+        world.carriers.configure("vonage", refused_parts=(2,))
+        ref = world.cht.add_outgoing("+254712345678", LONG)
+        wait_for(lambda: world.states(ref)[-1] == "failed", what="failed in CHT")
+        reason = world.cht.message(ref)["state_details"]["reason"]
+        assert reason.startswith("vonage took 1 of 2 parts; part 2/2 refused: 5 Internal Error")
+        assert world.bridge_state(ref) is DeliveryState.FAILED
+        assert row(world, ref)["id"] is None  # no task: nothing of it left to send
+        world.clock.advance(3600)  # any retry would be due by now
+        [part] = world.carriers.sent_by("vonage")  # the handset got part 1, once
+        assert LONG.startswith(part.text) and part.text != LONG
+        assert world.carriers.sent_by("twilio") == []  # no failover either
+        assert world.carriers.requests["vonage"] == 1
+        assert world.states(ref).count("failed") == 1
+
+
+def test_a_long_sms_vonage_took_whole_is_sent_and_one_refused_in_every_part_is_retried(
+    carriers: tuple[CarrierSim, str], sim: CarrierSim
+) -> None:
+    """Every part accepted: sent, named by the first part's id. Every part refused: nothing
+    reached the phone, so the usual rules hold (status 5: this SMS again later)."""
+    result = send("vonage", carriers[1], text=LONG)
+    assert result.state is DeliveryState.SENT and result.reason is None
+    assert [s.message_id for s in sim.sent_by("vonage")] == [result.external_id]
+    sim.configure("vonage", refused_parts=(1, 2))
+    with pytest.raises(RetryableError) as refused:
+        send("vonage", carriers[1], text=LONG)
+    assert refused.value.code == "vonage_5"
+    assert len(sim.sent_by("vonage")) == 1  # only the first, whole send

@@ -13,6 +13,7 @@ from smsbridge.chtsim import ChtSim
 from smsbridge.cli.listings import Filters, outbox
 from smsbridge.loopback import wait_for
 from smsbridge.outbound import channels
+from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound.send import NOT_ROUTABLE
 from smsbridge.store import open_store
 from tests.outbound.test_e2e import DELIVERED_HISTORY, E2E, e2e
@@ -136,6 +137,55 @@ def test_a_reply_leaves_on_the_channel_its_number_wrote_in_on(
         wait_for(lambda: world.states(later)[-1] == "delivered", what="delivered")
         assert world.carriers.sent_count(ALICE, "Later") == 1
         assert [s.text for s in world.carriers.sent_by("twilio")] == ["Not a reply", "Later"]
+
+
+def test_chts_reply_to_a_sender_written_nationally_leaves_on_its_channel_in_the_reply_lane(
+    tmp_path: Path, chtsim: tuple[ChtSim, str]
+) -> None:
+    """Kannel and many gateways write the sender nationally (`0712345678`); CHT files the report
+    under, and replies to, `+254712345678` (its `default_country_code` 254): the bridge stores
+    the sender as CHT keeps it, so the reply is known for one."""
+    chtsim[0].install_demo()  # default_country_code 254; Alice's phone; a reply to `P`
+    with e2e(tmp_path, chtsim, SMSBRIDGE_ROUTES="*=twilio") as world:
+        wait_for(
+            lambda: httpx.get(f"{world.url}/readyz", timeout=5).json()["checks"]["forms"]["ok"],
+            what="CHT's settings fetched",
+        )
+        inbound = f"{world.url}/carriers/generic/gn-tok/inbound"
+        sms = {"from": "0712345678", "text": "P 12 Jane", "id": "gw-national-1"}
+        assert httpx.post(inbound, data=sms, timeout=5).status_code == 200
+        wait_for(lambda: world.cht.messages(), what="CHT's reply queued")
+        [reply] = world.cht.messages()
+        assert reply["to"] == ALICE
+        wait_for(lambda: world.states(reply["id"])[-1] == "delivered", what="reply delivered")
+        # on the channel the report came in on, not the route's twilio
+        assert [(s.to, s.text) for s in world.carriers.sent_by("generic")] == [
+            (ALICE, reply["content"])
+        ]
+        assert world.carriers.sent_by("twilio") == []
+        sent = outgoing.get(world.store, reply["id"])
+        assert sent is not None and sent.lead > 0  # in the replies' lane
+        [record] = world.cht.records()
+        assert record["from"] == ALICE and record["form"] == "P"
+        [stored] = world.store.query("SELECT sender FROM messages")
+        assert stored[0] == ALICE
+
+
+def test_a_sender_that_is_no_phone_number_is_stored_as_the_carrier_wrote_it(
+    tmp_path: Path, chtsim: tuple[ChtSim, str]
+) -> None:
+    chtsim[0].set_settings({"default_country_code": 254}, merge=True)
+    with e2e(tmp_path, chtsim) as world:
+        wait_for(
+            lambda: httpx.get(f"{world.url}/readyz", timeout=5).json()["checks"]["forms"]["ok"],
+            what="CHT's settings fetched",
+        )
+        inbound = f"{world.url}/carriers/generic/gn-tok/inbound"
+        for sender in ("MPESA", "40404", "0712 345 678"):
+            response = httpx.post(inbound, data={"from": sender, "text": "hello"}, timeout=5)
+            assert response.status_code == 200
+        stored = [r[0] for r in world.store.query("SELECT sender FROM messages ORDER BY id")]
+        assert stored == ["MPESA", "40404", ALICE]
 
 
 def test_reply_channel_routes_leaves_replies_to_the_routes(

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from smsbridge.cht.client import ChtClient
 from smsbridge.chtsim import ChtSim
+from smsbridge.outbound import reports
 from smsbridge.outbound.chtsync import REPORT_GAP, ChtSync
+from smsbridge.sms import DeliveryState
 from smsbridge.store import open_store
 
 NOW = 1_800_000_000.0
@@ -65,3 +70,23 @@ def test_a_clock_that_has_not_moved_exchanges_at_once(
                 assert wakes == ["sync"]
 
     asyncio.run(play())
+
+
+@pytest.mark.parametrize("heard", [0, 1, 99, 100, 101, 250])
+def test_marking_reports_heard_marks_exactly_those(database: Path | str, heard: int) -> None:
+    """`reports.mark_reported_in` (one statement per hundred reports) marks the reports it is
+    given, and no other."""
+    with open_store(database) as store:
+
+        def owe(conn: Any) -> None:
+            for n in range(300):
+                reports.owe_in(conn, f"m-{n}", DeliveryState.SENT, None, NOW)
+
+        store.write_sync(owe)
+        owed = reports.owed_reports(store, 300)
+        chosen = [row_id for row_id, _ in owed][::-1][:heard]  # newest first, any order
+        store.write_sync(lambda c: reports.mark_reported_in(c, chosen, NOW + 1))
+        rows = store.query("SELECT id, reported_at FROM outgoing_reports ORDER BY id")
+        assert {r[0] for r in rows if r[1] is not None} == set(chosen)
+        assert all(r[1] == NOW + 1 for r in rows if r[1] is not None)
+        assert len(reports.owed_reports(store, 300)) == 300 - heard

@@ -13,9 +13,7 @@ from smsbridge.carriersim import CarrierSim
 from smsbridge.outbound.messages import SEND
 from smsbridge.sms import DeliveryState, InboundSms
 from smsbridge.web.metrics import StoreCollector
-from tests.outbound.test_send import KE, T0, World, carriers, run, sim, world
-
-__all__ = ["carriers", "sim"]  # the fixtures, shared with test_send.py
+from tests.outbound.test_send import KE, T0, World, run, world
 
 PHONE_ROUTES = {"SMSBRIDGE_ROUTES": "+254=chtgateway", "SMSBRIDGE_REPLY_CHANNEL": "routes"}
 

@@ -8,9 +8,7 @@ from pathlib import Path
 
 from smsbridge.carriersim import CarrierSim
 from tests.outbound.test_lanes import inbound_from, offer
-from tests.outbound.test_send import KE, T0, World, carriers, run, sim, world
-
-__all__ = ["carriers", "sim"]  # the fixtures, shared with test_send.py
+from tests.outbound.test_send import KE, T0, World, run, world
 
 SLOW = {"SMSBRIDGE_RATES": "twilio=1/60", "SMSBRIDGE_REPLY_LEAD": "3600"}  # one SMS a minute
 

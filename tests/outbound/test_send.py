@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +15,6 @@ import pytest
 from smsbridge import tasks
 from smsbridge.carriers import chtgateway, load_settings
 from smsbridge.carriersim import CarrierSim, bridge_env
-from smsbridge.loopback import serve_in_thread
 from smsbridge.outbound import delivery, reports, transitions
 from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound.messages import SEND
@@ -28,25 +27,6 @@ from tests.conftest import CRASHED, inject_crash, new_database
 
 T0 = 1_700_000_000.0
 KE = "+254712345678"
-
-
-@pytest.fixture(scope="module")
-def carriers() -> Iterator[tuple[CarrierSim, str]]:
-    sim = CarrierSim()
-    with serve_in_thread(sim.app) as url:
-        yield sim, url
-
-
-@pytest.fixture
-def sim(carriers: tuple[CarrierSim, str]) -> CarrierSim:
-    s = carriers[0]
-    s.sends.clear()
-    s.invalid_numbers.clear()
-    for state in s.state.values():
-        state.faults.clear()
-        state.outage = None
-        state.reports = False
-    return s
 
 
 @dataclass

@@ -6,7 +6,6 @@ every part is. The send side is driven on its own clock here (tests/outbound/tes
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,12 +14,12 @@ import pytest
 from smsbridge.carriersim import CarrierSim
 from smsbridge.chtsim import ChtSim
 from smsbridge.cli import listings
-from smsbridge.loopback import serve_in_thread, wait_for
+from smsbridge.loopback import wait_for
 from smsbridge.outbound import parts, reports
 from smsbridge.outbound import split as splitmode
 from smsbridge.segments import GSM7_EXTENSION, standalone_parts
 from smsbridge.sms import DeliveryState, StatusUpdate
-from tests.conftest import CRASHED
+from tests.conftest import CRASHED, inject_crash
 from tests.outbound.test_e2e import DELIVERED_HISTORY, TOKENS, e2e
 from tests.outbound.test_send import KE, T0, World, refuse_putting_tasks_back, run, world
 
@@ -28,28 +27,6 @@ SPLIT = {"SMSBRIDGE_ROUTES": "*=generic?split"}
 WORDS = "Habari Jane, ziara ya ANC ni kesho saa nne asubuhi katika kituo cha afya. "
 LONG = (WORDS * 6)[:400]  # GSM-7, 400 septets: three standalone SMS
 LABEL = re.compile(r"([0-9]+)/([0-9]+) ")
-
-
-@pytest.fixture(scope="module")
-def carriers() -> Iterator[tuple[CarrierSim, str]]:
-    sim = CarrierSim()
-    with serve_in_thread(sim.app) as url:
-        yield sim, url
-
-
-@pytest.fixture
-def sim(carriers: tuple[CarrierSim, str]) -> CarrierSim:
-    """The module's carrier simulator, emptied, without faults, posting no delivery reports
-    (the tests hand the pipeline the reports they want, when they want)."""
-    s = carriers[0]
-    s.sends.clear()
-    s.requests.clear()
-    for state in s.state.values():
-        state.faults.clear()
-        state.outage = None
-        state.reports = False
-        state.latency = 0.0
-    return s
 
 
 @pytest.fixture
@@ -172,6 +149,52 @@ def test_a_crash_after_two_parts_of_three_sends_only_the_third(
             await w.drain(T0 + w.pipeline.config.ambiguous_grace)  # no report: resent
             assert [ref for ref, _ in sends(sim)] == ["m1.1", "m1.2", "m1.3"]
             assert w.get("m1").state is DeliveryState.SENT
+
+    run(body)
+
+
+def test_a_send_that_fails_before_calling_the_carrier_leaves_no_ambiguous_sms(
+    tmp_path: Path, carriers: tuple[CarrierSim, str], sim: CarrierSim, db: dict[str, str]
+) -> None:
+    """The database refuses the parts' plan (as after a failover), before any carrier call:
+    the SMS was never sent, so when its task comes back it is sent at once, not held for a
+    delivery report that cannot come (AMBIGUOUS_GRACE) and, with `fail`, failed."""
+
+    async def body() -> None:
+        async with world(tmp_path, carriers[1], **db, **SPLIT) as w:
+            w.add("m1", content=LONG)
+            lift = inject_crash(w.store, "outgoing_parts", "1 = 1", on="INSERT")
+            with pytest.raises(CRASHED, match="injected crash"):
+                await w.pipeline.run_once(T0)
+            lift()
+            assert sends(sim) == [] and w.get("m1").attempt_started_at is None
+            await w.drain(T0 + w.pipeline.config.lease)  # the lease ran out: claimed again
+            assert w.get("m1").ambiguous_since is None
+            assert [ref for ref, _ in sends(sim)] == ["m1.1", "m1.2", "m1.3"]
+            assert w.get("m1").state is DeliveryState.SENT
+
+    run(body)
+
+
+def test_an_sms_begun_in_parts_does_not_fail_over_to_a_phone(
+    tmp_path: Path, carriers: tuple[CarrierSim, str], sim: CarrierSim, db: dict[str, str]
+) -> None:
+    """Part 2 of 3 is refused for good: a phone, next on the route, would send the whole text
+    and the recipient would read part 1 twice. The SMS fails instead."""
+
+    async def body() -> None:
+        routes = "*=generic|chtgateway?split"
+        async with world(tmp_path, carriers[1], **db, SMSBRIDGE_ROUTES=routes) as w:
+            w.add("m1", content=LONG)
+            sim.fail_next("generic", "invalid_number", after=1)
+            await w.drain(T0)
+            message = w.get("m1")
+            assert message.channel != "chtgateway" and message.state is DeliveryState.FAILED
+            assert [ref for ref, _ in sends(sim)] == ["m1.1"]
+            w.add("m2", content="Short enough")  # one part: its route's phone still takes it
+            sim.fail_next("generic", "invalid_number")
+            await w.drain(T0)
+            assert w.get("m2").channel == "chtgateway"
 
     run(body)
 

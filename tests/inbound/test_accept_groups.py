@@ -1,0 +1,140 @@
+"""Webhooks accepted together (smsbridge/inbound/messages.py `AcceptGroups`): the inbound SMS
+of all the webhooks that arrive in one turn of the event loop are stored by ONE write job, yet
+each webhook is answered only once its own messages are committed, each message is stored once
+(a carrier's retry within the same group included), and a webhook that cannot be stored fails
+alone."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smsbridge.inbound.messages import Accepted, AcceptGroups
+from smsbridge.sms import InboundSms
+from smsbridge.store import open_store
+
+AT = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+
+
+def sms(
+    external_id: str | None, text: str = "P 12 Jane", sender: str = "+254712345678"
+) -> InboundSms:
+    return InboundSms("generic", external_id, sender, text, AT)
+
+
+def stored(store: Any) -> list[tuple[str | None, str]]:
+    """(external id, uuid) of every stored message, read on a connection of its own: only
+    what is committed."""
+    rows = store.query("SELECT external_id, uuid FROM messages ORDER BY id")
+    return [(r[0], r[1]) for r in rows]
+
+
+def submit_tasks(store: Any) -> list[str]:
+    return [r[0] for r in store.query("SELECT ref FROM tasks WHERE kind = 'submit' ORDER BY id")]
+
+
+def refuse_insert_of(store: Any, external_id: str) -> None:
+    """Make the database refuse to store the message `external_id` (a fault injected in the
+    database, not in our code)."""
+    if store.dialect == "postgresql":
+        store.write_sync(
+            lambda c: c.execute(
+                "CREATE OR REPLACE FUNCTION refused_insert() RETURNS trigger LANGUAGE plpgsql "
+                "AS $$ BEGIN RAISE EXCEPTION 'injected refusal'; END $$"
+            )
+        )
+        sql = (
+            "CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW "
+            f"WHEN (NEW.external_id = '{external_id}') EXECUTE FUNCTION refused_insert()"
+        )
+    else:
+        sql = (
+            f"CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.external_id = "
+            f"'{external_id}' BEGIN SELECT RAISE(ABORT, 'injected refusal'); END"
+        )
+    store.write_sync(lambda c: c.execute(sql))
+
+
+def test_webhooks_of_one_loop_turn_are_stored_by_one_job_and_each_answered_after_commit(
+    database: Path | str,
+) -> None:
+    with open_store(database) as store:
+        groups = AcceptGroups(store, dedup_window=60.0)
+        seen_at_answer: dict[str, list[str | None]] = {}
+
+        async def webhook(name: str, messages: list[InboundSms]) -> list[Accepted]:
+            accepted = await groups.accept(messages, 1000.0)
+            # answered: what this webhook brought is committed (another connection sees it)
+            seen_at_answer[name] = [external_id for external_id, _ in stored(store)]
+            return accepted
+
+        async def one_turn() -> list[list[Accepted]]:
+            jobs = store.jobs_done
+            answers = await asyncio.gather(
+                webhook("a", [sms("a-1")]),
+                webhook("b", [sms("b-1", "P 13 Mary"), sms("b-2", "P 14 Ann")]),
+                webhook("c", [sms(None, "no id: deduplicated by its text")]),
+                webhook("retry", [sms("a-1")]),  # the carrier's retry of "a", same group
+            )
+            assert store.jobs_done == jobs + 1  # one write job for the four webhooks
+            return answers
+
+        a, b, c, retry = asyncio.run(one_turn())
+
+        rows = stored(store)
+        assert sorted(str(external_id) for external_id, _ in rows) == [
+            "None",
+            "a-1",
+            "b-1",
+            "b-2",
+        ]  # each once: the retry stored nothing more
+        assert [x.duplicate for x in a + b + c] == [False, False, False, False]
+        assert retry[0].duplicate and retry[0].uuid == a[0].uuid
+        assert sorted(submit_tasks(store)) == sorted(uuid for _, uuid in rows)  # one task each
+        for name, mine in (("a", ["a-1"]), ("b", ["b-1", "b-2"]), ("retry", ["a-1"])):
+            assert set(mine) <= set(seen_at_answer[name]), name
+        assert None in seen_at_answer["c"]
+
+
+def test_a_webhook_that_cannot_be_stored_fails_alone(database: Path | str) -> None:
+    with open_store(database) as store:
+        refuse_insert_of(store, "poison")
+        groups = AcceptGroups(store, dedup_window=60.0)
+
+        async def one_turn() -> list[list[Accepted] | BaseException]:
+            return await asyncio.gather(
+                groups.accept([sms("ok-1")], 1000.0),
+                groups.accept([sms("poison", "P 15 Eve")], 1000.0),
+                groups.accept([sms("ok-2", "P 16 Zoe")], 1000.0),
+                return_exceptions=True,
+            )
+
+        ok1, poisoned, ok2 = asyncio.run(one_turn())
+
+        assert isinstance(poisoned, Exception)
+        assert "injected refusal" in str(poisoned)
+        assert isinstance(ok1, list) and isinstance(ok2, list)
+        assert not ok1[0].duplicate and not ok2[0].duplicate
+        assert sorted(str(external_id) for external_id, _ in stored(store)) == ["ok-1", "ok-2"]
+        assert len(submit_tasks(store)) == 2
+
+
+@pytest.mark.parametrize("webhooks", [1, 40])
+def test_every_caller_of_a_group_hears_its_own_messages(
+    database: Path | str, webhooks: int
+) -> None:
+    with open_store(database) as store:
+        groups = AcceptGroups(store, dedup_window=60.0)
+
+        async def one_turn() -> list[list[Accepted]]:
+            return await asyncio.gather(
+                *(groups.accept([sms(f"m-{i}", f"P {i} Jane")], 1000.0) for i in range(webhooks))
+            )
+
+        answers = asyncio.run(one_turn())
+        by_id = dict(stored(store))
+        assert [answer[0].uuid for answer in answers] == [by_id[f"m-{i}"] for i in range(webhooks)]
