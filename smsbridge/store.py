@@ -17,6 +17,7 @@ jobs run again, each in its savepoint.
     store.write_sync(fn)        from sync code (CLI, tests)
     store.read(fn)              a read on this thread's own connection (WAL: never blocks writes)
     await store.off_loop(f)     from async code: a read (PostgreSQL: on a thread)
+    async with store.turn(n)    from async code: the work `n` one bridge at a time does (True)
 
 Opening a store for the service brings its schema up to date (migrations.py); the CLI's
 commands open it with `migrate=False` and refuse a schema of another version instead of changing
@@ -40,7 +41,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -403,6 +404,17 @@ class Store:
         (the CHT sync): always, on SQLite, where `smsbridge serve` holds the database alone
         (smsbridge/dblock.py); PgStore answers with an advisory lock."""
         yield True
+
+    @contextlib.asynccontextmanager
+    async def turn(self, name: str) -> AsyncIterator[bool]:
+        """`exclusive(name)` from async code: taken and given back through `off_loop`, so that
+        a stalled PostgreSQL server holds up this turn, not the event loop."""
+        held = self.exclusive(name)
+        ours = await self.off_loop(held.__enter__)
+        try:
+            yield ours
+        finally:
+            await self.off_loop(lambda: held.__exit__(None, None, None))
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from smsbridge.errors import Unavailable
 from smsbridge.logs import event
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,13 @@ async def survive(
 ) -> T | None:
     """`await step()` in a loop that must outlive bugs: an exception (cancellation aside) is
     logged at ERROR as `error_event` with its traceback (redacted like every log line) and
-    gives None."""
+    gives None. `Unavailable` is no bug (the database is out for a moment, its cause logged
+    where it was met): a WARNING line without traceback; the step runs again later."""
     try:
         return await step()
+    except Unavailable as exc:
+        event(logger, error_event, logging.WARNING, error=exc.code)
+        return None
     except Exception as exc:
         event(logger, error_event, logging.ERROR, exc_info=True, error=type(exc).__name__)
         return None

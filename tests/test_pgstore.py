@@ -681,6 +681,55 @@ def test_the_event_loop_goes_on_while_a_worker_waits_for_the_database(url: str) 
         assert claimed is not None and claimed.ref == "r-1"
 
 
+def test_the_event_loop_goes_on_while_the_cht_sync_waits_for_its_turn(
+    url: str, chtsim: tuple[Any, str]
+) -> None:
+    """The CHT sync's turn (an advisory lock) asked of a server that has stopped answering
+    (its backend process stopped, as a stalled machine or a half-dead network would leave it):
+    the event loop goes on serving meanwhile, and the sync proceeds once the server answers."""
+    import os
+    import signal
+
+    from smsbridge.cht.client import ChtClient
+    from smsbridge.outbound.chtsync import SYNC_LOCK, ChtSync
+
+    sim, cht_url = chtsim
+    message_id = sim.add_outgoing("+254712345678", "Your results are ready")
+    with open_store(url) as store:
+        with store.exclusive(SYNC_LOCK) as held:  # opens the lock's own connection
+            assert held
+        [(pid,)] = store.query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query LIKE '%pg_advisory_unlock%' AND pid <> pg_backend_pid()"
+        )
+        loop_ran, resumed = threading.Event(), threading.Event()
+
+        def resume() -> None:  # after the loop has run, or 15 s: the test then fails
+            loop_ran.wait(15)
+            resumed.set()
+            os.kill(pid, signal.SIGCONT)
+
+        async def play() -> None:
+            async with ChtClient(cht_url, ("admin", "pass"), timeout=10) as cht:
+                syncing = ChtSync(store, cht, interval=30, ttl=86400)
+                step = asyncio.create_task(syncing.step(T0))
+                await asyncio.sleep(0.5)
+                served_meanwhile = not resumed.is_set()
+                loop_ran.set()
+                assert served_meanwhile, "the event loop stood still while the sync waited"
+                await step
+
+        os.kill(pid, signal.SIGSTOP)
+        resumer = threading.Thread(target=resume, daemon=True)
+        resumer.start()
+        try:
+            asyncio.run(play())
+        finally:
+            loop_ran.set()
+            resumer.join(20)
+        assert outgoing.get(store, message_id) is not None  # the exchange took place after
+
+
 # -- errors: 503, never 500, and nothing of the row in them ---------------------------------------
 
 

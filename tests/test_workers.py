@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from smsbridge.pgconn import DatabaseUnavailable
 from smsbridge.workers import Wakeup, claim_loop, survive
 
 
@@ -25,6 +26,22 @@ def test_survive_logs_a_bug_and_gives_none(caplog: pytest.LogCaptureFixture) -> 
         assert asyncio.run(survive(step, "test_error")) is None
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert record.getMessage() == "event=test_error error=KeyError"
+
+
+def test_survive_says_an_outage_in_one_line_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The database out for a moment (a 503 to a webhook, DatabaseUnavailable in a worker) is
+    no bug: a WARNING naming it, no ERROR, no traceback."""
+
+    async def step() -> int:
+        raise DatabaseUnavailable()
+
+    with caplog.at_level(logging.INFO, logger="smsbridge.workers"):
+        assert asyncio.run(survive(step, "test_error")) is None
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING and not record.exc_info
+    assert record.getMessage() == "event=test_error error=unavailable"
 
 
 def test_a_worker_outlives_a_bug_and_goes_on_claiming() -> None:

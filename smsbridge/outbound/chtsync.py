@@ -50,7 +50,7 @@ IDLE_WAIT = 3600.0  # the follow-up loop's wait with nothing planned (it is woke
 # States owed to CHT within this many seconds of the last exchange wait for the next one, so
 # that under load one exchange carries the states of many SMS (`report_owed`).
 REPORT_GAP = 0.25
-# Bridges sharing a PostgreSQL database exchange one at a time (smsbridge/store.py `exclusive`:
+# Bridges sharing a PostgreSQL database exchange one at a time (smsbridge/store.py `turn`,
 # an advisory lock; on SQLite one bridge holds the database anyway, smsbridge/dblock.py).
 SYNC_LOCK = "cht_sync"
 
@@ -140,7 +140,7 @@ class ChtSync:
             return
         if now >= self.retry_at:
             try:
-                with self.store.exclusive(SYNC_LOCK) as ours:
+                async with self.store.turn(SYNC_LOCK) as ours:
                     if ours:  # else another bridge on this database is exchanging right now
                         await self.sync(now)
             except RetryableError as exc:
