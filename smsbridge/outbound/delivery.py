@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from smsbridge.outbound import parts
 from smsbridge.outbound.messages import (
     advance_in,
+    answered_in,
     attempt_over_in,
     by_external_id_in,
     get_in,
@@ -46,11 +47,16 @@ def accepted_in(
     message = get_in(conn, ref)
     if message is None:
         return
-    message = route_in(
-        conn, message, now, channel=channel, carrier=carrier, external_id=external_id
+    answered_in(  # one UPDATE: where it went, the attempt over (not ambiguous), the state
+        conn,
+        message,
+        state,
+        now,
+        reason=reason,
+        channel=channel,
+        carrier=carrier,
+        external_id=external_id,
     )
-    message = attempt_over_in(conn, message)  # answered: not ambiguous
-    advance_in(conn, message, state, now, reason=reason)
     for early_state, reason in early_in(conn, carrier, external_id, message.id):
         current = get_in(conn, ref)
         if current is not None:

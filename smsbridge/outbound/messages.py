@@ -192,7 +192,7 @@ def insert_in(
         return False
     tasks.enqueue_in(conn, SEND, ref, now, lead=lead)
     if origin == "cht":
-        reports.owe_in(conn, ref, DeliveryState.QUEUED, None, now)
+        reports.owe_in(conn, ref, [DeliveryState.QUEUED], None, now)
     note(Change(ref, DeliveryState.QUEUED, now, origin=origin, to=to))
     return True
 
@@ -351,27 +351,86 @@ def advance_in(
 ) -> bool:
     """Move `message` to `state` if that is forward; owe CHT each state entered. False when the
     report changes nothing (a repeat, a late lower state, anything after a final state)."""
-    current = message.state
-    if current in FINAL or RANK[state] <= RANK[current]:
+    entered = _entered(message.state, state)
+    if entered is None:
         return False
-    entered: list[DeliveryState]
-    if state is DeliveryState.FAILED:
-        entered = [state]  # failing says nothing about the states it skipped
-    else:
-        entered = [s for s in _PATH if RANK[current] < RANK[s] <= RANK[state]]
-    sent_now = state in (DeliveryState.SENT, DeliveryState.DELIVERED)
-    # a success clears the reason an earlier failed attempt or report left behind
     conn.execute(
-        "UPDATE outgoing SET state = ?, updated_at = ?, "
-        "reason = CASE WHEN ? = 1 THEN NULL ELSE COALESCE(?, reason) END, "
-        "sent_at = CASE WHEN ? = 1 AND sent_at IS NULL THEN ? ELSE sent_at END WHERE id = ?",
-        (state.value, now, int(sent_now), reason, int(sent_now), now, message.id),
+        f"UPDATE outgoing SET {_ADVANCE_SET} WHERE id = ?",
+        (*_advance_params(state, now, reason), message.id),
     )
-    if message.origin == "cht":
-        for s in entered:
-            reports.owe_in(conn, message.ref, s, reason, now)
-    note(message.change(state, now, reason))
+    _advanced(conn, message, state, entered, now, reason)
     return True
+
+
+def answered_in(
+    conn: sqlite3.Connection,
+    message: Outgoing,
+    state: DeliveryState,
+    now: float,
+    *,
+    reason: str | None = None,
+    **route: Any,
+) -> bool:
+    """A carrier answered the attempt on `message` (outbound/delivery.py `accepted_in`):
+    record where it went (`route_in`'s fields), close the attempt (not ambiguous:
+    `attempt_over_in`) and move it to `state` when that is forward (`advance_in`), in ONE
+    UPDATE. Returns whether the state moved."""
+    unknown = set(route) - _ROUTE_FIELDS
+    if unknown:
+        raise TypeError(f"answered_in: not a routing field: {sorted(unknown)}")
+    assignments = [f"{column} = ?" for column in route]
+    assignments.append("attempt_started_at = NULL, ambiguous_since = NULL")
+    values = [int(v) if isinstance(v, bool) else v for v in route.values()]
+    entered = _entered(message.state, state)
+    if entered is None:
+        assignments.append("updated_at = ?")
+        values.append(now)
+    else:
+        assignments.append(_ADVANCE_SET)
+        values += _advance_params(state, now, reason)
+    conn.execute(
+        f"UPDATE outgoing SET {', '.join(assignments)} WHERE id = ?", (*values, message.id)
+    )
+    if entered is None:
+        return False
+    _advanced(conn, message, state, entered, now, reason)
+    return True
+
+
+# a success clears the reason an earlier failed attempt or report left behind
+_ADVANCE_SET = (
+    "state = ?, updated_at = ?, "
+    "reason = CASE WHEN ? = 1 THEN NULL ELSE COALESCE(?, reason) END, "
+    "sent_at = CASE WHEN ? = 1 AND sent_at IS NULL THEN ? ELSE sent_at END"
+)
+
+
+def _advance_params(state: DeliveryState, now: float, reason: str | None) -> list[object]:
+    sent_now = int(state in (DeliveryState.SENT, DeliveryState.DELIVERED))
+    return [state.value, now, sent_now, reason, sent_now, now]
+
+
+def _entered(current: DeliveryState, state: DeliveryState) -> list[DeliveryState] | None:
+    """The states a message in `current` enters on moving to `state`; None: not forward."""
+    if current in FINAL or RANK[state] <= RANK[current]:
+        return None
+    if state is DeliveryState.FAILED:
+        return [state]  # failing says nothing about the states it skipped
+    return [s for s in _PATH if RANK[current] < RANK[s] <= RANK[state]]
+
+
+def _advanced(
+    conn: sqlite3.Connection,
+    message: Outgoing,
+    state: DeliveryState,
+    entered: list[DeliveryState],
+    now: float,
+    reason: str | None,
+) -> None:
+    """`message` moved to `state`, entering `entered`: owe CHT each, note the change."""
+    if message.origin == "cht":
+        reports.owe_in(conn, message.ref, entered, reason, now)
+    note(message.change(state, now, reason))
 
 
 def hold_in(conn: sqlite3.Connection, message: Outgoing, reason: str, now: float) -> None:

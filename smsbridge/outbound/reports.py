@@ -26,13 +26,23 @@ GATEWAY_STATUS: dict[DeliveryState, str] = {
 
 
 def owe_in(
-    conn: sqlite3.Connection, ref: str, state: DeliveryState, reason: str | None, now: float
+    conn: sqlite3.Connection,
+    ref: str,
+    states: Sequence[DeliveryState],
+    reason: str | None,
+    now: float,
 ) -> None:
-    """The message `ref` entered `state`: CHT is owed it (once; a failure with its reason)."""
+    """The message `ref` entered `states` (in that order): CHT is owed each (once; a failure
+    with its reason). One statement however many states (queued -> sent owes two)."""
+    rows = ", ".join("(?, ?, ?, ?)" for _ in states)
+    params: list[object] = []
+    for state in states:
+        failed = state is DeliveryState.FAILED
+        params += (ref, GATEWAY_STATUS[state], reason if failed else None, now)
     conn.execute(
-        "INSERT INTO outgoing_reports(ref, status, reason, created_at) "
-        "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (ref, GATEWAY_STATUS[state], reason if state is DeliveryState.FAILED else None, now),
+        f"INSERT INTO outgoing_reports(ref, status, reason, created_at) VALUES {rows} "
+        "ON CONFLICT DO NOTHING",
+        params,
     )
 
 

@@ -201,7 +201,7 @@ class OutboundPipeline:
         claimed = await self.store.write(lambda c: self._claim_in(c, now), rerunnable=True)
         if claimed is None:
             return False
-        task, message, newly_ambiguous = claimed
+        task, message, channel, newly_ambiguous = claimed
         if newly_ambiguous and message is not None:
             self.on_ambiguous(message.attempt_channel or "none", LOST)
             event(
@@ -213,7 +213,7 @@ class OutboundPipeline:
                 why="an earlier send attempt never recorded its outcome",
             )
         try:
-            await self.send_sms(task, now, message)
+            await self.send_sms(task, now, message, channel)
         except Exception:
             if task.id not in self._at_carrier and message is not None:
                 await self._attempt_unsent(message)
@@ -246,23 +246,32 @@ class OutboundPipeline:
 
     def _claim_in(
         self, conn: sqlite3.Connection, now: float
-    ) -> tuple[Task, Outgoing | None, bool] | None:
+    ) -> tuple[Task, Outgoing | None, str | None, bool] | None:
         """Lease the next send task and, when its SMS is to go to a carrier, record the attempt
-        before any call: one transaction, no extra commit per SMS. Whether the SMS has just
-        been found ambiguous (an attempt left open by a dead worker) comes back too."""
+        before any call: one transaction, no extra commit per SMS. The channel chosen for it
+        (None: not chosen, or no route) and whether the SMS has just been found ambiguous (an
+        attempt left open by a dead worker) come back too."""
         task = tasks.claim_in(conn, [SEND], now, self.config.lease, order="due")
         if task is None:
             return None
         message = outgoing.get_in(conn, task.ref)
         if message is None or message.state not in (DeliveryState.QUEUED, DeliveryState.SENDING):
-            return task, message, False
+            return task, message, None, False
         channel = self._first_channel_in(conn, message, now)
         if channel is None or channel_carrier(channel) == chtgateway.NAME:
-            return task, message, False
+            return task, message, channel, False
         message, newly = outgoing.attempt_in(conn, message, channel, now)
-        return task, message, newly
+        return task, message, channel, newly
 
-    async def send_sms(self, task: Task, now: float, message: Outgoing | None = None) -> None:
+    async def send_sms(
+        self,
+        task: Task,
+        now: float,
+        message: Outgoing | None = None,
+        channel: str | None = None,
+    ) -> None:
+        """Send (or settle) the SMS of `task`. `message` and `channel`: as the claim read and
+        chose them at `now` (`_claim_in`), so neither is looked up again."""
         message = message or await self.store.off_loop(lambda: outgoing.get(self.store, task.ref))
         if (
             message is None
@@ -297,9 +306,10 @@ class OutboundPipeline:
 
                 await self._write(hold)  # logged as outgoing_held
                 return
-        channel = await self.store.off_loop(
-            lambda: self.store.read(lambda c: self._first_channel_in(c, message, now))
-        )
+        if channel is None:
+            channel = await self.store.off_loop(
+                lambda: self.store.read(lambda c: self._first_channel_in(c, message, now))
+            )
         if channel is None:
             await self._fail(task, message, "no route", now)
             return

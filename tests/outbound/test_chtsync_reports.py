@@ -80,7 +80,7 @@ def test_marking_reports_heard_marks_exactly_those(database: Path | str, heard: 
 
         def owe(conn: Any) -> None:
             for n in range(300):
-                reports.owe_in(conn, f"m-{n}", DeliveryState.SENT, None, NOW)
+                reports.owe_in(conn, f"m-{n}", [DeliveryState.SENT], None, NOW)
 
         store.write_sync(owe)
         owed = reports.owed_reports(store, 300)

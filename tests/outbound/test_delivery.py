@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from smsbridge.cli.main import main
-from smsbridge.outbound import delivery
+from smsbridge.outbound import delivery, reports
 from smsbridge.outbound import messages as outgoing
 from smsbridge.sms import DeliveryState, StatusUpdate
+from smsbridge.store import open_store
 from tests.conftest import RunningBridge
 from tests.web.test_metrics import scrape
+
+NOW = 1_800_000_000.0
 
 
 def _status_path(bridge: RunningBridge, carrier: str) -> str:
@@ -121,3 +126,71 @@ def test_outbox_ls_ref_shows_the_carriers_id(
     assert main(["outbox", "ls", "--ref", "m-listed", "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert row["carrier_id"] == "SMlisted0001" and row["ambiguous_since"] is None
+
+
+def _attempted(conn: Any, ref: str, now: float) -> outgoing.Outgoing:
+    """A queued outgoing SMS whose send attempt on `generic` is open (as a claim leaves it)."""
+    outgoing.insert_in(conn, ref, "+254712345678", "Visit tomorrow", now)
+    message = outgoing.get_in(conn, ref)
+    assert message is not None
+    return outgoing.attempt_in(conn, message, "generic", now)[0]
+
+
+def test_an_accepted_send_is_one_update_of_the_sms_and_one_insert_of_its_reports(
+    database: Path | str,
+) -> None:
+    """The send path's outcome: where the SMS went, its attempt closed and its new state are
+    one UPDATE; the states it entered (pending, sent) are owed to CHT in one INSERT."""
+    statements: list[str] = []
+
+    def job(conn: Any) -> None:
+        _attempted(conn, "m-1", NOW)
+        if isinstance(conn, sqlite3.Connection):
+            conn.set_trace_callback(statements.append)
+        delivery.accepted_in(conn, "m-1", "generic", "generic", "g-1", DeliveryState.SENT, NOW)
+        if isinstance(conn, sqlite3.Connection):
+            conn.set_trace_callback(None)
+
+    with open_store(database) as store:
+        store.write_sync(job)
+        message = outgoing.get(store, "m-1")
+        owed = [update["status"] for _, update in reports.owed_reports(store)]
+    assert message is not None
+    assert (message.state, message.channel, message.carrier, message.external_id) == (
+        DeliveryState.SENT,
+        "generic",
+        "generic",
+        "g-1",
+    )
+    assert message.attempt_started_at is None and message.ambiguous_since is None
+    assert message.sent_at == NOW
+    assert owed == ["UNSENT", "PENDING", "SENT"]
+    if isinstance(database, Path):  # the statements, as SQLite traced them
+        assert sum(s.startswith("UPDATE outgoing ") for s in statements) == 1
+        assert sum(s.startswith("INSERT INTO outgoing_reports") for s in statements) == 1
+
+
+def test_a_send_answered_after_its_delivery_report_records_the_carriers_id(
+    database: Path | str,
+) -> None:
+    """A delivery report naming our ref overtook the send response: the SMS is delivered
+    already, and the late answer still records the carrier's id and closes the attempt,
+    without moving the state back or owing anything twice."""
+
+    def job(conn: Any) -> None:
+        _attempted(conn, "m-2", NOW)
+        report = StatusUpdate("generic", "", DeliveryState.DELIVERED, ref="m-2")
+        message = outgoing.get_in(conn, "m-2")
+        assert message is not None
+        outgoing.route_in(conn, message, channel="generic", carrier="generic")
+        assert delivery.delivery_report_in(conn, report, NOW)
+        delivery.accepted_in(conn, "m-2", "generic", "generic", "g-2", DeliveryState.SENT, NOW + 1)
+
+    with open_store(database) as store:
+        store.write_sync(job)
+        message = outgoing.get(store, "m-2")
+        owed = [update["status"] for _, update in reports.owed_reports(store)]
+    assert message is not None
+    assert (message.state, message.external_id) == (DeliveryState.DELIVERED, "g-2")
+    assert message.attempt_started_at is None and message.ambiguous_since is None
+    assert owed == ["UNSENT", "PENDING", "SENT", "DELIVERED"]
