@@ -393,7 +393,8 @@ def answered_in(
     )
     if entered is None:
         return False
-    _advanced(conn, message, state, entered, now, reason)
+    routed = replace(message, **route, attempt_started_at=None, ambiguous_since=None)
+    _advanced(conn, routed, state, entered, now, reason)  # the change names where it went
     return True
 
 
