@@ -327,7 +327,7 @@ def _escape_control(match: re.Match[str]) -> str:
 def _value(value: Any) -> str:
     """A log value: as is when it is plain; else quoted, with backslash, quote and every
     control character escaped (`\\n`, `\\t`, `\\r`, `\\x1b`, `\\u2028`)."""
-    text = str(value)
+    text = value if type(value) is str else str(value)
     if not text or _NEEDS_QUOTES.search(text):
         escaped = text.replace("\\", "\\\\").replace('"', '\\"')
         return '"' + _CONTROL.sub(_escape_control, escaped) + '"'
@@ -335,7 +335,10 @@ def _value(value: Any) -> str:
 
 
 def _masked(value: str) -> str:
-    return value if MASK in value or not any(c.isdigit() for c in value) else mask_phone(value)
+    return value if MASK in value or not any(map(str.isdigit, value)) else mask_phone(value)
+
+
+_KEYS: dict[str, str] = {}  # field name -> how the line spells it (`from_` -> `from`)
 
 
 def event(
@@ -347,11 +350,18 @@ def event(
     **fields: Any,
 ) -> None:
     """Log one structured line, `event=name key=value ...`. Values of phone keys are masked;
-    `exc_info` adds the current exception's traceback (redacted by `RedactionFilter`)."""
-    if logger.isEnabledFor(level):
-        parts = [f"event={name}"]
-        for key, value in fields.items():
-            if key in PHONE_KEYS and value is not None and level >= logging.INFO:
-                value = _masked(str(value))
-            parts.append(f"{key.rstrip('_')}={_value(value)}")
-        logger.log(level, " ".join(parts), exc_info=exc_info)
+    `exc_info` adds the current exception's traceback (redacted by `RedactionFilter`).
+    Built with as little work as the line allows (one per state change: the hot paths log)."""
+    if not logger.isEnabledFor(level):
+        return
+    masking = level >= logging.INFO
+    line = "event=" + name
+    for key, value in fields.items():
+        if masking and value is not None and key in PHONE_KEYS:
+            value = _masked(str(value))
+        spelled = _KEYS.get(key)
+        if spelled is None:
+            spelled = _KEYS.setdefault(key, " " + key.rstrip("_") + "=")
+        line += spelled + _value(value)
+    # `logger.log` less its second isEnabledFor check: the same record, the same handlers
+    logger._log(level, line, (), exc_info=exc_info)

@@ -55,6 +55,29 @@ def test_event_writes_one_key_value_line(captured: io.StringIO) -> None:
     assert line.endswith('reason="carrier said no"')
 
 
+def test_event_lines_are_spelled_exactly(captured: io.StringIO) -> None:
+    """What `event` writes, to the character (its hot path is tuned: smsbridge/logs.py):
+    `from_` spelled `from`, phone keys masked at INFO and kept at DEBUG, values of any type,
+    quoting and escapes, a traceback."""
+    log = logging.getLogger("smsbridge.test")
+    fields = {"from_": "+254712345678", "n": 3, "none": None, "ok": True, "text": 'a "b"\n'}
+    event(log, "spelled", **fields)
+    event(log, "spelled", logging.DEBUG, **fields)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        event(log, "failed", logging.ERROR, exc_info=True, to="", why="x=y")
+    lines = [
+        line.split(" logger=smsbridge.test ", 1)[1] for line in captured.getvalue().splitlines()
+    ]
+    assert lines[:2] == [
+        'event=spelled from=+2547*****678 n=3 none=None ok=True text="a \\"b\\"\\n"',
+        'event=spelled from=+254712345678 n=3 none=None ok=True text="a \\"b\\"\\n"',
+    ]
+    assert lines[2].startswith('event=failed to="" why="x=y" exc="Traceback ')
+    assert "ValueError: boom" in lines[2]
+
+
 def test_event_masks_phone_keys(captured: io.StringIO) -> None:
     event(logging.getLogger("smsbridge.test"), "inbound.stored", sender="+254712345678", to="2547")
     text = captured.getvalue()
