@@ -188,27 +188,24 @@ def _locked_head(
     ).fetchone()
 
 
-# the claim statements of `order="due"`, walking `tasks_lane` (tests check their query plans)
-NEXT_LANE_SQL = (
-    "SELECT lead FROM tasks INDEXED BY tasks_lane WHERE state = 'ready' AND kind = ? "
-    "AND lead > ? ORDER BY lead LIMIT 1"
-)
-LANE_HEAD_SQL = (
-    "SELECT * FROM tasks INDEXED BY tasks_lane WHERE state = 'ready' AND kind = ? AND lead = ? "
-    "AND not_before <= ? ORDER BY not_before, id LIMIT 1"
+# the claim statement of `order="due"`, walking `tasks_lane` (tests check its query plan): the
+# first task of the next lane up, in (lead, not_before, id) order, the index's own
+LANE_FIRST_SQL = (
+    "SELECT * FROM tasks INDEXED BY tasks_lane WHERE state = 'ready' AND kind = ? "
+    "AND lead > ? ORDER BY lead, not_before, id LIMIT 1"
 )
 
 
 def _lane_heads(conn: sqlite3.Connection, kind: str, now: float) -> list[sqlite3.Row]:
     """Per lane (each distinct `lead` among the ready tasks of `kind`, found by skipping along
-    the index), its earliest task due by `now`."""
+    the index), its earliest task, when that is due by `now` (else nothing in the lane is):
+    one statement per lane, and one to find there is no lane after the last."""
     heads: list[sqlite3.Row] = []
     lead = -1.0  # below every lead (never negative: `enqueue_in`)
-    while (lane := conn.execute(NEXT_LANE_SQL, (kind, lead)).fetchone()) is not None:
-        lead = lane[0]
-        head = conn.execute(LANE_HEAD_SQL, (kind, lead, now)).fetchone()
-        if head is not None:
-            heads.append(head)
+    while (first := conn.execute(LANE_FIRST_SQL, (kind, lead)).fetchone()) is not None:
+        lead = first["lead"]
+        if first["not_before"] <= now:
+            heads.append(first)
     return heads
 
 

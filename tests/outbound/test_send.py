@@ -541,11 +541,7 @@ def test_send_claims_walk_the_due_index_and_expired_leases_come_back(tmp_path: P
     try:
         plan = " ".join(
             str(tuple(r))
-            for sql, params in (
-                (tasks.NEXT_LANE_SQL, ("send", 0.0)),
-                (tasks.LANE_HEAD_SQL, ("send", 0.0, T0)),
-            )
-            for r in store.query("EXPLAIN QUERY PLAN " + sql, params)
+            for r in store.query("EXPLAIN QUERY PLAN " + tasks.LANE_FIRST_SQL, ("send", -1.0))
         )
         assert "tasks_lane" in plan and "SCAN" not in plan and "TEMP B-TREE" not in plan
         for ref in ("a", "b"):
