@@ -41,7 +41,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,6 +78,13 @@ def serialize_in(conn: object, *key: str) -> None:
             "SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(?))",
             ("\x1f".join(key),),
         )
+
+
+def matching(conditions: Iterable[tuple[str, object | None]]) -> tuple[str, list[object]]:
+    """A listing's WHERE clause and its parameters, from the conditions whose value is given:
+    `(("state = ?", "held"), ("channel = ?", None))` -> `("1 = 1 AND state = ?", ["held"])`."""
+    given = [(clause, value) for clause, value in conditions if value is not None]
+    return " AND ".join(["1 = 1", *(c for c, _ in given)]), [v for _, v in given]
 
 
 def open_store(database: Path | str, *, migrate: bool = True, max_batch: int = 512) -> Store:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from smsbridge import tasks
 from smsbridge.sms import InboundSms
-from smsbridge.store import Store, serialize_in
+from smsbridge.store import Store, matching, serialize_in
 
 if TYPE_CHECKING:
     from smsbridge.smsparser.parser import Report
@@ -455,20 +455,17 @@ def listing(
     limit: int = 50,
 ) -> list[Message]:
     """Inbound SMS, newest first, filtered (times in epoch seconds)."""
-    where, params = ["1 = 1"], []
-    for clause, value in (
-        ("state = ?", state),
-        ("carrier = ?", carrier),
-        ("sender = ?", sender),
-        ("accepted_at >= ?", None if accepted_after is None else int(accepted_after * 1000)),
-        ("accepted_at <= ?", None if accepted_before is None else int(accepted_before * 1000)),
-    ):
-        if value is not None:
-            where.append(clause)
-            params.append(value)
+    where, params = matching(
+        (
+            ("state = ?", state),
+            ("carrier = ?", carrier),
+            ("sender = ?", sender),
+            ("accepted_at >= ?", None if accepted_after is None else int(accepted_after * 1000)),
+            ("accepted_at <= ?", None if accepted_before is None else int(accepted_before * 1000)),
+        )
+    )
     rows = store.query(
-        f"SELECT * FROM messages WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-        (*params, limit),
+        f"SELECT * FROM messages WHERE {where} ORDER BY id DESC LIMIT ?", (*params, limit)
     )
     return [Message.from_row(row) for row in rows]
 

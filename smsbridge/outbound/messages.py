@@ -29,7 +29,7 @@ from smsbridge.outbound.transitions import Change, note
 from smsbridge.segments import segment
 from smsbridge.settings import Settings
 from smsbridge.sms import RANK, DeliveryState, well_formed
-from smsbridge.store import POSTGRESQL, Store
+from smsbridge.store import POSTGRESQL, Store, matching
 
 SEND = "send"  # task kind: send one outgoing SMS (ref = its ref)
 
@@ -559,20 +559,17 @@ def listing(
     limit: int = 50,
 ) -> list[Outgoing]:
     """Outgoing SMS, oldest first, filtered (`smsbridge outbox ls --state held`, ...)."""
-    where, params = ["1 = 1"], []
-    for clause, value in (
-        ("state = ?", state),
-        ("ref = ?", ref),
-        ("channel = ?", channel),
-        ("created_at <= ?", created_before),
-        ("created_at >= ?", created_after),
-    ):
-        if value is not None:
-            where.append(clause)
-            params.append(value)
+    where, params = matching(
+        (
+            ("state = ?", state),
+            ("ref = ?", ref),
+            ("channel = ?", channel),
+            ("created_at <= ?", created_before),
+            ("created_at >= ?", created_after),
+        )
+    )
     rows = store.query(
-        f"SELECT * FROM outgoing WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
-        (*params, limit),
+        f"SELECT * FROM outgoing WHERE {where} ORDER BY id LIMIT ?", (*params, limit)
     )
     return [Outgoing.from_row(row) for row in rows]
 
@@ -588,20 +585,17 @@ def recent(
     limit: int = 50,
 ) -> list[Outgoing]:
     """Outgoing SMS, newest first, filtered (the console's list)."""
-    where, params = ["1 = 1"], []
-    for clause, value in (
-        ("state = ?", state),
-        ("channel = ?", channel),
-        ("to_number = ?", to),
-        ("created_at >= ?", created_after),
-        ("created_at <= ?", created_before),
-    ):
-        if value is not None:
-            where.append(clause)
-            params.append(value)
+    where, params = matching(
+        (
+            ("state = ?", state),
+            ("channel = ?", channel),
+            ("to_number = ?", to),
+            ("created_at >= ?", created_after),
+            ("created_at <= ?", created_before),
+        )
+    )
     rows = store.query(
-        f"SELECT * FROM outgoing WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-        (*params, limit),
+        f"SELECT * FROM outgoing WHERE {where} ORDER BY id DESC LIMIT ?", (*params, limit)
     )
     return [Outgoing.from_row(row) for row in rows]
 
