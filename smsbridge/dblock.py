@@ -35,7 +35,7 @@ def lock_path(database: Path) -> Path:
 def hold_database(database: Path | str) -> Iterator[Path | None]:
     """Hold `database`'s lock until the block ends; yields the lock file (None for SQLite's
     in-memory database, which no other process can open, and for a PostgreSQL URL: any number
-    of bridges share one PostgreSQL database, smsbridge/pgstore.py)."""
+    of bridges share one PostgreSQL database, smsbridge/postgres/store.py)."""
     if is_postgres_url(database) or str(database) == ":memory:":
         yield None
         return

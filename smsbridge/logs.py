@@ -31,7 +31,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from smsbridge import dburl
+from smsbridge.postgres import url as dburl
 
 if TYPE_CHECKING:
     from smsbridge.settings import Settings

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-from smsbridge.dburl import masked
 from smsbridge.errors import ConfigError
+from smsbridge.postgres.url import masked
 
 MASK = "****"
 

@@ -27,7 +27,7 @@ it holds health data); SQLite gives its -wal and -shm files the same mode.
 `backup(path, dest)` writes a consistent copy of a live database into one self-contained file.
 
 SMSBRIDGE_DATABASE may instead be a `postgresql://` URL: `open_store(database)` then opens a
-`PgStore` (smsbridge/pgstore.py), the same API on PostgreSQL, for several bridges on one
+`PgStore` (smsbridge/postgres/store.py), the same API on PostgreSQL, for several bridges on one
 database. Jobs are written once for both; where the engines really differ they branch on
 `dialect_of(conn)`.
 """
@@ -89,12 +89,12 @@ def matching(conditions: Iterable[tuple[str, object | None]]) -> tuple[str, list
 
 def open_store(database: Path | str, *, migrate: bool = True, max_batch: int = 512) -> Store:
     """The store of SMSBRIDGE_DATABASE: an SQLite `Store` for a path, a `PgStore` (the same
-    API: smsbridge/pgstore.py) for a `postgresql://` URL. PostgreSQL needs the `postgres`
+    API: smsbridge/postgres/store.py) for a `postgresql://` URL. PostgreSQL needs the `postgres`
     extra (psycopg); without it, a URL is a ConfigError."""
     if not is_postgres_url(database):
         return Store(database, migrate=migrate, max_batch=max_batch)
     try:
-        from smsbridge.pgstore import PgStore
+        from smsbridge.postgres.store import PgStore
     except ImportError as exc:
         raise ConfigError(
             "SMSBRIDGE_DATABASE is a PostgreSQL URL but psycopg is not installed: "

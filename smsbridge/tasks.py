@@ -171,7 +171,7 @@ def _locked_head(
     """PostgreSQL: the task `claim_in` takes, locked until this transaction ends; a task
     another bridge is claiming right now is skipped, not waited for (and is not handed out
     twice: the lease is written before that bridge commits). The lanes' order walks the
-    `tasks_lane_due` index (smsbridge/pgschema.py)."""
+    `tasks_lane_due` index (smsbridge/postgres/schema.py)."""
     marks = ",".join("?" for _ in kinds)
     row = conn.execute(
         f"SELECT * FROM tasks WHERE state = 'leased' AND kind IN ({marks}) "

@@ -1,6 +1,6 @@
-"""What only PostgreSQL does (smsbridge/pgstore.py, smsbridge/pgschema.py): one schema on both
-engines, `?` SQL spoken to psycopg, and several bridges (here: several stores, as each bridge
-process has one) on one database: claims that skip what another holds, a unique key another
+"""What only PostgreSQL does (smsbridge/postgres/store.py, smsbridge/postgres/schema.py): one schema
+on both engines, `?` SQL spoken to psycopg, and several bridges (here: several stores, as each
+bridge process has one) on one database: claims that skip what another holds, a unique key another
 bridge just took, the CHT sync's lock, and the settings and locks that let them share it.
 
 Everything else the store does is tested on both engines by tests/test_store.py. Each test
@@ -28,7 +28,7 @@ from smsbridge.migrations import MIGRATIONS
 from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound.ratebuckets import shared_buckets
 from smsbridge.outbound.ratelimit import RateLimiter, parse_rates
-from smsbridge.pgschema import PG_MIGRATIONS
+from smsbridge.postgres.schema import PG_MIGRATIONS
 from smsbridge.settings import Settings
 from smsbridge.sms import DeliveryState, InboundSms
 from smsbridge.store import Store, open_store
@@ -127,7 +127,7 @@ def test_both_schemas_have_the_same_tables_columns_and_unique_keys(
 ) -> None:
     names = [m.__name__ for m in MIGRATIONS]
     assert len(PG_MIGRATIONS) == len(MIGRATIONS), (
-        f"smsbridge/pgschema.py needs the PostgreSQL twin of {names[len(PG_MIGRATIONS) :]}"
+        f"smsbridge/postgres/schema.py needs the PostgreSQL twin of {names[len(PG_MIGRATIONS) :]}"
     )
     sqlite, pg = _sqlite_shape(tmp_path / "s.db"), _pg_shape(url)
     assert sorted(pg) == sorted(sqlite)
@@ -169,7 +169,7 @@ def test_bridges_started_together_on_an_empty_database_migrate_it_once(
 
 
 def test_placeholders_are_converted_outside_quotes_only(url: str) -> None:
-    from smsbridge.pgconn import convert
+    from smsbridge.postgres.connection import convert
 
     assert convert("SELECT * FROM t WHERE a = ? AND b LIKE '%?%'") == (
         "SELECT * FROM t WHERE a = %s AND b LIKE '%%?%%'"
@@ -230,7 +230,8 @@ class _Recording:
 @pytest.mark.parametrize("order", ["arrival", "due"])
 def test_claims_walk_an_index_not_a_sort(url: str, order: str) -> None:
     """A backlog of 20,000 ready tasks: the statement that picks the next one is answered from
-    an index (tasks_arrival's id order, pgschema.py's tasks_lane_due), never a sort."""
+    an index (tasks_arrival's id order, smsbridge/postgres/schema.py's tasks_lane_due), never a
+    sort."""
     with open_store(url) as store:
         store.write_sync(
             lambda c: c.execute(
@@ -365,8 +366,8 @@ def test_any_number_of_bridges_may_hold_one_postgresql_database(url: str) -> Non
 
 
 def test_messages_name_the_database_without_its_password(url: str) -> None:
-    from smsbridge.dburl import masked
-    from smsbridge.pgstore import PgStore
+    from smsbridge.postgres.store import PgStore
+    from smsbridge.postgres.url import masked
 
     assert masked("postgresql://sms:s3cret@db:5432/sms") == "postgresql://sms:****@db:5432/sms"
     with open_store(url) as store:
@@ -626,7 +627,7 @@ def test_a_key_another_session_keeps_fails_that_job_alone_with_a_503(url: str) -
     unrelated job of the same writer is committed meanwhile, not held up for hours."""
     import psycopg
 
-    from smsbridge.pgconn import DatabaseUnavailable
+    from smsbridge.postgres.connection import DatabaseUnavailable
 
     with open_store(url) as store, psycopg.connect(url) as stalled:
         stalled.execute("INSERT INTO kv(key, value, updated_at) VALUES ('k', 'theirs', 0)")
@@ -739,8 +740,8 @@ def test_a_connection_lost_under_a_batch_or_a_short_transaction_is_a_503(url: st
     end in DatabaseUnavailable (503 with Retry-After), never in a raw driver error (500)."""
     import psycopg
 
-    from smsbridge.pgconn import DatabaseUnavailable
-    from smsbridge.pgstore import PgStore
+    from smsbridge.postgres.connection import DatabaseUnavailable
+    from smsbridge.postgres.store import PgStore
 
     def kill(pid: int) -> None:
         with psycopg.connect(url, autocommit=True) as admin:

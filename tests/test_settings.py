@@ -77,7 +77,10 @@ def test_settings_imports_no_carrier_and_nothing_above_it() -> None:
         for alias in node.names
     }
     ours = sorted(name for name in imported if name and name.startswith("smsbridge"))
-    assert ours == ["smsbridge.dburl", "smsbridge.errors"]  # two leaves: they import none of ours
+    assert ours == [
+        "smsbridge.errors",
+        "smsbridge.postgres.url",
+    ]  # leaves: they import none of ours
     assert "importlib" not in imported
     # and importing it alone loads no carrier (a fresh interpreter: nothing imported before)
     done = subprocess.run(

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from smsbridge.pgconn import DatabaseUnavailable
+from smsbridge.postgres.connection import DatabaseUnavailable
 from smsbridge.workers import Wakeup, claim_loop, survive
 
 

@@ -157,8 +157,8 @@ def _plain(value: str) -> str:
 
 
 def _database_problems(database: Path | str) -> list[str]:
-    if isinstance(database, str):  # PostgreSQL: smsbridge/pgstore.py says what is wrong
-        from smsbridge.pgstore import problems
+    if isinstance(database, str):  # PostgreSQL: smsbridge/postgres/store.py says what is wrong
+        from smsbridge.postgres.store import problems
 
         return problems(database)
     directory = database.parent if str(database.parent) else Path(".")

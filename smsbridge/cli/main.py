@@ -283,7 +283,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     database = Settings.from_env().database
     if isinstance(database, str):  # PostgreSQL
-        from smsbridge.pgstore import schema_version_at
+        from smsbridge.postgres.store import schema_version_at
 
         before = schema_version_at(database)
     elif not database.exists():

@@ -6,7 +6,7 @@ It refuses (exit 2, nothing written) when the source is not an smsbridge SQLite 
 release's schema (`smsbridge migrate` it first), when `smsbridge serve` runs on it (the lock of
 smsbridge/dblock.py, held for the whole copy so none starts meanwhile), when the target holds
 rows or tables of its own, or when its schema version differs from the source's. An empty target
-gets the schema first (smsbridge/pgschema.py); then every table is copied in ONE PostgreSQL
+gets the schema first (smsbridge/postgres/schema.py); then every table is copied in ONE PostgreSQL
 transaction, under an exclusive lock on every table (a bridge started on the target waits), with
 its ids as they are; each identity sequence is moved past the highest id the table ever handed
 out (SQLite's AUTOINCREMENT counter included: a task id is never reused). It prints the rows
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from smsbridge.dblock import hold_database
-from smsbridge.dburl import masked
 from smsbridge.errors import ConfigError, UsageError
 from smsbridge.migrations import schema_mismatch, schema_version
+from smsbridge.postgres.url import masked
 from smsbridge.store import is_postgres_url
 
 # PostgreSQL column types whose values SQLite may hold as an integral REAL (1.7e9)
@@ -41,7 +41,7 @@ def migrate_store_command(target: str, source: Path | None, out: TextIO) -> int:
     version = schema_version(source)  # ConfigError when it is not an SQLite database
     _expect_current(source, version)
     try:
-        from smsbridge.pgconn import connect
+        from smsbridge.postgres.connection import connect
     except ImportError as exc:
         raise ConfigError(
             "copying into PostgreSQL needs psycopg: pip install 'smsbridge[postgres]'"
@@ -98,7 +98,7 @@ def _expect_current(source: Path, version: int) -> None:
 def copy_database(lite: sqlite3.Connection, pg: Any, version: int, where: str) -> dict[str, int]:
     """Copy every table of `lite` (SQLite, schema `version`) into the empty database behind
     `pg` (a psycopg connection in autocommit mode), in one transaction; rows per table."""
-    from smsbridge import pgschema
+    from smsbridge.postgres import schema as pgschema
 
     _prepare_target(pg, version, where)
     tables = [
@@ -127,7 +127,7 @@ def copy_database(lite: sqlite3.Connection, pg: Any, version: int, where: str) -
 def _prepare_target(pg: Any, version: int, where: str) -> None:
     """Give an empty target the schema; refuse one of another version or with tables of its
     own."""
-    from smsbridge import pgschema
+    from smsbridge.postgres import schema as pgschema
 
     found = pgschema.schema_version(pg)
     if found == 0:
@@ -176,7 +176,7 @@ def _copy_table(
         what = f"table {table}" if target is None else f"columns {', '.join(missing)} of {table}"
         raise ConfigError(
             f"--to: {where} has no {what}: its schema does not match the SQLite database's "
-            "(a PostgreSQL twin missing from smsbridge/pgschema.py?)"
+            "(a PostgreSQL twin missing from smsbridge/postgres/schema.py?)"
         )
     import psycopg
 

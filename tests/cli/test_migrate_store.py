@@ -143,7 +143,7 @@ def test_it_refuses_a_target_of_another_schema_version(
 ) -> None:
     import psycopg
 
-    from smsbridge import pgschema
+    from smsbridge.postgres import schema as pgschema
 
     source = _source(tmp_path)
     with psycopg.connect(pg_database, autocommit=True) as pg:

@@ -1,9 +1,9 @@
-"""What a job sees on PostgreSQL (smsbridge/pgstore.py): a psycopg connection spoken to as the
-jobs speak to `sqlite3.Connection` (`?` placeholders, rows by name or index, booleans as 0 or
-1), opened with the timeouts of smsbridge/dburl.py, its failures as the bridge means them:
-DatabaseUnavailable (503 with Retry-After) for a server or connection that fails, integrity
-and data errors without the DETAIL that quotes the row (an SMS's text and number). Deadlocks,
-serialization failures and lock timeouts go up as they are: the writer handles them."""
+"""What a job sees on PostgreSQL (smsbridge/postgres/store.py): a psycopg connection spoken to as
+the jobs speak to `sqlite3.Connection` (`?` placeholders, rows by name or index, booleans as 0 or
+1), opened with the timeouts of smsbridge/postgres/url.py, its failures as the bridge means them:
+DatabaseUnavailable (503 with Retry-After) for a server or connection that fails, integrity and data
+errors without the DETAIL that quotes the row (an SMS's text and number). Deadlocks, serialization
+failures and lock timeouts go up as they are: the writer handles them."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from psycopg import errors as pgerrors
 from psycopg.adapt import Dumper, Loader
 from psycopg.pq import TransactionStatus
 
-from smsbridge import dburl
 from smsbridge.errors import ConfigError, Unavailable
 from smsbridge.logs import event
+from smsbridge.postgres import url as dburl
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class PgConnection:
 
 class DatabaseUnavailable(Unavailable):
     """The PostgreSQL server went away while the bridge runs (a restart, a failover), or kept
-    a lock past smsbridge/pgstore.py's LOCK_TIMEOUT: the request is refused with 503 and
+    a lock past smsbridge/postgres/store.py's LOCK_TIMEOUT: the request is refused with 503 and
     Retry-After, naming no host (the log has the reason)."""
 
     def __init__(self) -> None:
@@ -218,7 +218,7 @@ def connect(
     setting: str = "SMSBRIDGE_DATABASE",
 ) -> PgConnection:
     """A connection to `url` in autocommit mode (transactions are begun explicitly, as on
-    SQLite), returning `PgRow`s, with the timeouts and keepalives of smsbridge/dburl.py
+    SQLite), returning `PgRow`s, with the timeouts and keepalives of smsbridge/postgres/url.py
     unless the URL sets its own; `lock_timeout`: how long its statements wait for a lock.
     When the server cannot be reached or the URL is refused: ConfigError while `starting`
     (the operator's to fix, naming `setting`), DatabaseUnavailable later (a request to

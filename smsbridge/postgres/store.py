@@ -24,12 +24,12 @@ rule 1). What differs is that other processes write the same rows:
 
 Whatever else goes wrong with the server or the connection reaches callers as
 DatabaseUnavailable (503 with Retry-After), and an integrity or data error without its DETAIL
-(which quotes the row). Connections give up on a silent server (smsbridge/dburl.py).
+(which quotes the row). Connections give up on a silent server (smsbridge/postgres/url.py).
 
-Jobs see a `PgConnection` (smsbridge/pgconn.py): it speaks like `sqlite3.Connection` (`execute`
-with `?` placeholders, rows by name or index), so the record modules write their SQL once, in
-the subset both engines accept. Where the engines really differ a job asks `dialect_of(conn)`
-(smsbridge/store.py).
+Jobs see a `PgConnection` (smsbridge/postgres/connection.py): it speaks like `sqlite3.Connection`
+(`execute` with `?` placeholders, rows by name or index), so the record modules write their SQL
+once, in the subset both engines accept. Where the engines really differ a job asks
+`dialect_of(conn)` (smsbridge/store.py).
 """
 
 from __future__ import annotations
@@ -47,10 +47,11 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pgerrors
 
-from smsbridge import dburl, pgschema
 from smsbridge.errors import ConfigError
 from smsbridge.migrations import schema_mismatch
-from smsbridge.pgconn import (
+from smsbridge.postgres import schema as pgschema
+from smsbridge.postgres import url as dburl
+from smsbridge.postgres.connection import (
     DIALECT,
     RETRY_BATCH,
     DatabaseUnavailable,

@@ -1,6 +1,6 @@
 """The PostgreSQL schema: one twin per entry of `migrations.MIGRATIONS`, in the same order, so
 a schema version means the same tables, columns and unique keys on both engines
-(tests/test_pgschema.py compares them).
+(tests/test_pgstore.py compares them).
 
 `migrations.py` writes SQLite's schema (with sqlite_utils); here each migration is the list of
 statements that makes the same change in PostgreSQL's words: SQLite's `INTEGER` is `BIGINT`
@@ -153,8 +153,8 @@ def run_pg_migrations(conn: Any, where: str = "the database") -> int:
 
     if len(PG_MIGRATIONS) != len(MIGRATIONS):  # a SQLite migration without its twin
         raise RuntimeError(
-            f"smsbridge/pgschema.py has {len(PG_MIGRATIONS)} migrations, smsbridge/migrations.py "
-            f"{len(MIGRATIONS)}: each migration needs its PostgreSQL twin"
+            f"smsbridge/postgres/schema.py has {len(PG_MIGRATIONS)} migrations, "
+            f"smsbridge/migrations.py {len(MIGRATIONS)}: each migration needs its PostgreSQL twin"
         )
     while True:
         with conn.transaction():
