@@ -351,15 +351,7 @@ def advance_in(
 ) -> bool:
     """Move `message` to `state` if that is forward; owe CHT each state entered. False when the
     report changes nothing (a repeat, a late lower state, anything after a final state)."""
-    entered = _entered(message.state, state)
-    if entered is None:
-        return False
-    conn.execute(
-        f"UPDATE outgoing SET {_ADVANCE_SET} WHERE id = ?",
-        (*_advance_params(state, now, reason), message.id),
-    )
-    _advanced(conn, message, state, entered, now, reason)
-    return True
+    return _move_in(conn, message, state, now, reason, {})
 
 
 def answered_in(
@@ -378,10 +370,26 @@ def answered_in(
     unknown = set(route) - _ROUTE_FIELDS
     if unknown:
         raise TypeError(f"answered_in: not a routing field: {sorted(unknown)}")
-    assignments = [f"{column} = ?" for column in route]
-    assignments.append("attempt_started_at = NULL, ambiguous_since = NULL")
-    values = [int(v) if isinstance(v, bool) else v for v in route.values()]
+    closed = {"attempt_started_at": None, "ambiguous_since": None}
+    return _move_in(conn, message, state, now, reason, {**route, **closed})
+
+
+def _move_in(
+    conn: sqlite3.Connection,
+    message: Outgoing,
+    state: DeliveryState,
+    now: float,
+    reason: str | None,
+    fields: dict[str, Any],
+) -> bool:
+    """ONE UPDATE of `message`: `fields` (columns named as `Outgoing`'s) set in any case, and
+    `state` when that is forward, each state entered owed to CHT and the change noted (naming
+    the fields as set). Whether the state moved."""
     entered = _entered(message.state, state)
+    if entered is None and not fields:
+        return False
+    assignments = [f"{column} = ?" for column in fields]
+    values = [int(v) if isinstance(v, bool) else v for v in fields.values()]
     if entered is None:
         assignments.append("updated_at = ?")
         values.append(now)
@@ -393,8 +401,7 @@ def answered_in(
     )
     if entered is None:
         return False
-    routed = replace(message, **route, attempt_started_at=None, ambiguous_since=None)
-    _advanced(conn, routed, state, entered, now, reason)  # the change names where it went
+    _advanced(conn, replace(message, **fields), state, entered, now, reason)
     return True
 
 

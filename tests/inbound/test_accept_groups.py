@@ -16,6 +16,7 @@ import pytest
 from smsbridge.inbound.messages import Accepted, AcceptGroups
 from smsbridge.sms import InboundSms
 from smsbridge.store import open_store
+from tests.conftest import inject_crash
 
 AT = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
@@ -35,28 +36,6 @@ def stored(store: Any) -> list[tuple[str | None, str]]:
 
 def submit_tasks(store: Any) -> list[str]:
     return [r[0] for r in store.query("SELECT ref FROM tasks WHERE kind = 'submit' ORDER BY id")]
-
-
-def refuse_insert_of(store: Any, external_id: str) -> None:
-    """Make the database refuse to store the message `external_id` (a fault injected in the
-    database, not in our code)."""
-    if store.dialect == "postgresql":
-        store.write_sync(
-            lambda c: c.execute(
-                "CREATE OR REPLACE FUNCTION refused_insert() RETURNS trigger LANGUAGE plpgsql "
-                "AS $$ BEGIN RAISE EXCEPTION 'injected refusal'; END $$"
-            )
-        )
-        sql = (
-            "CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW "
-            f"WHEN (NEW.external_id = '{external_id}') EXECUTE FUNCTION refused_insert()"
-        )
-    else:
-        sql = (
-            f"CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.external_id = "
-            f"'{external_id}' BEGIN SELECT RAISE(ABORT, 'injected refusal'); END"
-        )
-    store.write_sync(lambda c: c.execute(sql))
 
 
 def test_webhooks_of_one_loop_turn_are_stored_by_one_job_and_each_answered_after_commit(
@@ -102,7 +81,7 @@ def test_webhooks_of_one_loop_turn_are_stored_by_one_job_and_each_answered_after
 
 def test_a_webhook_that_cannot_be_stored_fails_alone(database: Path | str) -> None:
     with open_store(database) as store:
-        refuse_insert_of(store, "poison")
+        inject_crash(store, "messages", "NEW.external_id = 'poison'", on="INSERT")
         groups = AcceptGroups(store, dedup_window=60.0)
 
         async def one_turn() -> list[list[Accepted] | BaseException]:
@@ -116,7 +95,7 @@ def test_a_webhook_that_cannot_be_stored_fails_alone(database: Path | str) -> No
         ok1, poisoned, ok2 = asyncio.run(one_turn())
 
         assert isinstance(poisoned, Exception)
-        assert "injected refusal" in str(poisoned)
+        assert "injected crash" in str(poisoned)
         assert isinstance(ok1, list) and isinstance(ok2, list)
         assert not ok1[0].duplicate and not ok2[0].duplicate
         assert sorted(str(external_id) for external_id, _ in stored(store)) == ["ok-1", "ok-2"]
