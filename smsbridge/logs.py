@@ -153,20 +153,25 @@ class KeyValueFormatter(logging.Formatter):
     _stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
+        return self.stamp(record.created)
+
+    def stamp(self, created: float) -> str:
+        """`created` (time.time()) as the line's `ts`, to the millisecond, UTC."""
+        second = int(created)
         if second != self._second:  # strftime once per second, not once per line
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        return f"{self._stamp}.{int(record.msecs):03d}Z"
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
+    def head(self, created: float, level: int, name: str) -> str:
+        """The start of every line: `ts=... level=... logger=... ` (then the message)."""
+        return f"ts={self.stamp(created)} level={_level_name(level)} logger={name} "
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         if not _is_structured(message):
             message = f"msg={_value(message)}"
-        line = (
-            f"ts={self.formatTime(record)} level={record.levelname.lower()} "
-            f"logger={record.name} {message}"
-        )
+        line = self.head(record.created, record.levelno, record.name) + message
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -180,7 +185,10 @@ class TurnHandler(logging.StreamHandler):
     together, in order, once the turn's callbacks have run, instead of one write per line:
     each write lets another thread take the GIL (the store's writer, store.py), and under
     load the loop then waits to get it back, once per line. Elsewhere (other threads, no
-    running loop) a line is written at once, after any still waiting."""
+    running loop) a line is written at once, after any still waiting. When it is the only
+    handler, `event` gives it its lines without a LogRecord (`write_event`: one per state
+    change, so the logging module's record, filter and formatter calls are most of a line's
+    cost); any other handler (a test's capture) puts every line back through the records."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__(stream)
@@ -198,10 +206,61 @@ class TurnHandler(logging.StreamHandler):
         except Exception:
             self.handleError(record)
             return
+        self._add(loop, line)
+
+    def _add(self, loop: asyncio.AbstractEventLoop, line: str) -> None:
         if self._scheduled is not loop:
             loop.call_soon(self._write_turn)
             self._scheduled = loop
         self._turn.append(line)
+
+    def takes_alone(self, logger: logging.Logger, level: int) -> bool:
+        """True when a record of `logger` at `level` would reach this handler and no other
+        handler or filter on its way: then `event` may hand over its line (`write_event`)
+        without a LogRecord. Anything else installed (a test's capture handler, a filter, a
+        logger that does not propagate) sends every line through the logging module."""
+        root = logging.root
+        handlers = root.handlers
+        if len(handlers) != 1 or handlers[0] is not self or root.filters:
+            return False
+        if level < self.level or not self._as_set_up():
+            return False
+        node: logging.Logger | None = logger
+        while node is not root and node is not None:
+            if node.handlers or node.filters or not node.propagate or node.disabled:
+                return False
+            node = node.parent
+        return True
+
+    def _as_set_up(self) -> bool:
+        """`setup`'s filter and formatter, and nothing else."""
+        return (
+            len(self.filters) == 1
+            and isinstance(self.filters[0], RedactionFilter)
+            and isinstance(self.formatter, KeyValueFormatter)
+        )
+
+    def write_event(self, logger: logging.Logger, level: int, message: str) -> None:
+        """What `emit` writes for a record of `logger` at `level` whose message is `message`
+        (an `event` line, no traceback), made without the record: the same redaction, the
+        same line, the same turn."""
+        redaction, formatter = self.filters[0], self.formatter
+        assert isinstance(redaction, RedactionFilter) and isinstance(formatter, KeyValueFormatter)
+        line = (
+            formatter.head(time.time(), level, logger.name)
+            + redaction.redact(message, level)
+            + self.terminator
+        )
+        loop = _main_thread_loop()
+        if loop is not None:
+            self._add(loop, line)
+            return
+        self.acquire()
+        try:
+            self._turn.append(line)
+        finally:
+            self.release()
+        self._write_turn()
 
     def flush(self) -> None:
         self._write_turn()
@@ -224,14 +283,28 @@ class TurnHandler(logging.StreamHandler):
             self.release()
 
 
+_MAIN_THREAD = threading.main_thread().ident
+
+
 def _main_thread_loop() -> asyncio.AbstractEventLoop | None:
     """The running event loop when called from the main thread in one, else None."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.get_ident() != _MAIN_THREAD:
         return None
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+_LEVEL_NAMES: dict[int, str] = {}
+
+
+def _level_name(level: int) -> str:
+    """`info`, `warning`, ...: the line's `level=`."""
+    name = _LEVEL_NAMES.get(level)
+    if name is None:
+        name = _LEVEL_NAMES[level] = logging.getLevelName(level).lower()
+    return name
 
 
 def _is_structured(message: str) -> bool:
@@ -297,6 +370,8 @@ def setup(
         root.removeHandler(old)
     handler._smsbridge = True  # type: ignore[attr-defined]
     root.addHandler(handler)
+    global _direct
+    _direct = handler if isinstance(handler, TurnHandler) else None
     root.setLevel(logging.WARNING)
     logging.getLogger("smsbridge").setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
@@ -339,6 +414,7 @@ def _masked(value: str) -> str:
 
 
 _KEYS: dict[str, str] = {}  # field name -> how the line spells it (`from_` -> `from`)
+_direct: TurnHandler | None = None  # setup(turns=True)'s handler: `event` may skip the record
 
 
 def event(
@@ -363,5 +439,9 @@ def event(
         if spelled is None:
             spelled = _KEYS.setdefault(key, " " + key.rstrip("_") + "=")
         line += spelled + _value(value)
+    direct = _direct
+    if direct is not None and not exc_info and direct.takes_alone(logger, level):
+        direct.write_event(logger, level, line)  # the line a record would give, sooner
+        return
     # `logger.log` less its second isEnabledFor check: the same record, the same handlers
     logger._log(level, line, (), exc_info=exc_info)

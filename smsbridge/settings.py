@@ -179,6 +179,13 @@ _count_from_one = _at_least(_whole, 1)  # a limit or count where 0 makes no sens
 _interval = _at_least(_seconds, 0, above=True)  # a period or timeout: 0 would spin or fail
 
 
+def _commit_wait(raw: str) -> float:
+    value = _duration(raw)
+    if value > 0.1:
+        raise ValueError(f"must be at most 0.1 (seconds), got {raw!r}")
+    return float(value)
+
+
 def _share(raw: str) -> float:
     """A part of a whole: at least 0, below 1."""
     try:
@@ -362,6 +369,16 @@ SETTINGS: tuple[Setting, ...] = (
         "The database: the path of an SQLite file, or a `postgresql://user:pass@host/db` URL "
         "(several bridges on one PostgreSQL database; needs the `postgres` extra).",
         _database,
+    ),
+    Setting(
+        "commit_wait",
+        "0.01",
+        "Seconds, at most, the database writer holds a commit of the background workers' writes "
+        "(sends, their outcomes, CHT exchanges) open for more to join it, while writes come "
+        "together (group commit: one disk sync for many under load); it commits once none came "
+        "for a fifth of this. A webhook's write, and a lone write, never wait. 0: commit at "
+        "once. At most 0.1.",
+        _commit_wait,
     ),
     Setting("host", "127.0.0.1", "Address `smsbridge serve` listens on."),
     Setting("port", "8080", "Port `smsbridge serve` listens on.", _whole),
@@ -682,6 +699,7 @@ class Settings:
     cht_password: Secret
     cht_timeout: float
     database: Path | str  # a str: a PostgreSQL URL
+    commit_wait: float
     host: str
     port: int
     header_timeout: float

@@ -34,6 +34,8 @@ def well_formed(text: str) -> str:
     SMS split in the middle of an emoji, or `"\\ud800"` in a JSON body) replaced by U+FFFD.
     Valid pairs are joined. A lone surrogate cannot be stored or encoded as UTF-8, and it is
     not a character: replacing it keeps the rest of the message instead of refusing it all."""
+    if text.isascii():  # nearly every SMS field, and no surrogate is ASCII
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -5,7 +5,9 @@ writer drains whatever jobs are waiting, runs them in one transaction (each insi
 SAVEPOINT, so one failing job does not spoil the others), commits once (`synchronous=FULL`: on
 disk, not just in the OS cache) and only then resolves each job's future. Concurrent webhook
 requests therefore share one fsync, and none of them hears "done" before its rows are durable
-(docs/architecture.md, rule 1).
+(docs/architecture.md, rule 1). The background loops' jobs (`BACKGROUND`: sends, their outcomes,
+CHT exchanges), which come one by one, may wait up to SMSBRIDGE_COMMIT_WAIT for others to share
+their commit while writes have lately been coming together (`Gathering`).
 
 A savepoint copies every page its job touches into a statement journal: a large part of a small
 job's cost. A job written with `rerunnable=True` (no effect but on the database, so running it
@@ -41,7 +43,9 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +58,8 @@ Job = Callable[[sqlite3.Connection], T]
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
 _URL_SCHEMES = ("postgresql://", "postgres://")
+COMMIT_WAIT = 0.01  # seconds; the default of SMSBRIDGE_COMMIT_WAIT (`Gathering`)
+COMPANY_HOLD = 1.0  # seconds the writer keeps waiting for company after it last had some
 
 
 def is_postgres_url(database: object) -> bool:
@@ -87,12 +93,34 @@ def matching(conditions: Iterable[tuple[str, object | None]]) -> tuple[str, list
     return " AND ".join(["1 = 1", *(c for c, _ in given)]), [v for _, v in given]
 
 
-def open_store(database: Path | str, *, migrate: bool = True, max_batch: int = 512) -> Store:
+def insert_rows(conn: Any, insert: str, row: str, rows: Sequence[Sequence[object]]) -> None:
+    """`insert` (`INSERT INTO t(a, b)`) of every one of `rows`, each written `row` (`(?, ?)`),
+    in one statement per ROWS_PER_INSERT rows rather than one per row (`executemany`): the
+    database takes them in one step, and the writer thread takes the GIL back once, not once
+    per row, from an event loop that is busy serving."""
+    for at in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[at : at + ROWS_PER_INSERT]
+        conn.execute(
+            f"{insert} VALUES {','.join([row] * len(chunk))}",
+            [value for values in chunk for value in values],
+        )
+
+
+ROWS_PER_INSERT = 100  # rows per statement: at most 1,000 parameters for our tables
+
+
+def open_store(
+    database: Path | str,
+    *,
+    migrate: bool = True,
+    max_batch: int = 512,
+    commit_wait: float = COMMIT_WAIT,
+) -> Store:
     """The store of SMSBRIDGE_DATABASE: an SQLite `Store` for a path, a `PgStore` (the same
     API: smsbridge/postgres/store.py) for a `postgresql://` URL. PostgreSQL needs the `postgres`
     extra (psycopg); without it, a URL is a ConfigError."""
     if not is_postgres_url(database):
-        return Store(database, migrate=migrate, max_batch=max_batch)
+        return Store(database, migrate=migrate, max_batch=max_batch, commit_wait=commit_wait)
     try:
         from smsbridge.postgres.store import PgStore
     except ImportError as exc:
@@ -100,7 +128,7 @@ def open_store(database: Path | str, *, migrate: bool = True, max_batch: int = 5
             "SMSBRIDGE_DATABASE is a PostgreSQL URL but psycopg is not installed: "
             "pip install 'smsbridge[postgres]'"
         ) from exc
-    return PgStore(str(database), migrate=migrate, max_batch=max_batch)
+    return PgStore(str(database), migrate=migrate, max_batch=max_batch, commit_wait=commit_wait)
 
 
 def _create_private(path: Path) -> None:
@@ -167,11 +195,43 @@ class StoreClosed(RuntimeError):
     pass
 
 
+BACKGROUND: ContextVar[bool] = ContextVar("smsbridge_background", default=False)
+"""True in the service's background loops (workers.py sets it in each): their writes may wait
+for company (`Gathering`); nobody waits on them but the loop itself."""
+
+
+class Gathering:
+    """How long the writer waits for more jobs before it commits a batch (group commit).
+
+    A commit costs the same for one job as for fifty (an fsync, the locks, waking the threads
+    that wait), and the background loops' jobs come singly: a send claimed, its outcome, the
+    next claim, each a moment apart. While jobs have lately been coming together (a batch of
+    two or more), the writer keeps a batch of background jobs (`BACKGROUND`) open while more
+    keep coming, each within `gap` (a fifth of `wait`) of the last, for up to `wait` seconds
+    from its first job. A job someone waits on (a webhook's, a phone's, an operator's) closes
+    the batch: it is committed as soon as the writer gets to it, as ever. A lone writer (the
+    CLI, a quiet bridge: no company for COMPANY_HOLD seconds) never waits either."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = max(0.0, wait)
+        self.gap = self.wait / 5
+        self._company_until = 0.0
+
+    def deadline(self, now: float) -> float:
+        """Until when, at most, the batch whose first job was taken at `now` takes more."""
+        return now + self.wait if now < self._company_until else now
+
+    def had(self, jobs: int, now: float) -> None:
+        """The batch closed at `now` held `jobs` jobs."""
+        if jobs > 1:
+            self._company_until = now + COMPANY_HOLD
+
+
 class _Entry:
     """A queued job and where its outcome goes: a concurrent future (sync callers) or an
     asyncio future of `loop` (async callers)."""
 
-    __slots__ = ("future", "job", "loop", "rerunnable")
+    __slots__ = ("background", "future", "job", "loop", "rerunnable")
 
     def __init__(
         self,
@@ -179,11 +239,13 @@ class _Entry:
         future: concurrent.futures.Future[Any] | asyncio.Future[Any],
         loop: asyncio.AbstractEventLoop | None,
         rerunnable: bool = False,
+        background: bool = False,
     ) -> None:
         self.job = job
         self.future = future
         self.loop = loop
         self.rerunnable = rerunnable
+        self.background = background
 
     def start(self) -> bool:
         """False when the caller gave up (cancelled) before the job ran: skip it."""
@@ -226,9 +288,17 @@ class Store:
 
     dialect = SQLITE
 
-    def __init__(self, path: Path | str, *, max_batch: int = 512, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        max_batch: int = 512,
+        migrate: bool = True,
+        commit_wait: float = COMMIT_WAIT,
+    ) -> None:
         """Open (creating, 0600) the database at `path`. `migrate=False`: leave the schema as
-        it is, and raise ConfigError unless it is the version this code expects."""
+        it is, and raise ConfigError unless it is the version this code expects.
+        `commit_wait`: see `Gathering` (SMSBRIDGE_COMMIT_WAIT)."""
         self.path = Path(path)
         self.name = str(self.path)  # what logs and messages call the database
         _create_private(self.path)
@@ -246,6 +316,7 @@ class Store:
         else:
             self.version = _expect_current(self._writer, self.path)
         self._max_batch = max_batch
+        self._gathering = Gathering(commit_wait)
         self._jobs: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -273,7 +344,7 @@ class Store:
         rollback (see the module doc): it then costs no savepoint."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._put(_Entry(job, future, loop, rerunnable))
+        self._put(_Entry(job, future, loop, rerunnable, BACKGROUND.get()))
         return await future
 
     def write_sync(self, job: Job[T]) -> T:
@@ -285,25 +356,40 @@ class Store:
         self._jobs.put(entry)
 
     def _run(self) -> None:
-        conn = self._writer
         while True:
             first = self._jobs.get()
             if first is None:
                 break
-            batch = [first]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._commit_batch(conn, batch)
+            batch, stop = self._gather(first)
+            self._commit_batch(self._writer, batch)
             if stop:
                 break
+
+    def _gather(self, first: _Entry) -> tuple[list[_Entry], bool]:
+        """`first` and the jobs behind it, up to max_batch: those waiting now and, while every
+        one is a background job, those that come before the batch's deadline (`Gathering`);
+        and whether `close` asked the writer to stop (after this batch)."""
+        batch = [first]
+        now = time.monotonic()
+        deadline = self._gathering.deadline(now) if first.background else now
+        while len(batch) < self._max_batch:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                left = min(deadline - time.monotonic(), self._gathering.gap)
+                if left <= 0:
+                    break
+                try:
+                    item = self._jobs.get(timeout=left)
+                except queue.Empty:
+                    break
+            if item is None:
+                return batch, True
+            batch.append(item)
+            if not item.background:  # someone waits on it: no more waiting
+                deadline = 0.0
+        self._gathering.had(len(batch), time.monotonic())
+        return batch, False
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Entry]) -> None:
         started = [entry for entry in batch if entry.start()]

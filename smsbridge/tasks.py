@@ -25,7 +25,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from smsbridge.store import POSTGRESQL, Store, dialect_of
+from smsbridge.store import POSTGRESQL, Store, dialect_of, insert_rows
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,12 @@ def enqueue_many_in(
 ) -> None:
     """New tasks of `kind`, one per (ref, now) of `items`, each due at its `now`: one statement
     for them all (the inbound SMS of many webhooks, inbound/messages.py `accept_many_in`)."""
-    conn.executemany(_INSERT_TASK, [(kind, ref, now, 0.0, now, now) for ref, now in items])
+    insert_rows(
+        conn,
+        "INSERT INTO tasks(kind, ref, state, attempts, not_before, lead, created_at, updated_at)",
+        "(?, ?, 'ready', 0, ?, ?, ?, ?)",
+        [(kind, ref, now, 0.0, now, now) for ref, now in items],
+    )
 
 
 _INSERT_TASK = (

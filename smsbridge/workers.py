@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from smsbridge.errors import Unavailable
 from smsbridge.logs import event
+from smsbridge.store import BACKGROUND
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +46,22 @@ class Wakeup:
         if self._pending:
             self._pending = False
             return
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         self._waiters.append(waiter)
+        # a timer, not asyncio.wait_for (a task and callbacks per wait: workers wait often)
+        timer = loop.call_later(timeout, _wake, waiter)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, timeout)
+            await waiter
         finally:
-            with contextlib.suppress(ValueError):
+            timer.cancel()
+            if waiter in self._waiters:  # not taken by `set` (`remove` would build an error)
                 self._waiters.remove(waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def survive(
@@ -146,8 +156,12 @@ class WorkerPool:
         self._loops.append((name, loop))
 
     def start(self) -> None:
+        """Each loop as a task, its writes marked background (store.py `BACKGROUND`: they may
+        wait a moment for other writes to share their commit)."""
         for name, loop in self._loops:
-            self._tasks.append(asyncio.create_task(loop(), name=name))
+            context = contextvars.copy_context()
+            context.run(BACKGROUND.set, True)
+            self._tasks.append(asyncio.create_task(loop(), name=name, context=context))
 
     async def stop(self) -> None:
         await cancel_all(self._tasks)

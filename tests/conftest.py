@@ -63,6 +63,7 @@ POSTGRES_MODULES = (
     "test_store.py",
     "test_tasks.py",
     "test_retention.py",
+    "test_group_commit.py",
     "inbound/",
     "outbound/",
 )

@@ -5,9 +5,11 @@ its expression on a text that cannot hold a phone number. Neither may change wha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import random
+import re
 import threading
 from collections.abc import Iterator
 
@@ -118,3 +120,109 @@ def test_mask_phones_masks_exactly_what_its_expression_finds() -> None:
         "\u0660\u0667\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668",  # Arabic-Indic digits
     ):
         assert mask_phones(text) != text
+
+
+# -- `event` without a LogRecord ---------------------------------------------------------------
+# Under `smsbridge serve` the turn handler is the only handler: `event` then hands its line to
+# it (`TurnHandler.write_event`) without the logging module's record, filters and formatter.
+# What it writes must be, to the character, what the record would have given.
+
+SECRET = "s3cr3t-token-value"
+LINES = [
+    ("inbound_accepted", logging.INFO, {"sender": "+254712345678", "message": "m-1"}),
+    ("outgoing_failed", logging.WARNING, {"to": "0712345678", "reason": f"key={SECRET} refused"}),
+    ("odd", logging.INFO, {"detail": 'a "quoted" line\nwith ESC \x1b and +254 712 345 678'}),
+    ("webhook", logging.ERROR, {"path": f"/carriers/twilio/{SECRET}x/inbound", "n": 3}),
+    ("debugging", logging.DEBUG, {"sender": "+254712345678"}),  # DEBUG keeps the number
+]
+
+
+@pytest.fixture
+def alone() -> Iterator[tuple[_Writes, logging.Handler]]:
+    """The turn handler, set up as `smsbridge serve` sets it up (at DEBUG)."""
+    stream = _Writes()
+    handler = setup("DEBUG", secrets=[SECRET], stream=stream, turns=True)
+    try:
+        yield stream, handler
+    finally:
+        handler.flush()
+        logging.getLogger().removeHandler(handler)
+        logging.getLogger("smsbridge").setLevel(logging.NOTSET)
+
+
+@contextlib.contextmanager
+def only(handler: logging.Handler) -> Iterator[None]:
+    """`handler` as the root's only handler, as under `smsbridge serve` (pytest's capture
+    handlers, added around each test's call, set aside meanwhile)."""
+    root = logging.getLogger()
+    kept = root.handlers[:]
+    root.handlers[:] = [handler]
+    try:
+        yield
+    finally:
+        root.handlers[:] = kept
+
+
+def _without_ts(text: str) -> list[str]:
+    return [line.split(" ", 1)[1] for line in text.splitlines()]
+
+
+def _log_all() -> None:
+    for name, level, fields in LINES:
+        event(log, name, level, **fields)
+
+
+def test_a_line_made_without_a_record_is_the_line_a_record_gives(
+    alone: tuple[_Writes, logging.Handler],
+) -> None:
+    stream, handler = alone
+
+    async def direct() -> None:
+        _log_all()
+        await asyncio.sleep(0)
+
+    with only(handler):
+        assert handler.takes_alone(log, logging.INFO)  # type: ignore[attr-defined]
+        asyncio.run(direct())
+    fast = stream.getvalue()
+
+    stream.seek(0)
+    stream.truncate()
+    with only(handler):
+        logging.getLogger().addHandler(logging.NullHandler())  # another: through records
+        assert not handler.takes_alone(log, logging.INFO)  # type: ignore[attr-defined]
+        asyncio.run(direct())
+    through_records = stream.getvalue()
+
+    assert _without_ts(fast) == _without_ts(through_records)
+    assert len(fast.splitlines()) == len(LINES)
+    assert SECRET not in fast and "+254712345678" in fast  # DEBUG only keeps the number
+    assert fast.count("+254712345678") == 1
+    for line in fast.splitlines():
+        assert re.fullmatch(
+            r"ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=\w+ logger=\S+ .*", line
+        )
+
+
+def test_a_line_without_a_record_from_another_thread_or_no_loop_is_written_at_once(
+    alone: tuple[_Writes, logging.Handler],
+) -> None:
+    stream, handler = alone
+    with only(handler):
+        event(log, "no_loop")
+        assert _events(stream.getvalue()) == ["no_loop"]
+        worker = threading.Thread(target=lambda: event(log, "from_a_thread"))
+        worker.start()
+        worker.join()
+    assert _events(stream.getvalue()) == ["no_loop", "from_a_thread"]
+
+
+def test_a_capture_handler_still_hears_every_event(
+    alone: tuple[_Writes, logging.Handler], caplog: pytest.LogCaptureFixture
+) -> None:
+    stream, handler = alone
+    with only(handler):
+        logging.getLogger().addHandler(caplog.handler)
+        event(log, "heard", message="m-2")
+    assert [r.getMessage() for r in caplog.records] == ["event=heard message=m-2"]
+    assert _events(stream.getvalue()) == ["heard"]  # and the turn handler too

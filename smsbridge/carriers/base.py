@@ -251,6 +251,7 @@ def require(params: Mapping[str, str], *names: str) -> list[str]:
 # A sender: a phone number (digits with the usual separators, at most 20 digits after an
 # international prefix) or an alphanumeric sender id (at most 11 GSM letters, digits, spaces).
 _PHONE = re.compile(r"\+?[0-9 ().\-]+")
+_SEPARATORS = str.maketrans("", "", "+ ().-")  # what _PHONE allows besides ASCII digits
 MAX_PHONE_DIGITS = 20
 MAX_SENDER_ID = 11
 _SENDER_ID_CHARS = frozenset(
@@ -266,7 +267,7 @@ def sender_of(value: str, name: str, *, bare_international: bool = False) -> str
     alphanumeric sender id as given. BadRequest for anything else: nothing is stored."""
     raw = value.strip()
     if _PHONE.fullmatch(raw):
-        digits = "".join(c for c in raw if c.isdigit())
+        digits = raw.translate(_SEPARATORS)
         international_form = raw.startswith(("+", "00")) or bare_international
         if raw.startswith("00"):
             digits = digits[2:]

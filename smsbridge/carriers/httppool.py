@@ -141,8 +141,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
         timeouts: dict[str, float | None],
     ) -> httpx.Response:
         try:
-            async with asyncio.timeout(timeouts.get("write")):
-                conn.writer.write(wire)
+            conn.writer.write(wire)
+            if conn.writer.transport.get_write_buffer_size():  # the rest waits for the socket
+                async with asyncio.timeout(timeouts.get("write")):
+                    await conn.writer.drain()
+            else:  # all sent at once: no timer to set (drain still raises if the peer went)
                 await conn.writer.drain()
         except TimeoutError as exc:
             raise httpx.WriteTimeout("writing the request", request=request) from exc
@@ -262,7 +265,7 @@ class LeanClient(httpx.AsyncClient):
         response = await self._lean.handle_async_request(request)
         response.request = request
         try:
-            await response.aread()
+            response.read()  # the body is in memory (a ByteStream): decoded without a coroutine
         except BaseException:
             await response.aclose()
             raise

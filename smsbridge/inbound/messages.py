@@ -16,6 +16,8 @@ import asyncio
 import hashlib
 import os
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from smsbridge import tasks
 from smsbridge.sms import InboundSms
-from smsbridge.store import Store, matching, serialize_in
+from smsbridge.store import Store, insert_rows, matching, serialize_in
 
 if TYPE_CHECKING:
     from smsbridge.smsparser.parser import Report
@@ -92,7 +94,7 @@ def accept_many_in(
         due.append((message_id, now))
         out[i][j] = Accepted(message_id, duplicate=False)
     if rows:
-        conn.executemany(_INSERT_MESSAGE, rows)
+        insert_rows(conn, _INSERT_MESSAGE_INTO, _MESSAGE_ROW, rows)
         tasks.enqueue_many_in(conn, SUBMIT, due)
     return out
 
@@ -120,10 +122,30 @@ _CHUNK = 500  # ids per look-up (well under SQLite's limit of bound parameters)
 
 
 def _new_ids(count: int) -> Iterator[str]:
-    """`count` new message uuids (version 4), their randomness read in one call."""
-    random = os.urandom(16 * count)
-    for at in range(0, 16 * count, 16):
-        yield str(uuid.UUID(bytes=random[at : at + 16], version=4))
+    """`count` new message uuids, time-ordered (RFC 9562 version 7: the time in milliseconds,
+    then 74 random bits; their randomness read in one call). The uuid is the key of two indexes
+    (`messages_uuid`, and `tasks_ref` through the submit task): random keys (version 4) put
+    each new row on a page of its own in both, and a commit of a few dozen webhooks then
+    wrote a few dozen pages per index; time-ordered keys go to the same last pages."""
+    ms = time.time_ns() // 1_000_000 & _MS_BITS
+    random = os.urandom(10 * count)
+    for at in range(0, 10 * count, 10):
+        bits = int.from_bytes(random[at : at + 10], "big")
+        yield str(
+            uuid.UUID(
+                int=ms << 80
+                | _VERSION_7
+                | (bits >> 62 & 0xFFF) << 64  # 12 random bits after the version
+                | _RFC_VARIANT
+                | bits & _LOW_62  # 62 random bits after the variant
+            )
+        )
+
+
+_MS_BITS = (1 << 48) - 1
+_VERSION_7 = 0x7 << 76
+_RFC_VARIANT = 0b10 << 62
+_LOW_62 = (1 << 62) - 1
 
 
 def _accept_unkeyed_in(
@@ -150,47 +172,64 @@ def _accept_unkeyed_in(
 
 
 class AcceptGroups:
-    """Accepts the inbound SMS of all the webhooks that arrive in one turn of the event loop
-    with ONE write job (`accept_many_in`) instead of a job each: under load dozens of them wait
-    for the same commit anyway, and their messages then cost three statements, not three each
-    (the store's writer takes the GIL back after every statement: smsbridge/store.py). Each
-    caller still returns only once its messages are committed (docs/architecture.md, rule 1).
-    If the group's job fails, each caller's messages are accepted in a job of their own, so
-    that a webhook that cannot be stored fails alone."""
+    """Accepts the inbound SMS of concurrent webhooks with ONE write job (`accept_many_in`)
+    instead of a job each: the webhooks that arrive while a group's job waits for the store's
+    writer all join that group, which the job takes only when the writer runs it. Under load
+    the writer then commits one job of three statements for dozens of webhooks, where a job
+    each cost three statements each, and the writer takes the GIL back from the busy event
+    loop after every statement (smsbridge/store.py). Each caller still returns only once its
+    messages are committed (docs/architecture.md, rule 1). If the group's job fails, each
+    caller's messages are accepted in a job of their own, so that a webhook that cannot be
+    stored fails alone."""
 
     def __init__(self, store: Store, dedup_window: float) -> None:
         self.store = store
         self.dedup_window = dedup_window
-        self._waiting: list[Waiting] = []
+        self._open: list[Waiting] = []  # the group a queued job will take
+        self._queued = False  # a job for `_open` waits for the writer
+        self._lock = threading.Lock()  # the writer's thread takes the group
         self._writing: set[asyncio.Task[None]] = set()
 
     async def accept(self, messages: Sequence[InboundSms], now: float) -> list[Accepted]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Accepted]] = loop.create_future()
-        if not self._waiting:
-            loop.call_soon(self._write_group)
-        self._waiting.append((messages, now, future))
+        future: asyncio.Future[list[Accepted]] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._open.append((messages, now, future))
+            start, self._queued = not self._queued, True
+        if start:
+            task = asyncio.ensure_future(self._write())
+            self._writing.add(task)  # held until done (the loop keeps weak references only)
+            task.add_done_callback(self._writing.discard)
         return await future
 
-    def _write_group(self) -> None:
-        group, self._waiting = self._waiting, []
-        task = asyncio.ensure_future(self._write(group))
-        self._writing.add(task)  # held until done (the loop keeps weak references only)
-        task.add_done_callback(self._writing.discard)
+    def _take(self) -> list[Waiting]:
+        """The open group, for its job: webhooks from now on join the next one."""
+        with self._lock:
+            group, self._open, self._queued = self._open, [], False
+        return group
 
-    async def _write(self, group: list[Waiting]) -> None:
-        calls = [(messages, now) for messages, now, _ in group]
+    async def _write(self) -> None:
+        taken: list[list[Waiting]] = []  # the group, once the job took it (reruns keep it)
+
+        def job(conn: sqlite3.Connection) -> list[list[Accepted]]:
+            if not taken:
+                taken.append(self._take())
+            calls = [(messages, now) for messages, now, _ in taken[0]]
+            return accept_many_in(conn, calls, self.dedup_window)
+
         try:
-            outcomes = await self.store.write(
-                lambda c: accept_many_in(c, calls, self.dedup_window), rerunnable=True
-            )
-        except Exception as exc:
+            outcomes = await self.store.write(job, rerunnable=True)
+        except BaseException as exc:
+            group = taken[0] if taken else self._take()  # the job never ran: take it here
+            if not isinstance(exc, Exception):  # cancelled (shutdown): so are its callers
+                for _, _, future in group:
+                    future.cancel()
+                raise
             if len(group) == 1:
                 _settle(group[0][2], exc)
                 return
             await asyncio.gather(*(self._write_alone(waiting) for waiting in group))
             return
-        for (_, _, future), accepted in zip(group, outcomes, strict=True):
+        for (_, _, future), accepted in zip(taken[0], outcomes, strict=True):
             _settle(future, accepted)
 
     async def _write_alone(self, waiting: Waiting) -> None:
@@ -230,7 +269,7 @@ def insert_message_in(
     digest: str | None = None,
 ) -> str:
     """Store one new message and its submit task; returns the message's uuid."""
-    message_id = str(uuid.uuid4())
+    message_id = next(_new_ids(1))
     conn.execute(
         _INSERT_MESSAGE,
         (message_id, carrier, external_id, sender, recipient, text, received_at_ms,
@@ -240,10 +279,12 @@ def insert_message_in(
     return message_id
 
 
-_INSERT_MESSAGE = (
+_INSERT_MESSAGE_INTO = (
     "INSERT INTO messages(uuid, carrier, external_id, sender, recipient, text, received_at, "
-    "accepted_at, content_hash, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')"
+    "accepted_at, content_hash, state)"
 )
+_MESSAGE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')"
+_INSERT_MESSAGE = f"{_INSERT_MESSAGE_INTO} VALUES {_MESSAGE_ROW}"
 
 
 # -- long SMS in parts ---------------------------------------------------------------------------

@@ -61,7 +61,7 @@ from smsbridge.postgres.connection import (
     unavailable,
     wait_for_locks,
 )
-from smsbridge.store import Job, Store, StoreClosed, _Entry, _settle
+from smsbridge.store import COMMIT_WAIT, Gathering, Job, Store, StoreClosed, _Entry, _settle
 
 T = TypeVar("T")
 
@@ -81,7 +81,14 @@ class PgStore(Store):
 
     dialect = DIALECT
 
-    def __init__(self, url: str, *, max_batch: int = 512, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_batch: int = 512,
+        migrate: bool = True,
+        commit_wait: float = COMMIT_WAIT,
+    ) -> None:
         self.url = url
         self.name = dburl.masked(url)
         self._pg = connect(url, starting=True)
@@ -96,6 +103,7 @@ class PgStore(Store):
             raise
         self._writer = self._pg  # type: ignore[assignment]  # Store.close closes it
         self._max_batch = max_batch
+        self._gathering = Gathering(commit_wait)
         self._jobs: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
         self._local = threading.local()
         self._readers = []

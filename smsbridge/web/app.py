@@ -135,7 +135,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             own_store = store is None
-            db = store if store is not None else open_store(settings.database)
+            db = (
+                store
+                if store is not None
+                else open_store(settings.database, commit_wait=settings.commit_wait)
+            )
             if own_store:
                 stack.callback(db.close)
             client: ChtApi

@@ -7,6 +7,9 @@ alone."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import pytest
 
 from smsbridge.inbound.messages import Accepted, AcceptGroups
 from smsbridge.sms import InboundSms
-from smsbridge.store import open_store
+from smsbridge.store import ROWS_PER_INSERT, open_store
 from tests.conftest import inject_crash
 
 AT = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -102,7 +105,8 @@ def test_a_webhook_that_cannot_be_stored_fails_alone(database: Path | str) -> No
         assert len(submit_tasks(store)) == 2
 
 
-@pytest.mark.parametrize("webhooks", [1, 40])
+# more webhooks than one INSERT statement takes rows (store.py `insert_rows`): several chunks
+@pytest.mark.parametrize("webhooks", [1, 40, 2 * ROWS_PER_INSERT + 7])
 def test_every_caller_of_a_group_hears_its_own_messages(
     database: Path | str, webhooks: int
 ) -> None:
@@ -117,3 +121,48 @@ def test_every_caller_of_a_group_hears_its_own_messages(
         answers = asyncio.run(one_turn())
         by_id = dict(stored(store))
         assert [answer[0].uuid for answer in answers] == [by_id[f"m-{i}"] for i in range(webhooks)]
+        assert len(by_id) == webhooks
+        assert sorted(submit_tasks(store)) == sorted(by_id.values())  # a task each, no more
+
+
+def test_webhooks_that_come_while_the_writer_is_busy_share_the_next_job(
+    database: Path | str,
+) -> None:
+    with open_store(database) as store:
+        groups = AcceptGroups(store, dedup_window=60.0)
+        busy = threading.Event()
+
+        async def flow() -> list[list[Accepted]]:
+            jobs = store.jobs_done
+            blocker = asyncio.ensure_future(store.write(lambda c: busy.wait(10)))
+            await asyncio.sleep(0.05)  # the writer is inside the blocker's job
+            webhooks = []
+            for i in range(5):  # one per turn of the loop, none of them stored yet
+                webhooks.append(asyncio.ensure_future(groups.accept([sms(f"w-{i}")], 1000.0)))
+                await asyncio.sleep(0.01)
+            busy.set()
+            answers = await asyncio.gather(*webhooks)
+            await blocker
+            assert store.jobs_done == jobs + 2  # the blocker, and ONE job for the five
+            return answers
+
+        answers = asyncio.run(flow())
+        by_id = dict(stored(store))
+        assert [a[0].uuid for a in answers] == [by_id[f"w-{i}"] for i in range(5)]
+
+
+def test_message_ids_are_time_ordered_uuids(database: Path | str) -> None:
+    with open_store(database) as store:
+        groups = AcceptGroups(store, dedup_window=60.0)
+
+        async def one_by_one() -> list[str]:
+            ids = []
+            for i in range(4):
+                ids.append((await groups.accept([sms(f"t-{i}")], 1000.0))[0].uuid)
+                await asyncio.sleep(0.003)  # a later millisecond
+            return ids
+
+        ids = asyncio.run(one_by_one())
+        assert all(uuid.UUID(i).version == 7 and str(uuid.UUID(i)) == i for i in ids)
+        assert ids == sorted(ids)  # each after the one before: new rows at the indexes' end
+        assert abs(int(ids[0].replace("-", "")[:12], 16) / 1000 - time.time()) < 60

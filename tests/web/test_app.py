@@ -120,7 +120,9 @@ def test_concurrent_webhooks_are_all_stored(bridge) -> None:  # type: ignore[no-
         statuses = list(pool.map(post, range(200)))
     assert statuses == [200] * 200
     assert len(bridge.messages()) == 200
-    assert bridge.store.batches < bridge.store.jobs_done  # commits were shared
+    # commits were shared: fewer commits than webhooks (the accepts of webhooks that come while
+    # one waits for the writer are one job: inbound/messages.py AcceptGroups)
+    assert bridge.store.batches < len(statuses)
 
 
 def test_body_limit_middleware_refuses_negative_content_length() -> None:
