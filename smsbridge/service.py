@@ -24,7 +24,8 @@ from smsbridge.carriers.base import CarrierConfig
 from smsbridge.cht.appsettings import ChtSettingsCache
 from smsbridge.cht.breaker import ChtApi, ChtGate
 from smsbridge.cht.monitoring import ChtBacklog
-from smsbridge.inbound.messages import Accepted, AcceptGroups
+from smsbridge.inbound.groups import AcceptGroups
+from smsbridge.inbound.messages import Accepted
 from smsbridge.inbound.submit import InboundPipeline, accept_inbound
 from smsbridge.outbound import messages as outgoing
 from smsbridge.outbound.channels import ChannelPolicy, Channels

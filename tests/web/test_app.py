@@ -121,7 +121,7 @@ def test_concurrent_webhooks_are_all_stored(bridge) -> None:  # type: ignore[no-
     assert statuses == [200] * 200
     assert len(bridge.messages()) == 200
     # commits were shared: fewer commits than webhooks (the accepts of webhooks that come while
-    # one waits for the writer are one job: inbound/messages.py AcceptGroups)
+    # one waits for the writer are one job: inbound/groups.py AcceptGroups)
     assert bridge.store.batches < len(statuses)
 
 

@@ -4,6 +4,8 @@ store it (and one on a status URL would apply a delivery report)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from smsbridge.carriers import generic
@@ -56,3 +58,18 @@ def test_head_on_a_status_url_applies_no_delivery_report(bridge: RunningBridge) 
     assert kept() == 0
     assert bridge.http.get(path, params=report).status_code == 200  # by GET it is a report
     assert kept() == 1
+
+
+def test_head_on_the_phones_url_is_their_url_check(bridge_factory: Any) -> None:
+    """HEAD /api/sms is GET without its body (as on CHT's own /api/sms): the password checked,
+    200 with nothing exchanged; it used to fall into the POST branch and get a 400."""
+    phones = bridge_factory(
+        SMSBRIDGE_CARRIERS="chtgateway", SMSBRIDGE_CHTGATEWAY_ACCOUNTS="phone1:right-pass-1"
+    )
+    head = phones.http.head("/api/sms", auth=("phone1", "right-pass-1"))
+    assert head.status_code == 200 and head.content == b""
+    assert phones.http.head("/api/sms", auth=("phone1", "wrong")).status_code == 401
+    assert phones.http.get("/api/sms", auth=("phone1", "right-pass-1")).json() == {
+        "medic-gateway": True
+    }
+    assert phones.messages() == []
