@@ -14,7 +14,9 @@ _PR_SET_PDEATHSIG = 1
 
 def dies_with_parent(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
     """A `preexec_fn` for subprocess.Popen (it runs in the child, after any switch of user,
-    which would clear it)."""
+    which would clear it). The kernel sends `sig` when the THREAD that started the child ends:
+    start such children from a thread that lives as long as they should (the test's own, a
+    fixture's), never from a thread pool's worker."""
 
     def arrange() -> None:
         libc = ctypes.CDLL(None, use_errno=True)

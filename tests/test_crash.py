@@ -54,6 +54,13 @@ class Bridge:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        self.launch()
+        self.wait_started()
+
+    def launch(self) -> None:
+        """The bridge's process, started from this thread: it dies with this THREAD (the
+        parent-death signal follows the thread that started it), so launch from the test's
+        own thread, never from a pool's."""
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -71,6 +78,7 @@ class Bridge:
             preexec_fn=dies_with_parent(),  # a killed test run leaves no bridge behind
         )
 
+    def wait_started(self) -> None:
         def healthy() -> bool:
             assert self.proc is not None and self.proc.poll() is None, "bridge exited at start-up"
             try:

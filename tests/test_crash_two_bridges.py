@@ -165,8 +165,10 @@ def test_two_bridges_one_killed_nothing_lost_nothing_doubled(
                 bridge.env["SMSBRIDGE_PUBLIC_URL"] = lb_url  # delivery reports come back here
             victim = bridges[0]
             try:
-                with concurrent.futures.ThreadPoolExecutor(2) as starting:
-                    list(starting.map(Bridge.start, bridges))
+                for bridge in bridges:  # both start at once, each launched from this thread
+                    bridge.launch()
+                for bridge in bridges:
+                    bridge.wait_started()
                 feeder.start()
                 inbound = [f"{b.url}/carriers/generic/{TOKEN}/inbound" for b in bridges]
 
