@@ -93,18 +93,15 @@ def enqueue_many_in(
 ) -> None:
     """New tasks of `kind`, one per (ref, now) of `items`, each due at its `now`: one statement
     for them all (the inbound SMS of many webhooks, inbound/messages.py `accept_many_in`)."""
-    insert_rows(
-        conn,
-        "INSERT INTO tasks(kind, ref, state, attempts, not_before, lead, created_at, updated_at)",
-        "(?, ?, 'ready', 0, ?, ?, ?, ?)",
-        [(kind, ref, now, 0.0, now, now) for ref, now in items],
-    )
+    rows = [(kind, ref, now, 0.0, now, now) for ref, now in items]
+    insert_rows(conn, _INSERT_TASK_INTO, _TASK_ROW, rows)
 
 
-_INSERT_TASK = (
-    "INSERT INTO tasks(kind, ref, state, attempts, not_before, lead, created_at, updated_at) "
-    "VALUES (?, ?, 'ready', 0, ?, ?, ?, ?)"
+_INSERT_TASK_INTO = (
+    "INSERT INTO tasks(kind, ref, state, attempts, not_before, lead, created_at, updated_at)"
 )
+_TASK_ROW = "(?, ?, 'ready', 0, ?, ?, ?, ?)"
+_INSERT_TASK = f"{_INSERT_TASK_INTO} VALUES {_TASK_ROW}"
 
 
 def enqueue_or_expedite_in(

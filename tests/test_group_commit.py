@@ -106,3 +106,32 @@ def test_background_writes_that_trickle_in_share_commits(tmp_path: Path) -> None
         at_once = trickle(store)
     assert waiting <= 4  # 300 ms of writes 10 ms apart: a window of 0.5 s, or two
     assert at_once >= 15  # the same writes, each committed as soon as the writer took it
+
+
+def test_the_service_s_store_waits_as_smsbridge_commit_wait_says(tmp_path: Path) -> None:
+    """create_app opens the store of SMSBRIDGE_DATABASE with SMSBRIDGE_COMMIT_WAIT."""
+    from smsbridge.settings import Settings
+    from smsbridge.web.app import create_app
+
+    settings = Settings.from_env(
+        {
+            "SMSBRIDGE_DATABASE": str(tmp_path / "bridge.db"),
+            "SMSBRIDGE_CHT_URL": "http://127.0.0.1:9",
+            "SMSBRIDGE_COMMIT_WAIT": "0.05",
+        }
+    )
+    app = create_app(settings, start_workers=False)
+
+    async def lifespan() -> float:
+        incoming: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        outgoing: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        await incoming.put({"type": "lifespan.startup"})
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        running = asyncio.ensure_future(app(scope, incoming.get, outgoing.put))
+        assert (await outgoing.get())["type"] == "lifespan.startup.complete"
+        wait = app.state.service.store._gathering.wait
+        await incoming.put({"type": "lifespan.shutdown"})
+        await running
+        return float(wait)
+
+    assert asyncio.run(lifespan()) == 0.05

@@ -197,3 +197,12 @@ def test_an_unknown_log_level_is_a_problem_of_the_settings() -> None:
         "SMSBRIDGE_LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR, got 'loud'"
     )
     assert Settings.from_env({"SMSBRIDGE_LOG_LEVEL": " warning "}).log_level == "WARNING"
+
+
+def test_the_commit_wait_is_a_short_non_negative_number_of_seconds() -> None:
+    assert Settings.from_env({}).commit_wait == 0.01
+    assert Settings.from_env({"SMSBRIDGE_COMMIT_WAIT": "0"}).commit_wait == 0.0
+    for bad in ("-0.01", "0.5", "soon"):
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env({"SMSBRIDGE_COMMIT_WAIT": bad})
+        assert caught.value.detail.startswith("SMSBRIDGE_COMMIT_WAIT: ")
